@@ -1,0 +1,8 @@
+//! Ratchet: a durable execution server that real Restate SDK services and the `restate` CLI
+//! work against. See `docs/ARCHITECTURE.md` for the map.
+//!
+//! Invariant of the whole crate: the log is the ground truth. Nothing is acknowledged to
+//! anyone before the record that caused it is durable in the WAL.
+
+pub mod log;
+pub mod wal;

@@ -1,0 +1,2 @@
+//! The node's write-ahead log (being written).
+pub mod disk;
