@@ -1,2 +1,294 @@
-//! The node's write-ahead log (being written).
+//! The node's write-ahead log: one physical, segmented, append-only log that multiplexes many
+//! logical logs (one per partition, named by [`LogId`]), so that one durable write covers the
+//! appends of every partition at once.
+//!
+//! Shape: [`Wal::open`] recovers the directory, then a dedicated thread ([`writer`]) owns the
+//! [`disk::Disk`] and runs group commit; callers talk to it through a bounded channel and get
+//! an acknowledgement only after the write that covers their records completed durably.
+//! Readers ([`Reader`]) read durable records from the segment files and wake on new ones.
+//!
+//! Invariants:
+//! - An append is acknowledged only after the flush that holds it, and every flush before it,
+//!   completed durably. Acknowledgements go out in `Seq` order.
+//! - LSNs of every log are contiguous; recovery verifies it and refuses to start otherwise.
+//! - A failed durable write poisons the WAL: nothing is acknowledged after it, every later
+//!   call fails with [`WalError::Poisoned`]. Failures are never retried.
+//! - ENOSPC while preparing a segment is [`WalError::NoSpace`] for the appends that needed the
+//!   space; nothing was written, so the WAL stays usable. Segments are pre-written (zero
+//!   filled) before use, which also makes their fdatasyncs cheaper.
+//! - Corruption before the tail stops recovery with [`WalError::Corrupt`] naming file and
+//!   offset; a torn tail (an interrupted, unacknowledged write) is cut off.
+//!
+//! Files: live segments `<id:016x>.seg`, pre-written spares `<n:016x>.spare`, spares being
+//! prepared `<n:016x>.prep` (discarded on recovery).
+
 pub mod disk;
+mod reader;
+mod recovery;
+mod scan;
+mod shared;
+mod writer;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use segment_format::{Compression, LogId, Lsn, LOG_ID_CONTROL, RECORD_BODY_BYTES_MAX};
+use tokio::sync::{mpsc, oneshot};
+
+pub use reader::Reader;
+pub use shared::LogTail;
+
+use disk::{Disk, Engine};
+use shared::Shared;
+
+/// Everything that can go wrong, with the cause callers branch on.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WalError {
+    #[error("WAL I/O error during {op}: {message}")]
+    Io { op: &'static str, message: String },
+    #[error(
+        "no space left on the WAL's disk during {op}: free disk space; nothing that was \
+         acknowledged is lost"
+    )]
+    NoSpace { op: &'static str },
+    #[error("the WAL stopped after an earlier I/O failure ({cause}); restart the process")]
+    Poisoned { cause: String },
+    #[error("WAL corruption in {file} at offset {offset}: {detail}; refusing to start")]
+    Corrupt { file: String, offset: u64, detail: String },
+    #[error("record of {bytes} bytes is larger than the limit of {limit_bytes} bytes")]
+    TooLarge { bytes: usize, limit_bytes: usize },
+    #[error("log {0} is sealed and accepts no appends")]
+    Sealed(LogId),
+    #[error("log {log}: records up to LSN {lsn_trim} are trimmed; LSN {lsn} was requested")]
+    Trimmed { log: LogId, lsn: Lsn, lsn_trim: Lsn },
+    #[error("log id 0 is reserved for the WAL's own records")]
+    ReservedLog,
+    #[error("invalid WAL options: {0}")]
+    Options(String),
+    #[error("the WAL is shut down")]
+    Closed,
+}
+
+impl WalError {
+    pub(crate) fn io(op: &'static str, e: &io::Error) -> WalError {
+        if e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == io::ErrorKind::StorageFull {
+            WalError::NoSpace { op }
+        } else {
+            WalError::Io { op, message: e.to_string() }
+        }
+    }
+}
+
+/// Where and how the WAL runs. Limits are named with their unit last.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub dir: PathBuf,
+    pub engine: Engine,
+    /// Size of every segment file, header included.
+    pub segment_bytes: u64,
+    /// A flush gathers queued appends up to this many body bytes (a larger record goes
+    /// alone).
+    pub flush_bytes_max: usize,
+    /// Start another flush while one is in flight once this many bytes are queued.
+    pub flush_pipeline_bytes_min: usize,
+    /// Pre-written segments kept ready.
+    pub spares: usize,
+    /// Appends queued to the writer thread before callers wait.
+    pub queue_len_max: usize,
+    pub compression: Compression,
+}
+
+impl Options {
+    pub fn new(dir: impl Into<PathBuf>) -> Options {
+        Options {
+            dir: dir.into(),
+            engine: Engine::Auto,
+            segment_bytes: 64 * 1024 * 1024,
+            flush_bytes_max: 1024 * 1024,
+            flush_pipeline_bytes_min: 64 * 1024,
+            spares: 1,
+            queue_len_max: 4096,
+            compression: Compression::None,
+        }
+    }
+
+    fn validate(&self) -> Result<(), WalError> {
+        use segment_format::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES};
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes)
+            || self.segment_bytes % segment_format::BLOCK_BYTES as u64 != 0
+        {
+            return Err(WalError::Options(format!(
+                "segment_bytes {} must be a multiple of 4096 in {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX}",
+                self.segment_bytes
+            )));
+        }
+        if self.flush_bytes_max == 0
+            || self.flush_bytes_max as u64 > self.segment_bytes - 2 * SEGMENT_HEADER_BYTES as u64
+        {
+            return Err(WalError::Options("flush_bytes_max must be > 0 and fit a segment".into()));
+        }
+        if self.queue_len_max == 0 {
+            return Err(WalError::Options("queue_len_max must be > 0".into()));
+        }
+        Ok(())
+    }
+
+    /// The largest record body this configuration accepts: it must fit an empty segment with
+    /// its checkpoint record.
+    pub fn record_bytes_max(&self) -> usize {
+        let room = self.segment_bytes as usize - 2 * segment_format::SEGMENT_HEADER_BYTES - 1024;
+        RECORD_BODY_BYTES_MAX.min(room)
+    }
+}
+
+pub(crate) enum Request {
+    Append { log: LogId, bodies: Vec<Vec<u8>>, ack: oneshot::Sender<Result<Lsn, WalError>> },
+    Trim { log: LogId, lsn: Lsn, ack: oneshot::Sender<Result<(), WalError>> },
+    Seal { log: LogId, ack: oneshot::Sender<Result<Lsn, WalError>> },
+}
+
+impl Request {
+    fn fail(self, e: WalError) {
+        match self {
+            Request::Append { ack, .. } => drop(ack.send(Err(e))),
+            Request::Trim { ack, .. } => drop(ack.send(Err(e))),
+            Request::Seal { ack, .. } => drop(ack.send(Err(e))),
+        }
+    }
+}
+
+/// Handle to an open WAL. Cheap to share behind an `Arc`; dropping the last handle stops the
+/// writer thread after it finished what was queued.
+#[derive(Debug)]
+pub struct Wal {
+    tx: Option<mpsc::Sender<Request>>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    record_bytes_max: usize,
+}
+
+impl Wal {
+    /// Opens (or creates) the WAL in `opts.dir` with the configured engine.
+    pub fn open(opts: Options) -> Result<Wal, WalError> {
+        opts.validate()?;
+        let disk = disk::open_dir(&opts.dir, opts.engine).map_err(|e| WalError::io("open", &e))?;
+        Wal::open_with_disk(disk, opts)
+    }
+
+    /// Opens the WAL on a given disk (the simulator's, in tests).
+    pub fn open_with_disk<D: Disk>(mut disk: D, opts: Options) -> Result<Wal, WalError> {
+        opts.validate()?;
+        let recovered = recovery::recover(&mut disk, &opts)?;
+        let shared = Arc::new(Shared::new(disk.engine(), disk.reader(), &recovered));
+        let (tx, rx) = mpsc::channel(opts.queue_len_max);
+        let record_bytes_max = opts.record_bytes_max();
+        let writer = writer::Writer::new(disk, opts, shared.clone(), rx, recovered)?;
+        let thread = std::thread::Builder::new()
+            .name("ratchet-wal".into())
+            .spawn(move || writer.run())
+            .map_err(|e| WalError::io("spawn writer thread", &e))?;
+        Ok(Wal { tx: Some(tx), shared, thread: Some(thread), record_bytes_max })
+    }
+
+    /// Which disk engine is in use ("uring", "std", "sim").
+    pub fn engine(&self) -> &'static str {
+        self.shared.engine
+    }
+
+    fn closed_error(&self) -> WalError {
+        self.shared.poisoned().unwrap_or(WalError::Closed)
+    }
+
+    async fn send(&self, req: Request) -> Result<(), WalError> {
+        let tx = self.tx.as_ref().ok_or(WalError::Closed)?;
+        if let Some(e) = self.shared.poisoned() {
+            return Err(e);
+        }
+        tx.send(req).await.map_err(|_| self.closed_error())
+    }
+
+    /// Appends `bodies` to `log` as consecutive records; returns the LSN of the last one once
+    /// all are durable.
+    pub async fn append(&self, log: LogId, bodies: Vec<Vec<u8>>) -> Result<Lsn, WalError> {
+        if log == LOG_ID_CONTROL {
+            return Err(WalError::ReservedLog);
+        }
+        if let Some(b) = bodies.iter().find(|b| b.len() > self.record_bytes_max) {
+            return Err(WalError::TooLarge { bytes: b.len(), limit_bytes: self.record_bytes_max });
+        }
+        if bodies.is_empty() {
+            return Ok(self.tail(log).lsn_durable);
+        }
+        let (ack, rx) = oneshot::channel();
+        self.send(Request::Append { log, bodies, ack }).await?;
+        rx.await.map_err(|_| self.closed_error())?
+    }
+
+    /// Marks records of `log` up to `lsn` as no longer needed. Segments whose records are all
+    /// trimmed are recycled. Trimming beyond the last LSN trims to the last LSN.
+    pub async fn trim(&self, log: LogId, lsn: Lsn) -> Result<(), WalError> {
+        if log == LOG_ID_CONTROL {
+            return Err(WalError::ReservedLog);
+        }
+        let (ack, rx) = oneshot::channel();
+        self.send(Request::Trim { log, lsn, ack }).await?;
+        rx.await.map_err(|_| self.closed_error())?
+    }
+
+    /// Seals `log`: later appends fail with [`WalError::Sealed`]. Returns the last LSN.
+    pub async fn seal(&self, log: LogId) -> Result<Lsn, WalError> {
+        if log == LOG_ID_CONTROL {
+            return Err(WalError::ReservedLog);
+        }
+        let (ack, rx) = oneshot::channel();
+        self.send(Request::Seal { log, ack }).await?;
+        rx.await.map_err(|_| self.closed_error())?
+    }
+
+    /// Durable state of `log`.
+    pub fn tail(&self, log: LogId) -> LogTail {
+        self.shared.tail(log)
+    }
+
+    /// Reads `log` from `from` on: durable records only; waits for new ones at the tail.
+    pub fn reader(&self, log: LogId, from: Lsn) -> Reader {
+        Reader::new(self.shared.clone(), log, from)
+    }
+
+    /// Logs that have ever been written.
+    pub fn logs(&self) -> Vec<LogId> {
+        self.shared.logs()
+    }
+
+    /// Stops the writer after it finished queued work, and waits for it.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+pub(crate) fn segment_name(id: segment_format::SegmentId) -> String {
+    format!("{:016x}.seg", id.0)
+}
+
+pub(crate) fn parse_numbered(name: &str, ext: &str) -> Option<u64> {
+    let stem = name.strip_suffix(ext)?.strip_suffix('.')?;
+    if stem.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(stem, 16).ok()
+}

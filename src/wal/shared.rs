@@ -1,0 +1,121 @@
+//! State the writer thread publishes for everyone else: per-log durable tails, the segment
+//! index readers navigate with, the poison flag, and a watch that wakes tailing readers.
+//!
+//! Invariant: everything here describes durable data only. The writer updates it after a
+//! flush (and every flush before it) completed, never before.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use segment_format::{LogId, Lsn, SegmentId, Seq};
+use tokio::sync::watch;
+
+use super::disk::DiskRead;
+use super::WalError;
+
+/// Durable state of one log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogTail {
+    /// Last LSN whose flush completed (`Lsn::INVALID` if none).
+    pub lsn_durable: Lsn,
+    /// Records at or below this LSN may be gone.
+    pub lsn_trim: Lsn,
+    pub sealed: bool,
+}
+
+/// Where one log's records sit in one segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegLog {
+    pub first: Lsn,
+    pub last: Lsn,
+    /// Offset of the first frame in the segment holding a record of this log.
+    pub first_offset: u64,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct SegMeta {
+    pub name: String,
+    pub logs: HashMap<LogId, SegLog>,
+    /// End of the durable frames in this segment.
+    pub end_offset: u64,
+}
+
+impl SegMeta {
+    pub fn note(&mut self, log: LogId, lsn: Lsn, frame_offset: u64) {
+        self.logs
+            .entry(log)
+            .and_modify(|s| s.last = lsn)
+            .or_insert(SegLog { first: lsn, last: lsn, first_offset: frame_offset });
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    pub logs: HashMap<LogId, LogTail>,
+    pub segments: BTreeMap<SegmentId, SegMeta>,
+}
+
+/// What recovery found, handed to the writer and to [`Shared`].
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub wal_id: u64,
+    pub logs: HashMap<LogId, LogTail>,
+    pub control_lsn_last: Lsn,
+    pub segments: BTreeMap<SegmentId, SegMeta>,
+    /// The segment appends continue in, with its write position.
+    pub active: Option<(SegmentId, u64)>,
+    pub seq_next: Seq,
+    pub segment_id_next: SegmentId,
+    pub spares: Vec<String>,
+    pub spare_number_next: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub engine: &'static str,
+    pub reader: Arc<dyn DiskRead>,
+    index: Mutex<Index>,
+    pub durable_tx: watch::Sender<Seq>,
+    poisoned: Mutex<Option<WalError>>,
+}
+
+impl Shared {
+    pub fn new(engine: &'static str, reader: Arc<dyn DiskRead>, r: &Recovered) -> Shared {
+        let index = Index { logs: r.logs.clone(), segments: r.segments.clone() };
+        Shared {
+            engine,
+            reader,
+            index: Mutex::new(index),
+            durable_tx: watch::Sender::new(Seq(r.seq_next.0 - 1)),
+            poisoned: Mutex::new(None),
+        }
+    }
+
+    pub fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn tail(&self, log: LogId) -> LogTail {
+        self.index().logs.get(&log).copied().unwrap_or_default()
+    }
+
+    pub fn logs(&self) -> Vec<LogId> {
+        let mut v: Vec<LogId> = self.index().logs.keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    pub fn poisoned(&self) -> Option<WalError> {
+        self.poisoned.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn poison(&self, e: WalError) {
+        let mut p = self.poisoned.lock().unwrap_or_else(|p| p.into_inner());
+        if p.is_none() {
+            *p = Some(e);
+        }
+        drop(p);
+        // Wake readers so they observe the poison instead of waiting forever.
+        self.durable_tx.send_modify(|_| {});
+    }
+}

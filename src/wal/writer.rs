@@ -1,0 +1,640 @@
+//! The WAL writer thread: group commit, segment rolling, spare preparation, recycling.
+//!
+//! Loop: take queued requests (blocking only when idle), turn as many as fit into ONE frame
+//! per flush (so a flush is atomic on disk), submit it as a durable write, and while it runs
+//! let new requests queue up: they ride the next flush. Up to `Disk::inflight_max` flushes
+//! may be in flight when enough bytes are waiting; completions may arrive in any order, but
+//! results are published and acknowledged strictly in `Seq` order.
+//!
+//! Invariants:
+//! - `inflight.len() <= min(disk.inflight_max(), FLUSHES_INFLIGHT_MAX)`: recovery relies on it.
+//! - No flush is in flight in two segments at once: a roll drains all in-flight flushes first.
+//! - Every segment's first flush starts with a checkpoint record and carries the header.
+//! - After any error on the durable path the writer poisons the WAL and stops.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use segment_format::{
+    align_up, encode_batch_frame, encode_record_frame, frame_bytes_for, ControlRecord,
+    LogCheckpoint, LogId, Lsn, Position, RecordRef, SegmentHeader, SegmentId, Seq, BLOCK_BYTES,
+    FLUSHES_INFLIGHT_MAX, FRAME_HEADER_BYTES, LOG_ID_CONTROL, SEGMENT_HEADER_BYTES,
+};
+use tokio::sync::mpsc::{self, error::TryRecvError};
+use tokio::sync::oneshot;
+
+use super::disk::{Completion, Disk, FileId, IoBuf, Submission};
+use super::recovery::{zero_range, ZERO_CHUNK_BYTES};
+use super::shared::{Recovered, SegMeta, Shared};
+use super::{segment_name, Options, Request, WalError};
+
+#[derive(Clone, Copy, Debug, Default)]
+struct LogState {
+    last: Lsn,
+    trim: Lsn,
+    sealed: bool,
+}
+
+struct Active {
+    id: SegmentId,
+    file: FileId,
+    /// Where the next frame goes.
+    pos: u64,
+    bytes: u64,
+    header_pending: bool,
+}
+
+struct Prep {
+    name: String,
+    number: u64,
+    file: FileId,
+    done_bytes: u64,
+}
+
+enum Ack {
+    Append(oneshot::Sender<Result<Lsn, WalError>>, Lsn),
+    Trim(oneshot::Sender<Result<(), WalError>>),
+    Seal(oneshot::Sender<Result<Lsn, WalError>>, Lsn),
+}
+
+impl Ack {
+    fn fail(self, e: WalError) {
+        match self {
+            Ack::Append(tx, _) => drop(tx.send(Err(e))),
+            Ack::Trim(tx) => drop(tx.send(Err(e))),
+            Ack::Seal(tx, _) => drop(tx.send(Err(e))),
+        }
+    }
+    fn succeed(self) {
+        match self {
+            Ack::Append(tx, lsn) => drop(tx.send(Ok(lsn))),
+            Ack::Trim(tx) => drop(tx.send(Ok(()))),
+            Ack::Seal(tx, lsn) => drop(tx.send(Ok(lsn))),
+        }
+    }
+}
+
+/// One record source of a flush, in request order.
+enum Item {
+    Control(Vec<u8>, Lsn),
+    Append(LogId, Lsn, Vec<Vec<u8>>),
+}
+
+struct Flush {
+    seq: Seq,
+    done: bool,
+    segment: SegmentId,
+    offset: u64,
+    end: u64,
+    acks: Vec<Ack>,
+    /// (log, first, last) appended by this flush.
+    appended: Vec<(LogId, Lsn, Lsn)>,
+    trims: Vec<(LogId, Lsn)>,
+    seals: Vec<LogId>,
+}
+
+pub(crate) struct Writer<D: Disk> {
+    disk: D,
+    opts: Options,
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Request>,
+    wal_id: u64,
+    active: Option<Active>,
+    segment_id_next: SegmentId,
+    seq_next: Seq,
+    logs: HashMap<LogId, LogState>,
+    control_lsn_last: Lsn,
+    spares: VecDeque<String>,
+    spare_number_next: u64,
+    prep: Option<Prep>,
+    inflight: VecDeque<Flush>,
+    inflight_max: usize,
+    aligned: bool,
+    bufs: Vec<IoBuf>,
+    buf_bytes: usize,
+    pending: VecDeque<Request>,
+    pending_bytes: usize,
+    scratch: Vec<u8>,
+    completions: Vec<Completion>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn request_bytes(r: &Request) -> usize {
+    match r {
+        Request::Append { bodies, .. } => {
+            bodies.iter().map(|b| frame_bytes_for(b.len()) as usize).sum()
+        }
+        _ => frame_bytes_for(16) as usize,
+    }
+}
+
+impl<D: Disk> Writer<D> {
+    pub fn new(
+        mut disk: D,
+        opts: Options,
+        shared: Arc<Shared>,
+        rx: mpsc::Receiver<Request>,
+        r: Recovered,
+    ) -> Result<Writer<D>, WalError> {
+        let inflight_max = disk.inflight_max().clamp(1, FLUSHES_INFLIGHT_MAX as usize);
+        let aligned = disk.needs_aligned_writes();
+        // Room for a header block, a full flush, frame headers and alignment.
+        let buf_bytes = SEGMENT_HEADER_BYTES + opts.flush_bytes_max + 4 * BLOCK_BYTES;
+        let mut bufs: Vec<IoBuf> = (0..inflight_max).map(|_| IoBuf::new(buf_bytes)).collect();
+        disk.register_buffers(&mut bufs).map_err(|e| WalError::io("register buffers", &e))?;
+        let active = match r.active {
+            Some((id, pos)) => {
+                let file = disk
+                    .open(&segment_name(id), false)
+                    .map_err(|e| WalError::io("open segment", &e))?;
+                let bytes = disk.file_len(file).map_err(|e| WalError::io("stat segment", &e))?;
+                let pos = if aligned { align_up(pos, BLOCK_BYTES as u64) } else { pos };
+                Some(Active { id, file, pos, bytes, header_pending: false })
+            }
+            None => None,
+        };
+        let logs = r
+            .logs
+            .iter()
+            .map(|(l, t)| (*l, LogState { last: t.lsn_durable, trim: t.lsn_trim, sealed: t.sealed }))
+            .collect();
+        Ok(Writer {
+            disk,
+            opts,
+            shared,
+            rx,
+            wal_id: r.wal_id,
+            active,
+            segment_id_next: r.segment_id_next,
+            seq_next: r.seq_next,
+            logs,
+            control_lsn_last: r.control_lsn_last,
+            spares: r.spares.into(),
+            spare_number_next: r.spare_number_next,
+            prep: None,
+            inflight: VecDeque::new(),
+            inflight_max,
+            aligned,
+            bufs,
+            buf_bytes,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            scratch: Vec::new(),
+            completions: Vec::new(),
+        })
+    }
+
+    pub fn run(mut self) {
+        if let Err(e) = self.run_loop() {
+            self.poison(e);
+        }
+    }
+
+    fn push(&mut self, r: Request) {
+        self.pending_bytes += request_bytes(&r);
+        self.pending.push_back(r);
+    }
+
+    fn run_loop(&mut self) -> Result<(), WalError> {
+        let mut open = true;
+        loop {
+            if open && self.pending.is_empty() && self.inflight.is_empty() {
+                if self.spare_wanted() {
+                    match self.rx.try_recv() {
+                        Ok(r) => self.push(r),
+                        Err(TryRecvError::Empty) => {
+                            self.prep_step()?;
+                            continue;
+                        }
+                        Err(TryRecvError::Disconnected) => open = false,
+                    }
+                } else {
+                    match self.rx.blocking_recv() {
+                        Some(r) => self.push(r),
+                        None => open = false,
+                    }
+                }
+            }
+            while open && self.pending_bytes < self.opts.flush_bytes_max {
+                match self.rx.try_recv() {
+                    Ok(r) => self.push(r),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => open = false,
+                }
+            }
+            if !open && self.pending.is_empty() && self.inflight.is_empty() {
+                return Ok(());
+            }
+            while !self.pending.is_empty()
+                && self.inflight.len() < self.inflight_max
+                && (self.inflight.is_empty()
+                    || self.pending_bytes >= self.opts.flush_pipeline_bytes_min)
+            {
+                self.flush_one()?;
+            }
+            if !self.inflight.is_empty() {
+                self.reap(1)?;
+            }
+            if self.spare_urgent() {
+                self.prep_step()?;
+            }
+        }
+    }
+
+    /// Bytes the first pending request needs in a fresh frame.
+    fn frame_bytes_needed(&self, first_in_segment: bool) -> u64 {
+        let mut n = FRAME_HEADER_BYTES as u64 + self.pending.front().map_or(0, |r| request_bytes(r) as u64);
+        if first_in_segment {
+            n += frame_bytes_for(8 + 21 * self.logs.len());
+        }
+        n
+    }
+
+    fn fits(&self, a: &Active, frame_bytes: u64) -> bool {
+        let end = a.pos + frame_bytes;
+        let end = if self.aligned { align_up(end, BLOCK_BYTES as u64) } else { end };
+        end <= a.bytes
+    }
+
+    /// Builds one frame from the front of the queue and submits it.
+    fn flush_one(&mut self) -> Result<(), WalError> {
+        let need_roll = match &self.active {
+            None => true,
+            Some(a) => !self.fits(a, self.frame_bytes_needed(a.header_pending)),
+        };
+        if need_roll {
+            let segment_room = self.opts.segment_bytes - SEGMENT_HEADER_BYTES as u64 - BLOCK_BYTES as u64;
+            if self.frame_bytes_needed(true) > segment_room {
+                let r = self.pending.pop_front().expect("pending is not empty");
+                self.pending_bytes -= request_bytes(&r);
+                let bytes = request_bytes(&r);
+                r.fail(WalError::TooLarge { bytes, limit_bytes: segment_room as usize });
+                return Ok(());
+            }
+            if let Err(e) = self.roll() {
+                if let WalError::NoSpace { .. } = e {
+                    // Nothing was written: fail what needed the space, stay usable.
+                    for r in self.pending.drain(..) {
+                        r.fail(e.clone());
+                    }
+                    self.pending_bytes = 0;
+                    return Ok(());
+                }
+                return Err(e);
+            }
+        }
+        let a = self.active.as_ref().expect("a segment is active");
+        let at = Position { segment_id: a.id, offset: a.pos };
+        let header_pending = a.header_pending;
+        let seq = self.seq_next;
+        let ts = now_ms();
+
+        // Take requests while they fit the flush and the segment; at least one.
+        let mut taken: Vec<Request> = Vec::new();
+        let mut frame_bytes = FRAME_HEADER_BYTES as u64;
+        if header_pending {
+            frame_bytes += frame_bytes_for(8 + 21 * self.logs.len());
+        }
+        while let Some(r) = self.pending.front() {
+            let b = request_bytes(r) as u64;
+            let over_flush = frame_bytes + b > self.opts.flush_bytes_max as u64 + FRAME_HEADER_BYTES as u64;
+            if !taken.is_empty() && (over_flush || !self.fits(a, frame_bytes + b)) {
+                break;
+            }
+            frame_bytes += b;
+            let r = self.pending.pop_front().expect("front exists");
+            self.pending_bytes -= b as usize;
+            taken.push(r);
+        }
+
+        // Assign LSNs, in request order; answer what needs no record right away.
+        let mut flush = Flush {
+            seq,
+            done: false,
+            segment: at.segment_id,
+            offset: at.offset,
+            end: 0,
+            acks: Vec::new(),
+            appended: Vec::new(),
+            trims: Vec::new(),
+            seals: Vec::new(),
+        };
+        let mut items: Vec<Item> = Vec::with_capacity(taken.len() + 1);
+        if header_pending {
+            let mut entries: Vec<LogCheckpoint> = self
+                .logs
+                .iter()
+                .map(|(l, s)| LogCheckpoint {
+                    log_id: *l,
+                    lsn_trim: s.trim,
+                    lsn_last: s.last,
+                    sealed: s.sealed,
+                })
+                .collect();
+            entries.sort_by_key(|c| c.log_id);
+            self.control_lsn_last = self.control_lsn_last.next();
+            items.push(Item::Control(ControlRecord::Checkpoint(entries).encode(), self.control_lsn_last));
+        }
+        for r in taken {
+            match r {
+                Request::Append { log, bodies, ack } => {
+                    let s = self.logs.entry(log).or_default();
+                    if s.sealed {
+                        drop(ack.send(Err(WalError::Sealed(log))));
+                        continue;
+                    }
+                    let first = s.last.next();
+                    s.last = Lsn(s.last.0 + bodies.len() as u64);
+                    flush.acks.push(Ack::Append(ack, s.last));
+                    flush.appended.push((log, first, s.last));
+                    items.push(Item::Append(log, first, bodies));
+                }
+                Request::Trim { log, lsn, ack } => {
+                    let s = self.logs.entry(log).or_default();
+                    let lsn = lsn.min(s.last);
+                    if lsn <= s.trim {
+                        drop(ack.send(Ok(())));
+                        continue;
+                    }
+                    s.trim = lsn;
+                    self.control_lsn_last = self.control_lsn_last.next();
+                    items.push(Item::Control(
+                        ControlRecord::Trim { log_id: log, lsn }.encode(),
+                        self.control_lsn_last,
+                    ));
+                    flush.trims.push((log, lsn));
+                    flush.acks.push(Ack::Trim(ack));
+                }
+                Request::Seal { log, ack } => {
+                    let s = self.logs.entry(log).or_default();
+                    let last = s.last;
+                    if !s.sealed {
+                        s.sealed = true;
+                        self.control_lsn_last = self.control_lsn_last.next();
+                        items.push(Item::Control(
+                            ControlRecord::Seal { log_id: log }.encode(),
+                            self.control_lsn_last,
+                        ));
+                        flush.seals.push(log);
+                    }
+                    flush.acks.push(Ack::Seal(ack, last));
+                }
+            }
+        }
+        let mut records: Vec<RecordRef<'_>> = Vec::new();
+        for item in &items {
+            match item {
+                Item::Control(body, lsn) => records.push(RecordRef {
+                    log_id: LOG_ID_CONTROL,
+                    lsn: *lsn,
+                    timestamp_ms: ts,
+                    body,
+                }),
+                Item::Append(log, first, bodies) => {
+                    for (k, body) in bodies.iter().enumerate() {
+                        records.push(RecordRef {
+                            log_id: *log,
+                            lsn: Lsn(first.0 + k as u64),
+                            timestamp_ms: ts,
+                            body,
+                        });
+                    }
+                }
+            }
+        }
+        if records.is_empty() {
+            // Everything was answered without a record (sealed logs, no-op trims).
+            for ack in flush.acks {
+                ack.succeed();
+            }
+            return Ok(());
+        }
+
+        self.scratch.clear();
+        let frame_len = if records.len() == 1 {
+            encode_record_frame(&mut self.scratch, at, seq, records[0])
+        } else {
+            encode_batch_frame(&mut self.scratch, at, seq, &records, self.opts.compression)
+        };
+        drop(records);
+        let prefix = if header_pending { SEGMENT_HEADER_BYTES } else { 0 };
+        let total = prefix + frame_len as usize;
+        let write_len = if self.aligned { align_up(total as u64, BLOCK_BYTES as u64) as usize } else { total };
+        let mut buf = match self.bufs.iter().position(|b| b.capacity() >= write_len) {
+            Some(i) => self.bufs.swap_remove(i),
+            None => IoBuf::new(write_len),
+        };
+        let a = self.active.as_mut().expect("a segment is active");
+        {
+            let full = buf.full_mut();
+            if header_pending {
+                SegmentHeader::new(a.id, self.wal_id, seq, ts, a.bytes).encode(&mut full[..SEGMENT_HEADER_BYTES]);
+            }
+            full[prefix..total].copy_from_slice(&self.scratch);
+        }
+        buf.set_len(write_len);
+        let write_offset = if header_pending { 0 } else { a.pos };
+        debug_assert!(!self.aligned || write_offset % BLOCK_BYTES as u64 == 0);
+        let sub = Submission { user_data: seq.0, file: a.file, offset: write_offset, buf };
+        a.pos += frame_len;
+        if self.aligned {
+            a.pos = align_up(a.pos, BLOCK_BYTES as u64);
+        }
+        a.header_pending = false;
+        flush.end = a.pos;
+        self.disk.submit(sub).map_err(|e| WalError::io("submit durable write", &e))?;
+        self.seq_next = seq.next();
+        self.inflight.push_back(flush);
+        assert!(self.inflight.len() <= self.inflight_max);
+        Ok(())
+    }
+
+    /// Waits for at least `min` completions and publishes every flush that is now durable
+    /// together with all flushes before it.
+    fn reap(&mut self, min: usize) -> Result<(), WalError> {
+        let mut comps = std::mem::take(&mut self.completions);
+        self.disk.complete(min, &mut comps).map_err(|e| WalError::io("complete durable write", &e))?;
+        let mut failed = None;
+        for c in comps.drain(..) {
+            if let Err(e) = &c.result {
+                failed.get_or_insert_with(|| WalError::io("durable write", e));
+            }
+            if let Some(f) = self.inflight.iter_mut().find(|f| f.seq.0 == c.user_data) {
+                f.done = true;
+            }
+            let mut buf = c.buf;
+            if buf.capacity() == self.buf_bytes || buf.registered_index.is_some() {
+                let used = buf.len();
+                buf.clear_zeroed(used);
+                self.bufs.push(buf);
+            }
+        }
+        self.completions = comps;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let mut trimmed = false;
+        while self.inflight.front().is_some_and(|f| f.done) {
+            let f = self.inflight.pop_front().expect("front exists");
+            trimmed |= !f.trims.is_empty();
+            self.publish(f);
+        }
+        if trimmed {
+            self.recycle()?;
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self, f: Flush) {
+        {
+            let mut idx = self.shared.index();
+            let seg = idx.segments.get_mut(&f.segment).expect("active segment is indexed");
+            for &(log, first, last) in &f.appended {
+                seg.note(log, first, f.offset);
+                seg.note(log, last, f.offset);
+            }
+            seg.end_offset = f.end;
+            for &(log, _, last) in &f.appended {
+                idx.logs.entry(log).or_default().lsn_durable = last;
+            }
+            for &(log, lsn) in &f.trims {
+                let t = idx.logs.entry(log).or_default();
+                t.lsn_trim = t.lsn_trim.max(lsn);
+            }
+            for &log in &f.seals {
+                idx.logs.entry(log).or_default().sealed = true;
+            }
+        }
+        self.shared.durable_tx.send_replace(f.seq);
+        for ack in f.acks {
+            ack.succeed();
+        }
+    }
+
+    /// Starts a new segment from a spare. Drains in-flight flushes first.
+    fn roll(&mut self) -> Result<(), WalError> {
+        while !self.inflight.is_empty() {
+            self.reap(1)?;
+        }
+        let spare = match self.spares.pop_front() {
+            Some(s) => s,
+            None => {
+                while self.spares.is_empty() {
+                    if let Err(e) = self.prep_step() {
+                        if let (WalError::NoSpace { .. }, Some(p)) = (&e, self.prep.take()) {
+                            self.disk.close(p.file);
+                            let _ = self.disk.remove(&p.name);
+                        }
+                        return Err(e);
+                    }
+                }
+                self.spares.pop_front().expect("a spare was just prepared")
+            }
+        };
+        if let Some(a) = self.active.take() {
+            self.disk.close(a.file);
+        }
+        let id = self.segment_id_next;
+        let name = segment_name(id);
+        self.disk.rename(&spare, &name).map_err(|e| WalError::io("activate segment", &e))?;
+        self.shared.reader.forget(&name);
+        let file = self.disk.open(&name, false).map_err(|e| WalError::io("open segment", &e))?;
+        let bytes = self.disk.file_len(file).map_err(|e| WalError::io("stat segment", &e))?;
+        self.segment_id_next = SegmentId(id.0 + 1);
+        self.active = Some(Active { id, file, pos: SEGMENT_HEADER_BYTES as u64, bytes, header_pending: true });
+        self.shared.index().segments.insert(
+            id,
+            SegMeta { name, logs: HashMap::new(), end_offset: SEGMENT_HEADER_BYTES as u64 },
+        );
+        Ok(())
+    }
+
+    fn spare_wanted(&self) -> bool {
+        self.spares.len() < self.opts.spares.max(1)
+    }
+
+    /// A spare is needed soon: the active segment is past half full and none is ready.
+    fn spare_urgent(&self) -> bool {
+        self.spares.is_empty()
+            && self.active.as_ref().is_some_and(|a| a.pos > a.bytes / 2)
+    }
+
+    /// Does one chunk of spare preparation: create, zero fill, then publish as a spare.
+    fn prep_step(&mut self) -> Result<(), WalError> {
+        if self.prep.is_none() {
+            let number = self.spare_number_next;
+            self.spare_number_next += 1;
+            let name = format!("{number:016x}.prep");
+            let file = self.disk.open(&name, true).map_err(|e| WalError::io("create spare", &e))?;
+            self.prep = Some(Prep { name, number, file, done_bytes: 0 });
+        }
+        let p = self.prep.as_mut().expect("preparing");
+        let to = (p.done_bytes + ZERO_CHUNK_BYTES as u64).min(self.opts.segment_bytes);
+        let (file, from) = (p.file, p.done_bytes);
+        zero_range(&mut self.disk, file, from, to)?;
+        let p = self.prep.as_mut().expect("preparing");
+        p.done_bytes = to;
+        if to == self.opts.segment_bytes {
+            let p = self.prep.take().expect("preparing");
+            self.disk.close(p.file);
+            let spare = format!("{:016x}.spare", p.number);
+            self.disk.rename(&p.name, &spare).map_err(|e| WalError::io("publish spare", &e))?;
+            self.spares.push_back(spare);
+        }
+        Ok(())
+    }
+
+    /// Recycles the oldest segments whose records are all trimmed.
+    fn recycle(&mut self) -> Result<(), WalError> {
+        loop {
+            let name = {
+                let mut idx = self.shared.index();
+                let Some((&id, meta)) = idx.segments.iter().next() else { return Ok(()) };
+                if self.active.as_ref().is_some_and(|a| a.id == id) {
+                    return Ok(());
+                }
+                let all_trimmed = meta
+                    .logs
+                    .iter()
+                    .all(|(log, sl)| idx.logs.get(log).is_some_and(|t| sl.last <= t.lsn_trim));
+                if !all_trimmed {
+                    return Ok(());
+                }
+                idx.segments.remove(&id).expect("present").name
+            };
+            self.shared.reader.forget(&name);
+            if self.spares.len() < self.opts.spares.max(1) {
+                let spare = format!("{:016x}.spare", self.spare_number_next);
+                self.spare_number_next += 1;
+                self.disk.rename(&name, &spare).map_err(|e| WalError::io("recycle segment", &e))?;
+                self.spares.push_back(spare);
+            } else {
+                self.disk.remove(&name).map_err(|e| WalError::io("remove segment", &e))?;
+            }
+        }
+    }
+
+    /// Stops for good: nothing is acknowledged after this, every caller learns why.
+    fn poison(&mut self, e: WalError) {
+        let err = WalError::Poisoned { cause: e.to_string() };
+        self.shared.poison(err.clone());
+        for f in self.inflight.drain(..) {
+            for ack in f.acks {
+                ack.fail(err.clone());
+            }
+        }
+        for r in self.pending.drain(..) {
+            r.fail(err.clone());
+        }
+        self.rx.close();
+        while let Ok(r) = self.rx.try_recv() {
+            r.fail(err.clone());
+        }
+    }
+}
