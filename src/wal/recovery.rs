@@ -48,7 +48,7 @@ impl LogsState {
         first_record_of_wal: bool,
     ) -> Result<(), WalError> {
         if rec.log_id == LOG_ID_CONTROL {
-            if rec.lsn != self.control_last.next() && !(first_record_of_wal && !self.seeded) {
+            if !first_record_of_wal && rec.lsn != self.control_last.next() {
                 return Err(corrupt(name, offset, format!("control log LSN gap at {}", rec.lsn)));
             }
             self.control_last = rec.lsn;
@@ -121,6 +121,8 @@ pub(crate) fn recover<D: Disk>(disk: &mut D, _opts: &Options) -> Result<Recovere
     let mut active = None;
     let segment_id_next = SegmentId(live.last().map_or(1, |(id, _)| id + 1));
 
+    // Headers first: a segment's end is recorded in its successor's header.
+    let mut headers: Vec<(String, SegmentHeader)> = Vec::with_capacity(live.len());
     for (i, (id, name)) in live.iter().enumerate() {
         let last = i + 1 == live.len();
         let mut header_bytes = vec![0u8; SEGMENT_HEADER_BYTES];
@@ -128,8 +130,8 @@ pub(crate) fn recover<D: Disk>(disk: &mut D, _opts: &Options) -> Result<Recovere
             .read_at(name, 0, &mut header_bytes)
             .map_err(|e| WalError::io("read segment header", &e))?;
         header_bytes.truncate(n);
-        let header = match SegmentHeader::decode(&header_bytes) {
-            Ok(h) if h.segment_id == SegmentId(*id) => h,
+        match SegmentHeader::decode(&header_bytes) {
+            Ok(h) if h.segment_id == SegmentId(*id) => headers.push((name.clone(), h)),
             Ok(h) if !last => {
                 return Err(corrupt(name, 0, format!("header names segment {}", h.segment_id)))
             }
@@ -142,9 +144,12 @@ pub(crate) fn recover<D: Disk>(disk: &mut D, _opts: &Options) -> Result<Recovere
                 disk.rename(name, &spare).map_err(|e| WalError::io("recycle empty segment", &e))?;
                 reader.forget(name);
                 spares.push(spare);
-                break;
             }
-        };
+        }
+    }
+
+    for (i, (name, header)) in headers.iter().enumerate() {
+        let last = i + 1 == headers.len();
         match wal_id {
             None => wal_id = Some(header.wal_id),
             Some(w) if w != header.wal_id => {
@@ -164,7 +169,14 @@ pub(crate) fn recover<D: Disk>(disk: &mut D, _opts: &Options) -> Result<Recovere
             }
         };
         let first_segment = i == 0;
-        let limit = header.segment_bytes;
+        // Past the recorded end of a non-last segment lie old frames of a recycled file.
+        let limit = match headers.get(i + 1) {
+            Some((_, next)) => u64::from(next.prev_end_offset),
+            None => header.segment_bytes,
+        };
+        if limit > header.segment_bytes || limit < SEGMENT_HEADER_BYTES as u64 {
+            return Err(corrupt(name, 0, format!("recorded segment end {limit} is out of range")));
+        }
         let mut meta = SegMeta { name: name.clone(), logs: HashMap::new(), end_offset: 0 };
         let mut scanner = Scanner::new(reader.clone(), name.clone(), header.segment_id);
         let mut offset = SEGMENT_HEADER_BYTES as u64;
@@ -172,7 +184,8 @@ pub(crate) fn recover<D: Disk>(disk: &mut D, _opts: &Options) -> Result<Recovere
             match scanner.step(offset, limit)? {
                 Step::Frame(f) if f.seq == expected => {
                     for (k, rec) in f.records.iter().enumerate() {
-                        let first_of_wal = first_segment && offset == SEGMENT_HEADER_BYTES as u64 && k == 0;
+                        let first_of_wal =
+                            first_segment && offset == SEGMENT_HEADER_BYTES as u64 && k == 0;
                         state.apply(name, offset, rec, first_of_wal)?;
                         if rec.log_id != LOG_ID_CONTROL {
                             meta.note(rec.log_id, rec.lsn, offset);
@@ -185,6 +198,9 @@ pub(crate) fn recover<D: Disk>(disk: &mut D, _opts: &Options) -> Result<Recovere
                     break Some(format!("frame seq {} where {expected} was expected", f.seq))
                 }
                 Step::Skip(next) => offset = next,
+                Step::End if !last && offset < limit => {
+                    break Some(format!("segment data ends before its recorded end {limit}"))
+                }
                 Step::End => break None,
                 Step::Invalid(e) => break Some(e.to_string()),
             }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use segment_format::{
     align_up, decode_frame, DecodeError, Frame, Position, SegmentId, BLOCK_BYTES,
-    FRAME_HEADER_BYTES,
+    FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES,
 };
 
 use super::disk::DiskRead;
@@ -25,6 +25,12 @@ pub(crate) enum Step {
     End,
     /// Bytes at this offset are not a valid frame.
     Invalid(DecodeError),
+}
+
+/// Zero bytes where a frame could start: a frame's bytes 4..6 are its non-zero magic, so
+/// [`FRAME_ALIGN_BYTES`] zero bytes are padding up to the next block boundary.
+fn starts_padding(buf: &[u8]) -> bool {
+    buf.len() >= FRAME_ALIGN_BYTES && buf[..FRAME_ALIGN_BYTES].iter().all(|&b| b == 0)
 }
 
 #[derive(Debug)]
@@ -76,6 +82,9 @@ impl Scanner {
         loop {
             let buf = self.bytes(offset, need, limit)?;
             let available = buf.len();
+            if offset % BLOCK_BYTES as u64 != 0 && starts_padding(buf) {
+                return Ok(Step::Skip(align_up(offset, BLOCK_BYTES as u64).min(limit)));
+            }
             return Ok(match decode_frame(buf, at) {
                 Ok(f) => Step::Frame(f),
                 Err(DecodeError::Torn { needed_bytes, .. })
@@ -87,11 +96,10 @@ impl Scanner {
                     continue;
                 }
                 Err(DecodeError::Zeroed) => {
-                    let next = align_up(offset + 1, BLOCK_BYTES as u64);
-                    if offset % BLOCK_BYTES as u64 == 0 || next >= limit {
+                    if offset % BLOCK_BYTES as u64 == 0 {
                         Step::End
                     } else {
-                        Step::Skip(next)
+                        Step::Skip(align_up(offset, BLOCK_BYTES as u64).min(limit))
                     }
                 }
                 Err(DecodeError::Stale { .. }) => Step::End,

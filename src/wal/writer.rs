@@ -42,6 +42,8 @@ struct Active {
     pos: u64,
     bytes: u64,
     header_pending: bool,
+    /// End of the previous segment's frames, recorded in this segment's header.
+    prev_end_offset: u32,
 }
 
 struct Prep {
@@ -107,6 +109,8 @@ pub(crate) struct Writer<D: Disk> {
     spares: VecDeque<String>,
     spare_number_next: u64,
     prep: Option<Prep>,
+    /// Spare preparation hit a full disk; resume at the next roll.
+    prep_paused: bool,
     inflight: VecDeque<Flush>,
     inflight_max: usize,
     aligned: bool,
@@ -155,7 +159,7 @@ impl<D: Disk> Writer<D> {
                     .map_err(|e| WalError::io("open segment", &e))?;
                 let bytes = disk.file_len(file).map_err(|e| WalError::io("stat segment", &e))?;
                 let pos = if aligned { align_up(pos, BLOCK_BYTES as u64) } else { pos };
-                Some(Active { id, file, pos, bytes, header_pending: false })
+                Some(Active { id, file, pos, bytes, header_pending: false, prev_end_offset: 0 })
             }
             None => None,
         };
@@ -178,6 +182,7 @@ impl<D: Disk> Writer<D> {
             spares: r.spares.into(),
             spare_number_next: r.spare_number_next,
             prep: None,
+            prep_paused: false,
             inflight: VecDeque::new(),
             inflight_max,
             aligned,
@@ -205,11 +210,11 @@ impl<D: Disk> Writer<D> {
         let mut open = true;
         loop {
             if open && self.pending.is_empty() && self.inflight.is_empty() {
-                if self.spare_wanted() {
+                if self.spare_wanted() && !self.prep_paused {
                     match self.rx.try_recv() {
                         Ok(r) => self.push(r),
                         Err(TryRecvError::Empty) => {
-                            self.prep_step()?;
+                            self.prep_background()?;
                             continue;
                         }
                         Err(TryRecvError::Disconnected) => open = false,
@@ -241,8 +246,8 @@ impl<D: Disk> Writer<D> {
             if !self.inflight.is_empty() {
                 self.reap(1)?;
             }
-            if self.spare_urgent() {
-                self.prep_step()?;
+            if self.spare_urgent() && !self.prep_paused {
+                self.prep_background()?;
             }
         }
     }
@@ -434,7 +439,7 @@ impl<D: Disk> Writer<D> {
         {
             let full = buf.full_mut();
             if header_pending {
-                SegmentHeader::new(a.id, self.wal_id, seq, ts, a.bytes).encode(&mut full[..SEGMENT_HEADER_BYTES]);
+                SegmentHeader::new(a.id, self.wal_id, seq, ts, a.bytes, a.prev_end_offset).encode(&mut full[..SEGMENT_HEADER_BYTES]);
             }
             full[prefix..total].copy_from_slice(&self.scratch);
         }
@@ -448,9 +453,11 @@ impl<D: Disk> Writer<D> {
         }
         a.header_pending = false;
         flush.end = a.pos;
-        self.disk.submit(sub).map_err(|e| WalError::io("submit durable write", &e))?;
-        self.seq_next = seq.next();
+        let submitted = self.disk.submit(sub);
+        // Queued before the error check so that poisoning answers these callers.
         self.inflight.push_back(flush);
+        submitted.map_err(|e| WalError::io("submit durable write", &e))?;
+        self.seq_next = seq.next();
         assert!(self.inflight.len() <= self.inflight_max);
         Ok(())
     }
@@ -525,11 +532,12 @@ impl<D: Disk> Writer<D> {
         let spare = match self.spares.pop_front() {
             Some(s) => s,
             None => {
+                self.prep_paused = false;
                 while self.spares.is_empty() {
                     if let Err(e) = self.prep_step() {
-                        if let (WalError::NoSpace { .. }, Some(p)) = (&e, self.prep.take()) {
-                            self.disk.close(p.file);
-                            let _ = self.disk.remove(&p.name);
+                        if let WalError::NoSpace { .. } = e {
+                            self.abandon_prep();
+                            self.prep_paused = true;
                         }
                         return Err(e);
                     }
@@ -537,8 +545,10 @@ impl<D: Disk> Writer<D> {
                 self.spares.pop_front().expect("a spare was just prepared")
             }
         };
+        let mut prev_end_offset = 0;
         if let Some(a) = self.active.take() {
             self.disk.close(a.file);
+            prev_end_offset = u32::try_from(a.pos).expect("segment offsets fit u32");
         }
         let id = self.segment_id_next;
         let name = segment_name(id);
@@ -547,7 +557,14 @@ impl<D: Disk> Writer<D> {
         let file = self.disk.open(&name, false).map_err(|e| WalError::io("open segment", &e))?;
         let bytes = self.disk.file_len(file).map_err(|e| WalError::io("stat segment", &e))?;
         self.segment_id_next = SegmentId(id.0 + 1);
-        self.active = Some(Active { id, file, pos: SEGMENT_HEADER_BYTES as u64, bytes, header_pending: true });
+        self.active = Some(Active {
+            id,
+            file,
+            pos: SEGMENT_HEADER_BYTES as u64,
+            bytes,
+            header_pending: true,
+            prev_end_offset,
+        });
         self.shared.index().segments.insert(
             id,
             SegMeta { name, logs: HashMap::new(), end_offset: SEGMENT_HEADER_BYTES as u64 },
@@ -563,6 +580,26 @@ impl<D: Disk> Writer<D> {
     fn spare_urgent(&self) -> bool {
         self.spares.is_empty()
             && self.active.as_ref().is_some_and(|a| a.pos > a.bytes / 2)
+    }
+
+    /// Prepares spares ahead of need. A full disk only pauses this until the next roll,
+    /// which tries again and reports `NoSpace` to the appends that need the space.
+    fn prep_background(&mut self) -> Result<(), WalError> {
+        match self.prep_step() {
+            Err(WalError::NoSpace { .. }) => {
+                self.abandon_prep();
+                self.prep_paused = true;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn abandon_prep(&mut self) {
+        if let Some(p) = self.prep.take() {
+            self.disk.close(p.file);
+            let _ = self.disk.remove(&p.name);
+        }
     }
 
     /// Does one chunk of spare preparation: create, zero fill, then publish as a spare.

@@ -96,7 +96,7 @@ impl State {
 }
 
 fn crashed() -> io::Error {
-    io::Error::new(io::ErrorKind::Other, "simulated crash: the disk is gone")
+    io::Error::other("simulated crash: the disk is gone")
 }
 
 fn write_into(image: &mut Vec<u8>, offset: u64, data: &[u8]) {
@@ -132,6 +132,10 @@ impl SimControl {
     /// Writes that would grow the files past `bytes` in total fail with ENOSPC.
     pub fn set_capacity_bytes(&self, bytes: Option<u64>) {
         self.lock().capacity_bytes = bytes;
+    }
+    /// Names of all files.
+    pub fn names(&self) -> Vec<String> {
+        self.lock().files.keys().cloned().collect()
     }
     /// Bytes of the named file as reads see them now (for tests).
     pub fn file_bytes(&self, name: &str) -> Option<Vec<u8>> {
