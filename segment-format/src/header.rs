@@ -1,7 +1,8 @@
 //! The segment header: the first block of every segment file.
 //!
 //! Layout (little-endian; see `FORMAT.md`): magic, format version, used length, flags,
-//! segment id, WAL id, first frame `Seq`, creation time, segment size, CRC-32. The rest of the
+//! segment id, WAL id, first frame `Seq`, creation time, segment size, the previous
+//! segment's end offset, CRC-32. The rest of the
 //! block is zero. A header is written together with the segment's first frame, so a segment
 //! whose header does not decode holds nothing that was ever acknowledged.
 
@@ -27,6 +28,10 @@ pub struct SegmentHeader {
     pub created_ms: u64,
     /// Capacity of the segment file, header included. Bytes.
     pub segment_bytes: u64,
+    /// Where the frames of the previous segment end (0 for a WAL's first segment). Bytes.
+    /// The previous segment's file may be recycled, with old frames past that point, so
+    /// its end cannot be found by scanning alone.
+    pub prev_end_offset: u32,
 }
 
 impl SegmentHeader {
@@ -48,7 +53,7 @@ impl SegmentHeader {
         b[32..40].copy_from_slice(&self.first_seq.0.to_le_bytes());
         b[40..48].copy_from_slice(&self.created_ms.to_le_bytes());
         b[48..56].copy_from_slice(&self.segment_bytes.to_le_bytes());
-        // 56..60: reserved, zero.
+        b[56..60].copy_from_slice(&self.prev_end_offset.to_le_bytes());
         let crc = crc32fast::hash(&b[..60]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
         debug_assert_eq!(SegmentHeader::decode(b), Ok(*self));
@@ -70,10 +75,14 @@ impl SegmentHeader {
             return Err(DecodeError::Zeroed);
         }
         if b[0..8] != SEGMENT_MAGIC {
-            return Err(DecodeError::Corrupt { reason: "segment header magic" });
+            return Err(DecodeError::Corrupt {
+                reason: "segment header magic",
+            });
         }
         if crc32fast::hash(&b[..60]) != le_u32(b, 60) {
-            return Err(DecodeError::Corrupt { reason: "segment header checksum" });
+            return Err(DecodeError::Corrupt {
+                reason: "segment header checksum",
+            });
         }
         let format_version = le_u16(b, 8);
         if !FORMAT_VERSIONS_READABLE.contains(&format_version) {
@@ -83,22 +92,32 @@ impl SegmentHeader {
             });
         }
         if usize::from(le_u16(b, 10)) != SEGMENT_HEADER_USED_BYTES {
-            return Err(DecodeError::Corrupt { reason: "segment header length" });
+            return Err(DecodeError::Corrupt {
+                reason: "segment header length",
+            });
         }
         let flags = le_u32(b, 12);
         if flags != 0 {
-            return Err(DecodeError::Unsupported { what: "segment header flags", value: flags.into() });
+            return Err(DecodeError::Unsupported {
+                what: "segment header flags",
+                value: flags.into(),
+            });
         }
-        if le_u32(b, 56) != 0 {
-            return Err(DecodeError::Corrupt { reason: "segment header reserved bytes" });
+        let prev_end_offset = le_u32(b, 56);
+        if u64::from(prev_end_offset) > SEGMENT_BYTES_MAX {
+            return Err(DecodeError::Corrupt { reason: "previous segment end out of range" });
         }
         let segment_bytes = le_u64(b, 48);
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&segment_bytes) {
-            return Err(DecodeError::Corrupt { reason: "segment size out of range" });
+            return Err(DecodeError::Corrupt {
+                reason: "segment size out of range",
+            });
         }
         let first_seq = Seq(le_u64(b, 32));
         if first_seq.0 == 0 {
-            return Err(DecodeError::Corrupt { reason: "segment first seq is zero" });
+            return Err(DecodeError::Corrupt {
+                reason: "segment first seq is zero",
+            });
         }
         Ok(SegmentHeader {
             format_version,
@@ -107,11 +126,27 @@ impl SegmentHeader {
             first_seq,
             created_ms: le_u64(b, 40),
             segment_bytes,
+            prev_end_offset,
         })
     }
 
     /// A header for a new segment written by this version.
-    pub fn new(segment_id: SegmentId, wal_id: u64, first_seq: Seq, created_ms: u64, segment_bytes: u64) -> Self {
-        SegmentHeader { format_version: FORMAT_VERSION, segment_id, wal_id, first_seq, created_ms, segment_bytes }
+    pub fn new(
+        segment_id: SegmentId,
+        wal_id: u64,
+        first_seq: Seq,
+        created_ms: u64,
+        segment_bytes: u64,
+        prev_end_offset: u32,
+    ) -> Self {
+        SegmentHeader {
+            format_version: FORMAT_VERSION,
+            segment_id,
+            wal_id,
+            first_seq,
+            created_ms,
+            segment_bytes,
+            prev_end_offset,
+        }
     }
 }

@@ -22,6 +22,7 @@
 //! Files: live segments `<id:016x>.seg`, pre-written spares `<n:016x>.spare`, spares being
 //! prepared `<n:016x>.prep` (discarded on recovery).
 
+pub mod bench;
 pub mod disk;
 mod reader;
 mod recovery;
@@ -255,6 +256,11 @@ impl Wal {
     /// Reads `log` from `from` on: durable records only; waits for new ones at the tail.
     pub fn reader(&self, log: LogId, from: Lsn) -> Reader {
         Reader::new(self.shared.clone(), log, from)
+    }
+
+    /// Flushes (durable writes) completed since open.
+    pub fn flushes(&self) -> u64 {
+        self.shared.flushes()
     }
 
     /// Logs that have ever been written.

@@ -5,6 +5,7 @@
 //! flush (and every flush before it) completed, never before.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use segment_format::{LogId, Lsn, SegmentId, Seq};
@@ -77,6 +78,8 @@ pub(crate) struct Shared {
     index: Mutex<Index>,
     pub durable_tx: watch::Sender<Seq>,
     poisoned: Mutex<Option<WalError>>,
+    /// Flushes completed since open (one durable write each).
+    pub flushes: AtomicU64,
 }
 
 impl Shared {
@@ -88,6 +91,7 @@ impl Shared {
             index: Mutex::new(index),
             durable_tx: watch::Sender::new(Seq(r.seq_next.0 - 1)),
             poisoned: Mutex::new(None),
+            flushes: AtomicU64::new(0),
         }
     }
 
@@ -103,6 +107,10 @@ impl Shared {
         let mut v: Vec<LogId> = self.index().logs.keys().copied().collect();
         v.sort();
         v
+    }
+
+    pub fn flushes(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
     }
 
     pub fn poisoned(&self) -> Option<WalError> {

@@ -518,6 +518,7 @@ impl<D: Disk> Writer<D> {
                 idx.logs.entry(log).or_default().sealed = true;
             }
         }
+        self.shared.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.shared.durable_tx.send_replace(f.seq);
         for ack in f.acks {
             ack.succeed();
