@@ -10,7 +10,9 @@
 //! against a WAL on a `SimDisk` armed to crash after a seeded number of disk operations. Then
 //! build the post-crash disk image (unsynced writes dropped, kept, or torn at a sector
 //! boundary, chosen by the seed), reopen, verify, append more, reopen cleanly and verify again.
-//! Seeds alternate between plain and O_DIRECT-style aligned writes.
+//! Seeds alternate between plain and O_DIRECT-style aligned writes. Reproduce one seed with
+//! `RATCHET_CRASH_SEED_START=<seed> RATCHET_CRASH_SEEDS=1`; a failure prints the files and
+//! the bytes around the offset recovery objected to.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -128,7 +130,6 @@ fn run_seed(seed: u64) {
     drop(wal);
 
     let image = control.crash_image(seed);
-    if std::env::var("SEED").is_ok() { for n in image.control().names() { eprintln!("{n}: {:?}", image.control().file_bytes(&n).map(|b| b.len())); } }
     let ictl = image.control();
     let wal = Wal::open_with_disk(image, opts(seed)).unwrap_or_else(|e| {
         if let WalError::Corrupt { file, offset, .. } = &e {
@@ -167,9 +168,3 @@ fn crash_at_thousands_of_points() {
     }
 }
 
-#[test]
-#[ignore]
-fn debug_one_seed() {
-    let seed: u64 = std::env::var("SEED").unwrap().parse().unwrap();
-    run_seed(seed);
-}

@@ -1,10 +1,10 @@
 //! The segment header: the first block of every segment file.
 //!
 //! Layout (little-endian; see `FORMAT.md`): magic, format version, used length, flags,
-//! segment id, WAL id, first frame `Seq`, creation time, segment size, the previous
-//! segment's end offset, CRC-32. The rest of the
-//! block is zero. A header is written together with the segment's first frame, so a segment
-//! whose header does not decode holds nothing that was ever acknowledged.
+//! segment id, WAL id, first frame `Seq`, creation time, segment size, the previous segment's
+//! end offset, CRC-32. The rest of the block is zero. A header is written together with the
+//! segment's first frame, so a segment whose header does not decode holds nothing that was
+//! ever acknowledged.
 
 use crate::{
     le_u16, le_u32, le_u64, DecodeError, SegmentId, Seq, FORMAT_VERSION, FORMAT_VERSIONS_READABLE,
@@ -42,6 +42,7 @@ impl SegmentHeader {
         assert!(out.len() >= SEGMENT_HEADER_USED_BYTES);
         assert!((SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes));
         assert!(self.first_seq.0 >= 1);
+        assert!(u64::from(self.prev_end_offset) <= SEGMENT_BYTES_MAX);
         let b = &mut out[..SEGMENT_HEADER_USED_BYTES];
         b.fill(0);
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
@@ -105,7 +106,9 @@ impl SegmentHeader {
         }
         let prev_end_offset = le_u32(b, 56);
         if u64::from(prev_end_offset) > SEGMENT_BYTES_MAX {
-            return Err(DecodeError::Corrupt { reason: "previous segment end out of range" });
+            return Err(DecodeError::Corrupt {
+                reason: "previous segment end out of range",
+            });
         }
         let segment_bytes = le_u64(b, 48);
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&segment_bytes) {

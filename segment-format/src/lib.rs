@@ -57,9 +57,10 @@ pub const BATCH_RECORDS_MAX: usize = 1 << 20;
 pub const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
 /// Largest segment file (offsets in frames must fit; kept well below `u32::MAX`). Bytes.
 pub const SEGMENT_BYTES_MAX: u64 = 1 << 31;
-/// Writers keep at most this many flushes (frames) in flight at once. Recovery relies on it:
-/// a hole in a segment followed by valid frames is a torn tail only if every frame after the
-/// hole is within this many sequence numbers of the last frame before it.
+/// Writers keep at most this many flushes (frames) in flight at once, where a flush is in
+/// flight from its submission until it *and every flush before it* have completed. Recovery
+/// relies on it: a hole in a segment followed by valid frames is a torn tail only if every
+/// frame after the hole is within this many sequence numbers of the last frame before it.
 pub const FLUSHES_INFLIGHT_MAX: u64 = 4;
 /// Log id 0 is reserved for the WAL's own control records ([`ControlRecord`]).
 pub const LOG_ID_CONTROL: LogId = LogId(0);

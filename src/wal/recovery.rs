@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use segment_format::{
-    ControlRecord, LogId, Lsn, SegmentHeader, SegmentId, Seq, FLUSHES_INFLIGHT_MAX,
+    ControlRecord, DecodeError, LogId, Lsn, SegmentHeader, SegmentId, Seq, FLUSHES_INFLIGHT_MAX,
     FRAME_ALIGN_BYTES, LOG_ID_CONTROL, SEGMENT_HEADER_BYTES,
 };
 
@@ -202,6 +202,11 @@ pub(crate) fn recover<D: Disk>(disk: &mut D, _opts: &Options) -> Result<Recovere
                     break Some(format!("segment data ends before its recorded end {limit}"))
                 }
                 Step::End => break None,
+                // A well-formed frame this version cannot read, or one written for another
+                // place, is never a torn write: refuse rather than overwrite it.
+                Step::Invalid(e @ (DecodeError::Unsupported { .. } | DecodeError::Misdirected { .. })) => {
+                    return Err(corrupt(name, offset, e.to_string()))
+                }
                 Step::Invalid(e) => break Some(e.to_string()),
             }
         };
