@@ -22,12 +22,23 @@ fn main() {
     while let Some(a) = args.next() {
         let mut val = || args.next().unwrap_or_else(|| usage(&format!("{a} needs a value")));
         match a.as_str() {
-            "--appenders" => params.appenders = val().parse().unwrap_or_else(|_| usage("bad --appenders")),
-            "--record-bytes" => params.record_bytes = val().parse().unwrap_or_else(|_| usage("bad --record-bytes")),
-            "--seconds" => params.duration = Duration::from_secs_f64(val().parse().unwrap_or_else(|_| usage("bad --seconds"))),
+            "--appenders" => {
+                params.appenders = val().parse().unwrap_or_else(|_| usage("bad --appenders"))
+            }
+            "--record-bytes" => {
+                params.record_bytes = val().parse().unwrap_or_else(|_| usage("bad --record-bytes"))
+            }
+            "--seconds" => {
+                params.duration = Duration::from_secs_f64(
+                    val().parse().unwrap_or_else(|_| usage("bad --seconds")),
+                )
+            }
             "--engine" => params.engine = val().parse().unwrap_or_else(|e: String| usage(&e)),
             "--dir" => params.dir = val().into(),
-            "--segment-bytes" => params.segment_bytes = val().parse().unwrap_or_else(|_| usage("bad --segment-bytes")),
+            "--segment-bytes" => {
+                params.segment_bytes =
+                    val().parse().unwrap_or_else(|_| usage("bad --segment-bytes"))
+            }
             // cargo bench passes this to every bench binary.
             "--bench" => {}
             other => usage(&format!("unknown argument {other}")),

@@ -4,5 +4,17 @@
 //! Invariant of the whole crate: the log is the ground truth. Nothing is acknowledged to
 //! anyone before the record that caused it is durable in the WAL.
 
+pub mod admin;
+pub mod config;
+pub mod fsm;
+pub mod fsutil;
+pub mod ingress;
+pub mod invoker;
 pub mod log;
+pub mod partition;
+pub mod protocol;
+pub mod runtime;
+pub mod schema;
+pub mod store;
+pub mod timefmt;
 pub mod wal;

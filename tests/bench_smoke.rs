@@ -22,7 +22,16 @@ fn wal_bench_runs_on_every_engine() {
         assert!(r.appends_per_s > 0.0 && r.fsyncs_per_s > 0.0, "{}", r.to_json());
         assert!(r.p50_us <= r.p99_us);
         let json = r.to_json();
-        for key in ["engine", "appenders", "record_bytes", "appends_per_s", "mb_per_s", "p50_us", "p99_us", "fsyncs_per_s"] {
+        for key in [
+            "engine",
+            "appenders",
+            "record_bytes",
+            "appends_per_s",
+            "mb_per_s",
+            "p50_us",
+            "p99_us",
+            "fsyncs_per_s",
+        ] {
             assert!(json.contains(&format!("\"{key}\":")), "{json}");
         }
     }

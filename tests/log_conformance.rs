@@ -32,7 +32,11 @@ async fn suite<L: Log>(name: &str, log: L) {
     let b = LogId(2);
     // Appends return the last LSN; LSNs start at 1 and are contiguous per log.
     assert_eq!(log.append(a, vec![b"a1".to_vec()]).await.unwrap(), Lsn(1), "{name}");
-    assert_eq!(log.append(a, vec![b"a2".to_vec(), b"a3".to_vec()]).await.unwrap(), Lsn(3), "{name}");
+    assert_eq!(
+        log.append(a, vec![b"a2".to_vec(), b"a3".to_vec()]).await.unwrap(),
+        Lsn(3),
+        "{name}"
+    );
     assert_eq!(log.append(b, vec![b"b1".to_vec()]).await.unwrap(), Lsn(1), "{name}");
     assert_eq!(log.tail(a).lsn_durable, Lsn(3), "{name}");
     assert_eq!(log.tail(LogId(99)).lsn_durable, Lsn::INVALID, "{name}");
@@ -44,7 +48,11 @@ async fn suite<L: Log>(name: &str, log: L) {
         vec![(Lsn(1), b"a1".to_vec()), (Lsn(2), b"a2".to_vec()), (Lsn(3), b"a3".to_vec())],
         "{name}"
     );
-    assert_eq!(read_all(&mut log.reader(a, Lsn(3))).await, vec![(Lsn(3), b"a3".to_vec())], "{name}");
+    assert_eq!(
+        read_all(&mut log.reader(a, Lsn(3))).await,
+        vec![(Lsn(3), b"a3".to_vec())],
+        "{name}"
+    );
     assert!(read_all(&mut log.reader(a, Lsn(4))).await.is_empty(), "{name}");
     assert_eq!(read_all(&mut log.reader(b, Lsn::INVALID)).await.len(), 1, "{name}");
 
@@ -98,7 +106,10 @@ async fn suite<L: Log>(name: &str, log: L) {
     assert!(log.reader(a, last).try_next().unwrap().is_some(), "{name}");
 
     // Log id 0 is reserved.
-    assert!(matches!(log.append(LogId(0), vec![vec![1]]).await, Err(LogError::ReservedLog)), "{name}");
+    assert!(
+        matches!(log.append(LogId(0), vec![vec![1]]).await, Err(LogError::ReservedLog)),
+        "{name}"
+    );
 }
 
 #[tokio::test]

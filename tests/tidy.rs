@@ -47,17 +47,32 @@ fn offending(file: &Path, needles: &[&str]) -> Vec<String> {
 #[test]
 fn segment_format_is_pure() {
     let forbidden = [
-        "tokio", "async ", ".await", "std::fs", "std::net", "std::thread", "std::process",
-        "SystemTime", "Instant", "std::io", "File::", "libc",
+        "tokio",
+        "async ",
+        ".await",
+        "std::fs",
+        "std::net",
+        "std::thread",
+        "std::process",
+        "SystemTime",
+        "Instant",
+        "std::io",
+        "File::",
+        "libc",
     ];
     let bad: Vec<String> = rust_files(&root().join("segment-format/src"))
         .iter()
         .flat_map(|f| offending(f, &forbidden))
         .collect();
-    assert!(bad.is_empty(), "segment-format must stay pure (no I/O, no async, no clock):\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "segment-format must stay pure (no I/O, no async, no clock):\n{}",
+        bad.join("\n")
+    );
 
     let manifest = std::fs::read_to_string(root().join("segment-format/Cargo.toml")).unwrap();
-    let deps = manifest.split("[dependencies]").nth(1).unwrap_or("").split("\n[").next().unwrap_or("");
+    let deps =
+        manifest.split("[dependencies]").nth(1).unwrap_or("").split("\n[").next().unwrap_or("");
     for line in deps.lines().filter(|l| l.contains('=')) {
         let name = line.split('=').next().unwrap().trim().trim_end_matches(".workspace");
         assert!(["crc32fast", "zstd"].contains(&name), "segment-format may not depend on {name}");
@@ -67,13 +82,20 @@ fn segment_format_is_pure() {
 #[test]
 fn fsm_is_deterministic_and_knows_no_effects() {
     let forbidden = [
-        "crate::invoker", "crate::ingress", "crate::admin", "crate::wal", "SystemTime",
-        "Instant::now", "rand::", "tokio::time", "std::thread", "std::fs", "std::net",
+        "crate::invoker",
+        "crate::ingress",
+        "crate::admin",
+        "crate::wal",
+        "SystemTime",
+        "Instant::now",
+        "rand::",
+        "tokio::time",
+        "std::thread",
+        "std::fs",
+        "std::net",
     ];
-    let bad: Vec<String> = rust_files(&root().join("src/fsm"))
-        .iter()
-        .flat_map(|f| offending(f, &forbidden))
-        .collect();
+    let bad: Vec<String> =
+        rust_files(&root().join("src/fsm")).iter().flat_map(|f| offending(f, &forbidden)).collect();
     assert!(bad.is_empty(), "src/fsm must stay deterministic and effect-free:\n{}", bad.join("\n"));
 }
 

@@ -70,7 +70,10 @@ fn records_survive_restart_and_lsns_continue() {
     assert_eq!(wal.tail(B).lsn_durable, Lsn(30));
     let all = read_all(&wal, A, Lsn(1));
     assert_eq!(all.len(), 300);
-    assert!(all.iter().enumerate().all(|(i, (lsn, b))| *lsn == i as u64 + 1 && b == &vec![(i % 200) as u8; 1024]));
+    assert!(all
+        .iter()
+        .enumerate()
+        .all(|(i, (lsn, b))| *lsn == i as u64 + 1 && b == &vec![(i % 200) as u8; 1024]));
     assert_eq!(read_all(&wal, A, Lsn(250)).first().map(|r| r.0), Some(250));
     assert_eq!(rt.block_on(wal.append(A, vec![b"next".to_vec()])).unwrap(), Lsn(301));
 }
@@ -156,7 +159,10 @@ fn a_failed_durable_write_poisons_the_wal() {
     assert!(matches!(err, WalError::Poisoned { .. }), "{err:?}");
     // Every later call fails the same way; nothing more is acknowledged.
     for _ in 0..3 {
-        assert!(matches!(rt.block_on(wal.append(B, vec![vec![1]])), Err(WalError::Poisoned { .. })));
+        assert!(matches!(
+            rt.block_on(wal.append(B, vec![vec![1]])),
+            Err(WalError::Poisoned { .. })
+        ));
     }
     assert!(matches!(rt.block_on(wal.trim(A, Lsn(1))), Err(WalError::Poisoned { .. })));
     assert!(matches!(wal.reader(A, Lsn(1)).try_next(), Err(WalError::Poisoned { .. })));

@@ -109,9 +109,14 @@ fn verify(wal: &Wal, seed: u64, acked: &Acked) {
         assert!(tail.lsn_trim.0 >= acked_trim, "seed {seed}: log {log} lost an acknowledged trim");
         let mut reader = wal.reader(LogId(log), tail.lsn_trim.next());
         let mut expect = tail.lsn_trim.0 + 1;
-        while let Some(rec) = reader.try_next().unwrap_or_else(|e| panic!("seed {seed}: read: {e}")) {
+        while let Some(rec) = reader.try_next().unwrap_or_else(|e| panic!("seed {seed}: read: {e}"))
+        {
             assert_eq!(rec.lsn.0, expect, "seed {seed}: log {log} LSN gap");
-            assert!(rec.body == body(log, rec.lsn.0, seed), "seed {seed}: log {log} lsn {} has a body that was never appended there", rec.lsn);
+            assert!(
+                rec.body == body(log, rec.lsn.0, seed),
+                "seed {seed}: log {log} lsn {} has a body that was never appended there",
+                rec.lsn
+            );
             expect += 1;
         }
         assert_eq!(expect - 1, tail.lsn_durable.0, "seed {seed}: log {log} reader stopped early");
@@ -161,10 +166,11 @@ fn run_seed(seed: u64) {
 
 #[test]
 fn crash_at_thousands_of_points() {
-    let seeds: u64 = std::env::var("RATCHET_CRASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
-    let start: u64 = std::env::var("RATCHET_CRASH_SEED_START").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let seeds: u64 =
+        std::env::var("RATCHET_CRASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let start: u64 =
+        std::env::var("RATCHET_CRASH_SEED_START").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     for seed in start..start + seeds {
         run_seed(seed);
     }
 }
-

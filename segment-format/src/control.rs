@@ -43,18 +43,12 @@ impl ControlRecord {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             ControlRecord::Checkpoint(logs) => {
-                assert!(
-                    u32::try_from(logs.len()).is_ok(),
-                    "checkpoint entry count fits u32"
-                );
+                assert!(u32::try_from(logs.len()).is_ok(), "checkpoint entry count fits u32");
                 let mut out = Vec::with_capacity(5 + logs.len() * CHECKPOINT_ENTRY_BYTES);
                 out.push(TAG_CHECKPOINT);
                 out.extend_from_slice(&(logs.len() as u32).to_le_bytes());
                 for l in logs {
-                    assert!(
-                        l.lsn_trim <= l.lsn_last,
-                        "checkpoint trim point beyond last LSN"
-                    );
+                    assert!(l.lsn_trim <= l.lsn_last, "checkpoint trim point beyond last LSN");
                     out.extend_from_slice(&l.log_id.0.to_le_bytes());
                     out.push(if l.sealed { CHECKPOINT_FLAG_SEALED } else { 0 });
                     out.extend_from_slice(&l.lsn_trim.0.to_le_bytes());
@@ -118,14 +112,13 @@ impl ControlRecord {
                 log_id: LogId(le_u32(rest, 0)),
                 lsn: Lsn(le_u64(rest, 4)),
             }),
-            TAG_SEAL if rest.len() == 4 => Ok(ControlRecord::Seal {
-                log_id: LogId(le_u32(rest, 0)),
-            }),
+            TAG_SEAL if rest.len() == 4 => {
+                Ok(ControlRecord::Seal { log_id: LogId(le_u32(rest, 0)) })
+            }
             TAG_TRIM | TAG_SEAL => corrupt("control record length"),
-            other => Err(DecodeError::Unsupported {
-                what: "control record tag",
-                value: other.into(),
-            }),
+            other => {
+                Err(DecodeError::Unsupported { what: "control record tag", value: other.into() })
+            }
         }
     }
 }

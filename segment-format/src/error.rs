@@ -13,25 +13,15 @@ pub enum DecodeError {
     Zeroed,
     /// The bytes end before the header or the body it announces: an interrupted write, or a
     /// buffer that was cut short.
-    Torn {
-        needed_bytes: u64,
-        available_bytes: u64,
-    },
+    Torn { needed_bytes: u64, available_bytes: u64 },
     /// The bytes are not what a writer of this format produces: bad magic, checksum mismatch,
     /// a length out of range, non-zero reserved or padding bytes, a malformed batch.
     Corrupt { reason: &'static str },
     /// A well-formed frame written for an earlier use of this (recycled) file.
-    Stale {
-        found: SegmentId,
-        expected: SegmentId,
-    },
+    Stale { found: SegmentId, expected: SegmentId },
     /// A well-formed frame that belongs somewhere else: another segment id (newer than this
     /// one) or another offset.
-    Misdirected {
-        found_segment: SegmentId,
-        found_offset: u64,
-        expected_offset: u64,
-    },
+    Misdirected { found_segment: SegmentId, found_offset: u64, expected_offset: u64 },
     /// A version, kind or flag this code does not understand (written by a newer writer).
     Unsupported { what: &'static str, value: u64 },
 }
@@ -40,36 +30,20 @@ impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeError::Zeroed => write!(f, "zeroed (no data written here)"),
-            DecodeError::Torn {
-                needed_bytes,
-                available_bytes,
-            } => {
-                write!(
-                    f,
-                    "torn: needs {needed_bytes} bytes but only {available_bytes} are present"
-                )
+            DecodeError::Torn { needed_bytes, available_bytes } => {
+                write!(f, "torn: needs {needed_bytes} bytes but only {available_bytes} are present")
             }
             DecodeError::Corrupt { reason } => write!(f, "corrupt: {reason}"),
             DecodeError::Stale { found, expected } => {
-                write!(
-                    f,
-                    "stale frame of segment {found} (expected segment {expected})"
-                )
+                write!(f, "stale frame of segment {found} (expected segment {expected})")
             }
-            DecodeError::Misdirected {
-                found_segment,
-                found_offset,
-                expected_offset,
-            } => write!(
+            DecodeError::Misdirected { found_segment, found_offset, expected_offset } => write!(
                 f,
                 "misdirected frame: written for segment {found_segment} offset {found_offset}, \
                  found at offset {expected_offset}"
             ),
             DecodeError::Unsupported { what, value } => {
-                write!(
-                    f,
-                    "unsupported {what} {value} (written by a newer version?)"
-                )
+                write!(f, "unsupported {what} {value} (written by a newer version?)")
             }
         }
     }

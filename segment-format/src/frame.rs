@@ -86,10 +86,7 @@ pub struct Frame {
 
 /// Bytes a record frame with a body of `body_len` bytes occupies on disk.
 pub const fn frame_bytes_for(body_len: usize) -> u64 {
-    align_up(
-        (FRAME_HEADER_BYTES + body_len) as u64,
-        FRAME_ALIGN_BYTES as u64,
-    )
+    align_up((FRAME_HEADER_BYTES + body_len) as u64, FRAME_ALIGN_BYTES as u64)
 }
 
 struct RawHeader {
@@ -139,10 +136,7 @@ fn crc_of(header: &[u8], body: &[u8]) -> u32 {
 }
 
 fn record_header(at: Position, seq: Seq, r: &RecordRef<'_>) -> RawHeader {
-    assert!(
-        r.body.len() <= RECORD_BODY_BYTES_MAX,
-        "record body over the limit"
-    );
+    assert!(r.body.len() <= RECORD_BODY_BYTES_MAX, "record body over the limit");
     assert!(r.lsn != Lsn::INVALID, "records have an LSN of at least 1");
     RawHeader {
         kind: FrameKind::Record as u8,
@@ -158,10 +152,7 @@ fn record_header(at: Position, seq: Seq, r: &RecordRef<'_>) -> RawHeader {
 }
 
 fn check_position(at: Position, seq: Seq) {
-    assert!(
-        at.offset % FRAME_ALIGN_BYTES as u64 == 0,
-        "frames are 8-byte aligned"
-    );
+    assert!(at.offset % FRAME_ALIGN_BYTES as u64 == 0, "frames are 8-byte aligned");
     assert!(seq.0 >= 1, "frame seqs start at 1");
 }
 
@@ -191,12 +182,8 @@ pub fn encode_batch_frame(
 ) -> u64 {
     check_position(at, seq);
     assert!(!records.is_empty() && records.len() <= BATCH_RECORDS_MAX);
-    let mut inner = Vec::with_capacity(
-        records
-            .iter()
-            .map(|r| frame_bytes_for(r.body.len()) as usize)
-            .sum(),
-    );
+    let mut inner =
+        Vec::with_capacity(records.iter().map(|r| frame_bytes_for(r.body.len()) as usize).sum());
     for r in records {
         push_frame(&mut inner, &record_header(at, seq, r), r.body);
     }
@@ -234,9 +221,8 @@ fn compress(_data: &[u8], _level: i32) -> Option<Vec<u8>> {
 #[cfg(feature = "zstd")]
 fn decompress(data: &[u8]) -> Result<Vec<u8>, DecodeError> {
     // The capacity bounds the output: a hostile frame cannot make us allocate more.
-    zstd::bulk::decompress(data, BATCH_BODY_BYTES_MAX).map_err(|_| DecodeError::Corrupt {
-        reason: "batch body does not decompress",
-    })
+    zstd::bulk::decompress(data, BATCH_BODY_BYTES_MAX)
+        .map_err(|_| DecodeError::Corrupt { reason: "batch body does not decompress" })
 }
 #[cfg(not(feature = "zstd"))]
 fn decompress(_data: &[u8]) -> Result<Vec<u8>, DecodeError> {
@@ -261,9 +247,7 @@ fn parse_header(buf: &[u8]) -> Result<RawHeader, DecodeError> {
         return Err(DecodeError::Zeroed);
     }
     if le_u16(h, 4) != FRAME_MAGIC {
-        return Err(DecodeError::Corrupt {
-            reason: "frame magic",
-        });
+        return Err(DecodeError::Corrupt { reason: "frame magic" });
     }
     Ok(RawHeader {
         kind: h[6],
@@ -283,65 +267,37 @@ fn parse_header(buf: &[u8]) -> Result<RawHeader, DecodeError> {
 fn parse_frame(buf: &[u8]) -> Result<(RawHeader, &[u8], u64), DecodeError> {
     let h = parse_header(buf)?;
     if h.body_len > BATCH_BODY_BYTES_MAX {
-        return Err(DecodeError::Corrupt {
-            reason: "frame length over the limit",
-        });
+        return Err(DecodeError::Corrupt { reason: "frame length over the limit" });
     }
     let len = frame_bytes_for(h.body_len);
     if (buf.len() as u64) < len {
-        return Err(DecodeError::Torn {
-            needed_bytes: len,
-            available_bytes: buf.len() as u64,
-        });
+        return Err(DecodeError::Torn { needed_bytes: len, available_bytes: buf.len() as u64 });
     }
     let body = &buf[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + h.body_len];
     if crc_of(buf, body) != le_u32(buf, 0) {
-        return Err(DecodeError::Corrupt {
-            reason: "frame checksum",
-        });
+        return Err(DecodeError::Corrupt { reason: "frame checksum" });
     }
     let kind = match h.kind {
         1 => FrameKind::Record,
         2 => FrameKind::Batch,
-        other => {
-            return Err(DecodeError::Unsupported {
-                what: "frame kind",
-                value: other.into(),
-            })
-        }
+        other => return Err(DecodeError::Unsupported { what: "frame kind", value: other.into() }),
     };
-    let known_flags = if kind == FrameKind::Batch {
-        FLAG_ZSTD
-    } else {
-        0
-    };
+    let known_flags = if kind == FrameKind::Batch { FLAG_ZSTD } else { 0 };
     if h.flags & !known_flags != 0 {
-        return Err(DecodeError::Unsupported {
-            what: "frame flags",
-            value: h.flags.into(),
-        });
+        return Err(DecodeError::Unsupported { what: "frame flags", value: h.flags.into() });
     }
-    if buf[FRAME_HEADER_BYTES + h.body_len..len as usize]
-        .iter()
-        .any(|&b| b != 0)
-    {
-        return Err(DecodeError::Corrupt {
-            reason: "frame padding is not zero",
-        });
+    if buf[FRAME_HEADER_BYTES + h.body_len..len as usize].iter().any(|&b| b != 0) {
+        return Err(DecodeError::Corrupt { reason: "frame padding is not zero" });
     }
     Ok((h, body, len))
 }
 
 fn record_of(h: &RawHeader, body: &[u8]) -> Result<Record, DecodeError> {
     if h.body_len > RECORD_BODY_BYTES_MAX {
-        return Err(DecodeError::Corrupt {
-            reason: "record length over the limit",
-        });
+        return Err(DecodeError::Corrupt { reason: "record length over the limit" });
     }
     if h.lsn == 0 {
-        return Err(DecodeError::Corrupt {
-            reason: "record LSN is zero",
-        });
+        return Err(DecodeError::Corrupt { reason: "record LSN is zero" });
     }
     Ok(Record {
         log_id: h.log_id,
@@ -359,10 +315,7 @@ pub fn decode_frame(buf: &[u8], at: Position) -> Result<Frame, DecodeError> {
     let (h, body, len) = parse_frame(buf)?;
     if h.segment_id != at.segment_id {
         if h.segment_id < at.segment_id {
-            return Err(DecodeError::Stale {
-                found: h.segment_id,
-                expected: at.segment_id,
-            });
+            return Err(DecodeError::Stale { found: h.segment_id, expected: at.segment_id });
         }
         return Err(DecodeError::Misdirected {
             found_segment: h.segment_id,
@@ -378,43 +331,26 @@ pub fn decode_frame(buf: &[u8], at: Position) -> Result<Frame, DecodeError> {
         });
     }
     if h.offset % FRAME_ALIGN_BYTES as u64 != 0 {
-        return Err(DecodeError::Corrupt {
-            reason: "frame offset is not 8-byte aligned",
-        });
+        return Err(DecodeError::Corrupt { reason: "frame offset is not 8-byte aligned" });
     }
     if h.seq.0 == 0 {
-        return Err(DecodeError::Corrupt {
-            reason: "frame seq is zero",
-        });
+        return Err(DecodeError::Corrupt { reason: "frame seq is zero" });
     }
     let records = match h.kind {
         1 => vec![record_of(&h, body)?],
         _ => decode_batch_body(&h, body)?,
     };
-    let kind = if h.kind == 1 {
-        FrameKind::Record
-    } else {
-        FrameKind::Batch
-    };
-    Ok(Frame {
-        kind,
-        seq: h.seq,
-        len_bytes: len,
-        records,
-    })
+    let kind = if h.kind == 1 { FrameKind::Record } else { FrameKind::Batch };
+    Ok(Frame { kind, seq: h.seq, len_bytes: len, records })
 }
 
 fn decode_batch_body(batch: &RawHeader, stored: &[u8]) -> Result<Vec<Record>, DecodeError> {
     if batch.log_id.0 != 0 {
-        return Err(DecodeError::Corrupt {
-            reason: "batch frame names a log",
-        });
+        return Err(DecodeError::Corrupt { reason: "batch frame names a log" });
     }
     let count = batch.lsn;
     if count == 0 || count > BATCH_RECORDS_MAX as u64 {
-        return Err(DecodeError::Corrupt {
-            reason: "batch record count out of range",
-        });
+        return Err(DecodeError::Corrupt { reason: "batch record count out of range" });
     }
     let decompressed;
     let mut rest: &[u8] = if batch.flags & FLAG_ZSTD != 0 {
@@ -428,34 +364,24 @@ fn decode_batch_body(batch: &RawHeader, stored: &[u8]) -> Result<Vec<Record>, De
         let (h, body, len) = match parse_frame(rest) {
             Ok(x) => x,
             Err(DecodeError::Torn { .. } | DecodeError::Zeroed) => {
-                return Err(DecodeError::Corrupt {
-                    reason: "batch body ends inside a record",
-                })
+                return Err(DecodeError::Corrupt { reason: "batch body ends inside a record" })
             }
             Err(e) => return Err(e),
         };
         if h.kind != FrameKind::Record as u8 {
-            return Err(DecodeError::Corrupt {
-                reason: "batch holds a non-record frame",
-            });
+            return Err(DecodeError::Corrupt { reason: "batch holds a non-record frame" });
         }
         if h.segment_id != batch.segment_id || h.offset != batch.offset || h.seq != batch.seq {
-            return Err(DecodeError::Corrupt {
-                reason: "batch record names another location",
-            });
+            return Err(DecodeError::Corrupt { reason: "batch record names another location" });
         }
         if records.len() as u64 == count {
-            return Err(DecodeError::Corrupt {
-                reason: "batch holds more records than announced",
-            });
+            return Err(DecodeError::Corrupt { reason: "batch holds more records than announced" });
         }
         records.push(record_of(&h, body)?);
         rest = &rest[len as usize..];
     }
     if records.len() as u64 != count {
-        return Err(DecodeError::Corrupt {
-            reason: "batch holds fewer records than announced",
-        });
+        return Err(DecodeError::Corrupt { reason: "batch holds fewer records than announced" });
     }
     Ok(records)
 }

@@ -76,14 +76,10 @@ impl SegmentHeader {
             return Err(DecodeError::Zeroed);
         }
         if b[0..8] != SEGMENT_MAGIC {
-            return Err(DecodeError::Corrupt {
-                reason: "segment header magic",
-            });
+            return Err(DecodeError::Corrupt { reason: "segment header magic" });
         }
         if crc32fast::hash(&b[..60]) != le_u32(b, 60) {
-            return Err(DecodeError::Corrupt {
-                reason: "segment header checksum",
-            });
+            return Err(DecodeError::Corrupt { reason: "segment header checksum" });
         }
         let format_version = le_u16(b, 8);
         if !FORMAT_VERSIONS_READABLE.contains(&format_version) {
@@ -93,9 +89,7 @@ impl SegmentHeader {
             });
         }
         if usize::from(le_u16(b, 10)) != SEGMENT_HEADER_USED_BYTES {
-            return Err(DecodeError::Corrupt {
-                reason: "segment header length",
-            });
+            return Err(DecodeError::Corrupt { reason: "segment header length" });
         }
         let flags = le_u32(b, 12);
         if flags != 0 {
@@ -106,21 +100,15 @@ impl SegmentHeader {
         }
         let prev_end_offset = le_u32(b, 56);
         if u64::from(prev_end_offset) > SEGMENT_BYTES_MAX {
-            return Err(DecodeError::Corrupt {
-                reason: "previous segment end out of range",
-            });
+            return Err(DecodeError::Corrupt { reason: "previous segment end out of range" });
         }
         let segment_bytes = le_u64(b, 48);
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&segment_bytes) {
-            return Err(DecodeError::Corrupt {
-                reason: "segment size out of range",
-            });
+            return Err(DecodeError::Corrupt { reason: "segment size out of range" });
         }
         let first_seq = Seq(le_u64(b, 32));
         if first_seq.0 == 0 {
-            return Err(DecodeError::Corrupt {
-                reason: "segment first seq is zero",
-            });
+            return Err(DecodeError::Corrupt { reason: "segment first seq is zero" });
         }
         Ok(SegmentHeader {
             format_version,

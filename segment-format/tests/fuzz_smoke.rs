@@ -35,15 +35,7 @@ use support::{
 
 const SEED_DEFAULT: u64 = 0x5eed_f00d_4a7c_04e7;
 const CASES_DEFAULT: u64 = 240_000;
-const ALL: &[&str] = &[
-    "Ok",
-    "Zeroed",
-    "Torn",
-    "Corrupt",
-    "Stale",
-    "Misdirected",
-    "Unsupported",
-];
+const ALL: &[&str] = &["Ok", "Zeroed", "Torn", "Corrupt", "Stale", "Misdirected", "Unsupported"];
 
 /// splitmix64 (Steele, Lea, Flood 2014): tiny, fast, and good enough to drive mutations.
 struct Rng(u64);
@@ -129,10 +121,7 @@ fn run(name: &str, cases_default: u64, outcomes: &[&str], case: impl Fn(&mut Rng
     eprintln!("{name}: {tally:?}");
     if env_u64("RATCHET_FUZZ_CASE").is_none() {
         for outcome in outcomes {
-            assert!(
-                tally.contains_key(outcome),
-                "{name} never reached {outcome}: {tally:?}"
-            );
+            assert!(tally.contains_key(outcome), "{name} never reached {outcome}: {tally:?}");
         }
     }
 }
@@ -149,10 +138,7 @@ fn refs(rs: &[Record]) -> Vec<RecordRef<'_>> {
 }
 
 fn frame_seeds() -> Vec<FrameSeed> {
-    let at = |offset| Position {
-        segment_id: SegmentId(11),
-        offset,
-    };
+    let at = |offset| Position { segment_id: SegmentId(11), offset };
     let rec = |log: u32, lsn: u64, body: &[u8]| Record {
         log_id: LogId(log),
         lsn: Lsn(lsn),
@@ -160,19 +146,14 @@ fn frame_seeds() -> Vec<FrameSeed> {
         body: body.to_vec(),
     };
     let checkpoint = control_seeds()[0].encode();
-    let batch: Vec<Record> = (1..=5)
-        .map(|i| rec(i as u32, i, &b"abcdefg"[..i as usize]))
-        .collect();
+    let batch: Vec<Record> = (1..=5).map(|i| rec(i as u32, i, &b"abcdefg"[..i as usize])).collect();
     let squeezable: Vec<Record> = (1..=6).map(|i| rec(2, i, &[b'z'; 90])).collect();
 
     let mut seeds = Vec::new();
     let mut push = |offset: u64, encode: &dyn Fn(&mut Vec<u8>, Position)| {
         let mut bytes = Vec::new();
         encode(&mut bytes, at(offset));
-        seeds.push(FrameSeed {
-            bytes,
-            at: at(offset),
-        });
+        seeds.push(FrameSeed { bytes, at: at(offset) });
     };
     push(4096, &|o, p| {
         encode_record_frame(o, p, Seq(1), rec(1, 1, b"hello, ratchet").as_ref());
@@ -192,11 +173,7 @@ fn frame_seeds() -> Vec<FrameSeed> {
     push(20480, &|o, p| {
         encode_batch_frame(o, p, Seq(6), &refs(&squeezable), Compression::Zstd(1));
     });
-    assert_eq!(
-        seeds[5].bytes[field::FLAGS],
-        FLAG_ZSTD,
-        "the zstd seed is compressed"
-    );
+    assert_eq!(seeds[5].bytes[field::FLAGS], FLAG_ZSTD, "the zstd seed is compressed");
     seeds
 }
 
@@ -228,10 +205,7 @@ fn control_seeds() -> Vec<ControlRecord> {
             entry(3, 7, 7, false),
         ]),
         ControlRecord::Checkpoint(Vec::new()),
-        ControlRecord::Trim {
-            log_id: LogId(4),
-            lsn: Lsn(100),
-        },
+        ControlRecord::Trim { log_id: LogId(4), lsn: Lsn(100) },
         ControlRecord::Seal { log_id: LogId(4) },
     ]
 }
@@ -347,11 +321,7 @@ const FRAME_FIELDS: &[(usize, usize)] = &[
 fn mutate_frame(rng: &mut Rng, b: &mut Vec<u8>) {
     let mut fields: Vec<(usize, usize)> = FRAME_FIELDS.to_vec();
     // Inner frame header fields, assuming the first inner frame starts right after the header.
-    fields.extend(
-        FRAME_FIELDS
-            .iter()
-            .map(|&(at, w)| (FRAME_HEADER_BYTES + at, w)),
-    );
+    fields.extend(FRAME_FIELDS.iter().map(|&(at, w)| (FRAME_HEADER_BYTES + at, w)));
     mutate(rng, b, &fields);
 }
 
@@ -394,21 +364,11 @@ fn position_for(rng: &mut Rng, buf: &[u8], seed_at: Position) -> Position {
         0 => own_position(buf),
         1 => Position {
             segment_id: SegmentId(
-                seed_at
-                    .segment_id
-                    .0
-                    .wrapping_add(rng.below(3) as u64)
-                    .wrapping_sub(1),
+                seed_at.segment_id.0.wrapping_add(rng.below(3) as u64).wrapping_sub(1),
             ),
-            offset: seed_at
-                .offset
-                .wrapping_add(8 * rng.below(3) as u64)
-                .wrapping_sub(8),
+            offset: seed_at.offset.wrapping_add(8 * rng.below(3) as u64).wrapping_sub(8),
         },
-        2 => Position {
-            segment_id: SegmentId(rng.next_u64()),
-            offset: rng.next_u64(),
-        },
+        2 => Position { segment_id: SegmentId(rng.next_u64()), offset: rng.next_u64() },
         _ => seed_at,
     }
 }
@@ -505,66 +465,37 @@ fn arbitrary_bytes() {
 #[test]
 fn mutated_segment_headers() {
     let seed = header_seed();
-    let fields: &[(usize, usize)] = &[
-        (8, 2),
-        (10, 2),
-        (12, 4),
-        (16, 8),
-        (24, 8),
-        (32, 8),
-        (40, 8),
-        (48, 8),
-        (56, 4),
-        (60, 4),
-    ];
+    let fields: &[(usize, usize)] =
+        &[(8, 2), (10, 2), (12, 4), (16, 8), (24, 8), (32, 8), (40, 8), (48, 8), (56, 4), (60, 4)];
     let outcomes = &["Ok", "Torn", "Corrupt", "Unsupported"];
-    run(
-        "mutated_segment_headers",
-        CASES_DEFAULT / 6,
-        outcomes,
-        |rng, tally| {
-            let mut b = seed.clone();
-            if rng.chance(4) {
-                let bit = rng.below(b.len() * 8);
-                b[bit / 8] ^= 1 << (bit % 8);
-                let got = check_header(&b);
-                assert!(got.is_err(), "bit {bit} flipped yet decoded");
-                tally.note(&got);
-                return;
-            }
-            mutate(rng, &mut b, fields);
-            if rng.chance(2) && b.len() >= SEGMENT_HEADER_USED_BYTES {
-                reseal_header(&mut b);
-            }
-            tally.note(&check_header(&b));
-        },
-    );
+    run("mutated_segment_headers", CASES_DEFAULT / 6, outcomes, |rng, tally| {
+        let mut b = seed.clone();
+        if rng.chance(4) {
+            let bit = rng.below(b.len() * 8);
+            b[bit / 8] ^= 1 << (bit % 8);
+            let got = check_header(&b);
+            assert!(got.is_err(), "bit {bit} flipped yet decoded");
+            tally.note(&got);
+            return;
+        }
+        mutate(rng, &mut b, fields);
+        if rng.chance(2) && b.len() >= SEGMENT_HEADER_USED_BYTES {
+            reseal_header(&mut b);
+        }
+        tally.note(&check_header(&b));
+    });
 }
 
 #[test]
 fn mutated_control_records() {
     let seeds: Vec<Vec<u8>> = control_seeds().iter().map(ControlRecord::encode).collect();
     // Checkpoint: tag, count, then 21-byte entries (log id, flags, trim, last).
-    let fields: &[(usize, usize)] = &[
-        (0, 1),
-        (1, 4),
-        (5, 4),
-        (9, 1),
-        (10, 8),
-        (18, 8),
-        (26, 4),
-        (30, 1),
-        (31, 8),
-    ];
+    let fields: &[(usize, usize)] =
+        &[(0, 1), (1, 4), (5, 4), (9, 1), (10, 8), (18, 8), (26, 4), (30, 1), (31, 8)];
     let outcomes = &["Ok", "Corrupt", "Unsupported"];
-    run(
-        "mutated_control_records",
-        CASES_DEFAULT / 6,
-        outcomes,
-        |rng, tally| {
-            let mut b = rng.pick(&seeds).clone();
-            mutate(rng, &mut b, fields);
-            tally.note(&check_control(&b));
-        },
-    );
+    run("mutated_control_records", CASES_DEFAULT / 6, outcomes, |rng, tally| {
+        let mut b = rng.pick(&seeds).clone();
+        mutate(rng, &mut b, fields);
+        tally.note(&check_control(&b));
+    });
 }

@@ -29,9 +29,7 @@ const WAL_ID: u64 = 0x0123_4567_89ab_cdef;
 const T0_MS: u64 = 1_767_225_600_000;
 
 fn golden_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/v1")
-        .join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1").join(name)
 }
 
 /// Reads the checked-in vector `name`. With `RATCHET_BLESS=1`, first writes `generated` there
@@ -44,10 +42,7 @@ fn golden(name: &str, generated: &[u8]) -> Vec<u8> {
         eprintln!("blessed new golden vector {}", path.display());
     }
     std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "golden vector {} unreadable ({e}); create it with RATCHET_BLESS=1",
-            path.display()
-        )
+        panic!("golden vector {} unreadable ({e}); create it with RATCHET_BLESS=1", path.display())
     })
 }
 
@@ -103,32 +98,18 @@ fn segment_header_v1() {
 
     assert_eq!(bytes.len(), BLOCK_BYTES);
     assert_eq!(bytes[..64], hex(SEGMENT_HEADER_HEX)[..]);
-    assert!(
-        bytes[64..].iter().all(|&b| b == 0),
-        "the rest of the block is zero"
-    );
+    assert!(bytes[64..].iter().all(|&b| b == 0), "the rest of the block is zero");
     assert_eq!(SegmentHeader::decode(&bytes), Ok(header_value()));
-    assert_eq!(
-        FORMAT_VERSION, 1,
-        "a new version needs its own golden directory"
-    );
+    assert_eq!(FORMAT_VERSION, 1, "a new version needs its own golden directory");
     assert_eq!(block, bytes, "re-encoding gives identical bytes");
 }
 
 // ---- record frame ----------------------------------------------------------------------------
 
-const RECORD_AT: Position = Position {
-    segment_id: SEGMENT,
-    offset: 4096,
-};
+const RECORD_AT: Position = Position { segment_id: SEGMENT, offset: 4096 };
 
 fn record_value() -> Record {
-    Record {
-        log_id: LogId(3),
-        lsn: Lsn(42),
-        timestamp_ms: T0_MS + 123,
-        body: b"hello".to_vec(),
-    }
+    Record { log_id: LogId(3), lsn: Lsn(42), timestamp_ms: T0_MS + 123, body: b"hello".to_vec() }
 }
 
 /// The whole record frame vector: 56-byte header, 5-byte body, 3 bytes of padding.
@@ -170,25 +151,12 @@ fn record_frame_v1() {
 
 // ---- batch frames ----------------------------------------------------------------------------
 
-const BATCH_AT: Position = Position {
-    segment_id: SEGMENT,
-    offset: 4160,
-};
+const BATCH_AT: Position = Position { segment_id: SEGMENT, offset: 4160 };
 
 fn batch_records() -> Vec<Record> {
     vec![
-        Record {
-            log_id: LogId(3),
-            lsn: Lsn(43),
-            timestamp_ms: T0_MS + 200,
-            body: b"a".to_vec(),
-        },
-        Record {
-            log_id: LogId(4),
-            lsn: Lsn(1),
-            timestamp_ms: T0_MS + 201,
-            body: Vec::new(),
-        },
+        Record { log_id: LogId(3), lsn: Lsn(43), timestamp_ms: T0_MS + 200, body: b"a".to_vec() },
+        Record { log_id: LogId(4), lsn: Lsn(1), timestamp_ms: T0_MS + 201, body: Vec::new() },
         Record {
             log_id: LogId(3),
             lsn: Lsn(44),
@@ -211,21 +179,9 @@ fn batch_frame_v1() {
     assert_eq!(bytes[field::KIND], 2);
     assert_eq!(bytes[field::FLAGS], 0);
     assert_eq!(support::get_u32(&bytes, field::BODY_LEN), 192);
-    assert_eq!(
-        support::get_u32(&bytes, field::LOG_ID),
-        0,
-        "a batch names no log"
-    );
-    assert_eq!(
-        support::get_u64(&bytes, field::LSN),
-        3,
-        "a batch's lsn field is its count"
-    );
-    assert_eq!(
-        support::get_u64(&bytes, field::TIMESTAMP_MS),
-        T0_MS + 201,
-        "the largest"
-    );
+    assert_eq!(support::get_u32(&bytes, field::LOG_ID), 0, "a batch names no log");
+    assert_eq!(support::get_u64(&bytes, field::LSN), 3, "a batch's lsn field is its count");
+    assert_eq!(support::get_u64(&bytes, field::TIMESTAMP_MS), T0_MS + 201, "the largest");
     // The inner records carry the batch's segment id, offset and seq.
     for inner_at in [56, 56 + 64, 56 + 64 + 56] {
         let inner = &bytes[inner_at..];
@@ -235,22 +191,11 @@ fn batch_frame_v1() {
         assert_eq!(support::get_u64(inner, field::SEQ), 1001);
     }
     let frame = decode_frame(&bytes, BATCH_AT).expect("decodes");
-    assert_eq!(
-        frame,
-        Frame {
-            kind: FrameKind::Batch,
-            seq: Seq(1001),
-            len_bytes: 248,
-            records
-        }
-    );
+    assert_eq!(frame, Frame { kind: FrameKind::Batch, seq: Seq(1001), len_bytes: 248, records });
     assert_eq!(encoded, bytes, "re-encoding gives identical bytes");
 }
 
-const ZSTD_AT: Position = Position {
-    segment_id: SEGMENT,
-    offset: 8192,
-};
+const ZSTD_AT: Position = Position { segment_id: SEGMENT, offset: 8192 };
 
 fn zstd_records() -> Vec<Record> {
     (0..4u64)
@@ -268,23 +213,14 @@ fn batch_frame_zstd_v1() {
     let records = zstd_records();
     let refs: Vec<_> = records.iter().map(Record::as_ref).collect();
     let mut encoded = Vec::new();
-    encode_batch_frame(
-        &mut encoded,
-        ZSTD_AT,
-        Seq(1002),
-        &refs,
-        Compression::Zstd(3),
-    );
+    encode_batch_frame(&mut encoded, ZSTD_AT, Seq(1002), &refs, Compression::Zstd(3));
     let bytes = golden("batch_frame_zstd.bin", &encoded);
 
     assert_eq!(bytes[field::KIND], 2);
     assert_eq!(bytes[field::FLAGS], FLAG_ZSTD, "the vector is compressed");
     // The stored body is a zstd frame (magic 28 b5 2f fd).
     assert_eq!(bytes[56..60], [0x28, 0xb5, 0x2f, 0xfd]);
-    assert!(
-        bytes.len() < 56 + 4 * (56 + 256),
-        "compression made it smaller"
-    );
+    assert!(bytes.len() < 56 + 4 * (56 + 256), "compression made it smaller");
     let frame = decode_frame(&bytes, ZSTD_AT).expect("decodes");
     assert_eq!(frame.kind, FrameKind::Batch);
     assert_eq!(frame.seq, Seq(1002));
@@ -297,18 +233,8 @@ fn batch_frame_zstd_v1() {
 
 fn checkpoint_value() -> ControlRecord {
     ControlRecord::Checkpoint(vec![
-        LogCheckpoint {
-            log_id: LogId(1),
-            lsn_trim: Lsn(10),
-            lsn_last: Lsn(42),
-            sealed: false,
-        },
-        LogCheckpoint {
-            log_id: LogId(2),
-            lsn_trim: Lsn(5),
-            lsn_last: Lsn(5),
-            sealed: true,
-        },
+        LogCheckpoint { log_id: LogId(1), lsn_trim: Lsn(10), lsn_last: Lsn(42), sealed: false },
+        LogCheckpoint { log_id: LogId(2), lsn_trim: Lsn(5), lsn_last: Lsn(5), sealed: true },
     ])
 }
 
@@ -335,10 +261,7 @@ fn control_checkpoint_v1() {
 
 #[test]
 fn control_trim_v1() {
-    let value = ControlRecord::Trim {
-        log_id: LogId(3),
-        lsn: Lsn(40),
-    };
+    let value = ControlRecord::Trim { log_id: LogId(3), lsn: Lsn(40) };
     let bytes = golden("control_trim.bin", &value.encode());
     assert_eq!(
         bytes,
@@ -381,10 +304,7 @@ fn segment_start_value() -> (SegmentHeader, Record) {
 #[test]
 fn segment_start_v1() {
     let (header, checkpoint) = segment_start_value();
-    let at = Position {
-        segment_id: header.segment_id,
-        offset: SEGMENT_HEADER_BYTES as u64,
-    };
+    let at = Position { segment_id: header.segment_id, offset: SEGMENT_HEADER_BYTES as u64 };
     let mut encoded = vec![0u8; SEGMENT_HEADER_BYTES];
     header.encode(&mut encoded);
     encode_record_frame(&mut encoded, at, header.first_seq, checkpoint.as_ref());
@@ -392,15 +312,9 @@ fn segment_start_v1() {
 
     assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
     let frame = decode_frame(&bytes[SEGMENT_HEADER_BYTES..], at).expect("decodes");
-    assert_eq!(
-        frame.seq, header.first_seq,
-        "the first frame's seq is the header's first_seq"
-    );
+    assert_eq!(frame.seq, header.first_seq, "the first frame's seq is the header's first_seq");
     assert_eq!(frame.records, vec![checkpoint.clone()]);
-    assert_eq!(
-        ControlRecord::decode(&frame.records[0].body),
-        Ok(checkpoint_value())
-    );
+    assert_eq!(ControlRecord::decode(&frame.records[0].body), Ok(checkpoint_value()));
     assert_eq!(encoded, bytes, "re-encoding gives identical bytes");
 }
 
@@ -414,12 +328,7 @@ fn every_v1_vector_is_tested() {
     let dir = golden_path("");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| {
-            e.expect("dir entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
+        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
     assert_eq!(

@@ -45,14 +45,9 @@ fn arb_record(body_bytes_max: usize) -> impl Strategy<Value = Record> {
 }
 
 fn arb_position() -> impl Strategy<Value = Position> {
-    (
-        any::<u64>(),
-        0..SEGMENT_BYTES_MAX / FRAME_ALIGN_BYTES as u64,
-    )
-        .prop_map(|(id, slot)| Position {
-            segment_id: SegmentId(id),
-            offset: slot * FRAME_ALIGN_BYTES as u64,
-        })
+    (any::<u64>(), 0..SEGMENT_BYTES_MAX / FRAME_ALIGN_BYTES as u64).prop_map(|(id, slot)| {
+        Position { segment_id: SegmentId(id), offset: slot * FRAME_ALIGN_BYTES as u64 }
+    })
 }
 
 fn arb_seq() -> impl Strategy<Value = Seq> {
@@ -60,10 +55,7 @@ fn arb_seq() -> impl Strategy<Value = Seq> {
 }
 
 fn arb_compression() -> impl Strategy<Value = Compression> {
-    prop_oneof![
-        Just(Compression::None),
-        (1..=3i32).prop_map(Compression::Zstd)
-    ]
+    prop_oneof![Just(Compression::None), (1..=3i32).prop_map(Compression::Zstd)]
 }
 
 fn arb_header() -> impl Strategy<Value = SegmentHeader> {
@@ -75,18 +67,16 @@ fn arb_header() -> impl Strategy<Value = SegmentHeader> {
         SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX,
         0..=SEGMENT_BYTES_MAX as u32,
     )
-        .prop_map(
-            |(id, wal_id, first_seq, created_ms, segment_bytes, prev_end)| {
-                SegmentHeader::new(
-                    SegmentId(id),
-                    wal_id,
-                    Seq(first_seq),
-                    created_ms,
-                    segment_bytes,
-                    prev_end,
-                )
-            },
-        )
+        .prop_map(|(id, wal_id, first_seq, created_ms, segment_bytes, prev_end)| {
+            SegmentHeader::new(
+                SegmentId(id),
+                wal_id,
+                Seq(first_seq),
+                created_ms,
+                segment_bytes,
+                prev_end,
+            )
+        })
 }
 
 fn arb_control() -> impl Strategy<Value = ControlRecord> {
@@ -100,10 +90,8 @@ fn arb_control() -> impl Strategy<Value = ControlRecord> {
     );
     prop_oneof![
         prop::collection::vec(entry, 0..20).prop_map(ControlRecord::Checkpoint),
-        (any::<u32>(), any::<u64>()).prop_map(|(l, lsn)| ControlRecord::Trim {
-            log_id: LogId(l),
-            lsn: Lsn(lsn)
-        }),
+        (any::<u32>(), any::<u64>())
+            .prop_map(|(l, lsn)| ControlRecord::Trim { log_id: LogId(l), lsn: Lsn(lsn) }),
         any::<u32>().prop_map(|l| ControlRecord::Seal { log_id: LogId(l) }),
     ]
 }
@@ -245,18 +233,10 @@ proptest! {
 
 // ---- sample frames ---------------------------------------------------------------------------
 
-const AT: Position = Position {
-    segment_id: SegmentId(5),
-    offset: 4096,
-};
+const AT: Position = Position { segment_id: SegmentId(5), offset: 4096 };
 
 fn sample_record() -> Record {
-    Record {
-        log_id: LogId(3),
-        lsn: Lsn(42),
-        timestamp_ms: 1_000,
-        body: b"hello".to_vec(),
-    }
+    Record { log_id: LogId(3), lsn: Lsn(42), timestamp_ms: 1_000, body: b"hello".to_vec() }
 }
 
 fn sample_record_frame() -> Vec<u8> {
@@ -303,29 +283,15 @@ fn corrupt(reason: &'static str) -> Result<Frame, DecodeError> {
 #[test]
 fn zeroed_space_is_zeroed() {
     for len in [0, 1, 8, FRAME_HEADER_BYTES - 1, FRAME_HEADER_BYTES, 4096] {
-        assert_eq!(
-            decode_frame(&vec![0; len], AT),
-            Err(DecodeError::Zeroed),
-            "len {len}"
-        );
+        assert_eq!(decode_frame(&vec![0; len], AT), Err(DecodeError::Zeroed), "len {len}");
     }
     // Only the header counts: a zero header is nothing written, whatever follows.
     let mut buf = vec![0u8; 4096];
     buf[FRAME_HEADER_BYTES..].fill(0xff);
     assert_eq!(decode_frame(&buf, AT), Err(DecodeError::Zeroed));
 
-    for len in [
-        0,
-        1,
-        SEGMENT_HEADER_USED_BYTES - 1,
-        SEGMENT_HEADER_USED_BYTES,
-        4096,
-    ] {
-        assert_eq!(
-            SegmentHeader::decode(&vec![0; len]),
-            Err(DecodeError::Zeroed),
-            "len {len}"
-        );
+    for len in [0, 1, SEGMENT_HEADER_USED_BYTES - 1, SEGMENT_HEADER_USED_BYTES, 4096] {
+        assert_eq!(SegmentHeader::decode(&vec![0; len]), Err(DecodeError::Zeroed), "len {len}");
     }
 }
 
@@ -338,17 +304,10 @@ fn assert_truncation_is_torn(frame: &[u8], n: usize, at: Position) {
         assert_eq!(got, Err(DecodeError::Zeroed));
         return;
     }
-    let needed = if n < FRAME_HEADER_BYTES {
-        FRAME_HEADER_BYTES
-    } else {
-        frame.len()
-    };
+    let needed = if n < FRAME_HEADER_BYTES { FRAME_HEADER_BYTES } else { frame.len() };
     assert_eq!(
         got,
-        Err(DecodeError::Torn {
-            needed_bytes: needed as u64,
-            available_bytes: n as u64
-        }),
+        Err(DecodeError::Torn { needed_bytes: needed as u64, available_bytes: n as u64 }),
         "cut at {n} of {}",
         frame.len()
     );
@@ -357,11 +316,7 @@ fn assert_truncation_is_torn(frame: &[u8], n: usize, at: Position) {
 #[test]
 fn every_truncation_of_a_frame_is_torn() {
     for (name, frame) in samples() {
-        assert_eq!(
-            decode_frame(&frame[..0], AT),
-            Err(DecodeError::Zeroed),
-            "{name}"
-        );
+        assert_eq!(decode_frame(&frame[..0], AT), Err(DecodeError::Zeroed), "{name}");
         for n in 1..frame.len() {
             assert_truncation_is_torn(&frame, n, AT);
         }
@@ -383,10 +338,7 @@ fn every_truncation_of_a_segment_header_is_torn() {
             })
         );
     }
-    assert_eq!(
-        SegmentHeader::decode(&block[..SEGMENT_HEADER_USED_BYTES]),
-        Ok(h)
-    );
+    assert_eq!(SegmentHeader::decode(&block[..SEGMENT_HEADER_USED_BYTES]), Ok(h));
 }
 
 // ---- bit flips -------------------------------------------------------------------------------
@@ -409,10 +361,7 @@ fn assert_bit_flip_detected(frame: &[u8], bit: usize, at: Position, trailing_zer
         Err(DecodeError::Torn { needed_bytes, .. }) if in_body_len => {
             assert!(needed_bytes > buf.len() as u64);
         }
-        other => panic!(
-            "flip of bit {bit} (byte {byte}) of {} gave {other:?}",
-            frame.len()
-        ),
+        other => panic!("flip of bit {bit} (byte {byte}) of {} gave {other:?}", frame.len()),
     }
 }
 
@@ -434,10 +383,7 @@ fn every_single_bit_flip_in_a_segment_header_is_detected() {
         let mut b = block.clone();
         b[bit / 8] ^= 1 << (bit % 8);
         let got = SegmentHeader::decode(&b);
-        assert!(
-            matches!(got, Err(DecodeError::Corrupt { .. })),
-            "bit {bit}: {got:?}"
-        );
+        assert!(matches!(got, Err(DecodeError::Corrupt { .. })), "bit {bit}: {got:?}");
     }
 }
 
@@ -446,16 +392,10 @@ fn every_single_bit_flip_in_a_segment_header_is_detected() {
 #[test]
 fn older_segment_id_is_stale() {
     for (_, frame) in samples() {
-        let read_as = Position {
-            segment_id: SegmentId(6),
-            offset: AT.offset,
-        };
+        let read_as = Position { segment_id: SegmentId(6), offset: AT.offset };
         assert_eq!(
             decode_frame(&frame, read_as),
-            Err(DecodeError::Stale {
-                found: SegmentId(5),
-                expected: SegmentId(6)
-            })
+            Err(DecodeError::Stale { found: SegmentId(5), expected: SegmentId(6) })
         );
     }
 }
@@ -463,10 +403,7 @@ fn older_segment_id_is_stale() {
 #[test]
 fn newer_segment_id_or_other_offset_is_misdirected() {
     for (_, frame) in samples() {
-        let newer = Position {
-            segment_id: SegmentId(4),
-            offset: AT.offset,
-        };
+        let newer = Position { segment_id: SegmentId(4), offset: AT.offset };
         assert_eq!(
             decode_frame(&frame, newer),
             Err(DecodeError::Misdirected {
@@ -475,10 +412,7 @@ fn newer_segment_id_or_other_offset_is_misdirected() {
                 expected_offset: AT.offset
             })
         );
-        let moved = Position {
-            segment_id: SegmentId(5),
-            offset: AT.offset + 8,
-        };
+        let moved = Position { segment_id: SegmentId(5), offset: AT.offset + 8 };
         assert_eq!(
             decode_frame(&frame, moved),
             Err(DecodeError::Misdirected {
@@ -488,16 +422,10 @@ fn newer_segment_id_or_other_offset_is_misdirected() {
             })
         );
         // Both at once: the segment id is reported.
-        let both = Position {
-            segment_id: SegmentId(9),
-            offset: 0,
-        };
+        let both = Position { segment_id: SegmentId(9), offset: 0 };
         assert_eq!(
             decode_frame(&frame, both),
-            Err(DecodeError::Stale {
-                found: SegmentId(5),
-                expected: SegmentId(9)
-            })
+            Err(DecodeError::Stale { found: SegmentId(5), expected: SegmentId(9) })
         );
     }
 }
@@ -512,10 +440,7 @@ fn unknown_frame_kinds_are_unsupported() {
         assert!(reseal_frame(&mut frame));
         assert_eq!(
             decode_frame(&frame, AT),
-            Err(DecodeError::Unsupported {
-                what: "frame kind",
-                value: kind.into()
-            })
+            Err(DecodeError::Unsupported { what: "frame kind", value: kind.into() })
         );
     }
 }
@@ -534,10 +459,7 @@ fn unknown_frame_flags_are_unsupported() {
         assert!(reseal_frame(&mut frame));
         assert_eq!(
             decode_frame(&frame, AT),
-            Err(DecodeError::Unsupported {
-                what: "frame flags",
-                value: flags.into()
-            })
+            Err(DecodeError::Unsupported { what: "frame flags", value: flags.into() })
         );
     }
 }
@@ -552,10 +474,7 @@ fn unknown_segment_versions_and_flags_are_unsupported() {
         reseal_header(&mut b);
         assert_eq!(
             SegmentHeader::decode(&b),
-            Err(DecodeError::Unsupported {
-                what: "segment format version",
-                value: version.into()
-            })
+            Err(DecodeError::Unsupported { what: "segment format version", value: version.into() })
         );
     }
     let mut b = block.clone();
@@ -563,10 +482,7 @@ fn unknown_segment_versions_and_flags_are_unsupported() {
     reseal_header(&mut b);
     assert_eq!(
         SegmentHeader::decode(&b),
-        Err(DecodeError::Unsupported {
-            what: "segment header flags",
-            value: 1
-        })
+        Err(DecodeError::Unsupported { what: "segment header flags", value: 1 })
     );
 }
 
@@ -575,10 +491,7 @@ fn unknown_control_tags_and_flags_are_unsupported() {
     for tag in [0u8, 4, 0xff] {
         assert_eq!(
             ControlRecord::decode(&[tag, 1, 2, 3, 4]),
-            Err(DecodeError::Unsupported {
-                what: "control record tag",
-                value: tag.into()
-            })
+            Err(DecodeError::Unsupported { what: "control record tag", value: tag.into() })
         );
     }
     let mut cp = ControlRecord::Checkpoint(vec![LogCheckpoint {
@@ -591,10 +504,7 @@ fn unknown_control_tags_and_flags_are_unsupported() {
     cp[1 + 4 + 4] = 0b11;
     assert_eq!(
         ControlRecord::decode(&cp),
-        Err(DecodeError::Unsupported {
-            what: "checkpoint flags",
-            value: 3
-        })
+        Err(DecodeError::Unsupported { what: "checkpoint flags", value: 3 })
     );
 }
 
@@ -614,10 +524,7 @@ fn nonzero_padding_is_corrupt() {
     let mut batch = sample_batch_frame(Compression::None);
     batch[FRAME_HEADER_BYTES + FRAME_HEADER_BYTES + 5] = 0xaa;
     assert!(reseal_frame(&mut batch));
-    assert_eq!(
-        decode_frame(&batch, AT),
-        corrupt("frame padding is not zero")
-    );
+    assert_eq!(decode_frame(&batch, AT), corrupt("frame padding is not zero"));
 }
 
 #[test]
@@ -642,15 +549,9 @@ fn checksum_mismatch_is_corrupt() {
 fn frame_length_over_the_limit_is_corrupt_not_torn() {
     let mut frame = sample_record_frame();
     put_u32(&mut frame, field::BODY_LEN, BATCH_BODY_BYTES_MAX as u32 + 1);
-    assert_eq!(
-        decode_frame(&frame, AT),
-        corrupt("frame length over the limit")
-    );
+    assert_eq!(decode_frame(&frame, AT), corrupt("frame length over the limit"));
     put_u32(&mut frame, field::BODY_LEN, u32::MAX);
-    assert_eq!(
-        decode_frame(&frame, AT),
-        corrupt("frame length over the limit")
-    );
+    assert_eq!(decode_frame(&frame, AT), corrupt("frame length over the limit"));
 }
 
 #[test]
@@ -661,10 +562,7 @@ fn record_body_over_the_record_limit_is_corrupt() {
     frame[..FRAME_HEADER_BYTES].copy_from_slice(&sample_record_frame()[..FRAME_HEADER_BYTES]);
     put_u32(&mut frame, field::BODY_LEN, body_len as u32);
     assert!(reseal_frame(&mut frame));
-    assert_eq!(
-        decode_frame(&frame, AT),
-        corrupt("record length over the limit")
-    );
+    assert_eq!(decode_frame(&frame, AT), corrupt("record length over the limit"));
 }
 
 #[test]
@@ -675,32 +573,17 @@ fn frame_fields_out_of_range_are_corrupt() {
         assert!(reseal_frame(&mut frame));
         decode_frame(&frame, AT)
     };
-    assert_eq!(
-        edit(|f| put_u64(f, field::SEQ, 0)),
-        corrupt("frame seq is zero")
-    );
-    assert_eq!(
-        edit(|f| put_u64(f, field::LSN, 0)),
-        corrupt("record LSN is zero")
-    );
+    assert_eq!(edit(|f| put_u64(f, field::SEQ, 0)), corrupt("frame seq is zero"));
+    assert_eq!(edit(|f| put_u64(f, field::LSN, 0)), corrupt("record LSN is zero"));
 
     // A frame that names an unaligned offset, read from that offset (a caller bug) or from
     // anywhere else: never Ok, since no writer puts a frame there.
     let mut frame = sample_record_frame();
     put_u64(&mut frame, field::OFFSET, AT.offset + 4);
     assert!(reseal_frame(&mut frame));
-    let unaligned = Position {
-        segment_id: AT.segment_id,
-        offset: AT.offset + 4,
-    };
-    assert_eq!(
-        decode_frame(&frame, unaligned),
-        corrupt("frame offset is not 8-byte aligned")
-    );
-    assert!(matches!(
-        decode_frame(&frame, AT),
-        Err(DecodeError::Misdirected { .. })
-    ));
+    let unaligned = Position { segment_id: AT.segment_id, offset: AT.offset + 4 };
+    assert_eq!(decode_frame(&frame, unaligned), corrupt("frame offset is not 8-byte aligned"));
+    assert!(matches!(decode_frame(&frame, AT), Err(DecodeError::Misdirected { .. })));
 }
 
 // ---- Corrupt: batches ------------------------------------------------------------------------
@@ -716,23 +599,15 @@ fn edited_batch(f: impl FnOnce(&mut Vec<u8>)) -> Result<Frame, DecodeError> {
 
 /// Offset of the `i`th inner frame of the sample batch.
 fn inner(i: usize) -> usize {
-    let lens: Vec<usize> = sample_batch_records()
-        .iter()
-        .map(|r| frame_bytes_for(r.body.len()) as usize)
-        .collect();
+    let lens: Vec<usize> =
+        sample_batch_records().iter().map(|r| frame_bytes_for(r.body.len()) as usize).collect();
     FRAME_HEADER_BYTES + lens[..i].iter().sum::<usize>()
 }
 
 #[test]
 fn malformed_batches_are_corrupt() {
-    assert!(
-        edited_batch(|_| {}).is_ok(),
-        "re-sealing alone changes nothing"
-    );
-    assert_eq!(
-        edited_batch(|f| put_u32(f, field::LOG_ID, 1)),
-        corrupt("batch frame names a log")
-    );
+    assert!(edited_batch(|_| {}).is_ok(), "re-sealing alone changes nothing");
+    assert_eq!(edited_batch(|f| put_u32(f, field::LOG_ID, 1)), corrupt("batch frame names a log"));
     assert_eq!(
         edited_batch(|f| put_u64(f, field::LSN, 0)),
         corrupt("batch record count out of range")
@@ -798,10 +673,7 @@ fn undecompressible_zstd_body_is_corrupt() {
     let body_len = get_u32(&frame, field::BODY_LEN) as usize;
     frame[FRAME_HEADER_BYTES + body_len..].fill(0);
     assert!(reseal_frame(&mut frame));
-    assert_eq!(
-        decode_frame(&frame, AT),
-        corrupt("batch body does not decompress")
-    );
+    assert_eq!(decode_frame(&frame, AT), corrupt("batch body does not decompress"));
 }
 
 // ---- Corrupt: segment header and control records ---------------------------------------------
@@ -817,14 +689,8 @@ fn malformed_segment_headers_are_corrupt() {
         SegmentHeader::decode(&b)
     };
     let corrupt = |reason| Err(DecodeError::Corrupt { reason });
-    assert_eq!(
-        edit(header_field::MAGIC, 0, 1),
-        corrupt("segment header magic")
-    );
-    assert_eq!(
-        edit(header_field::USED_BYTES, 65, 2),
-        corrupt("segment header length")
-    );
+    assert_eq!(edit(header_field::MAGIC, 0, 1), corrupt("segment header magic"));
+    assert_eq!(edit(header_field::USED_BYTES, 65, 2), corrupt("segment header length"));
     for end in [SEGMENT_BYTES_MAX + 1, u64::from(u32::MAX)] {
         assert_eq!(
             edit(header_field::PREV_END_OFFSET, end, 4),
@@ -837,16 +703,10 @@ fn malformed_segment_headers_are_corrupt() {
             corrupt("segment size out of range")
         );
     }
-    assert_eq!(
-        edit(header_field::FIRST_SEQ, 0, 8),
-        corrupt("segment first seq is zero")
-    );
+    assert_eq!(edit(header_field::FIRST_SEQ, 0, 8), corrupt("segment first seq is zero"));
     let mut b = block.clone();
     b[header_field::CRC] ^= 1;
-    assert_eq!(
-        SegmentHeader::decode(&b),
-        corrupt("segment header checksum")
-    );
+    assert_eq!(SegmentHeader::decode(&b), corrupt("segment header checksum"));
     // The fields the header does not constrain.
     assert!(edit(header_field::WAL_ID, 0, 8).is_ok());
     assert!(edit(header_field::CREATED_MS, u64::MAX, 8).is_ok());
@@ -864,10 +724,7 @@ fn malformed_control_records_are_corrupt() {
     }])
     .encode();
     assert_eq!(ControlRecord::decode(&[]), corrupt("empty control record"));
-    assert_eq!(
-        ControlRecord::decode(&cp[..4]),
-        corrupt("checkpoint too short")
-    );
+    assert_eq!(ControlRecord::decode(&cp[..4]), corrupt("checkpoint too short"));
     for n in 5..cp.len() {
         assert_eq!(
             ControlRecord::decode(&cp[..n]),
@@ -876,35 +733,18 @@ fn malformed_control_records_are_corrupt() {
     }
     let mut long = cp.clone();
     long.push(0);
-    assert_eq!(
-        ControlRecord::decode(&long),
-        corrupt("checkpoint length does not match its count")
-    );
+    assert_eq!(ControlRecord::decode(&long), corrupt("checkpoint length does not match its count"));
     let mut huge = cp.clone();
     huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert_eq!(
-        ControlRecord::decode(&huge),
-        corrupt("checkpoint length does not match its count")
-    );
+    assert_eq!(ControlRecord::decode(&huge), corrupt("checkpoint length does not match its count"));
     let mut inverted = cp.clone();
     inverted[10..18].copy_from_slice(&3u64.to_le_bytes());
-    assert_eq!(
-        ControlRecord::decode(&inverted),
-        corrupt("checkpoint trim point beyond last LSN")
-    );
+    assert_eq!(ControlRecord::decode(&inverted), corrupt("checkpoint trim point beyond last LSN"));
 
-    let trim = ControlRecord::Trim {
-        log_id: LogId(1),
-        lsn: Lsn(1),
-    }
-    .encode();
+    let trim = ControlRecord::Trim { log_id: LogId(1), lsn: Lsn(1) }.encode();
     let seal = ControlRecord::Seal { log_id: LogId(1) }.encode();
     let longer = [trim.as_slice(), &[0]].concat();
-    for bad in [
-        &trim[..trim.len() - 1],
-        &seal[..seal.len() - 1],
-        longer.as_slice(),
-    ] {
+    for bad in [&trim[..trim.len() - 1], &seal[..seal.len() - 1], longer.as_slice()] {
         assert_eq!(ControlRecord::decode(bad), corrupt("control record length"));
     }
 }
@@ -920,10 +760,7 @@ fn encoding_seq_zero_panics() {
 #[test]
 #[should_panic(expected = "frames are 8-byte aligned")]
 fn encoding_at_an_unaligned_offset_panics() {
-    let at = Position {
-        segment_id: SegmentId(1),
-        offset: 4,
-    };
+    let at = Position { segment_id: SegmentId(1), offset: 4 };
     encode_record_frame(&mut Vec::new(), at, Seq(1), sample_record().as_ref());
 }
 
@@ -931,10 +768,7 @@ fn encoding_at_an_unaligned_offset_panics() {
 #[should_panic(expected = "records have an LSN of at least 1")]
 fn encoding_lsn_zero_panics() {
     let record = sample_record();
-    let r = RecordRef {
-        lsn: Lsn::INVALID,
-        ..record.as_ref()
-    };
+    let r = RecordRef { lsn: Lsn::INVALID, ..record.as_ref() };
     encode_record_frame(&mut Vec::new(), AT, Seq(1), r);
 }
 

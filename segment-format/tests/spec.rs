@@ -18,10 +18,8 @@ use segment_format::{
 fn limits_table() -> BTreeMap<String, String> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/FORMAT.md");
     let spec = std::fs::read_to_string(path).expect("FORMAT.md is readable");
-    let section = spec
-        .split("## Limits and constants")
-        .nth(1)
-        .expect("FORMAT.md has a limits section");
+    let section =
+        spec.split("## Limits and constants").nth(1).expect("FORMAT.md has a limits section");
     let section = section.split("\n## ").next().unwrap_or(section);
     section
         .lines()
@@ -35,16 +33,9 @@ fn limits_table() -> BTreeMap<String, String> {
 
 /// The number at the start of a value cell: "33,554,432 (32 MiB)" is 33554432.
 fn leading_number(cell: &str) -> u64 {
-    let digits: String = cell
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .filter(|c| *c != ',')
-        .collect();
-    digits
-        .parse()
-        .unwrap_or_else(|_| panic!("no number at the start of {cell:?}"))
+    let digits: String =
+        cell.split_whitespace().next().unwrap_or("").chars().filter(|c| *c != ',').collect();
+    digits.parse().unwrap_or_else(|_| panic!("no number at the start of {cell:?}"))
 }
 
 #[test]
@@ -55,10 +46,7 @@ fn limits_table_matches_the_code() {
         ("BLOCK_BYTES", BLOCK_BYTES as u64),
         ("SECTOR_BYTES", SECTOR_BYTES as u64),
         ("SEGMENT_HEADER_BYTES", SEGMENT_HEADER_BYTES as u64),
-        (
-            "SEGMENT_HEADER_USED_BYTES",
-            SEGMENT_HEADER_USED_BYTES as u64,
-        ),
+        ("SEGMENT_HEADER_USED_BYTES", SEGMENT_HEADER_USED_BYTES as u64),
         ("FRAME_HEADER_BYTES", FRAME_HEADER_BYTES as u64),
         ("FRAME_ALIGN_BYTES", FRAME_ALIGN_BYTES as u64),
         ("RECORD_BODY_BYTES_MAX", RECORD_BODY_BYTES_MAX as u64),
@@ -70,15 +58,10 @@ fn limits_table_matches_the_code() {
         ("LOG_ID_CONTROL", LOG_ID_CONTROL.0.into()),
     ];
     for &(name, value) in expected {
-        let cell = table
-            .get(name)
-            .unwrap_or_else(|| panic!("FORMAT.md has no row for {name}"));
+        let cell = table.get(name).unwrap_or_else(|| panic!("FORMAT.md has no row for {name}"));
         assert_eq!(leading_number(cell), value, "FORMAT.md's value of {name}");
     }
-    let readable: Vec<String> = FORMAT_VERSIONS_READABLE
-        .iter()
-        .map(u16::to_string)
-        .collect();
+    let readable: Vec<String> = FORMAT_VERSIONS_READABLE.iter().map(u16::to_string).collect();
     assert_eq!(
         table.get("FORMAT_VERSIONS_READABLE").map(String::as_str),
         Some(format!("[{}]", readable.join(", ")).as_str())
@@ -94,24 +77,16 @@ fn limits_table_matches_the_code() {
 fn version_log_has_a_row_for_the_current_version() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/FORMAT.md");
     let spec = std::fs::read_to_string(path).expect("FORMAT.md is readable");
-    let log = spec
-        .split("## Version log")
-        .nth(1)
-        .expect("FORMAT.md has a version log");
+    let log = spec.split("## Version log").nth(1).expect("FORMAT.md has a version log");
     let version = FORMAT_VERSION.to_string();
     let current = log.lines().any(|l| {
         let cells: Vec<&str> = l.split('|').map(str::trim).collect();
         cells.get(1) == Some(&version.as_str()) && cells.get(2) == Some(&"current")
     });
-    assert!(
-        current,
-        "the version log has no row marking version {FORMAT_VERSION} current"
-    );
+    assert!(current, "the version log has no row marking version {FORMAT_VERSION} current");
     let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
     assert!(
-        std::path::Path::new(golden)
-            .join(format!("v{FORMAT_VERSION}"))
-            .is_dir(),
+        std::path::Path::new(golden).join(format!("v{FORMAT_VERSION}")).is_dir(),
         "the current version has no golden vectors"
     );
 }

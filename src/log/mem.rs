@@ -68,7 +68,12 @@ impl Log for MemLog {
     }
 
     fn reader(&self, log: LogId, from: Lsn) -> MemReader {
-        MemReader { log: self.clone(), id: log, next: from.max(Lsn::FIRST), rx: self.inner.changed.subscribe() }
+        MemReader {
+            log: self.clone(),
+            id: log,
+            next: from.max(Lsn::FIRST),
+            rx: self.inner.changed.subscribe(),
+        }
     }
 
     fn tail(&self, log: LogId) -> LogTail {
@@ -114,7 +119,11 @@ impl LogReader for MemReader {
         let logs = self.log.logs();
         let Some(s) = logs.get(&self.id) else { return Ok(None) };
         if self.next <= s.tail.lsn_trim {
-            return Err(LogError::Trimmed { log: self.id, lsn: self.next, lsn_trim: s.tail.lsn_trim });
+            return Err(LogError::Trimmed {
+                log: self.id,
+                lsn: self.next,
+                lsn_trim: s.tail.lsn_trim,
+            });
         }
         let Some(first) = s.records.first() else { return Ok(None) };
         let idx = (self.next.0 - first.lsn.0) as usize;

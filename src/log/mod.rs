@@ -52,7 +52,11 @@ pub trait LogReader: Send {
 impl Log for crate::wal::Wal {
     type Reader = crate::wal::Reader;
 
-    fn append(&self, log: LogId, bodies: Vec<Vec<u8>>) -> impl Future<Output = Result<Lsn, LogError>> + Send {
+    fn append(
+        &self,
+        log: LogId,
+        bodies: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Result<Lsn, LogError>> + Send {
         crate::wal::Wal::append(self, log, bodies)
     }
     fn reader(&self, log: LogId, from: Lsn) -> Self::Reader {

@@ -109,7 +109,8 @@ pub fn run(params: &Params) -> Result<Report, WalError> {
         let secs = start.elapsed().as_secs_f64();
         let flushes = wal.flushes() - flushes_before;
         lat.sort_unstable();
-        let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0) as u64;
+        let pct =
+            |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0) as u64;
         let n = lat.len() as f64;
         Ok::<_, WalError>(Report {
             engine: wal.engine(),

@@ -62,13 +62,20 @@ impl Reader {
                     return Ok(None);
                 }
                 if self.next <= tail.lsn_trim {
-                    return Err(WalError::Trimmed { log: self.log, lsn: self.next, lsn_trim: tail.lsn_trim });
+                    return Err(WalError::Trimmed {
+                        log: self.log,
+                        lsn: self.next,
+                        lsn_trim: tail.lsn_trim,
+                    });
                 }
                 let cursor = match self.cursor {
                     Some(c) if idx.segments.contains_key(&c.0) => c,
                     _ => {
                         let found = idx.segments.iter().find_map(|(id, m)| {
-                            m.logs.get(&self.log).filter(|s| s.last >= self.next).map(|s| (*id, s.first_offset))
+                            m.logs
+                                .get(&self.log)
+                                .filter(|s| s.last >= self.next)
+                                .map(|s| (*id, s.first_offset))
                         });
                         match found {
                             Some(c) => c,
@@ -98,7 +105,10 @@ impl Reader {
             let scanner = match &mut self.scanner {
                 Some((id, s)) if *id == seg_id => s,
                 slot => {
-                    *slot = Some((seg_id, Scanner::new(self.shared.reader.clone(), name.clone(), seg_id)));
+                    *slot = Some((
+                        seg_id,
+                        Scanner::new(self.shared.reader.clone(), name.clone(), seg_id),
+                    ));
                     &mut slot.as_mut().expect("just set").1
                 }
             };

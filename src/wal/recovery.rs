@@ -59,7 +59,11 @@ impl LogsState {
                     for e in entries {
                         let t = self.logs.entry(e.log_id).or_default();
                         if !self.seeded {
-                            *t = LogTail { lsn_durable: e.lsn_last, lsn_trim: e.lsn_trim, sealed: e.sealed };
+                            *t = LogTail {
+                                lsn_durable: e.lsn_last,
+                                lsn_trim: e.lsn_trim,
+                                sealed: e.sealed,
+                            };
                         } else if t.lsn_durable != e.lsn_last {
                             return Err(corrupt(
                                 name,
@@ -76,7 +80,9 @@ impl LogsState {
                     let t = self.logs.entry(log_id).or_default();
                     t.lsn_trim = t.lsn_trim.max(lsn.min(t.lsn_durable));
                 }
-                ControlRecord::Seal { log_id } => self.logs.entry(log_id).or_default().sealed = true,
+                ControlRecord::Seal { log_id } => {
+                    self.logs.entry(log_id).or_default().sealed = true
+                }
             }
             self.seeded = true;
             return Ok(());
@@ -164,7 +170,10 @@ pub(crate) fn recover<D: Disk>(disk: &mut D, _opts: &Options) -> Result<Recovere
                 return Err(corrupt(
                     name,
                     0,
-                    format!("frames missing: expected seq {s}, segment starts at {}", header.first_seq),
+                    format!(
+                        "frames missing: expected seq {s}, segment starts at {}",
+                        header.first_seq
+                    ),
                 ))
             }
         };
@@ -204,9 +213,9 @@ pub(crate) fn recover<D: Disk>(disk: &mut D, _opts: &Options) -> Result<Recovere
                 Step::End => break None,
                 // A well-formed frame this version cannot read, or one written for another
                 // place, is never a torn write: refuse rather than overwrite it.
-                Step::Invalid(e @ (DecodeError::Unsupported { .. } | DecodeError::Misdirected { .. })) => {
-                    return Err(corrupt(name, offset, e.to_string()))
-                }
+                Step::Invalid(
+                    e @ (DecodeError::Unsupported { .. } | DecodeError::Misdirected { .. }),
+                ) => return Err(corrupt(name, offset, e.to_string())),
                 Step::Invalid(e) => break Some(e.to_string()),
             }
         };
@@ -291,7 +300,12 @@ fn scanner_forget(scanner: &mut Scanner) {
 }
 
 /// Writes zeros over `[from, to)` durably.
-pub(crate) fn zero_range<D: Disk>(disk: &mut D, file: FileId, from: u64, to: u64) -> Result<(), WalError> {
+pub(crate) fn zero_range<D: Disk>(
+    disk: &mut D,
+    file: FileId,
+    from: u64,
+    to: u64,
+) -> Result<(), WalError> {
     let zeros = vec![0u8; ZERO_CHUNK_BYTES];
     let mut at = from;
     while at < to {

@@ -43,10 +43,11 @@ pub(crate) struct SegMeta {
 
 impl SegMeta {
     pub fn note(&mut self, log: LogId, lsn: Lsn, frame_offset: u64) {
-        self.logs
-            .entry(log)
-            .and_modify(|s| s.last = lsn)
-            .or_insert(SegLog { first: lsn, last: lsn, first_offset: frame_offset });
+        self.logs.entry(log).and_modify(|s| s.last = lsn).or_insert(SegLog {
+            first: lsn,
+            last: lsn,
+            first_offset: frame_offset,
+        });
     }
 }
 

@@ -166,7 +166,9 @@ impl<D: Disk> Writer<D> {
         let logs = r
             .logs
             .iter()
-            .map(|(l, t)| (*l, LogState { last: t.lsn_durable, trim: t.lsn_trim, sealed: t.sealed }))
+            .map(|(l, t)| {
+                (*l, LogState { last: t.lsn_durable, trim: t.lsn_trim, sealed: t.sealed })
+            })
             .collect();
         Ok(Writer {
             disk,
@@ -254,7 +256,8 @@ impl<D: Disk> Writer<D> {
 
     /// Bytes the first pending request needs in a fresh frame.
     fn frame_bytes_needed(&self, first_in_segment: bool) -> u64 {
-        let mut n = FRAME_HEADER_BYTES as u64 + self.pending.front().map_or(0, |r| request_bytes(r) as u64);
+        let mut n =
+            FRAME_HEADER_BYTES as u64 + self.pending.front().map_or(0, |r| request_bytes(r) as u64);
         if first_in_segment {
             n += frame_bytes_for(8 + 21 * self.logs.len());
         }
@@ -274,7 +277,8 @@ impl<D: Disk> Writer<D> {
             Some(a) => !self.fits(a, self.frame_bytes_needed(a.header_pending)),
         };
         if need_roll {
-            let segment_room = self.opts.segment_bytes - SEGMENT_HEADER_BYTES as u64 - BLOCK_BYTES as u64;
+            let segment_room =
+                self.opts.segment_bytes - SEGMENT_HEADER_BYTES as u64 - BLOCK_BYTES as u64;
             if self.frame_bytes_needed(true) > segment_room {
                 let r = self.pending.pop_front().expect("pending is not empty");
                 self.pending_bytes -= request_bytes(&r);
@@ -308,7 +312,8 @@ impl<D: Disk> Writer<D> {
         }
         while let Some(r) = self.pending.front() {
             let b = request_bytes(r) as u64;
-            let over_flush = frame_bytes + b > self.opts.flush_bytes_max as u64 + FRAME_HEADER_BYTES as u64;
+            let over_flush =
+                frame_bytes + b > self.opts.flush_bytes_max as u64 + FRAME_HEADER_BYTES as u64;
             if !taken.is_empty() && (over_flush || !self.fits(a, frame_bytes + b)) {
                 break;
             }
@@ -344,7 +349,10 @@ impl<D: Disk> Writer<D> {
                 .collect();
             entries.sort_by_key(|c| c.log_id);
             self.control_lsn_last = self.control_lsn_last.next();
-            items.push(Item::Control(ControlRecord::Checkpoint(entries).encode(), self.control_lsn_last));
+            items.push(Item::Control(
+                ControlRecord::Checkpoint(entries).encode(),
+                self.control_lsn_last,
+            ));
         }
         for r in taken {
             match r {
@@ -430,7 +438,8 @@ impl<D: Disk> Writer<D> {
         drop(records);
         let prefix = if header_pending { SEGMENT_HEADER_BYTES } else { 0 };
         let total = prefix + frame_len as usize;
-        let write_len = if self.aligned { align_up(total as u64, BLOCK_BYTES as u64) as usize } else { total };
+        let write_len =
+            if self.aligned { align_up(total as u64, BLOCK_BYTES as u64) as usize } else { total };
         let mut buf = match self.bufs.iter().position(|b| b.capacity() >= write_len) {
             Some(i) => self.bufs.swap_remove(i),
             None => IoBuf::new(write_len),
@@ -439,7 +448,8 @@ impl<D: Disk> Writer<D> {
         {
             let full = buf.full_mut();
             if header_pending {
-                SegmentHeader::new(a.id, self.wal_id, seq, ts, a.bytes, a.prev_end_offset).encode(&mut full[..SEGMENT_HEADER_BYTES]);
+                SegmentHeader::new(a.id, self.wal_id, seq, ts, a.bytes, a.prev_end_offset)
+                    .encode(&mut full[..SEGMENT_HEADER_BYTES]);
             }
             full[prefix..total].copy_from_slice(&self.scratch);
         }
@@ -466,7 +476,9 @@ impl<D: Disk> Writer<D> {
     /// together with all flushes before it.
     fn reap(&mut self, min: usize) -> Result<(), WalError> {
         let mut comps = std::mem::take(&mut self.completions);
-        self.disk.complete(min, &mut comps).map_err(|e| WalError::io("complete durable write", &e))?;
+        self.disk
+            .complete(min, &mut comps)
+            .map_err(|e| WalError::io("complete durable write", &e))?;
         let mut failed = None;
         for c in comps.drain(..) {
             if let Err(e) = &c.result {
@@ -579,8 +591,7 @@ impl<D: Disk> Writer<D> {
 
     /// A spare is needed soon: the active segment is past half full and none is ready.
     fn spare_urgent(&self) -> bool {
-        self.spares.is_empty()
-            && self.active.as_ref().is_some_and(|a| a.pos > a.bytes / 2)
+        self.spares.is_empty() && self.active.as_ref().is_some_and(|a| a.pos > a.bytes / 2)
     }
 
     /// Prepares spares ahead of need. A full disk only pauses this until the next roll,

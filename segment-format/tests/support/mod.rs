@@ -116,9 +116,7 @@ pub fn reseal_header(b: &mut [u8]) {
 
 /// Bytes a frame with a `body_len`-byte body occupies (saturating, for hostile lengths).
 pub fn frame_len_for(body_len: usize) -> usize {
-    FRAME_HEADER_BYTES
-        .saturating_add(body_len)
-        .saturating_add(FRAME_ALIGN_BYTES - 1)
+    FRAME_HEADER_BYTES.saturating_add(body_len).saturating_add(FRAME_ALIGN_BYTES - 1)
         & !(FRAME_ALIGN_BYTES - 1)
 }
 
@@ -126,10 +124,7 @@ pub fn frame_len_for(body_len: usize) -> usize {
 /// buffer is too short to hold one.
 pub fn own_position(frame: &[u8]) -> Position {
     if frame.len() < FRAME_HEADER_BYTES {
-        return Position {
-            segment_id: SegmentId(1),
-            offset: 4096,
-        };
+        return Position { segment_id: SegmentId(1), offset: 4096 };
     }
     Position {
         segment_id: SegmentId(get_u64(frame, field::SEGMENT_ID)),
@@ -146,10 +141,7 @@ pub fn split_frame_input(data: &[u8]) -> (&[u8], Position) {
         Some((&mode, rest)) if mode & 1 == 0 => (rest, own_position(rest)),
         Some((_, rest)) if rest.len() >= 16 => (
             &rest[16..],
-            Position {
-                segment_id: SegmentId(get_u64(rest, 0)),
-                offset: get_u64(rest, 8),
-            },
+            Position { segment_id: SegmentId(get_u64(rest, 0)), offset: get_u64(rest, 8) },
         ),
         Some((_, rest)) => (rest, own_position(rest)),
     }
@@ -169,10 +161,7 @@ pub fn check_frame(buf: &[u8], at: Position) -> Result<Frame, DecodeError> {
     let len = usize::try_from(frame.len_bytes).expect("frame length fits usize");
     assert!(len >= FRAME_HEADER_BYTES && len <= buf.len() && len % FRAME_ALIGN_BYTES == 0);
     assert!(frame.seq.0 >= 1);
-    assert!(
-        at.offset % FRAME_ALIGN_BYTES as u64 == 0,
-        "decoded at an unaligned offset"
-    );
+    assert!(at.offset % FRAME_ALIGN_BYTES as u64 == 0, "decoded at an unaligned offset");
     assert!(!frame.records.is_empty());
     let stored = &buf[..len];
     let refs: Vec<RecordRef<'_>> = frame.records.iter().map(Record::as_ref).collect();
@@ -188,10 +177,7 @@ pub fn check_frame(buf: &[u8], at: Position) -> Result<Frame, DecodeError> {
             if stored[field::FLAGS] & FLAG_ZSTD == 0 {
                 // One encoding, except for the batch timestamp, which readers do not check
                 // (FORMAT.md), and hence the CRC.
-                assert_eq!(
-                    again[4..field::TIMESTAMP_MS],
-                    stored[4..field::TIMESTAMP_MS]
-                );
+                assert_eq!(again[4..field::TIMESTAMP_MS], stored[4..field::TIMESTAMP_MS]);
                 assert_eq!(again[field::SEGMENT_ID..], stored[field::SEGMENT_ID..]);
             }
             let redecoded = decode_frame(&again, at).expect("re-encoded batch decodes");
@@ -205,10 +191,7 @@ pub fn check_frame(buf: &[u8], at: Position) -> Result<Frame, DecodeError> {
 /// Checks the fields of an error are consistent with the input.
 fn check_error(e: &DecodeError, available: usize) {
     match *e {
-        DecodeError::Torn {
-            needed_bytes,
-            available_bytes,
-        } => {
+        DecodeError::Torn { needed_bytes, available_bytes } => {
             assert_eq!(available_bytes, available as u64);
             assert!(needed_bytes > available_bytes);
         }
@@ -242,11 +225,7 @@ pub fn check_header(bytes: &[u8]) -> Result<SegmentHeader, DecodeError> {
 pub fn check_control(bytes: &[u8]) -> Result<ControlRecord, DecodeError> {
     let result = ControlRecord::decode(bytes);
     match &result {
-        Ok(c) => assert_eq!(
-            c.encode(),
-            bytes,
-            "a control record has exactly one encoding"
-        ),
+        Ok(c) => assert_eq!(c.encode(), bytes, "a control record has exactly one encoding"),
         Err(e) => check_error(e, bytes.len()),
     }
     result

@@ -157,7 +157,9 @@ impl SimControl {
         let mut files: BTreeMap<String, SimFile> = s
             .files
             .iter()
-            .map(|(n, f)| (n.clone(), SimFile { current: f.durable.clone(), durable: f.durable.clone() }))
+            .map(|(n, f)| {
+                (n.clone(), SimFile { current: f.durable.clone(), durable: f.durable.clone() })
+            })
             .collect();
         for w in s.inflight.values() {
             let Some(f) = files.get_mut(&w.name) else { continue };
@@ -167,7 +169,8 @@ impl SimControl {
                 _ => {
                     // Keep whole sectors of the file up to a random one.
                     let sectors_start = w.offset / SECTOR_BYTES as u64;
-                    let sectors_end = (w.offset + w.data.len() as u64).div_ceil(SECTOR_BYTES as u64);
+                    let sectors_end =
+                        (w.offset + w.data.len() as u64).div_ceil(SECTOR_BYTES as u64);
                     let cut = sectors_start + rng.below(sectors_end - sectors_start + 1);
                     (cut * SECTOR_BYTES as u64).saturating_sub(w.offset).min(w.data.len() as u64)
                         as usize
@@ -274,7 +277,10 @@ impl Disk for SimDisk {
             s.tick()?;
             if !s.files.contains_key(name) {
                 if !create {
-                    return Err(io::Error::new(io::ErrorKind::NotFound, format!("{name} not found")));
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("{name} not found"),
+                    ));
                 }
                 s.files.insert(name.to_string(), SimFile::default());
             }
@@ -355,7 +361,8 @@ impl Disk for SimDisk {
             let mut s = self.lock();
             s.tick()?;
             s.check_space(&name, sub.offset + sub.buf.len() as u64)?;
-            let f = s.files.get_mut(&name).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+            let f =
+                s.files.get_mut(&name).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
             write_into(&mut f.current, sub.offset, &sub.buf);
             s.inflight.insert(token, InFlight { name, offset: sub.offset, data: sub.buf.to_vec() });
         }

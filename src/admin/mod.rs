@@ -1,0 +1,475 @@
+//! The admin API (default port 9070): health, version negotiation, deployment registration
+//! and the read side of the schema registry, in the shapes the `restate` CLI 1.7 and the web
+//! UI expect.
+//!
+//! This module owns the HTTP surface only. Registration runs discovery
+//! ([`crate::protocol::discovery`]) and hands the manifest to [`Registry::register`], which
+//! owns the rules and the persistence; everything read here comes from one
+//! [`Registry::snapshot`] per request, so a response never mixes two schema versions.
+//!
+//! Invariants:
+//! - The same routes are served unprefixed and under `/v2`, `/v3` and `/v4`; `/v1/...` is
+//!   refused with 400 plain text. Only deployment registration depends on the version
+//!   (`force` defaults to true and re-registration answers 409/201 under V2).
+//! - `GET /version` advertises [`ADMIN_COMPAT_VERSION`] and admin API versions
+//!   [`ADMIN_API_VERSION_MIN`]..=[`ADMIN_API_VERSION_MAX`].
+//! - Every failure is the JSON error body of [`error`]; nothing here panics on request input.
+//! - A new deployment id is never the id of a deployment already in the snapshot.
+
+mod error;
+pub mod format;
+pub mod model;
+
+use std::collections::hash_map::RandomState;
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+pub use error::{discovery_code, AdminError};
+use model::{
+    deployment_response, deployment_summary, handler_metadata, service_metadata,
+    ListDeploymentsResponse, ListHandlersResponse, ListServicesResponse, RegisterDeploymentRequest,
+    RegisterDeploymentResponse, VersionInformation,
+};
+
+use crate::protocol::discovery;
+use crate::protocol::ids::DeploymentId;
+use crate::schema::{Registered, Registry, Schema};
+
+/// The server version `GET /version` reports. The CLI gates features on it (≥ 1.5 for the
+/// current query paths, ≥ 1.7 for the UI's send paths), so it names the Restate release this
+/// server is compatible with, not Ratchet's own version.
+pub const ADMIN_COMPAT_VERSION: &str = "1.7.12";
+/// Lowest admin API version served.
+pub const ADMIN_API_VERSION_MIN: u16 = 2;
+/// Highest admin API version served.
+pub const ADMIN_API_VERSION_MAX: u16 = 4;
+
+/// Everything the admin handlers need.
+#[derive(Debug)]
+pub struct AdminState {
+    pub registry: Arc<Registry>,
+    /// The advertised ingress URL, e.g. `http://127.0.0.1:8080/`.
+    pub ingress_endpoint: String,
+    /// Reported by `GET /version`; normally [`ADMIN_COMPAT_VERSION`].
+    pub server_version: String,
+}
+
+/// The admin API version a request came in under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiVersion {
+    /// No `/vN` prefix (the UI, curl): behaves like the newest version.
+    Unknown,
+    V2,
+    V3,
+    V4,
+}
+
+impl ApiVersion {
+    /// `force` when the request leaves it unset: true only for V2 (and the unserved V1).
+    fn force_default(self) -> bool {
+        self == ApiVersion::V2
+    }
+
+    /// Whether re-registering answers with the V3+ statuses (200 for unchanged/overwritten).
+    fn is_v3_or_newer(self) -> bool {
+        self != ApiVersion::V2
+    }
+}
+
+/// Per-mount handler state.
+#[derive(Debug, Clone)]
+struct Api {
+    state: Arc<AdminState>,
+    version: ApiVersion,
+}
+
+/// The admin router: the API unprefixed and under `/v2`, `/v3`, `/v4`.
+pub fn router(state: Arc<AdminState>) -> Router {
+    let mut router = api_routes(Api { state: state.clone(), version: ApiVersion::Unknown });
+    for (prefix, version) in
+        [("/v2", ApiVersion::V2), ("/v3", ApiVersion::V3), ("/v4", ApiVersion::V4)]
+    {
+        router = router.nest(prefix, api_routes(Api { state: state.clone(), version }));
+    }
+    router.route("/v1", any(unsupported_v1)).route("/v1/{*rest}", any(unsupported_v1))
+}
+
+fn api_routes(api: Api) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .route("/deployments", get(list_deployments).post(register_deployment))
+        .route(
+            "/deployments/{deployment}",
+            get(get_deployment)
+                .delete(delete_deployment)
+                .patch(update_deployment)
+                .put(put_deployment),
+        )
+        .route("/services", get(list_services))
+        .route("/services/{service}", get(get_service).patch(modify_service))
+        .route("/services/{service}/handlers", get(list_handlers))
+        .route("/services/{service}/handlers/{handler}", get(get_handler))
+        .with_state(api)
+}
+
+async fn unsupported_v1() -> Response {
+    let message = format!(
+        "Unsupported Admin API version V1. This server supports versions between V{ADMIN_API_VERSION_MIN} and \
+         V{ADMIN_API_VERSION_MAX}."
+    );
+    (StatusCode::BAD_REQUEST, [(CONTENT_TYPE, "text/plain; charset=utf-8")], message)
+        .into_response()
+}
+
+async fn health() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn version(State(api): State<Api>) -> Json<VersionInformation> {
+    Json(VersionInformation {
+        version: api.state.server_version.clone(),
+        min_admin_api_version: ADMIN_API_VERSION_MIN,
+        max_admin_api_version: ADMIN_API_VERSION_MAX,
+        ingress_endpoint: Some(api.state.ingress_endpoint.clone()),
+        features: BTreeMap::new(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deployments.
+
+async fn register_deployment(State(api): State<Api>, body: Bytes) -> Result<Response, AdminError> {
+    let request: RegisterDeploymentRequest =
+        serde_json::from_slice(&body).map_err(|e| AdminError::InvalidBody(e.to_string()))?;
+    let uri = match (&request.uri, &request.arn) {
+        (Some(uri), _) => parse_deployment_uri(uri)?,
+        (None, Some(_)) => return Err(AdminError::InvalidField {
+            field: "arn",
+            reason:
+                "Lambda deployments are not supported by this server; register an HTTP deployment \
+                         with 'uri'"
+                    .to_owned(),
+        }),
+        (None, None) => return Err(AdminError::InvalidBody("missing field `uri`".to_owned())),
+    };
+    if request.use_http_11 {
+        return Err(AdminError::InvalidField {
+            field: "use_http_11",
+            reason: "this server talks to deployments over HTTP/2 cleartext only; serve the SDK over HTTP/2 \
+                     and register without use_http_11"
+                .to_owned(),
+        });
+    }
+    if request.auth.is_some() {
+        return Err(AdminError::InvalidField {
+            field: "auth",
+            reason:
+                "deployment authentication is not supported by this server; use additional_headers"
+                    .to_owned(),
+        });
+    }
+    let additional_headers = request.additional_headers.unwrap_or_default();
+    let header_map = header_map(&additional_headers)?;
+    let force = request.force.unwrap_or(api.version.force_default());
+
+    let discovered = discovery::discover(&uri, &header_map).await?;
+
+    // The registry keys deployments by the uri in its normal printed form.
+    let uri_key = uri.to_string();
+    let snapshot = api.state.registry.snapshot();
+    let exists = snapshot
+        .deployments
+        .values()
+        .any(|d| d.uri == uri_key && d.additional_headers == additional_headers);
+    // `breaking` allows a service type change without overwriting an existing deployment.
+    let allow_breaking = force || (request.breaking && !exists);
+    let now_ms = now_ms();
+    let new_id = fresh_deployment_id(&snapshot, now_ms);
+    let registry = api.state.registry.clone();
+    let metadata = request.metadata;
+    let dry_run = request.dry_run;
+    let (outcome, deployment, services) = tokio::task::spawn_blocking(move || {
+        registry.register(
+            &uri_key,
+            additional_headers,
+            metadata,
+            &discovered,
+            allow_breaking,
+            dry_run,
+            now_ms,
+            new_id,
+        )
+    })
+    .await
+    .map_err(|e| AdminError::Internal(format!("registration task failed: {e}")))??;
+
+    let status = match outcome {
+        Registered::Created => StatusCode::CREATED,
+        Registered::Unchanged if api.version.is_v3_or_newer() => StatusCode::OK,
+        Registered::Unchanged => {
+            return Err(AdminError::Conflict(format!(
+                "deployment {} already exists",
+                deployment.id
+            )));
+        }
+        Registered::Overwritten if api.version.is_v3_or_newer() => StatusCode::OK,
+        Registered::Overwritten => StatusCode::CREATED,
+    };
+    if !dry_run {
+        tracing::info!(
+            deployment = %deployment.id,
+            uri = %deployment.uri,
+            outcome = ?outcome,
+            services = ?deployment.services,
+            "registered deployment"
+        );
+    }
+    let response = RegisterDeploymentResponse {
+        id: deployment.id.clone(),
+        services: services.iter().map(|s| service_metadata(s, deployment.bidi)).collect(),
+        min_protocol_version: deployment.min_protocol_version,
+        max_protocol_version: deployment.max_protocol_version,
+        sdk_version: deployment.sdk_version.clone(),
+    };
+    let location = format!("deployments/{}", deployment.id);
+    Ok((status, [(LOCATION, location)], Json(response)).into_response())
+}
+
+/// Parses the registration uri; it must be absolute (scheme and authority).
+fn parse_deployment_uri(text: &str) -> Result<Uri, AdminError> {
+    let uri: Uri = text.parse().map_err(|e| AdminError::InvalidField {
+        field: "uri",
+        reason: format!("The provided uri {text} is not a valid uri: {e}"),
+    })?;
+    if uri.scheme().is_none() || uri.authority().is_none() {
+        return Err(AdminError::InvalidField {
+            field: "uri",
+            reason: format!(
+                "The provided uri {uri} is not absolute, only absolute URIs can be used."
+            ),
+        });
+    }
+    Ok(uri)
+}
+
+fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, AdminError> {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let invalid = |what: &str, e: &dyn std::fmt::Display| AdminError::InvalidField {
+            field: "additional_headers",
+            reason: format!("header {what} '{name}' is not valid: {e}"),
+        };
+        let header_name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid("name", &e))?;
+        let header_value = HeaderValue::from_str(value).map_err(|e| invalid("value of", &e))?;
+        map.append(header_name, header_value);
+    }
+    Ok(map)
+}
+
+async fn list_deployments(State(api): State<Api>) -> Json<ListDeploymentsResponse> {
+    let schema = api.state.registry.snapshot();
+    Json(ListDeploymentsResponse {
+        deployments: schema.deployments.values().map(deployment_summary).collect(),
+    })
+}
+
+async fn get_deployment(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    let schema = api.state.registry.snapshot();
+    let deployment = find_deployment(&schema, &id)?;
+    // Only the revisions this deployment still serves are known in full; services that a
+    // newer deployment took over are not listed.
+    let services = deployment
+        .services
+        .iter()
+        .filter_map(|(name, _)| schema.service(name))
+        .filter(|s| s.deployment_id == deployment.id)
+        .map(|s| service_metadata(s, deployment.bidi))
+        .collect();
+    Ok(Json(deployment_response(deployment, services)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct DeleteDeploymentParams {
+    force: Option<bool>,
+}
+
+async fn delete_deployment(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Query(params): Query<DeleteDeploymentParams>,
+) -> Result<Response, AdminError> {
+    if params.force != Some(true) {
+        // Only forced removal exists; the reference server answers 501 without a body.
+        return Ok(StatusCode::NOT_IMPLEMENTED.into_response());
+    }
+    let schema = api.state.registry.snapshot();
+    find_deployment(&schema, &id)?;
+    Err(AdminError::NotImplemented("Removing a deployment"))
+}
+
+async fn update_deployment(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    let schema = api.state.registry.snapshot();
+    find_deployment(&schema, &id)?;
+    Err(AdminError::NotImplemented("Updating a deployment"))
+}
+
+async fn put_deployment(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<Response, AdminError> {
+    if api.version.is_v3_or_newer() {
+        return Err(AdminError::DeprecatedPutDeployment);
+    }
+    update_deployment(State(api), Path(id)).await
+}
+
+fn find_deployment<'a>(
+    schema: &'a Schema,
+    id: &str,
+) -> Result<&'a crate::schema::Deployment, AdminError> {
+    let parsed: DeploymentId = id.parse().map_err(|e| AdminError::InvalidPathParam {
+        param: "deployment",
+        reason: format!("{e}"),
+    })?;
+    schema
+        .deployment(&parsed.to_string())
+        .ok_or_else(|| AdminError::DeploymentNotFound(id.to_owned()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Services and handlers.
+
+/// Whether the deployment serving `service` streams bidirectionally (true if unknown).
+fn serves_bidi(schema: &Schema, service: &str) -> bool {
+    schema.deployment_for(service).is_none_or(|d| d.bidi)
+}
+
+async fn list_services(State(api): State<Api>) -> Json<ListServicesResponse> {
+    let schema = api.state.registry.snapshot();
+    let services = schema
+        .services
+        .values()
+        .map(|s| service_metadata(s, serves_bidi(&schema, &s.name)))
+        .collect();
+    Json(ListServicesResponse { services })
+}
+
+async fn get_service(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Response, AdminError> {
+    let schema = api.state.registry.snapshot();
+    let service = schema.service(&name).ok_or_else(|| AdminError::ServiceNotFound(name.clone()))?;
+    Ok(Json(service_metadata(service, serves_bidi(&schema, &name))).into_response())
+}
+
+async fn modify_service(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Response, AdminError> {
+    let schema = api.state.registry.snapshot();
+    schema.service(&name).ok_or(AdminError::ServiceNotFound(name))?;
+    Err(AdminError::NotImplemented("Modifying a service's options"))
+}
+
+async fn list_handlers(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Response, AdminError> {
+    let schema = api.state.registry.snapshot();
+    let service = schema.service(&name).ok_or_else(|| AdminError::ServiceNotFound(name.clone()))?;
+    let bidi = serves_bidi(&schema, &name);
+    let handlers = service.handlers.values().map(|h| handler_metadata(service, h, bidi)).collect();
+    Ok(Json(ListHandlersResponse { handlers }).into_response())
+}
+
+async fn get_handler(
+    State(api): State<Api>,
+    Path((name, handler)): Path<(String, String)>,
+) -> Result<Response, AdminError> {
+    let schema = api.state.registry.snapshot();
+    let service = schema.service(&name).ok_or_else(|| AdminError::ServiceNotFound(name.clone()))?;
+    let h = service
+        .handlers
+        .get(&handler)
+        .ok_or_else(|| AdminError::HandlerNotFound { service: name.clone(), handler })?;
+    Ok(Json(handler_metadata(service, h, serves_bidi(&schema, &name))).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ids and time.
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// A deployment id not used in `schema`.
+fn fresh_deployment_id(schema: &Schema, now_ms: u64) -> DeploymentId {
+    loop {
+        let id = new_deployment_id(now_ms);
+        if schema.deployment(&id.to_string()).is_none() {
+            return id;
+        }
+    }
+}
+
+/// A new random deployment id, laid out like a ULID: the upper 48 bits are `now_ms` (so ids
+/// sort by creation time), the lower 80 bits come from hashing a process-wide counter and the
+/// clock with a freshly keyed [`RandomState`].
+pub fn new_deployment_id(now_ms: u64) -> DeploymentId {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    const RANDOM_BITS: u32 = 80;
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let keys = RandomState::new();
+    let mut hasher = keys.build_hasher();
+    hasher.write_u64(n);
+    hasher.write_u64(now_ms);
+    hasher.write_u32(nanos);
+    let high = hasher.finish();
+    let mut hasher = keys.build_hasher();
+    hasher.write_u64(high);
+    hasher.write_u64(!n);
+    let low = hasher.finish();
+    let random = (u128::from(high) << 16) | u128::from(low & 0xFFFF);
+    let time = u128::from(now_ms & ((1 << 48) - 1));
+    DeploymentId((time << RANDOM_BITS) | random)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_ids_are_distinct_and_time_ordered() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..1_000u64 {
+            let id = new_deployment_id(1_700_000_000_000 + i / 10);
+            assert_eq!(id.0 >> 80, u128::from(1_700_000_000_000 + i / 10));
+            assert!(seen.insert(id), "duplicate id {id}");
+            let text = id.to_string();
+            assert_eq!(text.len(), DeploymentId::STRING_CHARS);
+            assert_eq!(text.parse::<DeploymentId>(), Ok(id));
+        }
+    }
+}

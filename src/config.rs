@@ -1,0 +1,475 @@
+//! Configuration: Restate's configuration schema for every key we share, so an existing
+//! Restate setup moves over unchanged.
+//!
+//! Sources, later ones winning: built-in defaults, a TOML file (`--config-file`), environment
+//! variables `RESTATE_<KEY>` with `__` separating nesting levels and `_` standing for `-` in key
+//! names (`RESTATE_INGRESS__BIND_ADDRESS` → `ingress.bind-address`), then command-line flags
+//! (`--base-dir`). Keys we do not know are reported (returned as `unknown_keys` and logged at
+//! start-up), never silently ignored; keys with a bad value are an error naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything the node reads from configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub base_dir: PathBuf,
+    pub node_name: String,
+    pub cluster_name: String,
+    pub default_num_partitions: u16,
+    pub ingress: IngressOptions,
+    pub admin: AdminOptions,
+    pub worker: WorkerOptions,
+    pub wal: WalOptions,
+    /// Keys present in the sources that this version does not understand.
+    pub unknown_keys: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct IngressOptions {
+    pub bind_address: SocketAddr,
+    /// Largest request body accepted. Bytes.
+    pub request_size_limit_bytes: usize,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdminOptions {
+    pub bind_address: SocketAddr,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkerOptions {
+    /// Invoker: close the request stream after this long without traffic (lets the SDK suspend).
+    pub inactivity_timeout: Duration,
+    /// Invoker: abort an attempt this long after the request stream closed without an end.
+    pub abort_timeout: Duration,
+    /// Invoker retry policy (Restate's defaults: 500 ms, ×2, at most 60 s, 70 attempts).
+    pub retry_initial_interval: Duration,
+    pub retry_max_interval: Duration,
+    pub retry_factor: f64,
+    pub retry_attempts_max: u32,
+    /// Invocations being attempted at once per partition before new ones wait.
+    pub invocations_inflight_max: usize,
+    /// Negotiate service protocol V7 when the deployment supports it.
+    pub protocol_v7: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WalOptions {
+    /// "auto", "uring" or "std".
+    pub engine: String,
+    pub segment_size_bytes: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            base_dir: PathBuf::from("restate-data"),
+            node_name: "n1".into(),
+            cluster_name: "localcluster".into(),
+            default_num_partitions: 4,
+            ingress: IngressOptions {
+                bind_address: "0.0.0.0:8080".parse().expect("valid"),
+                request_size_limit_bytes: 32 * 1024 * 1024,
+            },
+            admin: AdminOptions { bind_address: "0.0.0.0:9070".parse().expect("valid") },
+            worker: WorkerOptions {
+                inactivity_timeout: Duration::from_secs(60),
+                abort_timeout: Duration::from_secs(600),
+                retry_initial_interval: Duration::from_millis(500),
+                retry_max_interval: Duration::from_secs(60),
+                retry_factor: 2.0,
+                retry_attempts_max: 70,
+                invocations_inflight_max: 10_000,
+                protocol_v7: false,
+            },
+            wal: WalOptions { engine: "auto".into(), segment_size_bytes: 64 * 1024 * 1024 },
+            unknown_keys: Vec::new(),
+        }
+    }
+}
+
+/// A configuration problem, naming the key or file and what to do.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("configuration file {path} is not valid TOML: {message}")]
+    Parse { path: String, message: String },
+    #[error("configuration key `{key}` has an invalid value: {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// Raw view of the keys we understand, as they appear in Restate's schema.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct Raw {
+    base_dir: Option<String>,
+    node_name: Option<String>,
+    cluster_name: Option<String>,
+    default_num_partitions: Option<u16>,
+    ingress: Option<RawIngress>,
+    admin: Option<RawAdmin>,
+    worker: Option<RawWorker>,
+    // Ratchet's own section.
+    wal: Option<RawWal>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawIngress {
+    bind_address: Option<String>,
+    request_size_limit: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawAdmin {
+    bind_address: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawWorker {
+    invoker: Option<RawInvoker>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawInvoker {
+    inactivity_timeout: Option<String>,
+    abort_timeout: Option<String>,
+    in_flight_invocations_limit: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawWal {
+    engine: Option<String>,
+    segment_size: Option<toml::Value>,
+}
+
+/// Every key path this version understands (dotted, kebab-case).
+const KNOWN_KEYS: &[&str] = &[
+    "base-dir",
+    "node-name",
+    "cluster-name",
+    "default-num-partitions",
+    "ingress",
+    "ingress.bind-address",
+    "ingress.request-size-limit",
+    "admin",
+    "admin.bind-address",
+    "worker",
+    "worker.invoker",
+    "worker.invoker.inactivity-timeout",
+    "worker.invoker.abort-timeout",
+    "worker.invoker.in-flight-invocations-limit",
+    "wal",
+    "wal.engine",
+    "wal.segment-size",
+];
+
+impl Config {
+    /// Loads configuration from an optional file, the process environment and overrides.
+    pub fn load(file: Option<&Path>, base_dir: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Config::load_from(file, &env, base_dir)
+    }
+
+    /// Like [`Config::load`] with an explicit environment (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        base_dir: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let mut tree = toml::Table::new();
+        if let Some(path) = file {
+            let p = path.display().to_string();
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Read { path: p.clone(), message: e.to_string() })?;
+            tree = text
+                .parse::<toml::Table>()
+                .map_err(|e| ConfigError::Parse { path: p, message: e.to_string() })?;
+        }
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("RESTATE_") else { continue };
+            if ENV_NOT_CONFIG.contains(&rest) {
+                continue;
+            }
+            let path: Vec<String> =
+                rest.split("__").map(|seg| seg.to_ascii_lowercase().replace('_', "-")).collect();
+            insert(&mut tree, &path, env_value(value));
+        }
+        if let Some(dir) = base_dir {
+            tree.insert("base-dir".into(), toml::Value::String(dir.display().to_string()));
+        }
+        let mut unknown = Vec::new();
+        collect_unknown(&tree, "", &mut unknown);
+        let raw: Raw =
+            toml::Value::Table(tree.clone()).try_into().map_err(|e: toml::de::Error| {
+                ConfigError::Invalid { key: key_of(&e), message: e.message().to_string() }
+            })?;
+        let mut c = Config::default();
+        if let Some(v) = raw.base_dir {
+            c.base_dir = PathBuf::from(v);
+        }
+        if let Some(v) = raw.node_name {
+            c.node_name = v;
+        }
+        if let Some(v) = raw.cluster_name {
+            c.cluster_name = v;
+        }
+        if let Some(v) = raw.default_num_partitions {
+            if v == 0 {
+                return Err(invalid("default-num-partitions", "must be at least 1"));
+            }
+            c.default_num_partitions = v;
+        }
+        if let Some(i) = raw.ingress {
+            if let Some(a) = i.bind_address {
+                c.ingress.bind_address = parse_addr("ingress.bind-address", &a)?;
+            }
+            if let Some(v) = i.request_size_limit {
+                c.ingress.request_size_limit_bytes =
+                    parse_bytes("ingress.request-size-limit", &v)? as usize;
+            }
+        }
+        if let Some(a) = raw.admin.and_then(|a| a.bind_address) {
+            c.admin.bind_address = parse_addr("admin.bind-address", &a)?;
+        }
+        if let Some(inv) = raw.worker.and_then(|w| w.invoker) {
+            if let Some(v) = inv.inactivity_timeout {
+                c.worker.inactivity_timeout =
+                    parse_duration("worker.invoker.inactivity-timeout", &v)?;
+            }
+            if let Some(v) = inv.abort_timeout {
+                c.worker.abort_timeout = parse_duration("worker.invoker.abort-timeout", &v)?;
+            }
+            if let Some(v) = inv.in_flight_invocations_limit {
+                c.worker.invocations_inflight_max = v.max(1);
+            }
+        }
+        if let Some(w) = raw.wal {
+            if let Some(e) = w.engine {
+                if !["auto", "uring", "std"].contains(&e.as_str()) {
+                    return Err(invalid("wal.engine", "expected auto, uring or std"));
+                }
+                c.wal.engine = e;
+            }
+            if let Some(v) = w.segment_size {
+                c.wal.segment_size_bytes = parse_bytes("wal.segment-size", &v)?;
+            }
+        }
+        c.worker.protocol_v7 = env.iter().any(|(k, v)| {
+            k == "RESTATE_EXPERIMENTAL_ENABLE_PROTOCOL_V7" && matches!(v.as_str(), "true" | "1")
+        });
+        c.unknown_keys = unknown;
+        Ok(c)
+    }
+}
+
+/// `RESTATE_*` variables that are not configuration keys.
+const ENV_NOT_CONFIG: &[&str] =
+    &["LOG_FILTER", "LOG_FORMAT", "DISABLE_TELEMETRY", "EXPERIMENTAL_ENABLE_PROTOCOL_V7", "CONFIG"];
+
+fn invalid(key: &str, message: &str) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), message: message.into() }
+}
+
+fn key_of(e: &toml::de::Error) -> String {
+    e.message().split('`').nth(1).unwrap_or("?").to_string()
+}
+
+/// Environment values are strings; numbers and booleans become typed TOML values.
+fn env_value(v: &str) -> toml::Value {
+    if let Ok(i) = v.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match v {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(v.to_string()),
+    }
+}
+
+fn insert(tree: &mut toml::Table, path: &[String], value: toml::Value) {
+    let (first, rest) = path.split_first().expect("non-empty path");
+    if rest.is_empty() {
+        tree.insert(first.clone(), value);
+        return;
+    }
+    let entry = tree.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if !entry.is_table() {
+        *entry = toml::Value::Table(toml::Table::new());
+    }
+    if let toml::Value::Table(t) = entry {
+        insert(t, rest, value);
+    }
+}
+
+fn collect_unknown(tree: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (k, v) in tree {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        if !KNOWN_KEYS.contains(&key.as_str()) {
+            out.push(key);
+            continue;
+        }
+        if let toml::Value::Table(t) = v {
+            collect_unknown(t, &key, out);
+        }
+    }
+}
+
+fn parse_addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse().map_err(|_| invalid(key, &format!("`{v}` is not an address like 127.0.0.1:8080")))
+}
+
+/// Durations in Restate's friendly form: `500ms`, `10s`, `1m`, `1h`, `1h 30m`, or ISO `PT10S`.
+pub fn parse_duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
+    let s = v.trim();
+    let bad = || invalid(key, &format!("`{v}` is not a duration like 500ms, 10s, 5m or PT10S"));
+    if let Some(iso) = s.strip_prefix("PT").or_else(|| s.strip_prefix("pt")) {
+        let mut total = 0f64;
+        let mut num = String::new();
+        for ch in iso.chars() {
+            match ch {
+                '0'..='9' | '.' => num.push(ch),
+                'H' | 'h' | 'M' | 'm' | 'S' | 's' => {
+                    let n: f64 = num.parse().map_err(|_| bad())?;
+                    num.clear();
+                    total += n * match ch.to_ascii_uppercase() {
+                        'H' => 3600.0,
+                        'M' => 60.0,
+                        _ => 1.0,
+                    };
+                }
+                _ => return Err(bad()),
+            }
+        }
+        return if num.is_empty() { Ok(Duration::from_secs_f64(total)) } else { Err(bad()) };
+    }
+    let mut total = Duration::ZERO;
+    let mut any = false;
+    for part in s.split_whitespace() {
+        let idx = part.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let (n, unit) = part.split_at(idx);
+        let n: u64 = n.parse().map_err(|_| bad())?;
+        total += match unit {
+            "ms" => Duration::from_millis(n),
+            "s" | "sec" | "secs" => Duration::from_secs(n),
+            "m" | "min" | "mins" => Duration::from_secs(n * 60),
+            "h" | "hr" | "hrs" => Duration::from_secs(n * 3600),
+            "d" | "day" | "days" => Duration::from_secs(n * 86_400),
+            _ => return Err(bad()),
+        };
+        any = true;
+    }
+    if any {
+        Ok(total)
+    } else {
+        Err(bad())
+    }
+}
+
+/// Sizes as a number of bytes or a string like `32 MiB`, `64MB`, `1GiB`.
+fn parse_bytes(key: &str, v: &toml::Value) -> Result<u64, ConfigError> {
+    match v {
+        toml::Value::Integer(i) if *i > 0 => Ok(*i as u64),
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let idx = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (n, unit) = s.split_at(idx);
+            let n: u64 = n.parse().map_err(|_| invalid(key, "expected a size like 32 MiB"))?;
+            let mult = match unit.trim().to_ascii_lowercase().as_str() {
+                "" | "b" => 1,
+                "kb" => 1000,
+                "kib" => 1024,
+                "mb" => 1000 * 1000,
+                "mib" => 1024 * 1024,
+                "gb" => 1000 * 1000 * 1000,
+                "gib" => 1024 * 1024 * 1024,
+                _ => return Err(invalid(key, "expected a size like 32 MiB")),
+            };
+            Ok(n * mult)
+        }
+        _ => Err(invalid(key, "expected a positive size")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn env_overrides_nest_with_double_underscore() {
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("RESTATE_INGRESS__BIND_ADDRESS", "127.0.0.1:18080"),
+                ("RESTATE_ADMIN__BIND_ADDRESS", "127.0.0.1:19070"),
+                ("RESTATE_BASE_DIR", "/data"),
+                ("RESTATE_DEFAULT_NUM_PARTITIONS", "2"),
+                ("PATH", "/bin"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.ingress.bind_address, "127.0.0.1:18080".parse().unwrap());
+        assert_eq!(c.admin.bind_address, "127.0.0.1:19070".parse().unwrap());
+        assert_eq!(c.base_dir, PathBuf::from("/data"));
+        assert_eq!(c.default_num_partitions, 2);
+        assert!(c.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn file_then_env_then_flag() {
+        let dir = std::env::temp_dir().join(format!("ratchet-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("c.toml");
+        std::fs::write(
+            &f,
+            "base-dir = \"/from-file\"\n[ingress]\nbind-address = \"127.0.0.1:1\"\n[worker.invoker]\ninactivity-timeout = \"5s\"\n[metadata-server]\ntype = \"replicated\"\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&f),
+            &env(&[("RESTATE_INGRESS__BIND_ADDRESS", "127.0.0.1:2")]),
+            Some(Path::new("/from-flag")),
+        )
+        .unwrap();
+        assert_eq!(c.base_dir, PathBuf::from("/from-flag"));
+        assert_eq!(c.ingress.bind_address.port(), 2);
+        assert_eq!(c.worker.inactivity_timeout, Duration::from_secs(5));
+        assert_eq!(c.unknown_keys, vec!["metadata-server".to_string()]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = Config::load_from(None, &env(&[("RESTATE_ADMIN__BIND_ADDRESS", "nope")]), None)
+            .unwrap_err();
+        assert!(
+            matches!(e, ConfigError::Invalid { ref key, .. } if key == "admin.bind-address"),
+            "{e}"
+        );
+        let e = Config::load_from(None, &env(&[("RESTATE_UNKNOWN_THING", "1")]), None).unwrap();
+        assert_eq!(e.unknown_keys, vec!["unknown-thing".to_string()]);
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("k", "1h 30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("k", "PT10S").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("k", "250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("k", "soon").is_err());
+        assert_eq!(parse_bytes("k", &toml::Value::String("32 MiB".into())).unwrap(), 32 << 20);
+    }
+}

@@ -1,0 +1,723 @@
+//! The deterministic state machine: `apply(store, record) -> actions`.
+//!
+//! Owns the meaning of every log record: invocation lifecycle (scheduled, inboxed, invoked,
+//! suspended, completed), journals, object state, the per-key inbox and lock of virtual
+//! objects, durable timers, and the routing of calls and responses between invocations.
+//!
+//! Invariants:
+//! - No I/O beyond the store transaction it is given, no clock (time is the record header's
+//!   `now_ms`), no randomness: the same records applied to the same store give the same store
+//!   and the same actions, on every replay.
+//! - Every message to another invocation is idempotent at the receiver (deterministic callee
+//!   ids; completions are ignored when already present), so re-applying records after a crash
+//!   never duplicates an effect.
+//! - Effects of a superseded attempt are ignored.
+//! - At most one exclusive invocation holds a virtual object key; the others wait in its
+//!   inbox in arrival order.
+
+pub mod storage;
+pub mod types;
+
+use bytes::Bytes;
+use prost::Message;
+
+use crate::protocol::ids::InvocationId;
+use crate::protocol::messages as pm;
+
+pub use storage::FsmStore;
+pub use types::*;
+
+/// What can stop `apply`.
+#[derive(Debug, thiserror::Error)]
+pub enum FsmError {
+    #[error("store: {0}")]
+    Store(String),
+    /// The record cannot be applied; the processor skips it (deterministically).
+    #[error("invalid record: {0}")]
+    Invalid(String),
+}
+
+/// The retry policy for failed attempts (Restate's defaults).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    pub initial_ms: u64,
+    pub factor: f64,
+    pub max_interval_ms: u64,
+    /// Attempts including the first; when used up the invocation fails.
+    pub attempts_max: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { initial_ms: 500, factor: 2.0, max_interval_ms: 60_000, attempts_max: 70 }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before the attempt that follows `failures` failed ones.
+    pub fn delay_ms(&self, failures: u32) -> u64 {
+        let exp = self.factor.powi(failures.saturating_sub(1).min(64) as i32);
+        ((self.initial_ms as f64) * exp).min(self.max_interval_ms as f64) as u64
+    }
+}
+
+/// Message types the state machine writes or inspects.
+pub mod ty {
+    pub const INPUT: u16 = 0x0400;
+    pub const OUTPUT: u16 = 0x0401;
+    pub const GET_LAZY_STATE: u16 = 0x0402;
+    pub const SET_STATE: u16 = 0x0403;
+    pub const CLEAR_STATE: u16 = 0x0404;
+    pub const CLEAR_ALL_STATE: u16 = 0x0405;
+    pub const GET_LAZY_STATE_KEYS: u16 = 0x0406;
+    pub const SLEEP: u16 = 0x040C;
+    pub const CALL: u16 = 0x040D;
+    pub const ONE_WAY_CALL: u16 = 0x040E;
+    pub const RUN: u16 = 0x0411;
+    pub const N_GET_LAZY_STATE: u16 = 0x8002;
+    pub const N_GET_LAZY_STATE_KEYS: u16 = 0x8006;
+    pub const N_SLEEP: u16 = 0x800C;
+    pub const N_CALL: u16 = 0x800D;
+    pub const N_CALL_INVOCATION_ID: u16 = 0x800E;
+    pub const N_RUN: u16 = 0x8011;
+}
+
+/// A timer with this completion id starts a scheduled invocation instead of completing one.
+pub const TIMER_START: u32 = 0;
+
+/// 64-bit FNV-1a: the partition key of an object or workflow key. Stable forever: changing it
+/// would move keys between partitions.
+pub fn partition_key_of(service: &str, key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in service.as_bytes().iter().chain([0xffu8].iter()).chain(key.as_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The id of the invocation a call/send creates: a pure function of the caller and the
+/// journal position, so re-applying the command yields the same callee.
+pub fn callee_id(
+    caller: &InvocationId,
+    journal_index: u32,
+    keyed: Option<(&str, &str)>,
+) -> InvocationId {
+    let hi = mix64(caller.uuid as u64 ^ mix64(u64::from(journal_index) + 1));
+    let lo = mix64((caller.uuid >> 64) as u64 ^ hi ^ 0x9E37_79B9_7F4A_7C15);
+    let partition_key = match keyed {
+        Some((service, key)) => partition_key_of(service, key),
+        None => mix64(caller.partition_key ^ u64::from(journal_index)),
+    };
+    InvocationId { partition_key, uuid: (u128::from(hi) << 64) | u128::from(lo) }
+}
+
+fn invalid(msg: impl Into<String>) -> FsmError {
+    FsmError::Invalid(msg.into())
+}
+
+fn id_of(bytes: &[u8]) -> Result<InvocationId, FsmError> {
+    InvocationId::from_bytes(bytes).map_err(|e| invalid(format!("invocation id: {e}")))
+}
+
+fn decode<M: Message + Default>(what: &str, payload: &[u8]) -> Result<M, FsmError> {
+    M::decode(payload).map_err(|e| invalid(format!("{what}: {e}")))
+}
+
+fn notification(completion_id: u32, result: pm::NotificationResult) -> Bytes {
+    pm::Notification::completion(completion_id, result).encode_to_vec().into()
+}
+
+fn outcome_result(o: &Outcome) -> pm::NotificationResult {
+    match &o.result {
+        Some(outcome::Result::Value(v)) => {
+            pm::NotificationResult::Value(pm::Value { content: v.clone() })
+        }
+        Some(outcome::Result::Failure(f)) => pm::NotificationResult::Failure(pm::Failure {
+            code: f.code,
+            message: f.message.clone(),
+            metadata: Vec::new(),
+        }),
+        None => pm::NotificationResult::Void(pm::Void {}),
+    }
+}
+
+/// The state machine. Stateless itself: everything lives in the store.
+#[derive(Clone, Debug, Default)]
+pub struct Fsm {
+    pub retry: RetryPolicy,
+}
+
+impl Fsm {
+    pub fn new(retry: RetryPolicy) -> Fsm {
+        Fsm { retry }
+    }
+
+    /// Applies one record. `now_ms` is the record's timestamp.
+    pub fn apply<S: FsmStore>(
+        &self,
+        s: &mut S,
+        record: &Record,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), FsmError> {
+        match &record.kind {
+            Some(record::Kind::Invoke(inv)) => self.on_invoke(s, inv, now_ms, out),
+            Some(record::Kind::Effect(e)) => self.on_effect(s, e, now_ms, out),
+            Some(record::Kind::TimerFired(t)) => self.on_timer(s, t, now_ms, out),
+            Some(record::Kind::Response(r)) => {
+                let id = id_of(&r.invocation_id)?;
+                let Some(mut st) = s.status(&id)? else { return Ok(()) };
+                let default = Outcome::default();
+                let payload = notification(
+                    r.completion_id,
+                    outcome_result(r.outcome.as_ref().unwrap_or(&default)),
+                );
+                self.notify(s, &id, &mut st, ty::N_CALL, payload, r.completion_id, now_ms, out)
+            }
+            None => Err(invalid("empty record")),
+        }
+    }
+
+    fn on_invoke<S: FsmStore>(
+        &self,
+        s: &mut S,
+        inv: &Invoke,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), FsmError> {
+        let id = id_of(&inv.invocation_id)?;
+        if let Some(mut st) = s.status(&id)? {
+            // A repeated delivery: attach the new waiter, if any, once.
+            if let Some(sink) = &inv.sink {
+                if st.phase() == Phase::Completed {
+                    let o = st.outcome.clone().unwrap_or_default();
+                    self.answer(sink, &id, &o, out);
+                } else if !st.sinks.contains(sink) {
+                    st.sinks.push(sink.clone());
+                    s.put_status(&id, &st)?;
+                }
+            }
+            return Ok(());
+        }
+        let kind = HandlerKind::try_from(inv.kind).unwrap_or(HandlerKind::Unspecified);
+        if kind == HandlerKind::Unspecified {
+            return Err(invalid("invoke without a handler kind"));
+        }
+        let mut st = Status {
+            phase: Phase::Scheduled as i32,
+            service: inv.service.clone(),
+            handler: inv.handler.clone(),
+            key: inv.key.clone(),
+            kind: kind as i32,
+            sinks: inv.sink.iter().cloned().collect(),
+            created_ms: now_ms,
+            modified_ms: now_ms,
+            execute_at_ms: inv.execute_at_ms,
+            ..Status::default()
+        };
+        let input = pm::InputCommandMessage {
+            headers: inv
+                .headers
+                .iter()
+                .map(|h| pm::Header { key: h.key.clone(), value: h.value.clone() })
+                .collect(),
+            value: Some(pm::Value { content: inv.input.clone() }),
+            name: String::new(),
+        };
+        s.journal_put(&id, 0, ty::INPUT, &input.encode_to_vec())?;
+        st.journal_len = 1;
+        if inv.execute_at_ms > now_ms {
+            s.timer_put(inv.execute_at_ms, &id, TIMER_START)?;
+            s.put_status(&id, &st)?;
+            out.push(Action::Timer { wake_ms: inv.execute_at_ms, id, completion_id: TIMER_START });
+            return Ok(());
+        }
+        self.start(s, &id, st, now_ms, out)
+    }
+
+    /// Takes the object lock (or queues in the inbox) and starts the first attempt.
+    fn start<S: FsmStore>(
+        &self,
+        s: &mut S,
+        id: &InvocationId,
+        mut st: Status,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), FsmError> {
+        if st.kind().takes_lock() {
+            match s.lock(&st.service, &st.key)? {
+                Some(holder) if holder != *id => {
+                    st.phase = Phase::Inboxed as i32;
+                    st.modified_ms = now_ms;
+                    s.inbox_push(&st.service, &st.key, id)?;
+                    return s.put_status(id, &st);
+                }
+                Some(_) => {}
+                None => s.set_lock(&st.service, &st.key, id)?,
+            }
+        }
+        self.new_attempt(s, id, &mut st, 0, now_ms, out)
+    }
+
+    fn new_attempt<S: FsmStore>(
+        &self,
+        s: &mut S,
+        id: &InvocationId,
+        st: &mut Status,
+        delay_ms: u64,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), FsmError> {
+        st.phase = Phase::Invoked as i32;
+        st.attempt += 1;
+        st.waiting_completions.clear();
+        st.waiting_signals.clear();
+        st.modified_ms = now_ms;
+        s.put_status(id, st)?;
+        out.push(self.invoke_action(s, id, st, delay_ms)?);
+        Ok(())
+    }
+
+    /// The action that starts the current attempt of an invoked invocation (also used by the
+    /// processor on recovery).
+    pub fn invoke_action<S: FsmStore>(
+        &self,
+        s: &S,
+        id: &InvocationId,
+        st: &Status,
+        delay_ms: u64,
+    ) -> Result<Action, FsmError> {
+        let journal = s.journal(id, st.journal_len)?;
+        let state =
+            if st.kind().is_keyed() { Some(s.state_all(&st.service, &st.key)?) } else { None };
+        let pinned =
+            (!st.deployment_id.is_empty()).then(|| (st.deployment_id.clone(), st.protocol_version));
+        Ok(Action::Invoke(Box::new(InvokeAttempt {
+            id: *id,
+            attempt: st.attempt,
+            service: st.service.clone(),
+            handler: st.handler.clone(),
+            key: st.key.clone(),
+            kind: st.kind(),
+            journal,
+            state,
+            pinned,
+            retry_count: st.retry_count,
+            delay_ms,
+            random_seed: crate::protocol::ids::random_seed(id),
+        })))
+    }
+
+    fn on_effect<S: FsmStore>(
+        &self,
+        s: &mut S,
+        e: &Effect,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), FsmError> {
+        let id = id_of(&e.invocation_id)?;
+        let Some(mut st) = s.status(&id)? else { return Ok(()) };
+        if st.phase() != Phase::Invoked || st.attempt != e.attempt {
+            return Ok(()); // from a superseded attempt
+        }
+        st.modified_ms = now_ms;
+        match &e.kind {
+            None => Err(invalid("empty effect")),
+            Some(effect::Kind::Pin(p)) => {
+                if st.deployment_id.is_empty() {
+                    st.deployment_id = p.deployment_id.clone();
+                    st.protocol_version = p.protocol_version;
+                    s.put_status(&id, &st)?;
+                }
+                Ok(())
+            }
+            Some(effect::Kind::Command(c)) => self.on_command(s, &id, st, c, now_ms, out),
+            Some(effect::Kind::ProposeRun(p)) => {
+                st.retry_count = 0;
+                let default = Outcome::default();
+                let payload = notification(
+                    p.completion_id,
+                    outcome_result(p.outcome.as_ref().unwrap_or(&default)),
+                );
+                self.notify(s, &id, &mut st, ty::N_RUN, payload, p.completion_id, now_ms, out)
+            }
+            Some(effect::Kind::Suspended(w)) => {
+                let ready = w.completions.iter().any(|c| st.completed_ids.contains(c));
+                if ready
+                    || (w.completions.is_empty()
+                        && w.signals.is_empty()
+                        && w.named_signals.is_empty())
+                {
+                    // Resuming early is always safe; an empty set would otherwise hang.
+                    return self.new_attempt(s, &id, &mut st, 0, now_ms, out);
+                }
+                st.phase = Phase::Suspended as i32;
+                st.waiting_completions = w.completions.clone();
+                st.waiting_signals = w.signals.clone();
+                s.put_status(&id, &st)
+            }
+            Some(effect::Kind::End(_)) => {
+                let outcome = self.output_of(s, &id, &st)?;
+                self.complete(s, &id, st, outcome, now_ms, out)
+            }
+            Some(effect::Kind::Failed(f)) => {
+                st.failures += 1;
+                if f.counts {
+                    st.retry_count += 1;
+                }
+                st.last_failure = format!("[{}] {}", f.code, f.message);
+                if st.failures >= self.retry.attempts_max.max(1) {
+                    let outcome = Outcome {
+                        result: Some(outcome::Result::Failure(Failure {
+                            code: 500,
+                            message: format!(
+                                "invocation failed after {} attempts: {}",
+                                st.failures, f.message
+                            ),
+                        })),
+                    };
+                    return self.complete(s, &id, st, outcome, now_ms, out);
+                }
+                let delay = f.retry_after_ms.unwrap_or_else(|| self.retry.delay_ms(st.failures));
+                self.new_attempt(s, &id, &mut st, delay, now_ms, out)
+            }
+        }
+    }
+
+    fn on_command<S: FsmStore>(
+        &self,
+        s: &mut S,
+        id: &InvocationId,
+        mut st: Status,
+        c: &Command,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), FsmError> {
+        let t = u16::try_from(c.ty).map_err(|_| invalid("command type out of range"))?;
+        let index = st.journal_len;
+        s.journal_put(id, index, t, &c.payload)?;
+        st.journal_len += 1;
+        st.retry_count = 0;
+        match t {
+            ty::SET_STATE => {
+                let m: pm::SetStateCommandMessage = decode("set state", &c.payload)?;
+                let value = m.value.map(|v| v.content).unwrap_or_default();
+                s.state_put(&st.service, &st.key, &m.key, &value)?;
+            }
+            ty::CLEAR_STATE => {
+                let m: pm::ClearStateCommandMessage = decode("clear state", &c.payload)?;
+                s.state_delete(&st.service, &st.key, &m.key)?;
+            }
+            ty::CLEAR_ALL_STATE => s.state_clear(&st.service, &st.key)?,
+            ty::GET_LAZY_STATE => {
+                let m: pm::GetLazyStateCommandMessage = decode("get lazy state", &c.payload)?;
+                let result = match s.state_get(&st.service, &st.key, &m.key)? {
+                    Some(v) => pm::NotificationResult::Value(pm::Value { content: v.into() }),
+                    None => pm::NotificationResult::Void(pm::Void {}),
+                };
+                let payload = notification(m.result_completion_id, result);
+                return self.notify(
+                    s,
+                    id,
+                    &mut st,
+                    ty::N_GET_LAZY_STATE,
+                    payload,
+                    m.result_completion_id,
+                    now_ms,
+                    out,
+                );
+            }
+            ty::GET_LAZY_STATE_KEYS => {
+                let m: pm::GetLazyStateKeysCommandMessage =
+                    decode("get lazy state keys", &c.payload)?;
+                let keys = s.state_all(&st.service, &st.key)?.into_iter().map(|(k, _)| k).collect();
+                let payload = notification(
+                    m.result_completion_id,
+                    pm::NotificationResult::StateKeys(pm::StateKeys { keys }),
+                );
+                return self.notify(
+                    s,
+                    id,
+                    &mut st,
+                    ty::N_GET_LAZY_STATE_KEYS,
+                    payload,
+                    m.result_completion_id,
+                    now_ms,
+                    out,
+                );
+            }
+            ty::SLEEP => {
+                let m: pm::SleepCommandMessage = decode("sleep", &c.payload)?;
+                s.timer_put(m.wake_up_time, id, m.result_completion_id)?;
+                out.push(Action::Timer {
+                    wake_ms: m.wake_up_time,
+                    id: *id,
+                    completion_id: m.result_completion_id,
+                });
+            }
+            ty::CALL => {
+                let m: pm::CallCommandMessage = decode("call", &c.payload)?;
+                let callee = self.route_call(
+                    id,
+                    index,
+                    c.callee_kind,
+                    &m.service_name,
+                    &m.handler_name,
+                    &m.key,
+                    m.parameter.clone(),
+                    &m.headers,
+                    Some(Sink {
+                        kind: Some(sink::Kind::Caller(Caller {
+                            invocation_id: Bytes::copy_from_slice(&id.to_bytes()),
+                            completion_id: m.result_completion_id,
+                        })),
+                    }),
+                    0,
+                    out,
+                )?;
+                let payload = notification(
+                    m.invocation_id_notification_idx,
+                    pm::NotificationResult::InvocationId(callee.to_string()),
+                );
+                return self.notify(
+                    s,
+                    id,
+                    &mut st,
+                    ty::N_CALL_INVOCATION_ID,
+                    payload,
+                    m.invocation_id_notification_idx,
+                    now_ms,
+                    out,
+                );
+            }
+            ty::ONE_WAY_CALL => {
+                let m: pm::OneWayCallCommandMessage = decode("send", &c.payload)?;
+                let callee = self.route_call(
+                    id,
+                    index,
+                    c.callee_kind,
+                    &m.service_name,
+                    &m.handler_name,
+                    &m.key,
+                    m.parameter.clone(),
+                    &m.headers,
+                    None,
+                    m.invoke_time,
+                    out,
+                )?;
+                let payload = notification(
+                    m.invocation_id_notification_idx,
+                    pm::NotificationResult::InvocationId(callee.to_string()),
+                );
+                return self.notify(
+                    s,
+                    id,
+                    &mut st,
+                    ty::N_CALL_INVOCATION_ID,
+                    payload,
+                    m.invocation_id_notification_idx,
+                    now_ms,
+                    out,
+                );
+            }
+            // Output, Run, eager state reads: journaled; their effect comes later or is inline.
+            _ => {}
+        }
+        s.put_status(id, &st)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn route_call(
+        &self,
+        caller: &InvocationId,
+        index: u32,
+        callee_kind: i32,
+        service: &str,
+        handler: &str,
+        key: &str,
+        parameter: Bytes,
+        headers: &[pm::Header],
+        sink: Option<Sink>,
+        execute_at_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<InvocationId, FsmError> {
+        let kind = HandlerKind::try_from(callee_kind).unwrap_or(HandlerKind::Unspecified);
+        if kind == HandlerKind::Unspecified {
+            return Err(invalid(format!(
+                "call to {service}/{handler} without a resolved handler kind"
+            )));
+        }
+        let keyed = kind.is_keyed().then_some((service, key));
+        let callee = callee_id(caller, index, keyed);
+        let record = Record {
+            kind: Some(record::Kind::Invoke(Invoke {
+                invocation_id: Bytes::copy_from_slice(&callee.to_bytes()),
+                service: service.to_string(),
+                handler: handler.to_string(),
+                key: if kind.is_keyed() { key.to_string() } else { String::new() },
+                kind: kind as i32,
+                input: parameter,
+                headers: headers
+                    .iter()
+                    .map(|h| Header { key: h.key.clone(), value: h.value.clone() })
+                    .collect(),
+                sink,
+                execute_at_ms,
+            })),
+        };
+        out.push(Action::Deliver { partition_key: callee.partition_key, record });
+        Ok(callee)
+    }
+
+    /// Appends a notification to the journal, forwards it to a running attempt, or resumes a
+    /// suspended invocation waiting for it. Ignores a completion id already present.
+    #[allow(clippy::too_many_arguments)]
+    fn notify<S: FsmStore>(
+        &self,
+        s: &mut S,
+        id: &InvocationId,
+        st: &mut Status,
+        t: u16,
+        payload: Bytes,
+        completion_id: u32,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), FsmError> {
+        if st.phase() == Phase::Completed || st.completed_ids.contains(&completion_id) {
+            return s.put_status(id, st);
+        }
+        s.journal_put(id, st.journal_len, t, &payload)?;
+        st.journal_len += 1;
+        st.completed_ids.push(completion_id);
+        st.modified_ms = now_ms;
+        match st.phase() {
+            Phase::Invoked => {
+                s.put_status(id, st)?;
+                out.push(Action::Notify { id: *id, attempt: st.attempt, ty: t, payload });
+                Ok(())
+            }
+            Phase::Suspended if st.waiting_completions.contains(&completion_id) => {
+                self.new_attempt(s, id, st, 0, now_ms, out)
+            }
+            _ => s.put_status(id, st),
+        }
+    }
+
+    fn on_timer<S: FsmStore>(
+        &self,
+        s: &mut S,
+        t: &TimerFired,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), FsmError> {
+        let id = id_of(&t.invocation_id)?;
+        s.timer_delete(t.wake_ms, &id, t.completion_id)?;
+        let Some(mut st) = s.status(&id)? else { return Ok(()) };
+        if t.completion_id == TIMER_START {
+            if st.phase() == Phase::Scheduled {
+                return self.start(s, &id, st, now_ms, out);
+            }
+            return Ok(());
+        }
+        let payload = notification(t.completion_id, pm::NotificationResult::Void(pm::Void {}));
+        self.notify(s, &id, &mut st, ty::N_SLEEP, payload, t.completion_id, now_ms, out)
+    }
+
+    /// The result of an ended invocation: its last output command.
+    fn output_of<S: FsmStore>(
+        &self,
+        s: &S,
+        id: &InvocationId,
+        st: &Status,
+    ) -> Result<Outcome, FsmError> {
+        let journal = s.journal(id, st.journal_len)?;
+        let Some((_, payload)) = journal.iter().rev().find(|(t, _)| *t == ty::OUTPUT) else {
+            return Ok(Outcome {
+                result: Some(outcome::Result::Failure(Failure {
+                    code: 500,
+                    message: "the handler ended without an output".into(),
+                })),
+            });
+        };
+        let m: pm::OutputCommandMessage = decode("output", payload)?;
+        Ok(Outcome {
+            result: Some(match m.result {
+                Some(pm::OutputResult::Value(v)) => outcome::Result::Value(v.content),
+                Some(pm::OutputResult::Failure(f)) => {
+                    outcome::Result::Failure(Failure { code: f.code, message: f.message })
+                }
+                None => outcome::Result::Value(Bytes::new()),
+            }),
+        })
+    }
+
+    fn answer(&self, sink: &Sink, id: &InvocationId, outcome: &Outcome, out: &mut Vec<Action>) {
+        match &sink.kind {
+            Some(sink::Kind::Ingress(request_id)) => out.push(Action::IngressReply {
+                request_id: *request_id,
+                id: *id,
+                outcome: outcome.clone(),
+            }),
+            Some(sink::Kind::Caller(c)) => {
+                if let Ok(caller) = InvocationId::from_bytes(&c.invocation_id) {
+                    out.push(Action::Deliver {
+                        partition_key: caller.partition_key,
+                        record: Record {
+                            kind: Some(record::Kind::Response(InvocationResponse {
+                                invocation_id: c.invocation_id.clone(),
+                                completion_id: c.completion_id,
+                                outcome: Some(outcome.clone()),
+                            })),
+                        },
+                    });
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Ends an invocation: keeps its outcome (so repeated deliveries stay idempotent), drops
+    /// its journal, answers every waiter, and hands the object lock to the next in line.
+    fn complete<S: FsmStore>(
+        &self,
+        s: &mut S,
+        id: &InvocationId,
+        mut st: Status,
+        outcome: Outcome,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), FsmError> {
+        for sink in &st.sinks {
+            self.answer(sink, id, &outcome, out);
+        }
+        s.journal_delete(id, st.journal_len)?;
+        let (service, key, kind) = (st.service.clone(), st.key.clone(), st.kind());
+        st.phase = Phase::Completed as i32;
+        st.outcome = Some(outcome);
+        st.sinks.clear();
+        st.journal_len = 0;
+        st.completed_ids.clear();
+        st.waiting_completions.clear();
+        st.modified_ms = now_ms;
+        s.put_status(id, &st)?;
+        if kind.takes_lock() && s.lock(&service, &key)? == Some(*id) {
+            s.clear_lock(&service, &key)?;
+            // Hand the key to the next queued invocation, skipping any that are gone.
+            while let Some(next) = s.inbox_pop(&service, &key)? {
+                if let Some(next_st) = s.status(&next)? {
+                    if next_st.phase() == Phase::Inboxed {
+                        return self.start(s, &next, next_st, now_ms, out);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

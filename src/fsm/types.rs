@@ -1,0 +1,358 @@
+//! The state machine's vocabulary: the log records it applies, the invocation status it keeps,
+//! and the actions it asks the effectful shell to perform.
+//!
+//! Records and statuses are protobuf (prost) messages so their encoding is stable and can grow
+//! by adding fields; field numbers are never reused. Every record is self-contained: applying
+//! it needs nothing but the store and the record (time comes from the log record header).
+
+use bytes::Bytes;
+
+use crate::protocol::ids::InvocationId;
+
+/// One entry of a partition log.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Record {
+    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4")]
+    pub kind: Option<record::Kind>,
+}
+
+pub mod record {
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Kind {
+        /// A new invocation (from ingress, or a call/send of another invocation).
+        #[prost(message, tag = "1")]
+        Invoke(super::Invoke),
+        /// Something an attempt of an invocation did (the invoker reports these).
+        #[prost(message, tag = "2")]
+        Effect(super::Effect),
+        /// A durable timer fired.
+        #[prost(message, tag = "3")]
+        TimerFired(super::TimerFired),
+        /// A callee finished: complete the caller's call.
+        #[prost(message, tag = "4")]
+        Response(super::InvocationResponse),
+    }
+}
+
+/// How a handler runs, resolved from the schema when the invocation is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
+#[repr(i32)]
+pub enum HandlerKind {
+    Unspecified = 0,
+    /// Plain service handler: no key, no state.
+    Service = 1,
+    /// Virtual object exclusive handler: one at a time per key, reads and writes state.
+    Exclusive = 2,
+    /// Virtual object or workflow shared handler: concurrent, reads state.
+    Shared = 3,
+    /// Workflow run handler: once per key, reads and writes state.
+    WorkflowRun = 4,
+}
+
+impl HandlerKind {
+    pub fn is_keyed(self) -> bool {
+        !matches!(self, HandlerKind::Service | HandlerKind::Unspecified)
+    }
+    pub fn takes_lock(self) -> bool {
+        matches!(self, HandlerKind::Exclusive | HandlerKind::WorkflowRun)
+    }
+    pub fn can_write_state(self) -> bool {
+        self.takes_lock()
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Header {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Failure {
+    #[prost(uint32, tag = "1")]
+    pub code: u32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// The result of an invocation or a call.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Outcome {
+    #[prost(oneof = "outcome::Result", tags = "1, 2")]
+    pub result: Option<outcome::Result>,
+}
+
+pub mod outcome {
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Result {
+        #[prost(bytes = "bytes", tag = "1")]
+        Value(bytes::Bytes),
+        #[prost(message, tag = "2")]
+        Failure(super::Failure),
+    }
+}
+
+/// Who waits for an invocation's result.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Sink {
+    #[prost(oneof = "sink::Kind", tags = "1, 2")]
+    pub kind: Option<sink::Kind>,
+}
+
+pub mod sink {
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Kind {
+        /// An ingress request of this process generation waits (not durable across restarts:
+        /// the HTTP connection is gone then anyway).
+        #[prost(uint64, tag = "1")]
+        Ingress(u64),
+        /// Another invocation's call command waits.
+        #[prost(message, tag = "2")]
+        Caller(super::Caller),
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Caller {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub invocation_id: Bytes,
+    #[prost(uint32, tag = "2")]
+    pub completion_id: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Invoke {
+    /// 24-byte raw invocation id.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub invocation_id: Bytes,
+    #[prost(string, tag = "2")]
+    pub service: String,
+    #[prost(string, tag = "3")]
+    pub handler: String,
+    #[prost(string, tag = "4")]
+    pub key: String,
+    #[prost(enumeration = "HandlerKind", tag = "5")]
+    pub kind: i32,
+    #[prost(bytes = "bytes", tag = "6")]
+    pub input: Bytes,
+    #[prost(message, repeated, tag = "7")]
+    pub headers: Vec<Header>,
+    #[prost(message, optional, tag = "8")]
+    pub sink: Option<Sink>,
+    /// Run no earlier than this (ms since the Unix epoch); 0 = now.
+    #[prost(uint64, tag = "9")]
+    pub execute_at_ms: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Effect {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub invocation_id: Bytes,
+    /// The attempt that produced it; effects of an older attempt are ignored.
+    #[prost(uint32, tag = "2")]
+    pub attempt: u32,
+    #[prost(oneof = "effect::Kind", tags = "3, 4, 5, 6, 7, 8")]
+    pub kind: Option<effect::Kind>,
+}
+
+pub mod effect {
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Kind {
+        /// The attempt chose a deployment and protocol version: pin them.
+        #[prost(message, tag = "3")]
+        Pin(super::Pin),
+        /// A journal command sent by the SDK, stored verbatim.
+        #[prost(message, tag = "4")]
+        Command(super::Command),
+        /// The result of a `ctx.run` closure.
+        #[prost(message, tag = "5")]
+        ProposeRun(super::ProposeRun),
+        #[prost(message, tag = "6")]
+        Suspended(super::Suspended),
+        #[prost(message, tag = "7")]
+        End(super::End),
+        #[prost(message, tag = "8")]
+        Failed(super::Failed),
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Pin {
+    #[prost(string, tag = "1")]
+    pub deployment_id: String,
+    #[prost(uint32, tag = "2")]
+    pub protocol_version: u32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Command {
+    /// Service-protocol message type id.
+    #[prost(uint32, tag = "1")]
+    pub ty: u32,
+    /// The message payload exactly as the SDK sent it.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub payload: Bytes,
+    /// For calls and sends: the callee's handler kind, resolved by the invoker from the schema.
+    #[prost(enumeration = "HandlerKind", tag = "3")]
+    pub callee_kind: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ProposeRun {
+    #[prost(uint32, tag = "1")]
+    pub completion_id: u32,
+    #[prost(message, optional, tag = "2")]
+    pub outcome: Option<Outcome>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Suspended {
+    #[prost(uint32, repeated, tag = "1")]
+    pub completions: Vec<u32>,
+    #[prost(uint32, repeated, tag = "2")]
+    pub signals: Vec<u32>,
+    #[prost(string, repeated, tag = "3")]
+    pub named_signals: Vec<String>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct End {}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Failed {
+    #[prost(uint32, tag = "1")]
+    pub code: u32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+    /// The SDK asked for this delay before the next attempt.
+    #[prost(uint64, optional, tag = "3")]
+    pub retry_after_ms: Option<u64>,
+    /// Counts against the retry budget (false for setup failures on our side).
+    #[prost(bool, tag = "4")]
+    pub counts: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TimerFired {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub invocation_id: Bytes,
+    #[prost(uint32, tag = "2")]
+    pub completion_id: u32,
+    #[prost(uint64, tag = "3")]
+    pub wake_ms: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct InvocationResponse {
+    /// The caller to complete.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub invocation_id: Bytes,
+    #[prost(uint32, tag = "2")]
+    pub completion_id: u32,
+    #[prost(message, optional, tag = "3")]
+    pub outcome: Option<Outcome>,
+}
+
+/// Where an invocation is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
+#[repr(i32)]
+pub enum Phase {
+    Unspecified = 0,
+    /// Waiting for its execution time.
+    Scheduled = 1,
+    /// Waiting in a virtual object's queue for the key's lock.
+    Inboxed = 2,
+    /// An attempt is running or about to.
+    Invoked = 3,
+    /// Waiting for a completion or signal; no attempt runs.
+    Suspended = 4,
+    /// Finished; kept for its result.
+    Completed = 5,
+}
+
+/// Everything the state machine keeps about one invocation (besides its journal).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Status {
+    #[prost(enumeration = "Phase", tag = "1")]
+    pub phase: i32,
+    #[prost(string, tag = "2")]
+    pub service: String,
+    #[prost(string, tag = "3")]
+    pub handler: String,
+    #[prost(string, tag = "4")]
+    pub key: String,
+    #[prost(enumeration = "HandlerKind", tag = "5")]
+    pub kind: i32,
+    #[prost(message, repeated, tag = "6")]
+    pub sinks: Vec<Sink>,
+    /// Entries in the journal (commands and notifications).
+    #[prost(uint32, tag = "7")]
+    pub journal_len: u32,
+    #[prost(uint32, tag = "8")]
+    pub attempt: u32,
+    #[prost(string, tag = "9")]
+    pub deployment_id: String,
+    #[prost(uint32, tag = "10")]
+    pub protocol_version: u32,
+    /// Failed attempts since the last stored command.
+    #[prost(uint32, tag = "11")]
+    pub retry_count: u32,
+    #[prost(uint32, repeated, tag = "12")]
+    pub waiting_completions: Vec<u32>,
+    #[prost(uint32, repeated, tag = "13")]
+    pub waiting_signals: Vec<u32>,
+    #[prost(message, optional, tag = "14")]
+    pub outcome: Option<Outcome>,
+    #[prost(uint64, tag = "15")]
+    pub created_ms: u64,
+    #[prost(uint64, tag = "16")]
+    pub modified_ms: u64,
+    #[prost(uint64, tag = "17")]
+    pub execute_at_ms: u64,
+    /// Failed attempts in total (for the retry budget).
+    #[prost(uint32, tag = "18")]
+    pub failures: u32,
+    #[prost(string, tag = "19")]
+    pub last_failure: String,
+    /// Completion ids whose notification is in the journal.
+    #[prost(uint32, repeated, tag = "20")]
+    pub completed_ids: Vec<u32>,
+}
+
+/// What the shell must do after a record was applied (and its transaction committed).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Start an attempt.
+    Invoke(Box<InvokeAttempt>),
+    /// Send a notification to the open attempt (bidi streams), after it is durable.
+    Notify { id: InvocationId, attempt: u32, ty: u16, payload: Bytes },
+    /// Stop a running attempt (its invocation ended or was superseded).
+    Abort { id: InvocationId },
+    /// Answer a waiting ingress request.
+    IngressReply { request_id: u64, id: InvocationId, outcome: Outcome },
+    /// Arm a durable timer.
+    Timer { wake_ms: u64, id: InvocationId, completion_id: u32 },
+    /// Append a record to the log of the partition owning `partition_key` (maybe this one).
+    Deliver { partition_key: u64, record: Record },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct InvokeAttempt {
+    pub id: InvocationId,
+    pub attempt: u32,
+    pub service: String,
+    pub handler: String,
+    pub key: String,
+    pub kind: HandlerKind,
+    /// Journal entries in order: (message type, payload).
+    pub journal: Vec<(u16, Bytes)>,
+    /// Eager state, complete (`partial_state = false`); `None` for lazy state or services.
+    pub state: Option<Vec<(Bytes, Bytes)>>,
+    pub pinned: Option<(String, u32)>,
+    pub retry_count: u32,
+    /// Wait this long before starting (retry backoff).
+    pub delay_ms: u64,
+    pub random_seed: u64,
+}

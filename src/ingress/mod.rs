@@ -1,0 +1,349 @@
+//! The ingress: Restate's HTTP API for calling handlers (default port 8080).
+//!
+//! Routes in this version: `POST|GET /{Service}/{handler}[/send]`,
+//! `/{Object}/{key}/{handler}[/send]` (whether a key segment is expected follows from the
+//! registered service type), and `GET /restate/health`. Errors are JSON
+//! `{"code","message","source":"ingress"}` with `x-restate-error-source: ingress`; a terminal
+//! failure of the invocation is `{"code","message"}` with `x-restate-error-source: invocation`
+//! and the failure's code as status.
+//!
+//! Invariants: a call is answered only with the outcome the partition processor applied from
+//! a durable record; a send is answered 202 only after its invocation record is durable. The
+//! ingress reaches partitions only through `partition::Router`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+
+use crate::fsm::{outcome, partition_key_of, record, sink, Header, Invoke, Outcome, Record, Sink};
+use crate::partition::Router;
+use crate::protocol::discovery::ServiceType;
+use crate::protocol::ids::InvocationId;
+use crate::schema::{HandlerSchema, Registry};
+
+/// Shared state of the ingress server.
+#[derive(Debug)]
+pub struct IngressState {
+    pub registry: Arc<Registry>,
+    pub router: Router,
+    pub request_size_limit_bytes: usize,
+    ids: IdSource,
+}
+
+impl IngressState {
+    pub fn new(registry: Arc<Registry>, router: Router, request_size_limit_bytes: usize) -> IngressState {
+        IngressState { registry, router, request_size_limit_bytes, ids: IdSource::new() }
+    }
+}
+
+/// Fresh invocation uuids: time, a counter and per-process randomness (the state machine
+/// never makes these; ingress is outside it).
+#[derive(Debug)]
+struct IdSource {
+    seed: u64,
+    counter: AtomicU64,
+}
+
+impl IdSource {
+    fn new() -> IdSource {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        IdSource { seed: h.finish(), counter: AtomicU64::new(0) }
+    }
+    fn next(&self) -> (u64, u128) {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let ms = now_ms();
+        let a = mix64(self.seed ^ n);
+        let b = mix64(a ^ ms ^ 0x9E37_79B9_7F4A_7C15);
+        // ULID-like: milliseconds first, so ids sort roughly by creation time.
+        let uuid = (u128::from(ms) << 80) | (u128::from(a & 0xFFFF) << 64) | u128::from(b);
+        (mix64(b ^ n), uuid)
+    }
+}
+
+fn mix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The ingress router: everything goes through one handler that parses the path.
+pub fn router(state: Arc<IngressState>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({"code": status.as_u16(), "message": message.into(), "source": "ingress"});
+    let mut r = (status, axum::Json(body)).into_response();
+    r.headers_mut().insert("x-restate-error-source", HeaderValue::from_static("ingress"));
+    r
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Response {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    if path == "/restate/health" {
+        let schema = st.registry.snapshot();
+        let names: Vec<&String> = schema.services.keys().collect();
+        return axum::Json(serde_json::json!({ "services": names })).into_response();
+    }
+    let segs: Vec<&str> = path.split('/').skip(1).collect();
+    if !(2..=7).contains(&(path.matches('/').count())) || segs.iter().any(|s| s.is_empty()) {
+        return error(StatusCode::BAD_REQUEST, format!("bad path: {path}"));
+    }
+    if segs[0] == "restate" || segs[0] == "openapi" {
+        return error(StatusCode::NOT_FOUND, "not found");
+    }
+    let schema = st.registry.snapshot();
+    let Some(service) = schema.service(segs[0]) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("service '{}' not found, make sure to register the service before calling it.", segs[0]),
+        );
+    };
+    let keyed = service.ty != ServiceType::Service;
+    let (key, handler_name, send) = match (keyed, segs.len()) {
+        (false, 2) => (String::new(), segs[1], false),
+        (false, 3) if segs[2] == "send" => (String::new(), segs[1], true),
+        (true, 3) | (true, 4) => {
+            if segs.len() == 4 && segs[3] != "send" {
+                return error(StatusCode::BAD_REQUEST, format!("bad path: {path}"));
+            }
+            let Some(key) = percent_decode(segs[1]) else {
+                return error(StatusCode::BAD_REQUEST, format!("bad path: the key '{}' is not valid percent-encoded UTF-8", segs[1]));
+            };
+            (key, segs[2], segs.len() == 4)
+        }
+        _ => return error(StatusCode::BAD_REQUEST, format!("bad path: {path}")),
+    };
+    let Some(handler) = service.handlers.get(handler_name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "the service '{}' exists, but the handler '{handler_name}' was not found, check that the handler exists in the latest registered service version.",
+                service.name
+            ),
+        );
+    };
+    if !handler.public {
+        return error(StatusCode::BAD_REQUEST, "the invoked service is not public");
+    }
+    if req.method() != Method::GET && req.method() != Method::POST {
+        return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    }
+    if req.headers().contains_key("idempotency-key") {
+        return error(StatusCode::NOT_IMPLEMENTED, "idempotency keys are not supported by this server version yet");
+    }
+    let delay_ms = match delay_of(req.uri().query()) {
+        Ok(d) => d,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    if delay_ms.is_some() && !send {
+        return error(StatusCode::BAD_REQUEST, "cannot use the delay query parameter with calls; use /send with ?delay=");
+    }
+    let headers = forwarded_headers(req.headers(), req.uri());
+    let content_type = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = match Limited::new(req.into_body(), st.request_size_limit_bytes).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is larger than the limit of {} bytes", st.request_size_limit_bytes),
+            )
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read body: {e}")),
+    };
+    if let Err(msg) = validate_input(handler, content_type.as_deref(), &body) {
+        return error(StatusCode::BAD_REQUEST, format!("input validation error: {msg}"));
+    }
+
+    let kind = handler.kind.fsm_kind();
+    let (random_pk, uuid) = st.ids.next();
+    let partition_key = if keyed { partition_key_of(&service.name, &key) } else { random_pk };
+    let id = InvocationId { partition_key, uuid };
+    let execute_at_ms = delay_ms.map(|d| now_ms() + d).unwrap_or(0);
+    let target = st.router.for_key(partition_key).clone();
+    let mut invoke = Invoke {
+        invocation_id: Bytes::copy_from_slice(&id.to_bytes()),
+        service: service.name.clone(),
+        handler: handler.name.clone(),
+        key,
+        kind: kind as i32,
+        input: body,
+        headers,
+        sink: None,
+        execute_at_ms,
+    };
+    if send {
+        let rec = Record { kind: Some(record::Kind::Invoke(invoke)) };
+        if let Err(e) = target.append(&[rec]).await {
+            return error(StatusCode::SERVICE_UNAVAILABLE, format!("cannot accept the invocation: {e}"));
+        }
+        let mut body = serde_json::json!({"invocationId": id.to_string(), "status": "Accepted"});
+        if execute_at_ms > 0 {
+            body["executionTime"] = serde_json::Value::String(crate::timefmt::rfc3339_ms(execute_at_ms));
+        }
+        let mut r = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
+        r.headers_mut().insert("x-restate-id", header_value(&id.to_string()));
+        return r;
+    }
+    let (request_id, rx, _guard) = st.router.waiters.register();
+    invoke.sink = Some(Sink { kind: Some(sink::Kind::Ingress(request_id)) });
+    let rec = Record { kind: Some(record::Kind::Invoke(invoke)) };
+    if let Err(e) = target.append(&[rec]).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, format!("cannot accept the invocation: {e}"));
+    }
+    match rx.await {
+        Ok((id, outcome)) => respond(&id, handler, outcome),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down; the invocation continues and can be retried safely only with an idempotency key"),
+    }
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+fn respond(id: &InvocationId, handler: &HandlerSchema, outcome: Outcome) -> Response {
+    let mut r = match outcome.result {
+        Some(outcome::Result::Failure(f)) => {
+            let status = StatusCode::from_u16(f.code as u16).ok().filter(|_| (100..=999).contains(&f.code)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut r = (status, axum::Json(serde_json::json!({"code": f.code, "message": f.message}))).into_response();
+            r.headers_mut().insert("x-restate-error-source", HeaderValue::from_static("invocation"));
+            r
+        }
+        Some(outcome::Result::Value(v)) => ok_body(handler, v),
+        None => ok_body(handler, Bytes::new()),
+    };
+    r.headers_mut().insert("x-restate-id", header_value(&id.to_string()));
+    r
+}
+
+/// Success body with the content type from the handler's registered output rule.
+fn ok_body(handler: &HandlerSchema, v: Bytes) -> Response {
+    let (ct, if_empty) = match &handler.output {
+        Some(o) => (o.content_type.clone(), o.set_content_type_if_empty.unwrap_or(false)),
+        None => (Some("application/json".to_string()), false),
+    };
+    let mut r = Response::new(Body::from(v.clone()));
+    if let Some(ct) = ct {
+        if !v.is_empty() || if_empty {
+            r.headers_mut().insert(http::header::CONTENT_TYPE, header_value(&ct));
+        }
+    }
+    r
+}
+
+/// Request headers forwarded to the handler, plus `x-restate-ingress-path`.
+fn forwarded_headers(h: &HeaderMap, uri: &http::Uri) -> Vec<Header> {
+    let mut out: Vec<Header> = h
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "connection" | "host" | "idempotency-key" | "idempotency-expires" | "content-length"))
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| Header { key: k.as_str().to_string(), value: v.to_string() }))
+        .collect();
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    out.push(Header { key: "x-restate-ingress-path".into(), value: path.to_string() });
+    out
+}
+
+/// `?delay=` in milliseconds (Restate's friendly durations: `10s`, `500ms`, `1h 30m`, `PT10S`).
+fn delay_of(query: Option<&str>) -> Result<Option<u64>, String> {
+    let Some(q) = query else { return Ok(None) };
+    for pair in q.split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k.eq_ignore_ascii_case("delay") {
+            let v = percent_decode(v).unwrap_or_default();
+            let d = crate::config::parse_duration("delay", &v).map_err(|_| format!("bad delay query parameter '{v}'"))?;
+            return Ok(Some(d.as_millis() as u64));
+        }
+    }
+    Ok(None)
+}
+
+/// Checks the request against the handler's input rules.
+fn validate_input(handler: &HandlerSchema, content_type: Option<&str>, body: &[u8]) -> Result<(), String> {
+    let Some(input) = &handler.input else { return Ok(()) };
+    let required = input.required.unwrap_or(false);
+    if body.is_empty() && content_type.is_none() && !required {
+        return Ok(());
+    }
+    let Some(expected) = &input.content_type else {
+        return if body.is_empty() { Ok(()) } else { Err("the handler takes no input".into()) };
+    };
+    let Some(got) = content_type else {
+        return Err(format!("expected content-type {expected}, but the request has none"));
+    };
+    if !content_type_matches(expected, got) {
+        return Err(format!("expected content-type {expected}, got {got}"));
+    }
+    if input.json_schema.is_some() && body.is_empty() {
+        return Err("expected a JSON body".into());
+    }
+    Ok(())
+}
+
+fn content_type_matches(expected: &str, got: &str) -> bool {
+    let base = |s: &str| s.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let (e, g) = (base(expected), base(got));
+    if e == "*/*" || e == g {
+        return true;
+    }
+    match e.strip_suffix("/*") {
+        Some(prefix) => g.split('/').next() == Some(prefix),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_match_like_accept_headers() {
+        assert!(content_type_matches("application/json", "application/json; charset=utf-8"));
+        assert!(content_type_matches("text/*", "text/plain"));
+        assert!(content_type_matches("*/*", "anything/else"));
+        assert!(!content_type_matches("application/json", "text/plain"));
+    }
+
+    #[test]
+    fn delays_parse_friendly_durations() {
+        assert_eq!(delay_of(Some("delay=10s")), Ok(Some(10_000)));
+        assert_eq!(delay_of(Some("x=1&DELAY=500ms")), Ok(Some(500)));
+        assert_eq!(delay_of(Some("x=1")), Ok(None));
+        assert!(delay_of(Some("delay=soon")).is_err());
+    }
+
+    #[test]
+    fn keys_are_percent_decoded() {
+        assert_eq!(percent_decode("a%20b").as_deref(), Some("a b"));
+        assert_eq!(percent_decode("%zz"), None);
+    }
+}

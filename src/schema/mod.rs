@@ -1,0 +1,300 @@
+//! The schema registry: deployments, services, handlers and their options.
+//!
+//! One writer (admin registration) changes it; everyone else reads immutable snapshots
+//! (`Arc<Schema>`), so a request sees one consistent version. Every change is persisted with
+//! the crash-safe file helper before it becomes visible, and bumps `Schema::version`.
+//!
+//! Invariants: service names are unique; every service points at the deployment that last
+//! registered it; a service's type never changes without `force`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsm::HandlerKind;
+use crate::protocol::discovery::{
+    self, DiscoveredEndpoint, InputPayload, OutputPayload, ProtocolMode, ServiceType,
+};
+use crate::protocol::ids::DeploymentId;
+
+/// Where the schema lives, relative to the base directory.
+pub const SCHEMA_FILE: &str = "metadata/schema.json";
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Schema {
+    pub version: u64,
+    pub deployments: BTreeMap<String, Deployment>,
+    pub services: BTreeMap<String, ServiceSchema>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Deployment {
+    pub id: String,
+    pub uri: String,
+    pub bidi: bool,
+    /// "HTTP/2.0" or "HTTP/1.1".
+    pub http_version: String,
+    pub min_protocol_version: i32,
+    pub max_protocol_version: i32,
+    pub sdk_version: Option<String>,
+    pub additional_headers: BTreeMap<String, String>,
+    pub metadata: BTreeMap<String, String>,
+    pub created_ms: u64,
+    /// (service name, revision) registered by this deployment.
+    pub services: Vec<(String, u32)>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ServiceSchema {
+    pub name: String,
+    pub ty: ServiceType,
+    pub revision: u32,
+    pub deployment_id: String,
+    pub handlers: BTreeMap<String, HandlerSchema>,
+    pub public: bool,
+    pub documentation: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub inactivity_timeout_ms: Option<u64>,
+    pub abort_timeout_ms: Option<u64>,
+    pub idempotency_retention_ms: Option<u64>,
+    pub journal_retention_ms: Option<u64>,
+    pub lazy_state: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct HandlerSchema {
+    pub name: String,
+    pub kind: SchemaHandlerKind,
+    pub public: bool,
+    pub lazy_state: bool,
+    pub input: Option<InputPayload>,
+    pub output: Option<OutputPayload>,
+    pub documentation: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub inactivity_timeout_ms: Option<u64>,
+    pub abort_timeout_ms: Option<u64>,
+}
+
+/// Serializable mirror of [`HandlerKind`].
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum SchemaHandlerKind {
+    Service,
+    Exclusive,
+    Shared,
+    WorkflowRun,
+    WorkflowShared,
+}
+
+impl SchemaHandlerKind {
+    pub fn fsm_kind(self) -> HandlerKind {
+        match self {
+            SchemaHandlerKind::Service => HandlerKind::Service,
+            SchemaHandlerKind::Exclusive => HandlerKind::Exclusive,
+            SchemaHandlerKind::Shared | SchemaHandlerKind::WorkflowShared => HandlerKind::Shared,
+            SchemaHandlerKind::WorkflowRun => HandlerKind::WorkflowRun,
+        }
+    }
+}
+
+impl Schema {
+    pub fn service(&self, name: &str) -> Option<&ServiceSchema> {
+        self.services.get(name)
+    }
+    pub fn deployment(&self, id: &str) -> Option<&Deployment> {
+        self.deployments.get(id)
+    }
+    /// The deployment that serves `service` now.
+    pub fn deployment_for(&self, service: &str) -> Option<&Deployment> {
+        self.services.get(service).and_then(|s| self.deployments.get(&s.deployment_id))
+    }
+}
+
+/// Why a registration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("{0}")]
+    Discovery(#[from] discovery::DiscoveryError),
+    #[error("[META0006] cannot change the type of service '{service}' from {from:?} to {to:?}; register with force to overwrite")]
+    TypeChange { service: String, from: ServiceType, to: ServiceType },
+    #[error("[META0004] handler '{handler}' of service '{service}' has an unsupported type for a {ty:?}")]
+    BadHandler { service: String, handler: String, ty: ServiceType },
+    #[error("cannot persist the schema: {0}")]
+    Persist(String),
+}
+
+impl RegisterError {
+    pub fn restate_code(&self) -> Option<&'static str> {
+        match self {
+            RegisterError::Discovery(d) => Some(d.code()),
+            RegisterError::TypeChange { .. } => Some("META0006"),
+            RegisterError::BadHandler { .. } => Some("META0004"),
+            RegisterError::Persist(_) => None,
+        }
+    }
+}
+
+/// What a registration did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Registered {
+    Created,
+    /// The same address and headers were registered before; nothing changed.
+    Unchanged,
+    Overwritten,
+}
+
+#[derive(Debug)]
+pub struct Registry {
+    path: PathBuf,
+    current: RwLock<Arc<Schema>>,
+    writer: Mutex<()>,
+}
+
+impl Registry {
+    /// Loads the schema from `base_dir` (empty if none was saved yet).
+    pub fn open(base_dir: &Path) -> Result<Registry, String> {
+        let path = base_dir.join(SCHEMA_FILE);
+        let schema = match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Schema::default(),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        Ok(Registry { path, current: RwLock::new(Arc::new(schema)), writer: Mutex::new(()) })
+    }
+
+    /// The current schema.
+    pub fn snapshot(&self) -> Arc<Schema> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Adds (or re-registers) a discovered deployment. With `dry_run` nothing is stored.
+    pub fn register(
+        &self,
+        uri: &str,
+        additional_headers: BTreeMap<String, String>,
+        metadata: BTreeMap<String, String>,
+        discovered: &DiscoveredEndpoint,
+        force: bool,
+        dry_run: bool,
+        now_ms: u64,
+        new_id: DeploymentId,
+    ) -> Result<(Registered, Deployment, Vec<ServiceSchema>), RegisterError> {
+        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut schema = (*self.snapshot()).clone();
+        let existing = schema
+            .deployments
+            .values()
+            .find(|d| d.uri == uri && d.additional_headers == additional_headers)
+            .cloned();
+        if let (Some(d), false) = (&existing, force) {
+            let services =
+                d.services.iter().filter_map(|(n, _)| schema.services.get(n).cloned()).collect();
+            return Ok((Registered::Unchanged, d.clone(), services));
+        }
+        let id = existing.as_ref().map(|d| d.id.clone()).unwrap_or_else(|| new_id.to_string());
+        let ep = &discovered.endpoint;
+        let mut services = Vec::new();
+        for s in &ep.services {
+            let revision = match schema.services.get(&s.name) {
+                Some(old) if old.ty != s.ty && !force => {
+                    return Err(RegisterError::TypeChange {
+                        service: s.name.clone(),
+                        from: old.ty,
+                        to: s.ty,
+                    })
+                }
+                Some(old) => old.revision + 1,
+                None => 1,
+            };
+            let service_public = !s.ingress_private.unwrap_or(false);
+            let service_lazy = s.enable_lazy_state.unwrap_or(false);
+            let mut handlers = BTreeMap::new();
+            for h in &s.handlers {
+                let kind = match s.handler_kind(h) {
+                    Some(k) => k,
+                    None => {
+                        return Err(RegisterError::BadHandler {
+                            service: s.name.clone(),
+                            handler: h.name.clone(),
+                            ty: s.ty,
+                        })
+                    }
+                };
+                let kind = match kind {
+                    discovery::HandlerKind::Service => SchemaHandlerKind::Service,
+                    discovery::HandlerKind::Exclusive => SchemaHandlerKind::Exclusive,
+                    discovery::HandlerKind::Shared => SchemaHandlerKind::Shared,
+                    discovery::HandlerKind::WorkflowRun => SchemaHandlerKind::WorkflowRun,
+                    discovery::HandlerKind::WorkflowShared => SchemaHandlerKind::WorkflowShared,
+                };
+                handlers.insert(
+                    h.name.clone(),
+                    HandlerSchema {
+                        name: h.name.clone(),
+                        kind,
+                        public: h.ingress_private.map(|p| !p).unwrap_or(service_public),
+                        lazy_state: h.enable_lazy_state.unwrap_or(service_lazy),
+                        input: h.input.clone(),
+                        output: h.output.clone(),
+                        documentation: h.documentation.clone(),
+                        metadata: h.metadata.clone(),
+                        inactivity_timeout_ms: h.inactivity_timeout_ms.or(s.inactivity_timeout_ms),
+                        abort_timeout_ms: h.abort_timeout_ms.or(s.abort_timeout_ms),
+                    },
+                );
+            }
+            services.push(ServiceSchema {
+                name: s.name.clone(),
+                ty: s.ty,
+                revision,
+                deployment_id: id.clone(),
+                handlers,
+                public: service_public,
+                documentation: s.documentation.clone(),
+                metadata: s.metadata.clone(),
+                inactivity_timeout_ms: s.inactivity_timeout_ms,
+                abort_timeout_ms: s.abort_timeout_ms,
+                idempotency_retention_ms: s.idempotency_retention_ms,
+                journal_retention_ms: s.journal_retention_ms,
+                lazy_state: service_lazy,
+            });
+        }
+        let deployment = Deployment {
+            id: id.clone(),
+            uri: uri.to_string(),
+            bidi: ep.protocol_mode == Some(ProtocolMode::BidiStream),
+            http_version: if discovered.http_version == http::Version::HTTP_11 {
+                "HTTP/1.1"
+            } else {
+                "HTTP/2.0"
+            }
+            .into(),
+            min_protocol_version: ep.min_protocol_version,
+            max_protocol_version: ep.max_protocol_version,
+            sdk_version: discovered.server.clone(),
+            additional_headers,
+            metadata,
+            created_ms: existing.as_ref().map(|d| d.created_ms).unwrap_or(now_ms),
+            services: services.iter().map(|s| (s.name.clone(), s.revision)).collect(),
+        };
+        let outcome =
+            if existing.is_some() { Registered::Overwritten } else { Registered::Created };
+        if dry_run {
+            return Ok((outcome, deployment, services));
+        }
+        for s in &services {
+            schema.services.insert(s.name.clone(), s.clone());
+        }
+        schema.deployments.insert(id, deployment.clone());
+        schema.version += 1;
+        let bytes = serde_json::to_vec_pretty(&schema)
+            .map_err(|e| RegisterError::Persist(e.to_string()))?;
+        crate::fsutil::write_atomic(&self.path, &bytes)
+            .map_err(|e| RegisterError::Persist(e.to_string()))?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(schema);
+        Ok((outcome, deployment, services))
+    }
+}

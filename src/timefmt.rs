@@ -1,0 +1,36 @@
+//! Timestamps as the Restate tools print and parse them: RFC 3339 in UTC with `Z`, with a
+//! fraction only when it is non-zero (`2026-01-02T03:04:05Z`, `2026-01-02T03:04:05.123Z`).
+
+/// Formats milliseconds since the Unix epoch.
+pub fn rfc3339_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let frac = ms % 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil-from-days (proleptic Gregorian), valid for all dates after 1970.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    if frac == 0 {
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+    } else {
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{frac:03}Z")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(super::rfc3339_ms(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339_ms(1_767_323_045_123), "2026-01-02T03:04:05.123Z");
+        assert_eq!(super::rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
+}
