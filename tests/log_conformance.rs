@@ -137,6 +137,9 @@ async fn wal_uring() {
             assert_eq!(wal.engine(), "uring");
             suite("wal-uring", wal).await;
         }
+        Err(e) if std::env::var_os("RATCHET_TEST_REQUIRE_URING").is_some() => {
+            panic!("io_uring is required (RATCHET_TEST_REQUIRE_URING) but unavailable: {e}")
+        }
         Err(e) => eprintln!("io_uring unavailable on this kernel, uring case not run: {e}"),
     }
 }

@@ -370,6 +370,7 @@ async fn attempt_inner(
     let handler = service.handlers.get(&a.handler).ok_or_else(|| {
         AttemptError::setup(format!("handler '{}/{}' is not registered", a.service, a.handler))
     })?;
+    let mut pending_pin = None;
     let (deployment, version) = match &a.pinned {
         Some((dp, v)) => {
             let d = schema.deployment(dp).ok_or_else(|| {
@@ -391,18 +392,15 @@ async fn attempt_inner(
                         d.id
                     ))
                 })?;
-            let pin = effect(
+            // Logged with the attempt's first effects: no extra durable write before the call.
+            pending_pin = Some(effect(
                 &a.id,
                 a.attempt,
                 effect::Kind::Pin(Pin {
                     deployment_id: d.id.clone(),
                     protocol_version: v.as_i32() as u32,
                 }),
-            );
-            ctx.partition
-                .append(&[pin])
-                .await
-                .map_err(|e| AttemptError::setup(format!("log: {e}")))?;
+            ));
             (d, v)
         }
     };
@@ -535,6 +533,9 @@ async fn attempt_inner(
                     }
                 }
                 if !records.is_empty() {
+                    if let Some(pin) = pending_pin.take() {
+                        records.insert(0, pin);
+                    }
                     ctx.partition.append(&records).await.map_err(|e| AttemptError::setup(format!("log: {e}")))?;
                 }
                 if terminal {

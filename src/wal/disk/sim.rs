@@ -200,6 +200,8 @@ pub struct SimDisk {
     next_token: u64,
     /// token -> (user_data, buffer) for in-flight submissions.
     submitted: HashMap<u64, (u64, IoBuf)>,
+    /// Submissions that failed at once (no space), reported by the next `complete`.
+    failed: Vec<Completion>,
     aligned: bool,
 }
 
@@ -225,6 +227,7 @@ impl SimDisk {
             next_file: 1,
             next_token: 1,
             submitted: HashMap::new(),
+            failed: Vec::new(),
             aligned: false,
         }
     }
@@ -347,7 +350,7 @@ impl Disk for SimDisk {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{name} not found")))
     }
     fn submit(&mut self, sub: Submission) -> io::Result<()> {
-        if self.submitted.len() >= Self::INFLIGHT_MAX {
+        if self.submitted.len() + self.failed.len() >= Self::INFLIGHT_MAX {
             return Err(io::Error::other("sim disk: too many submissions in flight"));
         }
         if self.aligned {
@@ -360,7 +363,12 @@ impl Disk for SimDisk {
         {
             let mut s = self.lock();
             s.tick()?;
-            s.check_space(&name, sub.offset + sub.buf.len() as u64)?;
+            if let Err(e) = s.check_space(&name, sub.offset + sub.buf.len() as u64) {
+                // Like a real disk: the write fails in its completion, which returns the buffer.
+                drop(s);
+                self.failed.push(Completion { user_data: sub.user_data, buf: sub.buf, result: Err(e) });
+                return Ok(());
+            }
             let f =
                 s.files.get_mut(&name).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
             write_into(&mut f.current, sub.offset, &sub.buf);
@@ -370,9 +378,12 @@ impl Disk for SimDisk {
         Ok(())
     }
     fn complete(&mut self, min: usize, out: &mut Vec<Completion>) -> io::Result<()> {
+        let failed = self.failed.len();
+        out.append(&mut self.failed);
         if self.submitted.is_empty() {
             return Ok(());
         }
+        let min = min.saturating_sub(failed);
         let state = self.state.clone();
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
         s.tick()?;

@@ -66,8 +66,10 @@ const TOKEN_PROBE: u64 = u64::MAX;
 /// Measured on the project machine (ext4 on virtio with a write-back cache, no FUA), one
 /// 4 KiB write at a time into a pre-zeroed file: all three modes and std pwrite+fdatasync were
 /// within noise of each other (about 9-10k durable writes/s, p50 about 100 µs); `Direct` was
-/// never behind. With four independent writes in flight, `Direct` did about 18-20k/s,
-/// `BufferedLinkedFsync` about 15k/s and `BufferedRwfDsync` about 9k/s.
+/// never behind. With four writes in flight, `Direct` did about 18-20k/s, `BufferedLinkedFsync`
+/// about 15k/s and `BufferedRwfDsync` about 9k/s (each write is flushed on its own; std, which
+/// covers its queue with one fdatasync, did 31-34k/s on a quiet machine but 2-4k/s while other
+/// jobs were writing, where `Direct` kept 11-16k/s).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WriteMode {
     /// Files opened `O_DIRECT | O_DSYNC`; one `Write`/`WriteFixed` per submission. Offsets and
@@ -152,9 +154,14 @@ impl fmt::Debug for UringDisk {
     }
 }
 
-/// Wraps an error that means "io_uring is not usable here", keeping its kind.
+/// An error that means "io_uring is not usable here": kind `PermissionDenied` when the
+/// kernel refused us, `Unsupported` otherwise; the cause is in the message.
 fn unavailable(what: &str, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("io_uring unavailable: {what}: {e}"))
+    let kind = match e.kind() {
+        io::ErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
+        _ => io::ErrorKind::Unsupported,
+    };
+    io::Error::new(kind, format!("io_uring unavailable: {what}: {e}"))
 }
 
 fn is_transient(e: &io::Error) -> bool {
@@ -167,14 +174,17 @@ impl UringDisk {
         UringDisk::open_with(dir, WriteMode::default())
     }
 
-    /// Opens `dir` (creating it). Fails when io_uring cannot be used here: no kernel support
-    /// (ENOSYS), blocked (EPERM from seccomp or `kernel.io_uring_disabled`), a missing opcode,
-    /// or a file system that refuses the probe write (e.g. no O_DIRECT).
+    /// Opens `dir` (creating it). Fails with kind `Unsupported` or `PermissionDenied` when
+    /// io_uring cannot be used here: no kernel support (ENOSYS), blocked (EPERM from seccomp or
+    /// `kernel.io_uring_disabled`), a missing opcode, or a file system that refuses the probe
+    /// write (e.g. no O_DIRECT).
     pub fn open_with(dir: &Path, mode: WriteMode) -> io::Result<UringDisk> {
         let inner = StdDisk::open(dir)?;
         let ring = IoUring::new(RING_ENTRIES).map_err(|e| unavailable("creating a ring", e))?;
         let mut probe = Probe::new();
-        ring.submitter().register_probe(&mut probe).map_err(|e| unavailable("probing opcodes", e))?;
+        ring.submitter()
+            .register_probe(&mut probe)
+            .map_err(|e| unavailable("probing opcodes", e))?;
         for (code, name) in [
             (opcode::WriteFixed::CODE, "WriteFixed"),
             (opcode::Write::CODE, "Write"),
@@ -221,10 +231,11 @@ impl UringDisk {
         };
         let mut buf = IoBuf::new(BLOCK_BYTES);
         buf.set_len(BLOCK_BYTES);
-        let entry = opcode::Write::new(types::Fd(file.as_raw_fd()), buf.as_ptr(), BLOCK_BYTES as u32)
-            .offset(0)
-            .build()
-            .user_data(TOKEN_PROBE);
+        let entry =
+            opcode::Write::new(types::Fd(file.as_raw_fd()), buf.as_ptr(), BLOCK_BYTES as u32)
+                .offset(0)
+                .build()
+                .user_data(TOKEN_PROBE);
         // SAFETY: the SQE points at `buf` and `file`; both live until its CQE has been reaped
         // below, and if waiting fails `buf` is leaked rather than freed.
         unsafe { self.ring.submission().push(&entry) }.expect("a fresh ring has room");
@@ -248,7 +259,10 @@ impl UringDisk {
             r if r < 0 => {
                 Err(unavailable("the probe write failed", io::Error::from_raw_os_error(-r)))
             }
-            r => Err(io::Error::other(format!("io_uring unavailable: probe write was short ({r})"))),
+            r => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("io_uring unavailable: probe write was short ({r} bytes)"),
+            )),
         }
     }
 
@@ -277,10 +291,9 @@ impl UringDisk {
         let len = u32::try_from(remaining).expect("checked in submit");
         let rw_flags = if mode == WriteMode::BufferedRwfDsync { libc::RWF_DSYNC } else { 0 };
         let write = match fixed {
-            Some(i) => opcode::WriteFixed::new(fd, ptr, len, i)
-                .offset(offset)
-                .rw_flags(rw_flags)
-                .build(),
+            Some(i) => {
+                opcode::WriteFixed::new(fd, ptr, len, i).offset(offset).rw_flags(rw_flags).build()
+            }
             None => opcode::Write::new(fd, ptr, len).offset(offset).rw_flags(rw_flags).build(),
         }
         .user_data(token(index, Op::Write));
@@ -292,13 +305,15 @@ impl UringDisk {
                 .build()
                 .user_data(token(index, Op::Fsync));
             // SAFETY: both SQEs refer to the slot's buffer and file, which the slot keeps
-            // alive until both CQEs have arrived (cqes_pending).
+            // alive until both CQEs have arrived (cqes_pending); the buffer's heap allocation
+            // does not move when the slot or the disk moves.
             unsafe { sq.push_multiple(&[write.flags(squeue::Flags::IO_LINK), fsync]) }
                 .expect("ring has room for every slot's SQEs");
             slot.cqes_pending = 2;
         } else {
             // SAFETY: the SQE refers to the slot's buffer and file, which the slot keeps alive
-            // until its CQE has arrived (cqes_pending).
+            // until its CQE has arrived (cqes_pending); the buffer's heap allocation does not
+            // move when the slot or the disk moves.
             unsafe { sq.push(&write) }.expect("ring has room for every slot's SQEs");
             slot.cqes_pending = 1;
         }
@@ -342,7 +357,7 @@ impl UringDisk {
         slot.cqes_pending -= 1;
         match op {
             Op::Write if res < 0 => {
-                let _ = res;
+                slot.error.get_or_insert(io::Error::from_raw_os_error(-res));
             }
             Op::Write => {
                 let n = res as usize;
@@ -363,7 +378,7 @@ impl UringDisk {
             }
             Op::Fsync if res == -libc::ECANCELED => slot.fsync_cancelled = true,
             Op::Fsync if res < 0 => {
-                let _ = res;
+                slot.error.get_or_insert(io::Error::from_raw_os_error(-res));
             }
             Op::Fsync => {}
         }
@@ -475,6 +490,10 @@ impl Disk for UringDisk {
         self.inner.remove(name)
     }
 
+    /// Takes the submission and hands it to the kernel at once. Errors before that (no free
+    /// slot, unknown file, unaligned in `Direct` mode) leave nothing in flight. An error from
+    /// handing it over means the ring is broken: the disk keeps the buffer until it is
+    /// dropped, and the caller must treat the disk as dead.
     fn submit(&mut self, sub: Submission) -> io::Result<()> {
         let index = self
             .slots
@@ -491,8 +510,7 @@ impl Disk for UringDisk {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "uring disk: write too large"));
         }
         let block = BLOCK_BYTES as u64;
-        if self.mode.needs_aligned_writes() && (sub.offset % block != 0 || len % BLOCK_BYTES != 0)
-        {
+        if self.mode.needs_aligned_writes() && (sub.offset % block != 0 || len % BLOCK_BYTES != 0) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("uring disk: unaligned O_DIRECT write ({len} bytes at {})", sub.offset),
