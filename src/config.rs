@@ -155,6 +155,10 @@ struct RawWal {
 /// Every key path this version understands (dotted, kebab-case).
 const KNOWN_KEYS: &[&str] = &[
     "base-dir",
+    // Restate's node-to-node address: recognised so existing setups move over; a single
+    // Ratchet node has no node-to-node port, so it has no effect.
+    "bind-address",
+    "advertised-address",
     "node-name",
     "cluster-name",
     "default-num-partitions",

@@ -4,7 +4,7 @@
 //! `/{Object}/{key}/{handler}[/send]` (whether a key segment is expected follows from the
 //! registered service type), and `GET /restate/health`. Errors are JSON
 //! `{"code","message","source":"ingress"}` with `x-restate-error-source: ingress`; a terminal
-//! failure of the invocation is `{"code","message"}` with `x-restate-error-source: invocation`
+//! failure of the invocation is `{"code","message","source":"invocation"}` with `x-restate-error-source: invocation`
 //! and the failure's code as status.
 //!
 //! Invariants: a call is answered only with the outcome the partition processor applied from
@@ -37,7 +37,11 @@ pub struct IngressState {
 }
 
 impl IngressState {
-    pub fn new(registry: Arc<Registry>, router: Router, request_size_limit_bytes: usize) -> IngressState {
+    pub fn new(
+        registry: Arc<Registry>,
+        router: Router,
+        request_size_limit_bytes: usize,
+    ) -> IngressState {
         IngressState { registry, router, request_size_limit_bytes, ids: IdSource::new() }
     }
 }
@@ -76,7 +80,10 @@ fn mix64(mut z: u64) -> u64 {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The ingress router: everything goes through one handler that parses the path.
@@ -126,7 +133,10 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
     let Some(service) = schema.service(segs[0]) else {
         return error(
             StatusCode::NOT_FOUND,
-            format!("service '{}' not found, make sure to register the service before calling it.", segs[0]),
+            format!(
+                "service '{}' not found, make sure to register the service before calling it.",
+                segs[0]
+            ),
         );
     };
     let keyed = service.ty != ServiceType::Service;
@@ -138,7 +148,10 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
                 return error(StatusCode::BAD_REQUEST, format!("bad path: {path}"));
             }
             let Some(key) = percent_decode(segs[1]) else {
-                return error(StatusCode::BAD_REQUEST, format!("bad path: the key '{}' is not valid percent-encoded UTF-8", segs[1]));
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad path: the key '{}' is not valid percent-encoded UTF-8", segs[1]),
+                );
             };
             (key, segs[2], segs.len() == 4)
         }
@@ -160,26 +173,41 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
         return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     }
     if req.headers().contains_key("idempotency-key") {
-        return error(StatusCode::NOT_IMPLEMENTED, "idempotency keys are not supported by this server version yet");
+        return error(
+            StatusCode::NOT_IMPLEMENTED,
+            "idempotency keys are not supported by this server version yet",
+        );
     }
     let delay_ms = match delay_of(req.uri().query()) {
         Ok(d) => d,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
     if delay_ms.is_some() && !send {
-        return error(StatusCode::BAD_REQUEST, "cannot use the delay query parameter with calls; use /send with ?delay=");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "cannot use the delay query parameter with calls; use /send with ?delay=",
+        );
     }
     let headers = forwarded_headers(req.headers(), req.uri());
-    let content_type = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body = match Limited::new(req.into_body(), st.request_size_limit_bytes).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is larger than the limit of {} bytes", st.request_size_limit_bytes),
+                format!(
+                    "request body is larger than the limit of {} bytes",
+                    st.request_size_limit_bytes
+                ),
             )
         }
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read body: {e}")),
+        Err(e) => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read body: {e}"))
+        }
     };
     if let Err(msg) = validate_input(handler, content_type.as_deref(), &body) {
         return error(StatusCode::BAD_REQUEST, format!("input validation error: {msg}"));
@@ -205,11 +233,15 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
     if send {
         let rec = Record { kind: Some(record::Kind::Invoke(invoke)) };
         if let Err(e) = target.append(&[rec]).await {
-            return error(StatusCode::SERVICE_UNAVAILABLE, format!("cannot accept the invocation: {e}"));
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot accept the invocation: {e}"),
+            );
         }
         let mut body = serde_json::json!({"invocationId": id.to_string(), "status": "Accepted"});
         if execute_at_ms > 0 {
-            body["executionTime"] = serde_json::Value::String(crate::timefmt::rfc3339_ms(execute_at_ms));
+            body["executionTime"] =
+                serde_json::Value::String(crate::timefmt::rfc3339_ms(execute_at_ms));
         }
         let mut r = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
         r.headers_mut().insert("x-restate-id", header_value(&id.to_string()));
@@ -219,7 +251,10 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
     invoke.sink = Some(Sink { kind: Some(sink::Kind::Ingress(request_id)) });
     let rec = Record { kind: Some(record::Kind::Invoke(invoke)) };
     if let Err(e) = target.append(&[rec]).await {
-        return error(StatusCode::SERVICE_UNAVAILABLE, format!("cannot accept the invocation: {e}"));
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot accept the invocation: {e}"),
+        );
     }
     match rx.await {
         Ok((id, outcome)) => respond(&id, handler, outcome),
@@ -234,9 +269,15 @@ fn header_value(s: &str) -> HeaderValue {
 fn respond(id: &InvocationId, handler: &HandlerSchema, outcome: Outcome) -> Response {
     let mut r = match outcome.result {
         Some(outcome::Result::Failure(f)) => {
-            let status = StatusCode::from_u16(f.code as u16).ok().filter(|_| (100..=999).contains(&f.code)).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut r = (status, axum::Json(serde_json::json!({"code": f.code, "message": f.message}))).into_response();
-            r.headers_mut().insert("x-restate-error-source", HeaderValue::from_static("invocation"));
+            let status = StatusCode::from_u16(f.code as u16)
+                .ok()
+                .filter(|_| (100..=999).contains(&f.code))
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut r =
+                (status, axum::Json(serde_json::json!({"code": f.code, "message": f.message, "source": "invocation"})))
+                    .into_response();
+            r.headers_mut()
+                .insert("x-restate-error-source", HeaderValue::from_static("invocation"));
             r
         }
         Some(outcome::Result::Value(v)) => ok_body(handler, v),
@@ -265,8 +306,19 @@ fn ok_body(handler: &HandlerSchema, v: Bytes) -> Response {
 fn forwarded_headers(h: &HeaderMap, uri: &http::Uri) -> Vec<Header> {
     let mut out: Vec<Header> = h
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "connection" | "host" | "idempotency-key" | "idempotency-expires" | "content-length"))
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| Header { key: k.as_str().to_string(), value: v.to_string() }))
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "connection"
+                    | "host"
+                    | "idempotency-key"
+                    | "idempotency-expires"
+                    | "content-length"
+            )
+        })
+        .filter_map(|(k, v)| {
+            v.to_str().ok().map(|v| Header { key: k.as_str().to_string(), value: v.to_string() })
+        })
         .collect();
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     out.push(Header { key: "x-restate-ingress-path".into(), value: path.to_string() });
@@ -280,7 +332,8 @@ fn delay_of(query: Option<&str>) -> Result<Option<u64>, String> {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k.eq_ignore_ascii_case("delay") {
             let v = percent_decode(v).unwrap_or_default();
-            let d = crate::config::parse_duration("delay", &v).map_err(|_| format!("bad delay query parameter '{v}'"))?;
+            let d = crate::config::parse_duration("delay", &v)
+                .map_err(|_| format!("bad delay query parameter '{v}'"))?;
             return Ok(Some(d.as_millis() as u64));
         }
     }
@@ -288,7 +341,11 @@ fn delay_of(query: Option<&str>) -> Result<Option<u64>, String> {
 }
 
 /// Checks the request against the handler's input rules.
-fn validate_input(handler: &HandlerSchema, content_type: Option<&str>, body: &[u8]) -> Result<(), String> {
+fn validate_input(
+    handler: &HandlerSchema,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<(), String> {
     let Some(input) = &handler.input else { return Ok(()) };
     let required = input.required.unwrap_or(false);
     if body.is_empty() && content_type.is_none() && !required {
@@ -298,10 +355,10 @@ fn validate_input(handler: &HandlerSchema, content_type: Option<&str>, body: &[u
         return if body.is_empty() { Ok(()) } else { Err("the handler takes no input".into()) };
     };
     let Some(got) = content_type else {
-        return Err(format!("expected content-type {expected}, but the request has none"));
+        return Err("Empty content-type".into());
     };
     if !content_type_matches(expected, got) {
-        return Err(format!("expected content-type {expected}, got {got}"));
+        return Err(format!("Content-type '{got}' does not match '{expected}'"));
     }
     if input.json_schema.is_some() && body.is_empty() {
         return Err("expected a JSON body".into());
