@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use ratchet::config::Config;
 
 const USAGE: &str = "usage:
-  ratchet server [--config-file FILE] [--base-dir DIR]
+  ratchet server [--config-file FILE] [--base-dir DIR] [--bind-ip IP]
       Run a node. Configuration follows Restate's schema: a TOML file, RESTATE_* environment
       variables with __ for nesting (RESTATE_INGRESS__BIND_ADDRESS=127.0.0.1:8080), then flags.
   ratchet up [--retain] [--base-dir DIR]
@@ -26,16 +26,25 @@ fn main() -> ExitCode {
     let mut config_file: Option<PathBuf> = None;
     let mut base_dir: Option<PathBuf> = None;
     let mut retain = false;
+    let mut bind_ip: Option<std::net::IpAddr> = None;
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         let (flag, inline) = match a.split_once('=') {
             Some((f, v)) => (f, Some(v.to_string())),
             None => (a.as_str(), None),
         };
-        let mut value = |name: &str| inline.clone().or_else(|| it.next().cloned()).ok_or_else(|| format!("{name} needs a value"));
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
         let r = match flag {
             "--config-file" => value("--config-file").map(|v| config_file = Some(v.into())),
             "--base-dir" => value("--base-dir").map(|v| base_dir = Some(v.into())),
+            "--bind-ip" => value("--bind-ip").and_then(|v| {
+                v.parse().map(|ip| bind_ip = Some(ip)).map_err(|_| format!("--bind-ip: `{v}` is not an IP address"))
+            }),
             "--retain" => {
                 retain = true;
                 Ok(())
@@ -60,21 +69,32 @@ fn main() -> ExitCode {
         }
         "server" => {
             init_tracing();
-            let config = match Config::load(config_file.as_deref(), base_dir.as_deref()) {
+            let mut config = match Config::load(config_file.as_deref(), base_dir.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("ratchet: {e}");
                     return ExitCode::from(2);
                 }
             };
+            if let Some(ip) = bind_ip {
+                config.ingress.bind_address.set_ip(ip);
+                config.admin.bind_address.set_ip(ip);
+            }
             serve(config, |b| {
-                tracing::info!("ingress listening on http://{}, admin on http://{}", b.ingress, b.admin);
+                tracing::info!(
+                    "ingress listening on http://{}, admin on http://{}",
+                    b.ingress,
+                    b.admin
+                );
             })
         }
         "up" => {
             init_tracing();
             let dir = base_dir.unwrap_or_else(|| {
-                let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
                 std::env::temp_dir().join(format!("ratchet-up-{}-{nanos}", std::process::id()))
             });
             let mut config = match Config::load(config_file.as_deref(), Some(&dir)) {
@@ -85,15 +105,22 @@ fn main() -> ExitCode {
                 }
             };
             config.default_num_partitions = 1;
-            let loopback = |a: std::net::SocketAddr| std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), a.port());
+            let loopback = |a: std::net::SocketAddr| {
+                std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), a.port())
+            };
             config.ingress.bind_address = loopback(config.ingress.bind_address);
             config.admin.bind_address = loopback(config.admin.bind_address);
             let code = serve(config, |b| {
                 println!("Ratchet is up (data in {}).", dir.display());
                 println!("  Admin:   http://{}", b.admin);
                 println!("  Ingress: http://{}", b.ingress);
-                println!("Register a service with: restate deployments register http://127.0.0.1:9080");
-                println!("Press Ctrl-C to stop{}.", if retain { "" } else { " (the data directory is removed)" });
+                println!(
+                    "Register a service with: restate deployments register http://127.0.0.1:9080"
+                );
+                println!(
+                    "Press Ctrl-C to stop{}.",
+                    if retain { "" } else { " (the data directory is removed)" }
+                );
             });
             if !retain {
                 let _ = std::fs::remove_dir_all(&dir);

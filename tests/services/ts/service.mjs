@@ -1,0 +1,211 @@
+// Restate TypeScript SDK test services for Ratchet's end-to-end tests (tests/e2e_sdk.rs).
+//
+// Usage: node service.mjs --port N [--stats-port M]
+//
+// Serves the SDK endpoint as HTTP/2 cleartext (what `endpoint().listen()` does) on
+// 127.0.0.1:N, and a plain HTTP/1 server on 127.0.0.1:M whose `GET /stats` returns the
+// in-process side-effect counters as JSON, so a test can check that an effect ran exactly
+// once even when the server under test was killed and restarted in between.
+//
+// Plain JavaScript on purpose: no build step stands between the SDK and the test.
+
+// The TS SDK 1.17 calls `Promise.withResolvers` (Node 22). Define it before the SDK loads, so
+// the service runs on Node 20 too.
+if (typeof Promise.withResolvers !== "function") {
+  Promise.withResolvers = function withResolvers() {
+    let resolve;
+    let reject;
+    const promise = new this((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    return { promise, resolve, reject };
+  };
+}
+
+const restate = await import("@restatedev/restate-sdk");
+const http = await import("node:http");
+const http2 = await import("node:http2");
+
+const HOST = "127.0.0.1";
+
+function parseArgs(argv) {
+  const args = { port: null, statsPort: null };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = argv[i + 1];
+    if (flag === "--port") {
+      args.port = Number(value);
+      i++;
+    } else if (flag === "--stats-port") {
+      args.statsPort = Number(value);
+      i++;
+    } else {
+      throw new Error(`unknown argument '${flag}'; usage: service.mjs --port N [--stats-port M]`);
+    }
+  }
+  if (!Number.isInteger(args.port) || args.port <= 0) {
+    throw new Error("--port N is required");
+  }
+  return args;
+}
+
+// Side-effect counters, keyed by name. Only ever incremented; read through GET /stats.
+const stats = new Map();
+function bump(name) {
+  const next = (stats.get(name) ?? 0) + 1;
+  stats.set(name, next);
+  return next;
+}
+
+const SLOW_ADD_SLEEP_MS = 500;
+
+const greeter = restate.service({
+  name: "Greeter",
+  handlers: {
+    greet: async (_ctx, name) => `Hello ${name}!`,
+    fail: async (_ctx) => {
+      throw new restate.TerminalError("bad input", { errorCode: 418 });
+    },
+  },
+});
+
+// The same state handlers, once with eager state (Counter) and once with lazy state.
+function counterHandlers() {
+  return {
+    add: async (ctx, n) => {
+      const count = ((await ctx.get("count")) ?? 0) + n;
+      ctx.set("count", count);
+      return count;
+    },
+    // Read, sleep, write: concurrent calls on one key only come out exact if the server runs
+    // exclusive handlers one at a time per key.
+    slowAdd: async (ctx, n) => {
+      const before = (await ctx.get("count")) ?? 0;
+      await ctx.sleep(SLOW_ADD_SLEEP_MS);
+      const count = before + n;
+      ctx.set("count", count);
+      return count;
+    },
+    // Holds the key (an exclusive handler in flight) for `ms` milliseconds.
+    hold: async (ctx, ms) => {
+      bump(`hold:${ctx.key}`);
+      await ctx.sleep(ms);
+      return "held";
+    },
+    put: async (ctx, entry) => {
+      ctx.set(entry.name, entry.value);
+    },
+    get: restate.handlers.object.shared(async (ctx) => (await ctx.get("count")) ?? 0),
+    read: restate.handlers.object.shared(async (ctx, name) => (await ctx.get(name)) ?? null),
+    keys: restate.handlers.object.shared(async (ctx) => (await ctx.stateKeys()).sort()),
+    clear: async (ctx, name) => {
+      ctx.clear(name ?? "count");
+    },
+    clearAll: async (ctx) => {
+      ctx.clearAll();
+    },
+  };
+}
+
+const counter = restate.object({ name: "Counter", handlers: counterHandlers() });
+
+const lazyCounter = restate.object({
+  name: "LazyCounter",
+  handlers: counterHandlers(),
+  options: { enableLazyState: true },
+});
+
+const runner = restate.service({
+  name: "Runner",
+  handlers: {
+    // The effect runs inside ctx.run: once per invocation, whatever retries or replays happen.
+    once: async (ctx, tag) => {
+      bump(`attempt:${tag}`);
+      const first = await ctx.run("effect", () => bump(`run:${tag}`));
+      return first;
+    },
+  },
+});
+
+const sleeper = restate.service({
+  name: "Sleeper",
+  handlers: {
+    // Durable sleep; the effect after it (in ctx.run) must run exactly once, also when the
+    // server is killed during the sleep and the invocation resumes after a restart.
+    sleep: async (ctx, req) => {
+      bump(`sleep-attempt:${req.tag}`);
+      await ctx.run("before", () => bump(`sleep-before:${req.tag}`));
+      await ctx.sleep(req.ms);
+      await ctx.run("after", () => bump(`sleep-after:${req.tag}`));
+      return `slept ${req.ms} ms`;
+    },
+  },
+});
+
+const caller = restate.service({
+  name: "Caller",
+  handlers: {
+    greet: async (ctx, name) => ctx.serviceClient(greeter).greet(name),
+    addTo: async (ctx, req) => ctx.objectClient(counter, req.key).add(req.n),
+    sendAdd: async (ctx, req) => {
+      ctx.objectSendClient(counter, req.key).add(req.n);
+      return "sent";
+    },
+    // The callee's terminal error propagates: this invocation fails with it too.
+    callFail: async (ctx) => ctx.serviceClient(greeter).fail(),
+    // The callee's terminal error as the caller sees it.
+    callFailCaught: async (ctx) => {
+      try {
+        await ctx.serviceClient(greeter).fail();
+        return { caught: false };
+      } catch (e) {
+        if (e instanceof restate.TerminalError) {
+          return { caught: true, code: e.code, message: e.message };
+        }
+        throw e;
+      }
+    },
+  },
+});
+
+const args = parseArgs(process.argv.slice(2));
+
+const handler = restate
+  .endpoint()
+  .bind(greeter)
+  .bind(counter)
+  .bind(lazyCounter)
+  .bind(runner)
+  .bind(sleeper)
+  .bind(caller)
+  .http2Handler();
+
+// What `endpoint().listen(port)` does, but bound to loopback only.
+const server = http2.createServer(handler);
+server.listen(args.port, HOST, () => {
+  console.log(`ts-test-service listening on ${HOST}:${args.port}`);
+});
+
+if (args.statsPort !== null) {
+  const statsServer = http.createServer((req, res) => {
+    if (req.method === "GET" && req.url === "/stats") {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify(Object.fromEntries(stats)));
+    } else {
+      res.writeHead(404);
+      res.end();
+    }
+  });
+  statsServer.listen(args.statsPort, HOST, () => {
+    console.log(`ts-test-service stats on ${HOST}:${args.statsPort}`);
+  });
+}
+
+for (const signal of ["SIGTERM", "SIGINT"]) {
+  process.on(signal, () => {
+    console.log(`ts-test-service: ${signal}, exiting`);
+    process.exit(0);
+  });
+}
+process.on("exit", (code) => console.log(`ts-test-service: exit ${code}`));
