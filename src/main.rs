@@ -43,7 +43,9 @@ fn main() -> ExitCode {
             "--config-file" => value("--config-file").map(|v| config_file = Some(v.into())),
             "--base-dir" => value("--base-dir").map(|v| base_dir = Some(v.into())),
             "--bind-ip" => value("--bind-ip").and_then(|v| {
-                v.parse().map(|ip| bind_ip = Some(ip)).map_err(|_| format!("--bind-ip: `{v}` is not an IP address"))
+                v.parse()
+                    .map(|ip| bind_ip = Some(ip))
+                    .map_err(|_| format!("--bind-ip: `{v}` is not an IP address"))
             }),
             "--retain" => {
                 retain = true;

@@ -30,7 +30,7 @@ use ratchet::admin::{self, AdminState, ADMIN_COMPAT_VERSION};
 use ratchet::protocol::discovery::{DiscoveredEndpoint, Endpoint};
 use ratchet::protocol::ids::DeploymentId;
 use ratchet::protocol::ManifestVersion;
-use ratchet::schema::Registry;
+use ratchet::schema::{Registration, Registry};
 
 // ---------------------------------------------------------------------------------------------
 // Harness.
@@ -448,14 +448,16 @@ fn register_directly(server: &Server) -> String {
     server
         .registry
         .register(
-            "http://127.0.0.1:9080/",
-            BTreeMap::from([("x-api-key".to_owned(), "secret".to_owned())]),
-            BTreeMap::from([("env".to_owned(), "test".to_owned())]),
+            Registration {
+                uri: "http://127.0.0.1:9080/".to_owned(),
+                additional_headers: BTreeMap::from([("x-api-key".to_owned(), "secret".to_owned())]),
+                metadata: BTreeMap::from([("env".to_owned(), "test".to_owned())]),
+                force: false,
+                dry_run: false,
+                now_ms: CREATED_MS,
+                new_id: id,
+            },
             &discovered,
-            false,
-            false,
-            CREATED_MS,
-            id,
         )
         .unwrap();
     id.to_string()

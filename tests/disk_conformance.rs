@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ratchet::wal::disk::sim::SimDisk;
 use ratchet::wal::disk::std_disk::StdDisk;
 use ratchet::wal::disk::uring::{UringDisk, WriteMode};
 use ratchet::wal::disk::{open_dir, Completion, Disk, Engine, FileId, IoBuf, Submission};
-use ratchet::wal::disk::sim::SimDisk;
 use segment_format::{BLOCK_BYTES, FLUSHES_INFLIGHT_MAX};
 
 /// Space of the file system the ENOSPC case runs on. Bytes.

@@ -45,7 +45,7 @@ use model::{
 
 use crate::protocol::discovery;
 use crate::protocol::ids::DeploymentId;
-use crate::schema::{Registered, Registry, Schema};
+use crate::schema::{Registered, Registration, Registry, Schema};
 
 /// The server version `GET /version` reports. The CLI gates features on it (≥ 1.5 for the
 /// current query paths, ≥ 1.7 for the UI's send paths), so it names the Restate release this
@@ -203,14 +203,16 @@ async fn register_deployment(State(api): State<Api>, body: Bytes) -> Result<Resp
     let dry_run = request.dry_run;
     let (outcome, deployment, services) = tokio::task::spawn_blocking(move || {
         registry.register(
-            &uri_key,
-            additional_headers,
-            metadata,
+            Registration {
+                uri: uri_key,
+                additional_headers,
+                metadata,
+                force: allow_breaking,
+                dry_run,
+                now_ms,
+                new_id,
+            },
             &discovered,
-            allow_breaking,
-            dry_run,
-            now_ms,
-            new_id,
         )
     })
     .await

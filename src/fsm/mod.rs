@@ -148,6 +148,19 @@ fn outcome_result(o: &Outcome) -> pm::NotificationResult {
     }
 }
 
+/// A call or send command, decoded.
+struct Call<'a> {
+    service: &'a str,
+    handler: &'a str,
+    key: &'a str,
+    parameter: Bytes,
+    headers: &'a [pm::Header],
+    sink: Option<Sink>,
+    execute_at_ms: u64,
+    /// Completion id of the caller's invocation-id notification.
+    id_notification: u32,
+}
+
 /// The state machine. Stateless itself: everything lives in the store.
 #[derive(Clone, Debug, Default)]
 pub struct Fsm {
@@ -464,68 +477,35 @@ impl Fsm {
             }
             ty::CALL => {
                 let m: pm::CallCommandMessage = decode("call", &c.payload)?;
-                let callee = self.route_call(
-                    id,
-                    index,
-                    c.callee_kind,
-                    &m.service_name,
-                    &m.handler_name,
-                    &m.key,
-                    m.parameter.clone(),
-                    &m.headers,
-                    Some(Sink {
-                        kind: Some(sink::Kind::Caller(Caller {
-                            invocation_id: Bytes::copy_from_slice(&id.to_bytes()),
-                            completion_id: m.result_completion_id,
-                        })),
-                    }),
-                    0,
-                    out,
-                )?;
-                let payload = notification(
-                    m.invocation_id_notification_idx,
-                    pm::NotificationResult::InvocationId(callee.to_string()),
-                );
-                return self.notify(
-                    s,
-                    id,
-                    &mut st,
-                    ty::N_CALL_INVOCATION_ID,
-                    payload,
-                    m.invocation_id_notification_idx,
-                    now_ms,
-                    out,
-                );
+                let caller = Caller {
+                    invocation_id: Bytes::copy_from_slice(&id.to_bytes()),
+                    completion_id: m.result_completion_id,
+                };
+                let call = Call {
+                    service: &m.service_name,
+                    handler: &m.handler_name,
+                    key: &m.key,
+                    parameter: m.parameter.clone(),
+                    headers: &m.headers,
+                    sink: Some(Sink { kind: Some(sink::Kind::Caller(caller)) }),
+                    execute_at_ms: 0,
+                    id_notification: m.invocation_id_notification_idx,
+                };
+                return self.call(s, id, &mut st, index, c.callee_kind, call, now_ms, out);
             }
             ty::ONE_WAY_CALL => {
                 let m: pm::OneWayCallCommandMessage = decode("send", &c.payload)?;
-                let callee = self.route_call(
-                    id,
-                    index,
-                    c.callee_kind,
-                    &m.service_name,
-                    &m.handler_name,
-                    &m.key,
-                    m.parameter.clone(),
-                    &m.headers,
-                    None,
-                    m.invoke_time,
-                    out,
-                )?;
-                let payload = notification(
-                    m.invocation_id_notification_idx,
-                    pm::NotificationResult::InvocationId(callee.to_string()),
-                );
-                return self.notify(
-                    s,
-                    id,
-                    &mut st,
-                    ty::N_CALL_INVOCATION_ID,
-                    payload,
-                    m.invocation_id_notification_idx,
-                    now_ms,
-                    out,
-                );
+                let call = Call {
+                    service: &m.service_name,
+                    handler: &m.handler_name,
+                    key: &m.key,
+                    parameter: m.parameter.clone(),
+                    headers: &m.headers,
+                    sink: None,
+                    execute_at_ms: m.invoke_time,
+                    id_notification: m.invocation_id_notification_idx,
+                };
+                return self.call(s, id, &mut st, index, c.callee_kind, call, now_ms, out);
             }
             // Output, Run, eager state reads: journaled; their effect comes later or is inline.
             _ => {}
@@ -533,47 +513,61 @@ impl Fsm {
         s.put_status(id, &st)
     }
 
+    /// Creates the callee of a call or send (a delivery to its partition) and completes the
+    /// caller's invocation-id notification.
     #[allow(clippy::too_many_arguments)]
-    fn route_call(
+    fn call<S: FsmStore>(
         &self,
+        s: &mut S,
         caller: &InvocationId,
+        st: &mut Status,
         index: u32,
         callee_kind: i32,
-        service: &str,
-        handler: &str,
-        key: &str,
-        parameter: Bytes,
-        headers: &[pm::Header],
-        sink: Option<Sink>,
-        execute_at_ms: u64,
+        call: Call<'_>,
+        now_ms: u64,
         out: &mut Vec<Action>,
-    ) -> Result<InvocationId, FsmError> {
+    ) -> Result<(), FsmError> {
         let kind = HandlerKind::try_from(callee_kind).unwrap_or(HandlerKind::Unspecified);
         if kind == HandlerKind::Unspecified {
             return Err(invalid(format!(
-                "call to {service}/{handler} without a resolved handler kind"
+                "call to {}/{} without a resolved handler kind",
+                call.service, call.handler
             )));
         }
-        let keyed = kind.is_keyed().then_some((service, key));
+        let keyed = kind.is_keyed().then_some((call.service, call.key));
         let callee = callee_id(caller, index, keyed);
         let record = Record {
             kind: Some(record::Kind::Invoke(Invoke {
                 invocation_id: Bytes::copy_from_slice(&callee.to_bytes()),
-                service: service.to_string(),
-                handler: handler.to_string(),
-                key: if kind.is_keyed() { key.to_string() } else { String::new() },
+                service: call.service.to_string(),
+                handler: call.handler.to_string(),
+                key: if kind.is_keyed() { call.key.to_string() } else { String::new() },
                 kind: kind as i32,
-                input: parameter,
-                headers: headers
+                input: call.parameter,
+                headers: call
+                    .headers
                     .iter()
                     .map(|h| Header { key: h.key.clone(), value: h.value.clone() })
                     .collect(),
-                sink,
-                execute_at_ms,
+                sink: call.sink,
+                execute_at_ms: call.execute_at_ms,
             })),
         };
         out.push(Action::Deliver { partition_key: callee.partition_key, record });
-        Ok(callee)
+        let payload = notification(
+            call.id_notification,
+            pm::NotificationResult::InvocationId(callee.to_string()),
+        );
+        self.notify(
+            s,
+            caller,
+            st,
+            ty::N_CALL_INVOCATION_ID,
+            payload,
+            call.id_notification,
+            now_ms,
+            out,
+        )
     }
 
     /// Appends a notification to the journal, forwards it to a running attempt, or resumes a

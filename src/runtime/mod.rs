@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -61,7 +62,8 @@ fn num_partitions(base: &Path, configured: u16) -> Result<u16, StartError> {
     let path = base.join(NODE_META_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let meta: NodeMeta = serde_json::from_slice(&bytes).map_err(|e| data_dir_err(base, format!("{}: {e}", path.display())))?;
+            let meta: NodeMeta = serde_json::from_slice(&bytes)
+                .map_err(|e| data_dir_err(base, format!("{}: {e}", path.display())))?;
             if meta.num_partitions != configured {
                 tracing::info!(
                     "this data directory has {} partitions; default-num-partitions = {configured} applies only to new directories",
@@ -80,8 +82,17 @@ fn num_partitions(base: &Path, configured: u16) -> Result<u16, StartError> {
     }
 }
 
-async fn bind(what: &'static str, addr: SocketAddr, env: &'static str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|e| StartError::Bind { what, addr, env, message: e.to_string() })
+async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+    env: &'static str,
+) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|e| StartError::Bind {
+        what,
+        addr,
+        env,
+        message: e.to_string(),
+    })
 }
 
 /// Runs a node until `shutdown` resolves. `on_ready` is called once it serves requests.
@@ -104,9 +115,13 @@ pub async fn run(
     tracing::info!(engine = wal_.engine(), partitions = n, dir = %base.display(), "WAL open");
 
     let registry = Arc::new(Registry::open(&base).map_err(|e| data_dir_err(&base, e))?);
-    let boot_nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+    let boot_nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
     let handles: Vec<Handle> = (0..n).map(|i| Handle::new(i, wal_.clone())).collect();
-    let router = Router { partitions: Arc::new(handles), waiters: Arc::new(Waiters::new(boot_nonce)) };
+    let router =
+        Router { partitions: Arc::new(handles), waiters: Arc::new(Waiters::new(boot_nonce)) };
     let retry = RetryPolicy {
         initial_ms: config.worker.retry_initial_interval.as_millis() as u64,
         factor: config.worker.retry_factor,
@@ -127,8 +142,13 @@ pub async fn run(
     std::fs::create_dir_all(&parts_dir).map_err(|e| data_dir_err(&base, e))?;
     for i in 0..n {
         let path = parts_dir.join(crate::store::schema::partition_file_name(u32::from(i)));
-        let store = tokio::task::block_in_place(|| PartitionStore::open(&path)).map_err(|e| StartError::Store(e.to_string()))?;
-        let (inv, inv_handle) = invoker::Invoker::new(inv_opts.clone(), registry.clone(), router.partitions[usize::from(i)].clone());
+        let store = tokio::task::block_in_place(|| PartitionStore::open(&path))
+            .map_err(|e| StartError::Store(e.to_string()))?;
+        let (inv, inv_handle) = invoker::Invoker::new(
+            inv_opts.clone(),
+            registry.clone(),
+            router.partitions[usize::from(i)].clone(),
+        );
         invokers.push(tokio::spawn(inv.run()));
         let p = processor::Processor::new(
             processor::Options::new(i),
@@ -147,14 +167,19 @@ pub async fn run(
         }));
     }
 
-    let ingress_l = bind("ingress", config.ingress.bind_address, "RESTATE_INGRESS__BIND_ADDRESS").await?;
+    let ingress_l =
+        bind("ingress", config.ingress.bind_address, "RESTATE_INGRESS__BIND_ADDRESS").await?;
     let admin_l = bind("admin", config.admin.bind_address, "RESTATE_ADMIN__BIND_ADDRESS").await?;
     let bound = Bound {
         ingress: ingress_l.local_addr().map_err(|e| data_dir_err(&base, e))?,
         admin: admin_l.local_addr().map_err(|e| data_dir_err(&base, e))?,
     };
     let ingress_url = format!("http://{}/", advertised(bound.ingress));
-    let ingress_state = Arc::new(ingress::IngressState::new(registry.clone(), router.clone(), config.ingress.request_size_limit_bytes));
+    let ingress_state = Arc::new(ingress::IngressState::new(
+        registry.clone(),
+        router.clone(),
+        config.ingress.request_size_limit_bytes,
+    ));
     let admin_state = Arc::new(admin::AdminState {
         registry: registry.clone(),
         ingress_endpoint: ingress_url,
@@ -162,6 +187,11 @@ pub async fn run(
     });
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let serve = |l: TcpListener, app: axum::Router, mut rx: watch::Receiver<bool>| {
+        // Without TCP_NODELAY a response written in two segments waits for the client's
+        // delayed ACK (~40 ms): small request/response traffic needs it off.
+        let l = l.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move {
             let _ = axum::serve(l, app)
                 .with_graceful_shutdown(async move {
@@ -193,7 +223,9 @@ pub async fn run(
     drop(router);
     match Arc::try_unwrap(wal_) {
         Ok(w) => tokio::task::block_in_place(|| w.close()),
-        Err(_) => tracing::debug!("WAL still referenced at shutdown; it closes when the last user goes"),
+        Err(_) => {
+            tracing::debug!("WAL still referenced at shutdown; it closes when the last user goes")
+        }
     }
     tracing::info!("stopped");
     Ok(())

@@ -118,21 +118,25 @@ pub enum RegisterError {
     Discovery(#[from] discovery::DiscoveryError),
     #[error("[META0006] cannot change the type of service '{service}' from {from:?} to {to:?}; register with force to overwrite")]
     TypeChange { service: String, from: ServiceType, to: ServiceType },
-    #[error("[META0004] handler '{handler}' of service '{service}' has an unsupported type for a {ty:?}")]
+    #[error("handler '{handler}' of service '{service}' has an unsupported type for a {ty:?}")]
     BadHandler { service: String, handler: String, ty: ServiceType },
     #[error("cannot persist the schema: {0}")]
     Persist(String),
 }
 
-impl RegisterError {
-    pub fn restate_code(&self) -> Option<&'static str> {
-        match self {
-            RegisterError::Discovery(d) => Some(d.code()),
-            RegisterError::TypeChange { .. } => Some("META0006"),
-            RegisterError::BadHandler { .. } => Some("META0004"),
-            RegisterError::Persist(_) => None,
-        }
-    }
+/// A registration request, as the admin API received it.
+#[derive(Clone, Debug)]
+pub struct Registration {
+    pub uri: String,
+    pub additional_headers: BTreeMap<String, String>,
+    pub metadata: BTreeMap<String, String>,
+    /// Overwrite an existing deployment with the same address and headers, and allow
+    /// service type changes.
+    pub force: bool,
+    pub dry_run: bool,
+    pub now_ms: u64,
+    /// The id a new deployment gets.
+    pub new_id: DeploymentId,
 }
 
 /// What a registration did.
@@ -173,15 +177,11 @@ impl Registry {
     /// Adds (or re-registers) a discovered deployment. With `dry_run` nothing is stored.
     pub fn register(
         &self,
-        uri: &str,
-        additional_headers: BTreeMap<String, String>,
-        metadata: BTreeMap<String, String>,
+        r: Registration,
         discovered: &DiscoveredEndpoint,
-        force: bool,
-        dry_run: bool,
-        now_ms: u64,
-        new_id: DeploymentId,
     ) -> Result<(Registered, Deployment, Vec<ServiceSchema>), RegisterError> {
+        let Registration { uri, additional_headers, metadata, force, dry_run, now_ms, new_id } = r;
+        let uri = uri.as_str();
         let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut schema = (*self.snapshot()).clone();
         let existing = schema

@@ -366,7 +366,11 @@ impl Disk for SimDisk {
             if let Err(e) = s.check_space(&name, sub.offset + sub.buf.len() as u64) {
                 // Like a real disk: the write fails in its completion, which returns the buffer.
                 drop(s);
-                self.failed.push(Completion { user_data: sub.user_data, buf: sub.buf, result: Err(e) });
+                self.failed.push(Completion {
+                    user_data: sub.user_data,
+                    buf: sub.buf,
+                    result: Err(e),
+                });
                 return Ok(());
             }
             let f =
