@@ -1,14 +1,17 @@
 //! Readers of one log: durable records from an LSN on, waking when new ones become durable.
 //!
 //! A reader finds its starting segment through the shared index, then walks frames forward
-//! with a [`Scanner`], never past a segment's durable end. Records of other logs are skipped.
+//! with a [`Scanner`], never past a segment's durable end; frames flushed recently come from
+//! the writer's in-memory copy instead of the disk. Records of other logs are skipped.
 //! If the segment under it is recycled (its records were trimmed), it reports
 //! [`WalError::Trimmed`] for LSNs at or below the trim point.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use segment_format::{LogId, Lsn, Record, SegmentId, Seq, SEGMENT_HEADER_BYTES};
+use segment_format::{
+    decode_frame, LogId, Lsn, Position, Record, SegmentId, Seq, SEGMENT_HEADER_BYTES,
+};
 use tokio::sync::watch;
 
 use super::scan::{Scanner, Step};
@@ -112,6 +115,20 @@ impl Reader {
                     &mut slot.as_mut().expect("just set").1
                 }
             };
+            if let Some(cached) = self.shared.recent_frame(seg_id, offset) {
+                let at = Position { segment_id: seg_id, offset };
+                let frame = decode_frame(&cached.bytes, at).map_err(|e| WalError::Corrupt {
+                    file: name.clone(),
+                    offset,
+                    detail: format!("cached frame: {e}"),
+                })?;
+                self.take(frame.records);
+                self.cursor = Some((seg_id, cached.next_offset));
+                if let Some(r) = self.buffered.pop_front() {
+                    return Ok(Some(r));
+                }
+                continue;
+            }
             let step = match scanner.step(offset, end) {
                 Ok(s) => s,
                 Err(e) => {
@@ -125,13 +142,7 @@ impl Reader {
             match step {
                 Step::Frame(f) => {
                     offset += f.len_bytes;
-                    for r in f.records {
-                        if r.log_id == self.log && r.lsn >= self.next {
-                            debug_assert_eq!(r.lsn, self.next, "LSNs are contiguous");
-                            self.next = r.lsn.next();
-                            self.buffered.push_back(r);
-                        }
-                    }
+                    self.take(f.records);
                 }
                 Step::Skip(n) => offset = n,
                 Step::End => offset = end,
@@ -146,6 +157,17 @@ impl Reader {
             self.cursor = Some((seg_id, offset));
             if let Some(r) = self.buffered.pop_front() {
                 return Ok(Some(r));
+            }
+        }
+    }
+
+    /// Keeps the records of this log that the reader has not returned yet.
+    fn take(&mut self, records: Vec<Record>) {
+        for r in records {
+            if r.log_id == self.log && r.lsn >= self.next {
+                debug_assert_eq!(r.lsn, self.next, "LSNs are contiguous");
+                self.next = r.lsn.next();
+                self.buffered.push_back(r);
             }
         }
     }

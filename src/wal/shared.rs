@@ -81,6 +81,26 @@ pub(crate) struct Shared {
     poisoned: Mutex<Option<WalError>>,
     /// Flushes completed since open (one durable write each).
     pub flushes: AtomicU64,
+    recent: Mutex<RecentFrames>,
+}
+
+/// The most recently flushed frames, kept in memory for tailing readers: with O_DIRECT
+/// writes the page cache never holds them, and a reader would otherwise go to the disk for
+/// every record it tails.
+#[derive(Debug, Default)]
+struct RecentFrames {
+    /// (segment, frame offset, offset after the frame and its padding, frame bytes).
+    frames: std::collections::VecDeque<(SegmentId, u64, u64, Arc<[u8]>)>,
+    bytes: usize,
+}
+
+/// Bytes of recently flushed frames kept for readers.
+const RECENT_FRAMES_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// A frame served from memory: its bytes and where the next frame starts.
+pub(crate) struct CachedFrame {
+    pub bytes: Arc<[u8]>,
+    pub next_offset: u64,
 }
 
 impl Shared {
@@ -93,6 +113,7 @@ impl Shared {
             durable_tx: watch::Sender::new(Seq(r.seq_next.0 - 1)),
             poisoned: Mutex::new(None),
             flushes: AtomicU64::new(0),
+            recent: Mutex::default(),
         }
     }
 
@@ -108,6 +129,38 @@ impl Shared {
         let mut v: Vec<LogId> = self.index().logs.keys().copied().collect();
         v.sort();
         v
+    }
+
+    /// Remembers a durable frame for readers (the writer calls this in `Seq` order).
+    pub fn remember_frame(
+        &self,
+        segment: SegmentId,
+        offset: u64,
+        next_offset: u64,
+        bytes: Arc<[u8]>,
+    ) {
+        let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        r.bytes += bytes.len();
+        r.frames.push_back((segment, offset, next_offset, bytes));
+        while r.bytes > RECENT_FRAMES_BYTES_MAX {
+            match r.frames.pop_front() {
+                Some((_, _, _, b)) => r.bytes -= b.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// The durable frame at exactly `(segment, offset)`, if it is still in memory.
+    pub fn recent_frame(&self, segment: SegmentId, offset: u64) -> Option<CachedFrame> {
+        let r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let first = r.frames.front()?;
+        if (segment, offset) < (first.0, first.1) {
+            return None;
+        }
+        // Frames are in position order: binary search.
+        let i = r.frames.binary_search_by(|f| (f.0, f.1).cmp(&(segment, offset))).ok()?;
+        let (_, _, next_offset, bytes) = &r.frames[i];
+        Some(CachedFrame { bytes: bytes.clone(), next_offset: *next_offset })
     }
 
     pub fn flushes(&self) -> u64 {

@@ -93,6 +93,8 @@ struct Flush {
     appended: Vec<(LogId, Lsn, Lsn)>,
     trims: Vec<(LogId, Lsn)>,
     seals: Vec<LogId>,
+    /// The encoded frame, handed to readers' cache once durable.
+    frame: Option<Arc<[u8]>>,
 }
 
 pub(crate) struct Writer<D: Disk> {
@@ -334,6 +336,7 @@ impl<D: Disk> Writer<D> {
             appended: Vec::new(),
             trims: Vec::new(),
             seals: Vec::new(),
+            frame: None,
         };
         let mut items: Vec<Item> = Vec::with_capacity(taken.len() + 1);
         if header_pending {
@@ -436,6 +439,7 @@ impl<D: Disk> Writer<D> {
             encode_batch_frame(&mut self.scratch, at, seq, &records, self.opts.compression)
         };
         drop(records);
+        flush.frame = Some(Arc::from(self.scratch.as_slice()));
         let prefix = if header_pending { SEGMENT_HEADER_BYTES } else { 0 };
         let total = prefix + frame_len as usize;
         let write_len =
@@ -519,6 +523,9 @@ impl<D: Disk> Writer<D> {
                 seg.note(log, last, f.offset);
             }
             seg.end_offset = f.end;
+            if let Some(bytes) = &f.frame {
+                self.shared.remember_frame(f.segment, f.offset, f.end, bytes.clone());
+            }
             for &(log, _, last) in &f.appended {
                 idx.logs.entry(log).or_default().lsn_durable = last;
             }
