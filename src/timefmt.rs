@@ -1,5 +1,15 @@
-//! Timestamps as the Restate tools print and parse them: RFC 3339 in UTC with `Z`, with a
-//! fraction only when it is non-zero (`2026-01-02T03:04:05Z`, `2026-01-02T03:04:05.123Z`).
+//! Wall-clock time in milliseconds, and timestamps as the Restate tools print and parse them:
+//! RFC 3339 in UTC with `Z`, with a fraction only when it is non-zero (`2026-01-02T03:04:05Z`,
+//! `2026-01-02T03:04:05.123Z`). The state machine never calls [`now_ms`]: its time comes from
+//! record headers.
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 /// Formats milliseconds since the Unix epoch.
 pub fn rfc3339_ms(ms: u64) -> String {

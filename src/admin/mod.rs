@@ -46,6 +46,7 @@ use model::{
 use crate::protocol::discovery;
 use crate::protocol::ids::DeploymentId;
 use crate::schema::{Registered, Registration, Registry, Schema};
+use crate::timefmt::now_ms;
 
 /// The server version `GET /version` reports. The CLI gates features on it (≥ 1.5 for the
 /// current query paths, ≥ 1.7 for the UI's send paths), so it names the Restate release this
@@ -420,10 +421,6 @@ async fn get_handler(
 
 // ---------------------------------------------------------------------------------------------
 // Ids and time.
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
 /// A deployment id not used in `schema`.
 fn fresh_deployment_id(schema: &Schema, now_ms: u64) -> DeploymentId {

@@ -24,8 +24,9 @@ use http_body_util::{BodyExt, Limited};
 use crate::fsm::{outcome, partition_key_of, record, sink, Header, Invoke, Outcome, Record, Sink};
 use crate::partition::Router;
 use crate::protocol::discovery::ServiceType;
-use crate::protocol::ids::InvocationId;
+use crate::protocol::ids::{splitmix64, InvocationId};
 use crate::schema::{HandlerSchema, Registry};
+use crate::timefmt::now_ms;
 
 /// Shared state of the ingress server.
 #[derive(Debug)]
@@ -64,26 +65,12 @@ impl IdSource {
     fn next(&self) -> (u64, u128) {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let ms = now_ms();
-        let a = mix64(self.seed ^ n);
-        let b = mix64(a ^ ms ^ 0x9E37_79B9_7F4A_7C15);
+        let a = splitmix64(self.seed ^ n);
+        let b = splitmix64(a ^ ms ^ 0x9E37_79B9_7F4A_7C15);
         // ULID-like: milliseconds first, so ids sort roughly by creation time.
         let uuid = (u128::from(ms) << 80) | (u128::from(a & 0xFFFF) << 64) | u128::from(b);
-        (mix64(b ^ n), uuid)
+        (splitmix64(b ^ n), uuid)
     }
-}
-
-fn mix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The ingress router: everything goes through one handler that parses the path.

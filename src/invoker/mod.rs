@@ -255,13 +255,14 @@ fn callee_kind(schema: &Schema, service: &str, handler: &str) -> Result<HandlerK
     Ok(h.kind.fsm_kind())
 }
 
-/// Turns one SDK message into an effect, checking what this version supports.
+/// Turns one SDK message into an effect (and whether it ends the attempt), checking what
+/// this version supports; `None` for hints that need no record.
 fn to_effect(
     schema: &Schema,
     a: &InvokeAttempt,
     msg: Message,
-) -> Result<(effect::Kind, bool), AttemptError> {
-    Ok(match msg {
+) -> Result<Option<(effect::Kind, bool)>, AttemptError> {
+    Ok(Some(match msg {
         Message::Command(raw) => {
             let ty = raw.message_type();
             let callee = match &raw.command {
@@ -344,8 +345,8 @@ fn to_effect(
                 counts: true,
             })
         }
-        Message::AwaitingOn(_) => return Ok((effect::Kind::Pin(Pin::default()), false)),
-    })
+        Message::AwaitingOn(_) => return Ok(None),
+    }))
 }
 
 /// V7 suspension trees: resume on any leaf (resuming early is always safe).
@@ -520,12 +521,9 @@ async fn attempt_inner(
                 let mut terminal = false;
                 while let Some(f) = decoder.next_frame().map_err(|e| AttemptError::new(571, format!("protocol violation: {e}")))? {
                     let msg = decode_message(f.ty, f.payload).map_err(|e| AttemptError::new(571, format!("protocol violation: {e}")))?;
-                    let (kind, is_terminal) = to_effect(&schema, a, msg)?;
-                    if let effect::Kind::Pin(p) = &kind {
-                        if p.deployment_id.is_empty() {
-                            continue; // a hint (AwaitingOn) with nothing to log
-                        }
-                    }
+                    let Some((kind, is_terminal)) = to_effect(&schema, a, msg)? else {
+                        continue;
+                    };
                     records.push(effect(&a.id, a.attempt, kind));
                     if is_terminal {
                         terminal = true;

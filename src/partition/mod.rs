@@ -61,14 +61,6 @@ impl Waiters {
             let _ = tx.send((id, outcome));
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Removes its waiter on drop (client disconnected before the answer).

@@ -27,10 +27,11 @@ use segment_format::Lsn;
 use tokio::sync::watch;
 
 use super::{log_of, Router};
-use crate::fsm::{record, Action, Fsm, FsmStore, Phase, Record, Status, TimerFired};
+use crate::fsm::{record, Action, Fsm, Phase, Record, Status, TimerFired};
 use crate::invoker;
 use crate::protocol::ids::InvocationId;
 use crate::store::{schema, PartitionStore, ReadView, Table, WriteView};
+use crate::timefmt::now_ms;
 use crate::wal::{Wal, WalError};
 
 /// Records applied in one store transaction at most.
@@ -242,7 +243,9 @@ impl Processor {
 
     /// After replay: start attempts for invoked invocations and arm every stored timer.
     fn resume_from_store(&mut self) -> Result<(), ProcessorError> {
-        let read = self.store.begin_read().map_err(|e| self.store_err(e))?;
+        // A write transaction that is never committed: the state machine's store interface
+        // is defined on write views, and nothing else writes while this runs.
+        let read = self.store.begin_write().map_err(|e| self.store_err(e))?;
         for (k, _) in
             read.scan_prefix(Table::Timers, &[], usize::MAX).map_err(|e| self.store_err(e))?
         {
@@ -260,10 +263,8 @@ impl Processor {
                 continue;
             }
             let id = InvocationId::from_bytes(&k).map_err(|e| self.store_err(e))?;
-            let action = self
-                .fsm
-                .invoke_action(&read_adapter(&read), &id, &st, 0)
-                .map_err(|e| self.store_err(e))?;
+            let action =
+                self.fsm.invoke_action(&read, &id, &st, 0).map_err(|e| self.store_err(e))?;
             attempts.push(action);
         }
         drop(read);
@@ -328,58 +329,4 @@ impl Processor {
             .map_err(|e| ProcessorError::Log { partition: self.opts.id, source: e })?;
         Ok(())
     }
-}
-
-/// A read snapshot seen through the state machine's store interface (reads only).
-fn read_adapter<R: ReadView>(read: &R) -> ReadOnly<'_, R> {
-    ReadOnly(read)
-}
-
-struct ReadOnly<'a, R>(&'a R);
-
-impl<R: ReadView> ReadView for ReadOnly<'_, R> {
-    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
-        self.0.get(t, key)
-    }
-    fn scan_prefix(
-        &self,
-        t: Table,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, crate::store::StoreError> {
-        self.0.scan_prefix(t, prefix, limit)
-    }
-    fn scan_range(
-        &self,
-        t: Table,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, crate::store::StoreError> {
-        self.0.scan_range(t, start, end, limit)
-    }
-}
-
-impl<R: ReadView> WriteView for ReadOnly<'_, R> {
-    fn put(&mut self, _: Table, _: &[u8], _: &[u8]) -> Result<(), crate::store::StoreError> {
-        unreachable!("read-only view")
-    }
-    fn delete(&mut self, _: Table, _: &[u8]) -> Result<(), crate::store::StoreError> {
-        unreachable!("read-only view")
-    }
-    fn delete_prefix(&mut self, _: Table, _: &[u8]) -> Result<(), crate::store::StoreError> {
-        unreachable!("read-only view")
-    }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-#[allow(dead_code)]
-fn _fsm_store_is_implemented<W: WriteView>(w: &W) -> &dyn FsmStore {
-    w
 }

@@ -252,7 +252,8 @@ pub fn random_seed(id: &InvocationId) -> u64 {
     splitmix64(splitmix64(splitmix64(id.partition_key) ^ hi) ^ lo)
 }
 
-fn splitmix64(x: u64) -> u64 {
+/// The splitmix64 finalizer (a well-mixing bijection on `u64`).
+pub fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

@@ -368,6 +368,38 @@ fn collect_range<T: ReadableTable<&'static [u8], &'static [u8]>>(
     Ok(rows)
 }
 
+/// Point read in an open table (read or write transaction alike).
+fn table_get<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    table: &T,
+    t: Table,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let value =
+        table.get(key).map_err(|source| StoreError::Storage { table: t, op: "get", source })?;
+    Ok(value.map(|v| v.value().to_vec()))
+}
+
+fn table_scan_prefix<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    table: &T,
+    t: Table,
+    prefix: &[u8],
+    limit: usize,
+) -> Result<Vec<Row>, StoreError> {
+    let bounds = prefix_bounds(prefix);
+    collect_range(table, t, "scan_prefix", as_slices(&bounds), limit)
+}
+
+fn table_scan_range<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    table: &T,
+    t: Table,
+    start_inclusive: &[u8],
+    end_exclusive: &[u8],
+    limit: usize,
+) -> Result<Vec<Row>, StoreError> {
+    let bounds = (Bound::Included(start_inclusive), Bound::Excluded(end_exclusive));
+    collect_range(table, t, "scan_range", bounds, limit)
+}
+
 /// Whether `[start, end)` is empty.
 fn range_empty(start: &[u8], end: &[u8]) -> bool {
     start >= end
@@ -395,16 +427,11 @@ impl ReadTxn {
 
 impl ReadView for ReadTxn {
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let table = self.table(t, "get")?;
-        let value =
-            table.get(key).map_err(|source| StoreError::Storage { table: t, op: "get", source })?;
-        Ok(value.map(|v| v.value().to_vec()))
+        table_get(&self.table(t, "get")?, t, key)
     }
 
     fn scan_prefix(&self, t: Table, prefix: &[u8], limit: usize) -> Result<Vec<Row>, StoreError> {
-        let table = self.table(t, "scan_prefix")?;
-        let bounds = prefix_bounds(prefix);
-        collect_range(&table, t, "scan_prefix", as_slices(&bounds), limit)
+        table_scan_prefix(&self.table(t, "scan_prefix")?, t, prefix, limit)
     }
 
     fn scan_range(
@@ -417,9 +444,7 @@ impl ReadView for ReadTxn {
         if range_empty(start_inclusive, end_exclusive) {
             return Ok(Vec::new());
         }
-        let table = self.table(t, "scan_range")?;
-        let bounds = (Bound::Included(start_inclusive), Bound::Excluded(end_exclusive));
-        collect_range(&table, t, "scan_range", bounds, limit)
+        table_scan_range(&self.table(t, "scan_range")?, t, start_inclusive, end_exclusive, limit)
     }
 }
 
@@ -474,16 +499,11 @@ impl WriteTxn {
 
 impl ReadView for WriteTxn {
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let table = self.table_mut(t, "get")?;
-        let value =
-            table.get(key).map_err(|source| StoreError::Storage { table: t, op: "get", source })?;
-        Ok(value.map(|v| v.value().to_vec()))
+        table_get(&self.table_mut(t, "get")?, t, key)
     }
 
     fn scan_prefix(&self, t: Table, prefix: &[u8], limit: usize) -> Result<Vec<Row>, StoreError> {
-        let table = self.table_mut(t, "scan_prefix")?;
-        let bounds = prefix_bounds(prefix);
-        collect_range(&table, t, "scan_prefix", as_slices(&bounds), limit)
+        table_scan_prefix(&self.table_mut(t, "scan_prefix")?, t, prefix, limit)
     }
 
     fn scan_range(
@@ -496,9 +516,13 @@ impl ReadView for WriteTxn {
         if range_empty(start_inclusive, end_exclusive) {
             return Ok(Vec::new());
         }
-        let table = self.table_mut(t, "scan_range")?;
-        let bounds = (Bound::Included(start_inclusive), Bound::Excluded(end_exclusive));
-        collect_range(&table, t, "scan_range", bounds, limit)
+        table_scan_range(
+            &self.table_mut(t, "scan_range")?,
+            t,
+            start_inclusive,
+            end_exclusive,
+            limit,
+        )
     }
 }
 

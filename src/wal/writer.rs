@@ -27,6 +27,7 @@ use super::disk::{Completion, Disk, FileId, IoBuf, Submission};
 use super::recovery::{zero_range, ZERO_CHUNK_BYTES};
 use super::shared::{Recovered, SegMeta, Shared};
 use super::{segment_name, Options, Request, WalError};
+use crate::timefmt::now_ms;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct LogState {
@@ -122,13 +123,6 @@ pub(crate) struct Writer<D: Disk> {
     pending_bytes: usize,
     scratch: Vec<u8>,
     completions: Vec<Completion>,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn request_bytes(r: &Request) -> usize {
