@@ -24,6 +24,7 @@ pub struct Config {
     pub admin: AdminOptions,
     pub worker: WorkerOptions,
     pub wal: WalOptions,
+    pub memory: MemoryOptions,
     /// Keys present in the sources that this version does not understand.
     pub unknown_keys: Vec<String>,
 }
@@ -33,6 +34,20 @@ pub struct IngressOptions {
     pub bind_address: SocketAddr,
     /// Largest request body accepted. Bytes.
     pub request_size_limit_bytes: usize,
+    /// Requests served at once (`ingress.concurrent-api-requests-limit`).
+    pub concurrent_requests_max: usize,
+}
+
+/// The memory budget and the shares Restate's own keys can pin.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoryOptions {
+    /// Everything the node holds in its caches and buffers together (`memory-budget`,
+    /// Ratchet's own key). Bytes.
+    pub budget_bytes: u64,
+    /// The partition stores' caches together (`rocksdb-total-memory-size`). Bytes.
+    pub store_caches_bytes: Option<u64>,
+    /// The WAL's cache of recent records (`bifrost.record-cache-memory-size`). Bytes.
+    pub log_cache_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -53,6 +68,8 @@ pub struct WorkerOptions {
     pub retry_attempts_max: u32,
     /// Invocations being attempted at once per partition before new ones wait.
     pub invocations_inflight_max: usize,
+    /// Attempts waiting in memory per partition (`worker.invoker.in-memory-queue-length-limit`).
+    pub invoker_queue_max: usize,
     /// Negotiate service protocol V7 when the deployment supports it.
     pub protocol_v7: bool,
 }
@@ -74,6 +91,7 @@ impl Default for Config {
             ingress: IngressOptions {
                 bind_address: "0.0.0.0:8080".parse().expect("valid"),
                 request_size_limit_bytes: 32 * 1024 * 1024,
+                concurrent_requests_max: 4096,
             },
             admin: AdminOptions { bind_address: "0.0.0.0:9070".parse().expect("valid") },
             worker: WorkerOptions {
@@ -84,9 +102,15 @@ impl Default for Config {
                 retry_factor: 2.0,
                 retry_attempts_max: 70,
                 invocations_inflight_max: 10_000,
+                invoker_queue_max: 10_000,
                 protocol_v7: false,
             },
-            wal: WalOptions { engine: "auto".into(), segment_size_bytes: 64 * 1024 * 1024 },
+            wal: WalOptions { engine: "auto".into(), segment_size_bytes: 16 * 1024 * 1024 },
+            memory: MemoryOptions {
+                budget_bytes: 64 * 1024 * 1024,
+                store_caches_bytes: None,
+                log_cache_bytes: None,
+            },
             unknown_keys: Vec::new(),
         }
     }
@@ -114,8 +138,17 @@ struct Raw {
     ingress: Option<RawIngress>,
     admin: Option<RawAdmin>,
     worker: Option<RawWorker>,
-    // Ratchet's own section.
+    rocksdb_total_memory_size: Option<toml::Value>,
+    bifrost: Option<RawBifrost>,
+    // Ratchet's own keys.
+    memory_budget: Option<toml::Value>,
     wal: Option<RawWal>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawBifrost {
+    record_cache_memory_size: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,6 +156,7 @@ struct Raw {
 struct RawIngress {
     bind_address: Option<String>,
     request_size_limit: Option<toml::Value>,
+    concurrent_api_requests_limit: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +177,7 @@ struct RawInvoker {
     inactivity_timeout: Option<String>,
     abort_timeout: Option<String>,
     in_flight_invocations_limit: Option<usize>,
+    in_memory_queue_length_limit: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +200,11 @@ const KNOWN_KEYS: &[&str] = &[
     "ingress",
     "ingress.bind-address",
     "ingress.request-size-limit",
+    "ingress.concurrent-api-requests-limit",
+    "rocksdb-total-memory-size",
+    "bifrost",
+    "bifrost.record-cache-memory-size",
+    "memory-budget",
     "admin",
     "admin.bind-address",
     "worker",
@@ -172,6 +212,7 @@ const KNOWN_KEYS: &[&str] = &[
     "worker.invoker.inactivity-timeout",
     "worker.invoker.abort-timeout",
     "worker.invoker.in-flight-invocations-limit",
+    "worker.invoker.in-memory-queue-length-limit",
     "wal",
     "wal.engine",
     "wal.segment-size",
@@ -241,6 +282,24 @@ impl Config {
                 c.ingress.request_size_limit_bytes =
                     parse_bytes("ingress.request-size-limit", &v)? as usize;
             }
+            if let Some(v) = i.concurrent_api_requests_limit {
+                c.ingress.concurrent_requests_max = v.max(1);
+            }
+        }
+        if let Some(v) = raw.memory_budget {
+            c.memory.budget_bytes = parse_bytes("memory-budget", &v)?;
+            if c.memory.budget_bytes < MEMORY_BUDGET_BYTES_MIN {
+                return Err(invalid(
+                    "memory-budget",
+                    &format!("must be at least {} MiB", MEMORY_BUDGET_BYTES_MIN >> 20),
+                ));
+            }
+        }
+        if let Some(v) = raw.rocksdb_total_memory_size {
+            c.memory.store_caches_bytes = Some(parse_bytes("rocksdb-total-memory-size", &v)?);
+        }
+        if let Some(v) = raw.bifrost.and_then(|b| b.record_cache_memory_size) {
+            c.memory.log_cache_bytes = Some(parse_bytes("bifrost.record-cache-memory-size", &v)?);
         }
         if let Some(a) = raw.admin.and_then(|a| a.bind_address) {
             c.admin.bind_address = parse_addr("admin.bind-address", &a)?;
@@ -255,6 +314,9 @@ impl Config {
             }
             if let Some(v) = inv.in_flight_invocations_limit {
                 c.worker.invocations_inflight_max = v.max(1);
+            }
+            if let Some(v) = inv.in_memory_queue_length_limit {
+                c.worker.invoker_queue_max = v.max(1);
             }
         }
         if let Some(w) = raw.wal {
@@ -275,6 +337,9 @@ impl Config {
         Ok(c)
     }
 }
+
+/// The smallest memory budget accepted. Bytes.
+pub const MEMORY_BUDGET_BYTES_MIN: u64 = 16 * 1024 * 1024;
 
 /// `RESTATE_*` variables that are not configuration keys.
 const ENV_NOT_CONFIG: &[&str] =

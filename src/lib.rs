@@ -5,7 +5,10 @@
 //! anyone before the record that caused it is durable in the WAL.
 
 pub mod admin;
+pub mod clock;
+pub mod codes;
 pub mod config;
+pub mod defect;
 pub mod fsm;
 pub mod fsutil;
 pub mod ingress;

@@ -159,6 +159,10 @@ fn serve(config: Config, on_ready: impl FnOnce(&ratchet::runtime::Bound)) -> Exi
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ ratchet::runtime::StartError::Fatal { .. }) => {
+            eprintln!("ratchet: fatal: {e}");
+            ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("ratchet: {e}");
             ExitCode::FAILURE

@@ -1,51 +1,61 @@
 //! The state machine alone, on an in-memory partition store: no WAL, no network, no clock.
 //!
 //! Goal: pin the rules that the end-to-end tests only observe from outside — one exclusive
-//! invocation per object key with the others queued in arrival order, idempotent handling of
-//! repeated deliveries (what makes crash replay safe), effects of superseded attempts being
-//! ignored, and determinism (the same records give the same actions).
+//! invocation per object key with the others queued in arrival order, effects of superseded
+//! attempts and leader epochs ignored, deliveries de-duplicated by (producer, seq) and written
+//! to the outbox, retry decisions taken from the record (never from configuration), limits
+//! failing the invocation and never the partition, the Runnable index following the phase,
+//! and determinism (the same records give the same actions and the same store).
 //!
 //! Method: build records by hand, apply them with `Fsm::apply` inside store transactions, and
-//! assert on the returned actions and the stored statuses.
+//! assert on the returned actions and what the store holds.
 
 use bytes::Bytes;
 use prost::Message;
+use ratchet::codes::Code;
 use ratchet::fsm::{
-    effect, record, sink, Action, Effect, End, Failed, Fsm, FsmStore, HandlerKind, Invoke, Phase,
-    Record, RetryPolicy, Sink, Status,
+    effect, limits, outcome, record, sink, Action, AnnounceLeader, Applied, Command, Effect, End,
+    Failed, Fsm, FsmRead, HandlerKind, InvocationResponse, Invoke, Outcome, Phase, Record,
+    RecordHeader, Status, TruncateOutbox,
 };
 use ratchet::protocol::ids::InvocationId;
-use ratchet::protocol::messages::{OutputCommandMessage, OutputResult, Value};
-use ratchet::store::PartitionStore;
+use ratchet::protocol::messages::{
+    OneWayCallCommandMessage, OutputCommandMessage, OutputResult, SetStateCommandMessage, Value,
+};
+use ratchet::store::{PartitionStore, ReadView, Table};
 
 fn id(n: u128) -> InvocationId {
     InvocationId { partition_key: 7, uuid: n }
 }
 
+fn rec(kind: record::Kind) -> Record {
+    Record { header: None, kind: Some(kind) }
+}
+
 fn invoke(n: u128, kind: HandlerKind, key: &str, request: u64) -> Record {
-    Record {
-        kind: Some(record::Kind::Invoke(Invoke {
-            invocation_id: Bytes::copy_from_slice(&id(n).to_bytes()),
-            service: "Counter".into(),
-            handler: "add".into(),
-            key: key.into(),
-            kind: kind as i32,
-            input: Bytes::from_static(b"1"),
-            headers: vec![],
-            sink: Some(Sink { kind: Some(sink::Kind::Ingress(request)) }),
-            execute_at_ms: 0,
-        })),
-    }
+    rec(record::Kind::Invoke(Invoke {
+        invocation_id: Bytes::copy_from_slice(&id(n).to_bytes()),
+        service: "Counter".into(),
+        handler: "add".into(),
+        key: key.into(),
+        kind: kind as i32,
+        input: Bytes::from_static(b"1"),
+        headers: vec![],
+        sink: Some(ratchet::fsm::Sink { kind: Some(sink::Kind::Ingress(request)) }),
+        execute_at_ms: 0,
+    }))
 }
 
 fn effect_of(n: u128, attempt: u32, kind: effect::Kind) -> Record {
-    Record {
-        kind: Some(record::Kind::Effect(Effect {
-            invocation_id: Bytes::copy_from_slice(&id(n).to_bytes()),
-            attempt,
-            kind: Some(kind),
-        })),
-    }
+    rec(record::Kind::Effect(Effect {
+        invocation_id: Bytes::copy_from_slice(&id(n).to_bytes()),
+        attempt,
+        kind: Some(kind),
+    }))
+}
+
+fn command(ty: u16, payload: Vec<u8>) -> effect::Kind {
+    effect::Kind::Command(Command { ty: u32::from(ty), payload: payload.into(), callee_kind: 0 })
 }
 
 /// Output + End: the invocation finishes with `value`.
@@ -55,17 +65,20 @@ fn finish(n: u128, attempt: u32, value: &'static [u8]) -> Vec<Record> {
         name: String::new(),
     };
     vec![
-        effect_of(
-            n,
-            attempt,
-            effect::Kind::Command(ratchet::fsm::Command {
-                ty: 0x0401,
-                payload: output.encode_to_vec().into(),
-                callee_kind: 0,
-            }),
-        ),
+        effect_of(n, attempt, command(0x0401, output.encode_to_vec())),
         effect_of(n, attempt, effect::Kind::End(End {})),
     ]
+}
+
+fn failed(retry_in_ms: u64, give_up: bool) -> effect::Kind {
+    effect::Kind::Failed(Failed {
+        code: 500,
+        message: "boom".into(),
+        retry_after_ms: None,
+        counts: true,
+        retry_in_ms,
+        give_up,
+    })
 }
 
 fn apply_all(fsm: &Fsm, store: &PartitionStore, records: &[Record]) -> Vec<Action> {
@@ -79,33 +92,46 @@ fn apply_all(fsm: &Fsm, store: &PartitionStore, records: &[Record]) -> Vec<Actio
 }
 
 fn status(store: &PartitionStore, n: u128) -> Status {
-    let txn = store.begin_write().unwrap();
-    txn.status(&id(n)).unwrap().expect("status exists")
+    store.begin_read().unwrap().status(&id(n)).unwrap().expect("status exists")
 }
 
 fn started(actions: &[Action]) -> Vec<(u128, u32)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Invoke(at) => Some((at.id.uuid, at.attempt)),
+            Action::Invoke { id, attempt, .. } => Some((id.uuid, *attempt)),
             _ => None,
         })
         .collect()
 }
 
-fn replies(actions: &[Action]) -> Vec<(u64, u128)> {
+fn replies(actions: &[Action]) -> Vec<(u64, u128, Outcome)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::IngressReply { request_id, id, .. } => Some((*request_id, id.uuid)),
+            Action::IngressReply { request_id, id, outcome } => {
+                Some((*request_id, id.uuid, outcome.clone()))
+            }
             _ => None,
         })
         .collect()
+}
+
+fn failure_of(o: &Outcome) -> (u32, String) {
+    match &o.result {
+        Some(outcome::Result::Failure(f)) => (f.code, f.message.clone()),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+fn runnable(store: &PartitionStore) -> Vec<u128> {
+    let r = store.begin_read().unwrap();
+    r.runnable_after(None, 100).unwrap().into_iter().map(|(_, id)| id.uuid).collect()
 }
 
 #[test]
 fn exclusive_invocations_take_turns_in_arrival_order() {
-    let (fsm, store) = (Fsm::default(), PartitionStore::open_in_memory().unwrap());
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
     let a = apply_all(
         &fsm,
         &store,
@@ -121,81 +147,248 @@ fn exclusive_invocations_take_turns_in_arrival_order() {
     assert_eq!(started(&a), vec![(1, 1), (4, 1), (5, 1)]);
     assert_eq!(status(&store, 2).phase(), Phase::Inboxed);
     assert_eq!(status(&store, 3).phase(), Phase::Inboxed);
+    assert_eq!(runnable(&store), vec![1, 4, 5], "the Runnable index follows the phase");
 
     let a = apply_all(&fsm, &store, &finish(1, 1, b"\"one\""));
-    assert_eq!(replies(&a), vec![(11, 1)]);
+    assert_eq!(replies(&a).iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(), vec![(11, 1)]);
     assert_eq!(started(&a), vec![(2, 1)], "the next in line gets the key");
     let a = apply_all(&fsm, &store, &finish(2, 1, b"\"two\""));
     assert_eq!(started(&a), vec![(3, 1)]);
     assert_eq!(status(&store, 1).phase(), Phase::Completed);
+    assert_eq!(runnable(&store), vec![4, 5, 3]);
 }
 
 #[test]
-fn repeated_deliveries_and_stale_effects_change_nothing() {
-    let (fsm, store) = (Fsm::default(), PartitionStore::open_in_memory().unwrap());
+fn stale_effects_change_nothing_and_the_record_decides_retries() {
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
     apply_all(&fsm, &store, &[invoke(1, HandlerKind::Service, "", 11)]);
-    // The same Invoke again (a re-sent delivery after a crash) starts nothing new.
-    let a = apply_all(&fsm, &store, &[invoke(1, HandlerKind::Service, "", 11)]);
-    assert!(a.is_empty(), "{a:?}");
-
-    // Attempt 1 fails; attempt 2 starts after the backoff.
-    let fail = effect::Kind::Failed(Failed {
-        code: 500,
-        message: "boom".into(),
-        retry_after_ms: None,
-        counts: true,
-    });
-    let a = apply_all(&fsm, &store, &[effect_of(1, 1, fail.clone())]);
+    // Attempt 1 fails; the record says retry in 1234 ms.
+    let a = apply_all(&fsm, &store, &[effect_of(1, 1, failed(1234, false))]);
     match &a[..] {
-        [Action::Invoke(at)] => {
-            assert_eq!(at.attempt, 2);
-            assert_eq!(at.delay_ms, RetryPolicy::default().delay_ms(1));
-            assert_eq!(at.retry_count, 1);
+        [Action::Invoke { attempt: 2, not_before_ms, .. }] => {
+            assert_eq!(*not_before_ms, 1_000 + 1234, "now (record time) plus the record's delay")
         }
         other => panic!("expected a new attempt, got {other:?}"),
     }
+    let st = status(&store, 1);
+    assert_eq!((st.retry_count, st.failures), (1, 1));
     // Effects of the superseded attempt 1 are ignored, also an End.
     let a = apply_all(&fsm, &store, &finish(1, 1, b"\"stale\""));
     assert!(a.is_empty(), "{a:?}");
     assert_eq!(status(&store, 1).phase(), Phase::Invoked);
-    // Attempt 2 ends it; a late duplicate Invoke with a new waiter gets the stored outcome.
-    let a = apply_all(&fsm, &store, &finish(1, 2, b"\"done\""));
-    assert_eq!(replies(&a), vec![(11, 1)]);
-    let a = apply_all(&fsm, &store, &[invoke(1, HandlerKind::Service, "", 99)]);
-    assert_eq!(replies(&a), vec![(99, 1)]);
+    // The record says give up: the invocation fails with the record's code and message.
+    let a = apply_all(&fsm, &store, &[effect_of(1, 2, failed(0, true))]);
+    let r = replies(&a);
+    assert_eq!(r.len(), 1);
+    assert_eq!(failure_of(&r[0].2), (500, "boom".to_string()));
+    assert!(runnable(&store).is_empty());
 }
 
 #[test]
-fn retries_stop_at_the_attempt_limit_with_a_failure() {
-    let fsm = Fsm::new(RetryPolicy { attempts_max: 3, ..RetryPolicy::default() });
-    let store = PartitionStore::open_in_memory().unwrap();
-    apply_all(&fsm, &store, &[invoke(1, HandlerKind::Service, "", 11)]);
-    let fail = || {
-        effect::Kind::Failed(Failed {
-            code: 500,
-            message: "boom".into(),
-            retry_after_ms: Some(5),
-            counts: true,
+fn records_of_a_superseded_leader_epoch_are_ignored() {
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    let epoch = |e: u64, r: Record| Record {
+        header: Some(RecordHeader { epoch: e, ..Default::default() }),
+        ..r
+    };
+    let announce = |e: u64| rec(record::Kind::AnnounceLeader(AnnounceLeader { epoch: e }));
+    let mut txn = store.begin_write().unwrap();
+    let mut out = Vec::new();
+    assert_eq!(fsm.apply(&mut txn, &announce(2), 1, &mut out).unwrap(), Applied::Yes);
+    let old = epoch(1, invoke(1, HandlerKind::Service, "", 11));
+    assert_eq!(fsm.apply(&mut txn, &old, 2, &mut out).unwrap(), Applied::Superseded);
+    let current = epoch(2, invoke(2, HandlerKind::Service, "", 12));
+    assert_eq!(fsm.apply(&mut txn, &current, 3, &mut out).unwrap(), Applied::Yes);
+    // An older announcement changes nothing.
+    assert_eq!(fsm.apply(&mut txn, &announce(1), 4, &mut out).unwrap(), Applied::Superseded);
+    assert_eq!(txn.leader_epoch().unwrap(), 2);
+    txn.commit(false).unwrap();
+    assert_eq!(started(&out), vec![(2, 1)]);
+    assert!(store.begin_read().unwrap().status(&id(1)).unwrap().is_none());
+}
+
+#[test]
+fn deliveries_are_deduplicated_by_producer_and_sequence() {
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    let from = |producer: u32, seq: u64, r: Record| Record {
+        header: Some(RecordHeader { epoch: 0, producer, producer_seq: seq }),
+        ..r
+    };
+    let mut txn = store.begin_write().unwrap();
+    let mut out = Vec::new();
+    let first = from(3, 10, invoke(1, HandlerKind::Service, "", 0));
+    assert_eq!(fsm.apply(&mut txn, &first, 1, &mut out).unwrap(), Applied::Yes);
+    // The same delivery again, and an older one of the same producer: dropped.
+    assert_eq!(fsm.apply(&mut txn, &first, 2, &mut out).unwrap(), Applied::Duplicate);
+    let older = from(3, 9, invoke(2, HandlerKind::Service, "", 0));
+    assert_eq!(fsm.apply(&mut txn, &older, 3, &mut out).unwrap(), Applied::Duplicate);
+    // Another producer has its own sequence.
+    let other = from(4, 1, invoke(3, HandlerKind::Service, "", 0));
+    assert_eq!(fsm.apply(&mut txn, &other, 4, &mut out).unwrap(), Applied::Yes);
+    txn.commit(false).unwrap();
+    assert_eq!(started(&out), vec![(1, 1), (3, 1)]);
+    let r = store.begin_read().unwrap();
+    assert_eq!((r.dedup_seq(3).unwrap(), r.dedup_seq(4).unwrap()), (10, 1));
+}
+
+#[test]
+fn sends_and_responses_go_through_the_outbox_in_emission_order() {
+    let (fsm, store) = (Fsm::new(2), PartitionStore::open_in_memory().unwrap());
+    apply_all(&fsm, &store, &[invoke(1, HandlerKind::Service, "", 0)]);
+    let send = |n: u8, cid: u32| {
+        let m = OneWayCallCommandMessage {
+            service_name: "Counter".into(),
+            handler_name: "add".into(),
+            key: "k".into(),
+            parameter: Bytes::from(vec![n]),
+            invocation_id_notification_idx: cid,
+            ..Default::default()
+        };
+        effect::Kind::Command(Command {
+            ty: 0x040E,
+            payload: m.encode_to_vec().into(),
+            callee_kind: HandlerKind::Exclusive as i32,
         })
     };
-    let a = apply_all(&fsm, &store, &[effect_of(1, 1, fail()), effect_of(1, 2, fail())]);
-    assert_eq!(started(&a), vec![(1, 2), (1, 3)]);
-    let a = apply_all(&fsm, &store, &[effect_of(1, 3, fail())]);
-    assert_eq!(replies(&a), vec![(11, 1)]);
-    assert_eq!(status(&store, 1).phase(), Phase::Completed);
+    let a = apply_all(&fsm, &store, &[effect_of(1, 1, send(1, 1)), effect_of(1, 1, send(2, 2))]);
+    let seqs: Vec<u64> = a
+        .iter()
+        .filter_map(|a| if let Action::Outbox { seq } = a { Some(*seq) } else { None })
+        .collect();
+    assert_eq!(seqs, vec![1, 2]);
+    let r = store.begin_read().unwrap();
+    let entries = r.outbox_from(1, 10).unwrap();
+    assert_eq!(entries.len(), 2);
+    for (i, (seq, e)) in entries.iter().enumerate() {
+        let h = e.record.as_ref().unwrap().header.unwrap();
+        assert_eq!((h.producer, h.producer_seq), (3, *seq), "producer is partition 2 + 1");
+        match &e.record.as_ref().unwrap().kind {
+            Some(record::Kind::Invoke(inv)) => assert_eq!(inv.input.as_ref(), &[i as u8 + 1]),
+            other => panic!("expected an invoke, got {other:?}"),
+        }
+        assert_eq!(e.partition_key, ratchet::fsm::partition_key_of("k"));
+    }
+    drop(r);
+    // Truncation deletes what was delivered, nothing more.
+    apply_all(
+        &fsm,
+        &store,
+        &[rec(record::Kind::TruncateOutbox(TruncateOutbox { seq_through: 1 }))],
+    );
+    let left: Vec<u64> =
+        store.begin_read().unwrap().outbox_from(1, 10).unwrap().into_iter().map(|e| e.0).collect();
+    assert_eq!(left, vec![2]);
+    // A response from a callee to a caller that is gone is dropped quietly.
+    let resp = rec(record::Kind::Response(InvocationResponse {
+        invocation_id: Bytes::copy_from_slice(&id(99).to_bytes()),
+        completion_id: 5,
+        outcome: None,
+    }));
+    assert!(apply_all(&fsm, &store, &[resp]).is_empty());
 }
 
 #[test]
-fn applying_the_same_records_gives_the_same_actions() {
+fn an_oversized_state_key_fails_the_invocation_and_the_partition_goes_on() {
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    apply_all(&fsm, &store, &[invoke(1, HandlerKind::Exclusive, "k", 11)]);
+    apply_all(&fsm, &store, &[invoke(2, HandlerKind::Exclusive, "k", 12)]);
+    let set = SetStateCommandMessage {
+        key: vec![b'x'; 65 * 1024].into(),
+        value: Some(Value { content: Bytes::from_static(b"1") }),
+        name: String::new(),
+    };
+    let a = apply_all(&fsm, &store, &[effect_of(1, 1, command(0x0403, set.encode_to_vec()))]);
+    let r = replies(&a);
+    assert_eq!(r.len(), 1, "{a:?}");
+    let (code, message) = failure_of(&r[0].2);
+    assert_eq!(code, 413);
+    assert!(message.starts_with("[RA1001]"), "{message}");
+    assert!(a.contains(&Action::Abort { id: id(1) }), "the running attempt is stopped: {a:?}");
+    // The key passes to the next invocation, which can write state.
+    assert_eq!(started(&a), vec![(2, 1)]);
+    let ok = SetStateCommandMessage {
+        key: Bytes::from_static(b"count"),
+        value: Some(Value { content: Bytes::from_static(b"7") }),
+        name: String::new(),
+    };
+    apply_all(&fsm, &store, &[effect_of(2, 1, command(0x0403, ok.encode_to_vec()))]);
+    let r = store.begin_read().unwrap();
+    assert_eq!(r.state_get("Counter", "k", b"count").unwrap().as_deref(), Some(&b"7"[..]));
+    assert!(r.state_all("Counter", "k").unwrap().iter().all(|(k, _)| k.len() < 100));
+}
+
+#[test]
+fn a_journal_at_its_limit_fails_the_invocation() {
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    apply_all(&fsm, &store, &[invoke(1, HandlerKind::Service, "", 11)]);
+    // Custom entries grow the journal one by one up to the limit (the input is entry 0).
+    let n = (limits::JOURNAL_ENTRIES_MAX - 1) as usize;
+    let batch: Vec<Record> =
+        (0..n).map(|_| effect_of(1, 1, command(0xFC01, b"x".to_vec()))).collect();
+    for chunk in batch.chunks(4096) {
+        let a = apply_all(&fsm, &store, chunk);
+        assert!(replies(&a).is_empty());
+    }
+    assert_eq!(status(&store, 1).journal_len, limits::JOURNAL_ENTRIES_MAX);
+    let a = apply_all(&fsm, &store, &[effect_of(1, 1, command(0xFC01, b"x".to_vec()))]);
+    let r = replies(&a);
+    assert_eq!(r.len(), 1);
+    let (code, message) = failure_of(&r[0].2);
+    assert_eq!(code, u32::from(Code::JournalTooLong.http_status()));
+    assert!(message.starts_with("[RA1002]"), "{message}");
+    assert_eq!(status(&store, 1).phase(), Phase::Completed);
+    // Its journal is gone, so the store is small again.
+    assert!(store.begin_read().unwrap().scan_prefix(Table::Journal, &[], 1).unwrap().is_empty());
+}
+
+#[test]
+fn a_state_write_from_a_shared_handler_fails_the_invocation() {
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    apply_all(&fsm, &store, &[invoke(1, HandlerKind::Shared, "k", 11)]);
+    let set = SetStateCommandMessage {
+        key: Bytes::from_static(b"count"),
+        value: Some(Value { content: Bytes::from_static(b"1") }),
+        name: String::new(),
+    };
+    let a = apply_all(&fsm, &store, &[effect_of(1, 1, command(0x0403, set.encode_to_vec()))]);
+    let (_, message) = failure_of(&replies(&a)[0].2);
+    assert!(message.starts_with("[RA1006]"), "{message}");
+    assert!(store.begin_read().unwrap().state_get("Counter", "k", b"count").unwrap().is_none());
+}
+
+#[test]
+fn an_oversized_object_key_is_answered_without_storing_anything() {
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    let key = "k".repeat(limits::OBJECT_KEY_BYTES_MAX + 1);
+    let a = apply_all(&fsm, &store, &[invoke(1, HandlerKind::Exclusive, &key, 11)]);
+    let (code, message) = failure_of(&replies(&a)[0].2);
+    assert_eq!(code, 413);
+    assert!(message.starts_with("[RA1004]"), "{message}");
+    assert!(store.begin_read().unwrap().status(&id(1)).unwrap().is_none());
+}
+
+#[test]
+fn applying_the_same_records_gives_the_same_actions_and_store() {
     let records: Vec<Record> =
         [invoke(1, HandlerKind::Exclusive, "k", 1), invoke(2, HandlerKind::Exclusive, "k", 2)]
             .into_iter()
             .chain(finish(1, 1, b"1"))
-            .chain(finish(2, 1, b"2"))
+            .chain([effect_of(2, 1, failed(10, false))])
+            .chain(finish(2, 2, b"2"))
             .collect();
-    let fsm = Fsm::default();
-    let one = apply_all(&fsm, &PartitionStore::open_in_memory().unwrap(), &records);
-    let two = apply_all(&fsm, &PartitionStore::open_in_memory().unwrap(), &records);
+    let fsm = Fsm::new(0);
+    let (s1, s2) =
+        (PartitionStore::open_in_memory().unwrap(), PartitionStore::open_in_memory().unwrap());
+    let one = apply_all(&fsm, &s1, &records);
+    let two = apply_all(&fsm, &s2, &records);
     assert_eq!(one, two);
-    assert_eq!(replies(&one), vec![(1, 1), (2, 2)]);
+    assert_eq!(replies(&one).iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(), vec![(1, 1), (2, 2)]);
+    let (r1, r2) = (s1.begin_read().unwrap(), s2.begin_read().unwrap());
+    for t in Table::ALL {
+        assert_eq!(
+            r1.scan_prefix(t, &[], usize::MAX).unwrap(),
+            r2.scan_prefix(t, &[], usize::MAX).unwrap(),
+            "table {t:?}"
+        );
+    }
 }

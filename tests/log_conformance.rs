@@ -3,7 +3,8 @@
 //! with O_DIRECT-style aligned writes), and the in-memory log.
 //!
 //! Method: each case drives the implementation only through the trait and asserts what the
-//! trait's contract promises (contiguous LSNs, reads in order, trim, seal, tailing readers).
+//! trait's contract promises (contiguous LSNs, reads in order, trim, fencing by epoch,
+//! tailing readers).
 //! Implementations differ only in the constructor passed to `suite`.
 
 use std::time::Duration;
@@ -31,13 +32,13 @@ async fn suite<L: Log>(name: &str, log: L) {
     let a = LogId(1);
     let b = LogId(2);
     // Appends return the last LSN; LSNs start at 1 and are contiguous per log.
-    assert_eq!(log.append(a, vec![b"a1".to_vec()]).await.unwrap(), Lsn(1), "{name}");
+    assert_eq!(log.append(a, 0, vec![b"a1".to_vec()]).await.unwrap(), Lsn(1), "{name}");
     assert_eq!(
-        log.append(a, vec![b"a2".to_vec(), b"a3".to_vec()]).await.unwrap(),
+        log.append(a, 0, vec![b"a2".to_vec(), b"a3".to_vec()]).await.unwrap(),
         Lsn(3),
         "{name}"
     );
-    assert_eq!(log.append(b, vec![b"b1".to_vec()]).await.unwrap(), Lsn(1), "{name}");
+    assert_eq!(log.append(b, 0, vec![b"b1".to_vec()]).await.unwrap(), Lsn(1), "{name}");
     assert_eq!(log.tail(a).lsn_durable, Lsn(3), "{name}");
     assert_eq!(log.tail(LogId(99)).lsn_durable, Lsn::INVALID, "{name}");
 
@@ -60,10 +61,10 @@ async fn suite<L: Log>(name: &str, log: L) {
     let mut expect = Vec::new();
     for i in 0..400u32 {
         let body = vec![(i % 251) as u8; (i as usize * 37) % 3000];
-        let lsn = log.append(a, vec![body.clone()]).await.unwrap();
+        let lsn = log.append(a, 0, vec![body.clone()]).await.unwrap();
         assert_eq!(lsn, Lsn(4 + i as u64), "{name}");
         expect.push((lsn, body));
-        log.append(b, vec![i.to_le_bytes().to_vec()]).await.unwrap();
+        log.append(b, 0, vec![i.to_le_bytes().to_vec()]).await.unwrap();
     }
     let got = read_all(&mut log.reader(a, Lsn(4))).await;
     assert_eq!(got.len(), expect.len(), "{name}");
@@ -75,7 +76,7 @@ async fn suite<L: Log>(name: &str, log: L) {
     let waiter = async { tailing.next().await };
     let appender = async {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        log.append(b, vec![b"late".to_vec()]).await.unwrap()
+        log.append(b, 0, vec![b"late".to_vec()]).await.unwrap()
     };
     let (rec, lsn) = tokio::join!(waiter, appender);
     let rec = rec.unwrap();
@@ -95,19 +96,54 @@ async fn suite<L: Log>(name: &str, log: L) {
     log.trim(b, Lsn(1_000_000)).await.unwrap();
     assert_eq!(log.tail(b).lsn_trim, log.tail(b).lsn_durable, "{name}");
     let next_b = log.tail(b).lsn_durable.next();
-    assert_eq!(log.append(b, vec![b"after trim".to_vec()]).await.unwrap(), next_b, "{name}");
+    assert_eq!(log.append(b, 0, vec![b"after trim".to_vec()]).await.unwrap(), next_b, "{name}");
 
-    // Seal: appends fail, the last LSN is reported, reads still work.
-    let last = log.seal(a).await.unwrap();
-    assert_eq!(last, log.tail(a).lsn_durable, "{name}");
-    assert!(log.tail(a).sealed, "{name}");
-    assert!(matches!(log.append(a, vec![b"x".to_vec()]).await, Err(LogError::Sealed(_))), "{name}");
-    assert_eq!(log.seal(a).await.unwrap(), last, "{name}: sealing twice is idempotent");
-    assert!(log.reader(a, last).try_next().unwrap().is_some(), "{name}");
+    // Fencing: a seal at epoch 5 refuses writers of lower epochs, keeps what came before,
+    // and lets writers of epoch 5 and above go on.
+    let before = log.tail(a).lsn_durable;
+    let last = log.seal(a, 5).await.unwrap();
+    assert_eq!(last, before, "{name}: seal returns the last LSN before it");
+    assert_eq!(log.tail(a).epoch, 5, "{name}");
+    match log.append(a, 4, vec![b"old writer".to_vec()]).await {
+        Err(LogError::Fenced { epoch, log_epoch, .. }) => {
+            assert_eq!((epoch, log_epoch), (4, 5), "{name}")
+        }
+        other => panic!("{name}: expected Fenced, got {other:?}"),
+    }
+    assert_eq!(log.tail(a).lsn_durable, last, "{name}: a fenced append writes nothing");
+    assert_eq!(
+        log.append(a, 5, vec![b"new writer".to_vec()]).await.unwrap(),
+        last.next(),
+        "{name}"
+    );
+    assert_eq!(
+        log.append(a, 6, vec![b"newer".to_vec()]).await.unwrap(),
+        last.next().next(),
+        "{name}"
+    );
+    assert!(log.reader(a, last).try_next().unwrap().is_some(), "{name}: records before stay");
+    // Sealing again at the same epoch is a no-op; at a lower one it is fenced.
+    assert_eq!(log.seal(a, 5).await.unwrap(), log.tail(a).lsn_durable, "{name}");
+    assert!(matches!(log.seal(a, 3).await, Err(LogError::Fenced { .. })), "{name}");
+    assert_eq!(log.tail(a).epoch, 5, "{name}: the epoch never decreases");
+    // Fences are per log.
+    assert_eq!(log.tail(b).epoch, 0, "{name}");
+    log.append(b, 0, vec![b"other log".to_vec()]).await.unwrap();
+    // An append queued before a seal lands before it; appends after it are fenced.
+    let queued = log.append(b, 1, vec![b"queued".to_vec()]);
+    let seal = log.seal(b, 2);
+    let (queued, seal) = tokio::join!(queued, seal);
+    let queued = queued.unwrap();
+    assert!(seal.unwrap() >= queued, "{name}: the seal comes after the queued append");
+    assert!(
+        matches!(log.append(b, 1, vec![vec![1]]).await, Err(LogError::Fenced { .. })),
+        "{name}"
+    );
+    assert_ne!(log.identity(), 0, "{name}: a log store has an identity");
 
     // Log id 0 is reserved.
     assert!(
-        matches!(log.append(LogId(0), vec![vec![1]]).await, Err(LogError::ReservedLog)),
+        matches!(log.append(LogId(0), 0, vec![vec![1]]).await, Err(LogError::ReservedLog)),
         "{name}"
     );
 }

@@ -19,7 +19,7 @@ mod frame;
 mod header;
 mod ids;
 
-pub use control::{ControlRecord, LogCheckpoint};
+pub use control::{checkpoint_body_bytes, ControlRecord, LogCheckpoint, CHECKPOINT_ENTRY_BYTES};
 pub use error::DecodeError;
 pub use frame::{
     decode_frame, encode_batch_frame, encode_record_frame, frame_bytes_for, Compression, Frame,
@@ -29,10 +29,11 @@ pub use header::SegmentHeader;
 pub use ids::{LogId, Lsn, SegmentId, Seq};
 
 /// The format version this code writes. Readers accept every version in
-/// [`FORMAT_VERSIONS_READABLE`].
-pub const FORMAT_VERSION: u16 = 1;
+/// [`FORMAT_VERSIONS_READABLE`]. Version 2 is version 1 plus the control records
+/// [`ControlRecord::Fence`] and the checkpoint with epochs.
+pub const FORMAT_VERSION: u16 = 2;
 /// Versions this code can read. A version is readable here before any writer uses it.
-pub const FORMAT_VERSIONS_READABLE: &[u16] = &[1];
+pub const FORMAT_VERSIONS_READABLE: &[u16] = &[1, 2];
 
 /// Device block: unit of alignment for segment headers and for writers that pad flushes
 /// (O_DIRECT). Bytes.

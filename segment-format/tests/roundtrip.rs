@@ -3,24 +3,26 @@
 //! Goal: whatever a writer encodes decodes to the same values, and every way bytes can go wrong
 //! on disk (never written, torn, flipped, stale, misdirected, written by a newer version) is
 //! reported as the right `DecodeError` variant, never as `Ok` with other content and never as
-//! a panic. Method: proptest round trips over headers, record frames, batches (plain and
-//! zstd), control records and runs of frames; exhaustive truncation and single-bit-flip sweeps
-//! over sample frames; and hand-crafted frames (with a re-sealed CRC where a check sits behind
-//! the checksum) that hit each error variant and each `Corrupt` reason.
+//! a panic. Method: proptest round trips over headers (of every readable version), record
+//! frames, batches (plain and zstd), control records (and version 1 checkpoints, read but no
+//! longer written) and runs of frames; exhaustive truncation and single-bit-flip sweeps over
+//! sample frames; and hand-crafted frames (with a re-sealed CRC where a check sits behind the
+//! checksum) that hit each error variant and each `Corrupt` reason.
 
 mod support;
 
 use proptest::prelude::*;
 use segment_format::{
-    decode_frame, encode_batch_frame, encode_record_frame, frame_bytes_for, Compression,
-    ControlRecord, DecodeError, Frame, FrameKind, LogCheckpoint, LogId, Lsn, Position, Record,
-    RecordRef, SegmentHeader, SegmentId, Seq, BATCH_BODY_BYTES_MAX, BATCH_RECORDS_MAX,
-    FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, RECORD_BODY_BYTES_MAX, SEGMENT_BYTES_MAX,
-    SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES, SEGMENT_HEADER_USED_BYTES,
+    checkpoint_body_bytes, decode_frame, encode_batch_frame, encode_record_frame, frame_bytes_for,
+    Compression, ControlRecord, DecodeError, Frame, FrameKind, LogCheckpoint, LogId, Lsn, Position,
+    Record, RecordRef, SegmentHeader, SegmentId, Seq, BATCH_BODY_BYTES_MAX, BATCH_RECORDS_MAX,
+    CHECKPOINT_ENTRY_BYTES, FORMAT_VERSIONS_READABLE, FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES,
+    RECORD_BODY_BYTES_MAX, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_HEADER_BYTES,
+    SEGMENT_HEADER_USED_BYTES,
 };
 use support::{
-    field, get_u32, header_field, put_u16, put_u32, put_u64, reseal_batch, reseal_frame,
-    reseal_header, FLAG_ZSTD,
+    encode_checkpoint_v1, field, get_u32, header_field, put_u16, put_u32, put_u64, reseal_batch,
+    reseal_frame, reseal_header, tag, FLAG_ZSTD,
 };
 
 // ---- strategies ------------------------------------------------------------------------------
@@ -66,33 +68,44 @@ fn arb_header() -> impl Strategy<Value = SegmentHeader> {
         any::<u64>(),
         SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX,
         0..=SEGMENT_BYTES_MAX as u32,
+        // Segments written by an earlier version stay readable.
+        prop::sample::select(FORMAT_VERSIONS_READABLE),
     )
-        .prop_map(|(id, wal_id, first_seq, created_ms, segment_bytes, prev_end)| {
-            SegmentHeader::new(
-                SegmentId(id),
-                wal_id,
-                Seq(first_seq),
-                created_ms,
-                segment_bytes,
-                prev_end,
-            )
+        .prop_map(|(id, wal_id, first_seq, created_ms, segment_bytes, prev_end, version)| {
+            SegmentHeader {
+                format_version: version,
+                ..SegmentHeader::new(
+                    SegmentId(id),
+                    wal_id,
+                    Seq(first_seq),
+                    created_ms,
+                    segment_bytes,
+                    prev_end,
+                )
+            }
         })
 }
 
-fn arb_control() -> impl Strategy<Value = ControlRecord> {
-    let entry = (any::<u32>(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
-        |(log_id, a, b, sealed)| LogCheckpoint {
+fn arb_log_checkpoint() -> impl Strategy<Value = LogCheckpoint> {
+    (any::<u32>(), any::<u64>(), any::<u64>(), any::<bool>(), any::<u64>()).prop_map(
+        |(log_id, a, b, sealed, epoch)| LogCheckpoint {
             log_id: LogId(log_id),
             lsn_trim: Lsn(a.min(b)),
             lsn_last: Lsn(a.max(b)),
             sealed,
+            epoch,
         },
-    );
+    )
+}
+
+fn arb_control() -> impl Strategy<Value = ControlRecord> {
     prop_oneof![
-        prop::collection::vec(entry, 0..20).prop_map(ControlRecord::Checkpoint),
+        prop::collection::vec(arb_log_checkpoint(), 0..20).prop_map(ControlRecord::Checkpoint),
         (any::<u32>(), any::<u64>())
             .prop_map(|(l, lsn)| ControlRecord::Trim { log_id: LogId(l), lsn: Lsn(lsn) }),
         any::<u32>().prop_map(|l| ControlRecord::Seal { log_id: LogId(l) }),
+        (any::<u32>(), any::<u64>())
+            .prop_map(|(l, epoch)| ControlRecord::Fence { log_id: LogId(l), epoch }),
     ]
 }
 
@@ -162,7 +175,26 @@ proptest! {
     #[test]
     fn control_round_trips(c in arb_control()) {
         let bytes = c.encode();
+        if let ControlRecord::Checkpoint(logs) = &c {
+            // Writers size the frame of a checkpoint before encoding it.
+            prop_assert_eq!(bytes.len(), checkpoint_body_bytes(logs.len()));
+        }
         prop_assert_eq!(ControlRecord::decode(&bytes), Ok(c));
+    }
+
+    /// Segments written by version 1 start with tag 1 checkpoints; they must still decode,
+    /// as logs that were never fenced, and are rewritten in the current form.
+    #[test]
+    fn v1_checkpoints_decode_with_epoch_zero(
+        logs in prop::collection::vec(arb_log_checkpoint(), 0..20),
+    ) {
+        let unfenced: Vec<LogCheckpoint> =
+            logs.iter().map(|l| LogCheckpoint { epoch: 0, ..*l }).collect();
+        let decoded = ControlRecord::decode(&encode_checkpoint_v1(&logs));
+        prop_assert_eq!(&decoded, &Ok(ControlRecord::Checkpoint(unfenced.clone())));
+        let again = ControlRecord::Checkpoint(unfenced).encode();
+        prop_assert_eq!(again[0], tag::CHECKPOINT);
+        prop_assert_eq!(ControlRecord::decode(&again), decoded);
     }
 
     /// A segment's frames, written back to back from the header on, read back in order by
@@ -468,7 +500,7 @@ fn unknown_frame_flags_are_unsupported() {
 fn unknown_segment_versions_and_flags_are_unsupported() {
     let mut block = vec![0u8; SEGMENT_HEADER_BYTES];
     SegmentHeader::new(SegmentId(5), 99, Seq(1), 1_000, SEGMENT_BYTES_MIN, 8192).encode(&mut block);
-    for version in [0u16, 2, u16::MAX] {
+    for version in [0u16, 3, u16::MAX] {
         let mut b = block.clone();
         put_u16(&mut b, header_field::VERSION, version);
         reseal_header(&mut b);
@@ -486,25 +518,44 @@ fn unknown_segment_versions_and_flags_are_unsupported() {
     );
 }
 
+/// A one-log checkpoint entry for the hand-crafted control records below.
+fn sample_log_checkpoint() -> LogCheckpoint {
+    LogCheckpoint { log_id: LogId(1), lsn_trim: Lsn(1), lsn_last: Lsn(2), sealed: false, epoch: 7 }
+}
+
+/// A version 2 checkpoint (tag 5) of two logs, as the encoder writes it.
+fn sample_checkpoint_v2() -> Vec<u8> {
+    let second =
+        LogCheckpoint { log_id: LogId(2), sealed: true, epoch: 9, ..sample_log_checkpoint() };
+    let cp = ControlRecord::Checkpoint(vec![sample_log_checkpoint(), second]).encode();
+    assert_eq!(cp[0], tag::CHECKPOINT);
+    cp
+}
+
 #[test]
 fn unknown_control_tags_and_flags_are_unsupported() {
-    for tag in [0u8, 4, 0xff] {
+    for tag in [0u8, 6, 0xff] {
         assert_eq!(
             ControlRecord::decode(&[tag, 1, 2, 3, 4]),
             Err(DecodeError::Unsupported { what: "control record tag", value: tag.into() })
         );
     }
-    let mut cp = ControlRecord::Checkpoint(vec![LogCheckpoint {
-        log_id: LogId(1),
-        lsn_trim: Lsn(1),
-        lsn_last: Lsn(2),
-        sealed: true,
-    }])
-    .encode();
+    let mut cp = encode_checkpoint_v1(&[sample_log_checkpoint()]);
     cp[1 + 4 + 4] = 0b11;
     assert_eq!(
         ControlRecord::decode(&cp),
         Err(DecodeError::Unsupported { what: "checkpoint flags", value: 3 })
+    );
+}
+
+#[test]
+fn unknown_flags_in_a_v2_checkpoint_entry_are_unsupported() {
+    // The second entry, so that the flags are found at every entry, not only the first.
+    let mut cp = sample_checkpoint_v2();
+    cp[1 + 4 + CHECKPOINT_ENTRY_BYTES + 4] = 0x81;
+    assert_eq!(
+        ControlRecord::decode(&cp),
+        Err(DecodeError::Unsupported { what: "checkpoint flags", value: 0x81 })
     );
 }
 
@@ -716,13 +767,8 @@ fn malformed_segment_headers_are_corrupt() {
 #[test]
 fn malformed_control_records_are_corrupt() {
     let corrupt = |reason| Err(DecodeError::Corrupt { reason });
-    let cp = ControlRecord::Checkpoint(vec![LogCheckpoint {
-        log_id: LogId(1),
-        lsn_trim: Lsn(1),
-        lsn_last: Lsn(2),
-        sealed: false,
-    }])
-    .encode();
+    // A version 1 checkpoint, still read; version 2's have tests of their own below.
+    let cp = encode_checkpoint_v1(&[sample_log_checkpoint()]);
     assert_eq!(ControlRecord::decode(&[]), corrupt("empty control record"));
     assert_eq!(ControlRecord::decode(&cp[..4]), corrupt("checkpoint too short"));
     for n in 5..cp.len() {
@@ -747,6 +793,57 @@ fn malformed_control_records_are_corrupt() {
     for bad in [&trim[..trim.len() - 1], &seal[..seal.len() - 1], longer.as_slice()] {
         assert_eq!(ControlRecord::decode(bad), corrupt("control record length"));
     }
+}
+
+#[test]
+fn fence_of_the_wrong_length_is_corrupt() {
+    let fence = ControlRecord::Fence { log_id: LogId(1), epoch: 7 }.encode();
+    assert_eq!(fence.len(), 13);
+    let longer = [fence.as_slice(), &[0]].concat();
+    for bad in [&fence[..1], &fence[..5], &fence[..12], longer.as_slice()] {
+        assert_eq!(
+            ControlRecord::decode(bad),
+            Err(DecodeError::Corrupt { reason: "control record length" }),
+            "{} bytes",
+            bad.len()
+        );
+    }
+}
+
+#[test]
+fn v2_checkpoint_length_not_matching_its_count_is_corrupt() {
+    let corrupt =
+        Err(DecodeError::Corrupt { reason: "checkpoint length does not match its count" });
+    let cp = sample_checkpoint_v2();
+    assert_eq!(cp.len(), checkpoint_body_bytes(2));
+    for n in 5..cp.len() {
+        assert_eq!(ControlRecord::decode(&cp[..n]), corrupt, "cut at {n}");
+    }
+    let longer = [cp.as_slice(), &[0]].concat();
+    assert_eq!(ControlRecord::decode(&longer), corrupt);
+    let mut miscounted = cp.clone();
+    miscounted[1..5].copy_from_slice(&3u32.to_le_bytes());
+    assert_eq!(ControlRecord::decode(&miscounted), corrupt);
+    // The entry size follows the tag: v2 entries under tag 1, or v1 entries under tag 5, do
+    // not fit their count.
+    let mut relabelled = cp.clone();
+    relabelled[0] = tag::CHECKPOINT_V1;
+    assert_eq!(ControlRecord::decode(&relabelled), corrupt);
+    let mut relabelled = encode_checkpoint_v1(&[sample_log_checkpoint()]);
+    relabelled[0] = tag::CHECKPOINT;
+    assert_eq!(ControlRecord::decode(&relabelled), corrupt);
+}
+
+#[test]
+fn v2_checkpoint_trim_point_beyond_last_lsn_is_corrupt() {
+    let mut cp = sample_checkpoint_v2();
+    let second = 1 + 4 + CHECKPOINT_ENTRY_BYTES;
+    // lsn_trim of the second entry, past its lsn_last of 2.
+    cp[second + 5..second + 13].copy_from_slice(&3u64.to_le_bytes());
+    assert_eq!(
+        ControlRecord::decode(&cp),
+        Err(DecodeError::Corrupt { reason: "checkpoint trim point beyond last LSN" })
+    );
 }
 
 // ---- the writer side: limits are asserted, so a writer cannot produce what cannot be read ----
@@ -775,13 +872,8 @@ fn encoding_lsn_zero_panics() {
 #[test]
 #[should_panic(expected = "checkpoint trim point beyond last LSN")]
 fn encoding_an_inverted_checkpoint_panics() {
-    ControlRecord::Checkpoint(vec![LogCheckpoint {
-        log_id: LogId(1),
-        lsn_trim: Lsn(3),
-        lsn_last: Lsn(2),
-        sealed: false,
-    }])
-    .encode();
+    ControlRecord::Checkpoint(vec![LogCheckpoint { lsn_trim: Lsn(3), ..sample_log_checkpoint() }])
+        .encode();
 }
 
 #[test]

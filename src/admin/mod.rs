@@ -65,6 +65,8 @@ pub struct AdminState {
     pub ingress_endpoint: String,
     /// Reported by `GET /version`; normally [`ADMIN_COMPAT_VERSION`].
     pub server_version: String,
+    /// The node's partitions, whose liveness `GET /health` reports (none: only the API).
+    pub partitions: Option<crate::partition::Router>,
 }
 
 /// The admin API version a request came in under.
@@ -135,8 +137,12 @@ async fn unsupported_v1() -> Response {
         .into_response()
 }
 
-async fn health() -> StatusCode {
-    StatusCode::OK
+/// 200 with an empty body while every partition runs; 503 naming the ones that do not.
+async fn health(State(api): State<Api>) -> Response {
+    match api.state.partitions.as_ref().and_then(crate::ingress::not_running) {
+        Some(r) => r,
+        None => StatusCode::OK.into_response(),
+    }
 }
 
 async fn version(State(api): State<Api>) -> Json<VersionInformation> {

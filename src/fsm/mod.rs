@@ -2,42 +2,67 @@
 //!
 //! Owns the meaning of every log record: invocation lifecycle (scheduled, inboxed, invoked,
 //! suspended, completed), journals, object state, the per-key inbox and lock of virtual
-//! objects, durable timers, and the routing of calls and responses between invocations.
+//! objects, durable timers, the outbox of deliveries to other partitions (and to itself), the
+//! de-duplication of deliveries received, leader epochs, and the size limits of everything
+//! stored.
 //!
 //! Invariants:
 //! - No I/O beyond the store transaction it is given, no clock (time is the record header's
-//!   `now_ms`), no randomness: the same records applied to the same store give the same store
-//!   and the same actions, on every replay.
-//! - Every message to another invocation is idempotent at the receiver (deterministic callee
-//!   ids; completions are ignored when already present), so re-applying records after a crash
-//!   never duplicates an effect.
+//!   `now_ms`), no randomness, no configuration: the same records applied to the same store
+//!   give the same store and the same actions, on every replay. Decisions that depend on
+//!   policy (retry or give up, and when) arrive made, inside the records.
+//! - A record that breaks a limit fails its *invocation* with a stable code
+//!   ([`crate::codes`]); `apply` returns an error only when the store itself failed.
+//! - Records of a superseded leader epoch are ignored; a delivery `(producer, seq)` is applied
+//!   at most once, and only if its `seq` is above every `seq` applied from that producer.
+//! - Every delivery to another invocation goes through the outbox in the same transaction as
+//!   the record that produced it; nothing here hands work to a task.
 //! - Effects of a superseded attempt are ignored.
 //! - At most one exclusive invocation holds a virtual object key; the others wait in its
 //!   inbox in arrival order.
+//! - An invocation is in the Runnable index exactly while its phase is `Invoked`.
 
+pub mod limits;
 pub mod storage;
 pub mod types;
 
 use bytes::Bytes;
 use prost::Message;
 
+use crate::codes::Code;
 use crate::protocol::ids::InvocationId;
 use crate::protocol::messages as pm;
+use crate::store::StoreError;
 
-pub use storage::FsmStore;
+pub use limits::Violation;
+pub use storage::{load_attempt, FsmRead, FsmStore};
 pub use types::*;
 
 /// What can stop `apply`.
 #[derive(Debug, thiserror::Error)]
-pub enum FsmError {
-    #[error("store: {0}")]
-    Store(String),
-    /// The record cannot be applied; the processor skips it (deterministically).
-    #[error("invalid record: {0}")]
-    Invalid(String),
+pub enum ApplyError {
+    /// The store failed. The processor reopens it and replays (a full disk) or stops the
+    /// process (anything else); the record is applied again then.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The record cannot be applied (undecodable or inconsistent). The processor skips it,
+    /// deterministically, with a warning.
+    #[error("invalid record: {reason}")]
+    Invalid { reason: String },
 }
 
-/// The retry policy for failed attempts (Restate's defaults).
+/// How a record was taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Yes,
+    /// Written under a leader epoch older than one announced before it.
+    Superseded,
+    /// A delivery already applied (or older than one applied) from the same producer.
+    Duplicate,
+}
+
+/// The retry policy for failed attempts (Restate's defaults). Used by the invoker to decide;
+/// the decision travels in the `Failed` record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RetryPolicy {
     pub initial_ms: u64,
@@ -85,15 +110,11 @@ pub mod ty {
 /// A timer with this completion id starts a scheduled invocation instead of completing one.
 pub const TIMER_START: u32 = 0;
 
-/// 64-bit FNV-1a: the partition key of an object or workflow key. Stable forever: changing it
-/// would move keys between partitions.
-pub fn partition_key_of(service: &str, key: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in service.as_bytes().iter().chain([0xffu8].iter()).chain(key.as_bytes()) {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+/// The partition key of an object or workflow key: xxh3 (64 bit, seed 0) of the key's bytes,
+/// as Restate computes it. Frozen: partition keys are part of invocation ids and of every
+/// store key, so changing this would move keys between partitions (see `docs/partitioning.md`).
+pub fn partition_key_of(key: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key.as_bytes())
 }
 
 fn mix64(mut z: u64) -> u64 {
@@ -107,26 +128,26 @@ fn mix64(mut z: u64) -> u64 {
 pub fn callee_id(
     caller: &InvocationId,
     journal_index: u32,
-    keyed: Option<(&str, &str)>,
+    keyed_key: Option<&str>,
 ) -> InvocationId {
     let hi = mix64(caller.uuid as u64 ^ mix64(u64::from(journal_index) + 1));
     let lo = mix64((caller.uuid >> 64) as u64 ^ hi ^ 0x9E37_79B9_7F4A_7C15);
-    let partition_key = match keyed {
-        Some((service, key)) => partition_key_of(service, key),
-        None => mix64(caller.partition_key ^ u64::from(journal_index)),
+    let partition_key = match keyed_key {
+        Some(key) => partition_key_of(key),
+        None => mix64(caller.partition_key ^ mix64(u64::from(journal_index) + 0x51)),
     };
     InvocationId { partition_key, uuid: (u128::from(hi) << 64) | u128::from(lo) }
 }
 
-fn invalid(msg: impl Into<String>) -> FsmError {
-    FsmError::Invalid(msg.into())
+fn invalid(reason: impl Into<String>) -> ApplyError {
+    ApplyError::Invalid { reason: reason.into() }
 }
 
-fn id_of(bytes: &[u8]) -> Result<InvocationId, FsmError> {
+fn id_of(bytes: &[u8]) -> Result<InvocationId, ApplyError> {
     InvocationId::from_bytes(bytes).map_err(|e| invalid(format!("invocation id: {e}")))
 }
 
-fn decode<M: Message + Default>(what: &str, payload: &[u8]) -> Result<M, FsmError> {
+fn decode<M: Message + Default>(what: &str, payload: &[u8]) -> Result<M, ApplyError> {
     M::decode(payload).map_err(|e| invalid(format!("{what}: {e}")))
 }
 
@@ -148,6 +169,15 @@ fn outcome_result(o: &Outcome) -> pm::NotificationResult {
     }
 }
 
+/// The outcome of an invocation that broke a limit.
+pub fn violation_outcome(v: &Violation) -> Outcome {
+    failure_outcome(u32::from(v.code.http_status()), v.to_string())
+}
+
+fn failure_outcome(code: u32, message: String) -> Outcome {
+    Outcome { result: Some(outcome::Result::Failure(Failure { code, message })) }
+}
+
 /// A call or send command, decoded.
 struct Call<'a> {
     service: &'a str,
@@ -161,15 +191,16 @@ struct Call<'a> {
     id_notification: u32,
 }
 
-/// The state machine. Stateless itself: everything lives in the store.
-#[derive(Clone, Debug, Default)]
+/// The state machine of one partition. Stateless itself: everything lives in the store.
+#[derive(Clone, Debug)]
 pub struct Fsm {
-    pub retry: RetryPolicy,
+    /// This partition's id: the producer id of its outbox entries is `partition + 1`.
+    pub partition: u16,
 }
 
 impl Fsm {
-    pub fn new(retry: RetryPolicy) -> Fsm {
-        Fsm { retry }
+    pub fn new(partition: u16) -> Fsm {
+        Fsm { partition }
     }
 
     /// Applies one record. `now_ms` is the record's timestamp.
@@ -179,23 +210,67 @@ impl Fsm {
         record: &Record,
         now_ms: u64,
         out: &mut Vec<Action>,
-    ) -> Result<(), FsmError> {
+    ) -> Result<Applied, ApplyError> {
+        let header = record.header.unwrap_or_default();
+        let leader_epoch = s.leader_epoch()?;
+        if let Some(record::Kind::AnnounceLeader(a)) = &record.kind {
+            if a.epoch > leader_epoch {
+                s.set_leader_epoch(a.epoch)?;
+                return Ok(Applied::Yes);
+            }
+            return Ok(Applied::Superseded);
+        }
+        if header.epoch < leader_epoch {
+            return Ok(Applied::Superseded);
+        }
+        if header.producer != 0 {
+            if header.producer_seq <= s.dedup_seq(header.producer)? {
+                return Ok(Applied::Duplicate);
+            }
+            s.set_dedup_seq(header.producer, header.producer_seq)?;
+        }
         match &record.kind {
-            Some(record::Kind::Invoke(inv)) => self.on_invoke(s, inv, now_ms, out),
-            Some(record::Kind::Effect(e)) => self.on_effect(s, e, now_ms, out),
-            Some(record::Kind::TimerFired(t)) => self.on_timer(s, t, now_ms, out),
+            Some(record::Kind::Invoke(inv)) => self.on_invoke(s, inv, now_ms, out)?,
+            Some(record::Kind::Effect(e)) => self.on_effect(s, e, now_ms, out)?,
+            Some(record::Kind::TimerFired(t)) => self.on_timer(s, t, now_ms, out)?,
             Some(record::Kind::Response(r)) => {
                 let id = id_of(&r.invocation_id)?;
-                let Some(mut st) = s.status(&id)? else { return Ok(()) };
-                let default = Outcome::default();
-                let payload = notification(
-                    r.completion_id,
-                    outcome_result(r.outcome.as_ref().unwrap_or(&default)),
-                );
-                self.notify(s, &id, &mut st, ty::N_CALL, payload, r.completion_id, now_ms, out)
+                if let Some(mut st) = s.status(&id)? {
+                    let default = Outcome::default();
+                    let payload = notification(
+                        r.completion_id,
+                        outcome_result(r.outcome.as_ref().unwrap_or(&default)),
+                    );
+                    self.notify(
+                        s,
+                        &id,
+                        &mut st,
+                        ty::N_CALL,
+                        payload,
+                        r.completion_id,
+                        now_ms,
+                        out,
+                    )?;
+                }
             }
-            None => Err(invalid("empty record")),
+            Some(record::Kind::TruncateOutbox(t)) => s.outbox_truncate(t.seq_through)?,
+            Some(record::Kind::AnnounceLeader(_)) => {}
+            None => return Err(invalid("empty record")),
         }
+        Ok(Applied::Yes)
+    }
+
+    /// Writes a delivery to the outbox.
+    fn deliver<S: FsmStore>(
+        &self,
+        s: &mut S,
+        partition_key: u64,
+        kind: record::Kind,
+        out: &mut Vec<Action>,
+    ) -> Result<(), ApplyError> {
+        let seq = s.outbox_push(u32::from(self.partition) + 1, partition_key, kind)?;
+        out.push(Action::Outbox { seq });
+        Ok(())
     }
 
     fn on_invoke<S: FsmStore>(
@@ -204,14 +279,15 @@ impl Fsm {
         inv: &Invoke,
         now_ms: u64,
         out: &mut Vec<Action>,
-    ) -> Result<(), FsmError> {
+    ) -> Result<(), ApplyError> {
         let id = id_of(&inv.invocation_id)?;
         if let Some(mut st) = s.status(&id)? {
-            // A repeated delivery: attach the new waiter, if any, once.
+            // The same id twice: only a producer bug can do this (deliveries are
+            // de-duplicated). Attach the new waiter, if any, once.
             if let Some(sink) = &inv.sink {
                 if st.phase() == Phase::Completed {
                     let o = st.outcome.clone().unwrap_or_default();
-                    self.answer(sink, &id, &o, out);
+                    self.answer(s, sink, &id, &o, out)?;
                 } else if !st.sinks.contains(sink) {
                     st.sinks.push(sink.clone());
                     s.put_status(&id, &st)?;
@@ -222,6 +298,13 @@ impl Fsm {
         let kind = HandlerKind::try_from(inv.kind).unwrap_or(HandlerKind::Unspecified);
         if kind == HandlerKind::Unspecified {
             return Err(invalid("invoke without a handler kind"));
+        }
+        if let Err(v) = limits::check_object_key(&inv.key) {
+            // Nothing is stored for it: answer its waiter with the failure.
+            if let Some(sink) = &inv.sink {
+                self.answer(s, sink, &id, &violation_outcome(&v), out)?;
+            }
+            return Ok(());
         }
         let mut st = Status {
             phase: Phase::Scheduled as i32,
@@ -263,14 +346,18 @@ impl Fsm {
         mut st: Status,
         now_ms: u64,
         out: &mut Vec<Action>,
-    ) -> Result<(), FsmError> {
+    ) -> Result<(), ApplyError> {
         if st.kind().takes_lock() {
             match s.lock(&st.service, &st.key)? {
                 Some(holder) if holder != *id => {
+                    if let Err(v) = limits::check_inbox_grows(s.inbox_len(&st.service, &st.key)?) {
+                        return self.complete(s, id, st, violation_outcome(&v), now_ms, out);
+                    }
                     st.phase = Phase::Inboxed as i32;
                     st.modified_ms = now_ms;
                     s.inbox_push(&st.service, &st.key, id)?;
-                    return s.put_status(id, &st);
+                    s.put_status(id, &st)?;
+                    return Ok(());
                 }
                 Some(_) => {}
                 None => s.set_lock(&st.service, &st.key, id)?,
@@ -287,45 +374,37 @@ impl Fsm {
         delay_ms: u64,
         now_ms: u64,
         out: &mut Vec<Action>,
-    ) -> Result<(), FsmError> {
+    ) -> Result<(), ApplyError> {
+        if st.runnable_seq == 0 {
+            st.runnable_seq = s.runnable_push(id)?;
+        }
         st.phase = Phase::Invoked as i32;
         st.attempt += 1;
         st.waiting_completions.clear();
         st.waiting_signals.clear();
         st.modified_ms = now_ms;
+        st.next_retry_at_ms = if delay_ms > 0 { now_ms.saturating_add(delay_ms) } else { 0 };
         s.put_status(id, st)?;
-        out.push(self.invoke_action(s, id, st, delay_ms)?);
+        out.push(Action::Invoke {
+            id: *id,
+            attempt: st.attempt,
+            not_before_ms: st.next_retry_at_ms,
+        });
         Ok(())
     }
 
-    /// The action that starts the current attempt of an invoked invocation (also used by the
-    /// processor on recovery).
-    pub fn invoke_action<S: FsmStore>(
+    /// Leaves the `Invoked` phase: the invocation is no longer runnable.
+    fn leave_runnable<S: FsmStore>(
         &self,
-        s: &S,
+        s: &mut S,
         id: &InvocationId,
-        st: &Status,
-        delay_ms: u64,
-    ) -> Result<Action, FsmError> {
-        let journal = s.journal(id, st.journal_len)?;
-        let state =
-            if st.kind().is_keyed() { Some(s.state_all(&st.service, &st.key)?) } else { None };
-        let pinned =
-            (!st.deployment_id.is_empty()).then(|| (st.deployment_id.clone(), st.protocol_version));
-        Ok(Action::Invoke(Box::new(InvokeAttempt {
-            id: *id,
-            attempt: st.attempt,
-            service: st.service.clone(),
-            handler: st.handler.clone(),
-            key: st.key.clone(),
-            kind: st.kind(),
-            journal,
-            state,
-            pinned,
-            retry_count: st.retry_count,
-            delay_ms,
-            random_seed: crate::protocol::ids::random_seed(id),
-        })))
+        st: &mut Status,
+    ) -> Result<(), ApplyError> {
+        if st.runnable_seq != 0 {
+            s.runnable_delete(st.runnable_seq, id)?;
+            st.runnable_seq = 0;
+        }
+        Ok(())
     }
 
     fn on_effect<S: FsmStore>(
@@ -334,7 +413,7 @@ impl Fsm {
         e: &Effect,
         now_ms: u64,
         out: &mut Vec<Action>,
-    ) -> Result<(), FsmError> {
+    ) -> Result<(), ApplyError> {
         let id = id_of(&e.invocation_id)?;
         let Some(mut st) = s.status(&id)? else { return Ok(()) };
         if st.phase() != Phase::Invoked || st.attempt != e.attempt {
@@ -371,37 +450,44 @@ impl Fsm {
                     // Resuming early is always safe; an empty set would otherwise hang.
                     return self.new_attempt(s, &id, &mut st, 0, now_ms, out);
                 }
+                self.leave_runnable(s, &id, &mut st)?;
                 st.phase = Phase::Suspended as i32;
                 st.waiting_completions = w.completions.clone();
                 st.waiting_signals = w.signals.clone();
-                s.put_status(&id, &st)
+                s.put_status(&id, &st)?;
+                Ok(())
             }
             Some(effect::Kind::End(_)) => {
                 let outcome = self.output_of(s, &id, &st)?;
                 self.complete(s, &id, st, outcome, now_ms, out)
             }
             Some(effect::Kind::Failed(f)) => {
-                st.failures += 1;
                 if f.counts {
-                    st.retry_count += 1;
+                    st.failures = st.failures.saturating_add(1);
                 }
+                st.retry_count = st.retry_count.saturating_add(1);
                 st.last_failure = format!("[{}] {}", f.code, f.message);
-                if st.failures >= self.retry.attempts_max.max(1) {
-                    let outcome = Outcome {
-                        result: Some(outcome::Result::Failure(Failure {
-                            code: 500,
-                            message: format!(
-                                "invocation failed after {} attempts: {}",
-                                st.failures, f.message
-                            ),
-                        })),
-                    };
+                if f.give_up {
+                    let outcome = failure_outcome(f.code, f.message.clone());
                     return self.complete(s, &id, st, outcome, now_ms, out);
                 }
-                let delay = f.retry_after_ms.unwrap_or_else(|| self.retry.delay_ms(st.failures));
-                self.new_attempt(s, &id, &mut st, delay, now_ms, out)
+                self.new_attempt(s, &id, &mut st, f.retry_in_ms, now_ms, out)
             }
         }
+    }
+
+    /// Fails an invocation whose record broke a limit, stopping its running attempt.
+    fn fail_on_violation<S: FsmStore>(
+        &self,
+        s: &mut S,
+        id: &InvocationId,
+        st: Status,
+        v: &Violation,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), ApplyError> {
+        out.push(Action::Abort { id: *id });
+        self.complete(s, id, st, violation_outcome(v), now_ms, out)
     }
 
     fn on_command<S: FsmStore>(
@@ -412,8 +498,52 @@ impl Fsm {
         c: &Command,
         now_ms: u64,
         out: &mut Vec<Action>,
-    ) -> Result<(), FsmError> {
+    ) -> Result<(), ApplyError> {
         let t = u16::try_from(c.ty).map_err(|_| invalid("command type out of range"))?;
+        if let Err(v) = limits::check_journal_grows(st.journal_len) {
+            return self.fail_on_violation(s, id, st, &v, now_ms, out);
+        }
+        // Checks that need the decoded command come before anything is written.
+        match t {
+            ty::SET_STATE | ty::CLEAR_STATE | ty::CLEAR_ALL_STATE
+                if !st.kind().can_write_state() =>
+            {
+                let v = Violation {
+                    code: Code::StateWriteNotAllowed,
+                    detail: format!("handler {}/{} cannot write state", st.service, st.handler),
+                };
+                return self.fail_on_violation(s, id, st, &v, now_ms, out);
+            }
+            ty::SET_STATE => {
+                let m: pm::SetStateCommandMessage = decode("set state", &c.payload)?;
+                if let Err(v) = limits::check_state_key(&st.service, &st.key, &m.key) {
+                    return self.fail_on_violation(s, id, st, &v, now_ms, out);
+                }
+            }
+            ty::CLEAR_STATE => {
+                let m: pm::ClearStateCommandMessage = decode("clear state", &c.payload)?;
+                if let Err(v) = limits::check_state_key(&st.service, &st.key, &m.key) {
+                    return self.fail_on_violation(s, id, st, &v, now_ms, out);
+                }
+            }
+            ty::GET_LAZY_STATE => {
+                let m: pm::GetLazyStateCommandMessage = decode("get lazy state", &c.payload)?;
+                if let Err(v) = limits::check_state_key(&st.service, &st.key, &m.key) {
+                    return self.fail_on_violation(s, id, st, &v, now_ms, out);
+                }
+            }
+            ty::CALL | ty::ONE_WAY_CALL => {
+                let key = if t == ty::CALL {
+                    decode::<pm::CallCommandMessage>("call", &c.payload)?.key
+                } else {
+                    decode::<pm::OneWayCallCommandMessage>("send", &c.payload)?.key
+                };
+                if let Err(v) = limits::check_object_key(&key) {
+                    return self.fail_on_violation(s, id, st, &v, now_ms, out);
+                }
+            }
+            _ => {}
+        }
         let index = st.journal_len;
         s.journal_put(id, index, t, &c.payload)?;
         st.journal_len += 1;
@@ -510,10 +640,11 @@ impl Fsm {
             // Output, Run, eager state reads: journaled; their effect comes later or is inline.
             _ => {}
         }
-        s.put_status(id, &st)
+        s.put_status(id, &st)?;
+        Ok(())
     }
 
-    /// Creates the callee of a call or send (a delivery to its partition) and completes the
+    /// Creates the callee of a call or send (a delivery through the outbox) and completes the
     /// caller's invocation-id notification.
     #[allow(clippy::too_many_arguments)]
     fn call<S: FsmStore>(
@@ -526,7 +657,7 @@ impl Fsm {
         call: Call<'_>,
         now_ms: u64,
         out: &mut Vec<Action>,
-    ) -> Result<(), FsmError> {
+    ) -> Result<(), ApplyError> {
         let kind = HandlerKind::try_from(callee_kind).unwrap_or(HandlerKind::Unspecified);
         if kind == HandlerKind::Unspecified {
             return Err(invalid(format!(
@@ -534,26 +665,24 @@ impl Fsm {
                 call.service, call.handler
             )));
         }
-        let keyed = kind.is_keyed().then_some((call.service, call.key));
+        let keyed = kind.is_keyed().then_some(call.key);
         let callee = callee_id(caller, index, keyed);
-        let record = Record {
-            kind: Some(record::Kind::Invoke(Invoke {
-                invocation_id: Bytes::copy_from_slice(&callee.to_bytes()),
-                service: call.service.to_string(),
-                handler: call.handler.to_string(),
-                key: if kind.is_keyed() { call.key.to_string() } else { String::new() },
-                kind: kind as i32,
-                input: call.parameter,
-                headers: call
-                    .headers
-                    .iter()
-                    .map(|h| Header { key: h.key.clone(), value: h.value.clone() })
-                    .collect(),
-                sink: call.sink,
-                execute_at_ms: call.execute_at_ms,
-            })),
+        let invoke = Invoke {
+            invocation_id: Bytes::copy_from_slice(&callee.to_bytes()),
+            service: call.service.to_string(),
+            handler: call.handler.to_string(),
+            key: if kind.is_keyed() { call.key.to_string() } else { String::new() },
+            kind: kind as i32,
+            input: call.parameter,
+            headers: call
+                .headers
+                .iter()
+                .map(|h| Header { key: h.key.clone(), value: h.value.clone() })
+                .collect(),
+            sink: call.sink,
+            execute_at_ms: call.execute_at_ms,
         };
-        out.push(Action::Deliver { partition_key: callee.partition_key, record });
+        self.deliver(s, callee.partition_key, record::Kind::Invoke(invoke), out)?;
         let payload = notification(
             call.id_notification,
             pm::NotificationResult::InvocationId(callee.to_string()),
@@ -583,9 +712,13 @@ impl Fsm {
         completion_id: u32,
         now_ms: u64,
         out: &mut Vec<Action>,
-    ) -> Result<(), FsmError> {
+    ) -> Result<(), ApplyError> {
         if st.phase() == Phase::Completed || st.completed_ids.contains(&completion_id) {
-            return s.put_status(id, st);
+            s.put_status(id, st)?;
+            return Ok(());
+        }
+        if let Err(v) = limits::check_journal_grows(st.journal_len) {
+            return self.fail_on_violation(s, id, st.clone(), &v, now_ms, out);
         }
         s.journal_put(id, st.journal_len, t, &payload)?;
         st.journal_len += 1;
@@ -600,7 +733,10 @@ impl Fsm {
             Phase::Suspended if st.waiting_completions.contains(&completion_id) => {
                 self.new_attempt(s, id, st, 0, now_ms, out)
             }
-            _ => s.put_status(id, st),
+            _ => {
+                s.put_status(id, st)?;
+                Ok(())
+            }
         }
     }
 
@@ -610,9 +746,11 @@ impl Fsm {
         t: &TimerFired,
         now_ms: u64,
         out: &mut Vec<Action>,
-    ) -> Result<(), FsmError> {
+    ) -> Result<(), ApplyError> {
         let id = id_of(&t.invocation_id)?;
-        s.timer_delete(t.wake_ms, &id, t.completion_id)?;
+        if !s.timer_delete(t.wake_ms, &id, t.completion_id)? {
+            return Ok(()); // fired already
+        }
         let Some(mut st) = s.status(&id)? else { return Ok(()) };
         if t.completion_id == TIMER_START {
             if st.phase() == Phase::Scheduled {
@@ -625,20 +763,15 @@ impl Fsm {
     }
 
     /// The result of an ended invocation: its last output command.
-    fn output_of<S: FsmStore>(
+    fn output_of<S: FsmRead>(
         &self,
         s: &S,
         id: &InvocationId,
         st: &Status,
-    ) -> Result<Outcome, FsmError> {
+    ) -> Result<Outcome, ApplyError> {
         let journal = s.journal(id, st.journal_len)?;
         let Some((_, payload)) = journal.iter().rev().find(|(t, _)| *t == ty::OUTPUT) else {
-            return Ok(Outcome {
-                result: Some(outcome::Result::Failure(Failure {
-                    code: 500,
-                    message: "the handler ended without an output".into(),
-                })),
-            });
+            return Ok(failure_outcome(500, "the handler ended without an output".into()));
         };
         let m: pm::OutputCommandMessage = decode("output", payload)?;
         Ok(Outcome {
@@ -652,7 +785,14 @@ impl Fsm {
         })
     }
 
-    fn answer(&self, sink: &Sink, id: &InvocationId, outcome: &Outcome, out: &mut Vec<Action>) {
+    fn answer<S: FsmStore>(
+        &self,
+        s: &mut S,
+        sink: &Sink,
+        id: &InvocationId,
+        outcome: &Outcome,
+        out: &mut Vec<Action>,
+    ) -> Result<(), ApplyError> {
         match &sink.kind {
             Some(sink::Kind::Ingress(request_id)) => out.push(Action::IngressReply {
                 request_id: *request_id,
@@ -661,24 +801,21 @@ impl Fsm {
             }),
             Some(sink::Kind::Caller(c)) => {
                 if let Ok(caller) = InvocationId::from_bytes(&c.invocation_id) {
-                    out.push(Action::Deliver {
-                        partition_key: caller.partition_key,
-                        record: Record {
-                            kind: Some(record::Kind::Response(InvocationResponse {
-                                invocation_id: c.invocation_id.clone(),
-                                completion_id: c.completion_id,
-                                outcome: Some(outcome.clone()),
-                            })),
-                        },
-                    });
+                    let response = InvocationResponse {
+                        invocation_id: c.invocation_id.clone(),
+                        completion_id: c.completion_id,
+                        outcome: Some(outcome.clone()),
+                    };
+                    self.deliver(s, caller.partition_key, record::Kind::Response(response), out)?;
                 }
             }
             None => {}
         }
+        Ok(())
     }
 
-    /// Ends an invocation: keeps its outcome (so repeated deliveries stay idempotent), drops
-    /// its journal, answers every waiter, and hands the object lock to the next in line.
+    /// Ends an invocation: keeps its outcome, drops its journal, answers every waiter, and
+    /// hands the object lock to the next in line.
     fn complete<S: FsmStore>(
         &self,
         s: &mut S,
@@ -687,11 +824,12 @@ impl Fsm {
         outcome: Outcome,
         now_ms: u64,
         out: &mut Vec<Action>,
-    ) -> Result<(), FsmError> {
+    ) -> Result<(), ApplyError> {
         for sink in &st.sinks {
-            self.answer(sink, id, &outcome, out);
+            self.answer(s, sink, id, &outcome, out)?;
         }
-        s.journal_delete(id, st.journal_len)?;
+        s.journal_delete(id)?;
+        self.leave_runnable(s, id, &mut st)?;
         let (service, key, kind) = (st.service.clone(), st.key.clone(), st.kind());
         st.phase = Phase::Completed as i32;
         st.outcome = Some(outcome);
@@ -699,6 +837,7 @@ impl Fsm {
         st.journal_len = 0;
         st.completed_ids.clear();
         st.waiting_completions.clear();
+        st.next_retry_at_ms = 0;
         st.modified_ms = now_ms;
         s.put_status(id, &st)?;
         if kind.takes_lock() && s.lock(&service, &key)? == Some(*id) {

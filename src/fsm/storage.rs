@@ -1,135 +1,299 @@
 //! The state machine's view of the partition store: typed operations on invocation statuses,
-//! journals, object state, inboxes, locks and timers, implemented once over the store's
-//! RocksDB-shaped [`WriteView`] with the key encodings of `store::schema`.
+//! journals, object state, inboxes, locks, timers, the outbox, the de-duplication table and
+//! the Runnable index, implemented once over the store's RocksDB-shaped views with the key
+//! encodings of `store::schema`.
 //!
-//! Invariant: this is the only place where the state machine's types meet store keys, so a
-//! change of encoding touches one file.
+//! Invariants:
+//! - This is the only place where the state machine's types meet store keys, so a change of
+//!   encoding touches one file.
+//! - Errors stay typed ([`StoreError`]); a stored value that does not decode is
+//!   [`StoreError::Corrupt`], never a panic.
+//! - Every read is bounded: journals by the entry limit, eager state by a byte cap, inbox
+//!   appends by one reverse lookup (O(log n)).
 
 use bytes::Bytes;
 use prost::Message;
 
 use crate::protocol::ids::InvocationId;
-use crate::store::{schema, Table, WriteView};
+use crate::store::{schema, ReadView, StoreError, Table, WriteView};
 
-use super::{FsmError, Status};
+use super::limits::JOURNAL_ENTRIES_MAX;
+use super::{record, InvokeAttempt, OutboxEntry, Phase, Record, RecordHeader, Status};
 
-fn store_err(e: impl std::fmt::Display) -> FsmError {
-    FsmError::Store(e.to_string())
+fn corrupt(table: Table, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { table, detail: detail.to_string() }
 }
 
-/// Scans are bounded: no object holds more state keys, no invocation more journal entries.
-const SCAN_ENTRIES_MAX: usize = 1 << 20;
+fn parse_id(table: Table, bytes: &[u8]) -> Result<InvocationId, StoreError> {
+    InvocationId::from_bytes(bytes).map_err(|e| corrupt(table, format!("invocation id: {e}")))
+}
 
-/// Typed store operations the state machine uses.
-pub trait FsmStore {
-    fn status(&self, id: &InvocationId) -> Result<Option<Status>, FsmError>;
-    fn put_status(&mut self, id: &InvocationId, st: &Status) -> Result<(), FsmError>;
+/// Bounds a state scan: no object is read with more entries than this at once.
+const STATE_ENTRIES_SCAN_MAX: usize = 1 << 20;
+
+/// Typed reads the state machine (and the attempt loader) use; any [`ReadView`] has them.
+pub trait FsmRead {
+    fn status(&self, id: &InvocationId) -> Result<Option<Status>, StoreError>;
+    fn journal(&self, id: &InvocationId, len: u32) -> Result<Vec<(u16, Bytes)>, StoreError>;
+    fn state_get(
+        &self,
+        service: &str,
+        key: &str,
+        name: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every state entry of one object, in key order.
+    fn state_all(&self, service: &str, key: &str) -> Result<Vec<(Bytes, Bytes)>, StoreError>;
+    /// State entries in key order while their total size stays within `bytes_max`; the flag
+    /// says whether entries were left out.
+    fn state_capped(
+        &self,
+        service: &str,
+        key: &str,
+        bytes_max: usize,
+    ) -> Result<(Vec<(Bytes, Bytes)>, bool), StoreError>;
+    fn lock(&self, service: &str, key: &str) -> Result<Option<InvocationId>, StoreError>;
+    /// Entries queued in one object's inbox (an upper bound once entries leave from the
+    /// middle; exact while they leave only from the front).
+    fn inbox_len(&self, service: &str, key: &str) -> Result<u64, StoreError>;
+    fn leader_epoch(&self) -> Result<u64, StoreError>;
+    /// Highest outbox sequence number applied from `producer` (0: none yet).
+    fn dedup_seq(&self, producer: u32) -> Result<u64, StoreError>;
+    /// Outbox entries with `seq >= from`, at most `limit`, in sequence order.
+    fn outbox_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, OutboxEntry)>, StoreError>;
+    /// Runnable index entries after `after` (exclusive; `None`: from the start), at most
+    /// `limit`, in the order the invocations became runnable.
+    fn runnable_after(
+        &self,
+        after: Option<(u64, InvocationId)>,
+        limit: usize,
+    ) -> Result<Vec<(u64, InvocationId)>, StoreError>;
+    /// Timers with key greater than `after` (or from the start), at most `limit`, in firing
+    /// order: (wake ms, invocation id, completion id).
+    fn timers_after(
+        &self,
+        after: Option<(u64, InvocationId, u32)>,
+        limit: usize,
+    ) -> Result<Vec<(u64, InvocationId, u32)>, StoreError>;
+}
+
+/// Typed writes the state machine uses; any [`WriteView`] has them.
+pub trait FsmStore: FsmRead {
+    fn put_status(&mut self, id: &InvocationId, st: &Status) -> Result<(), StoreError>;
     fn journal_put(
         &mut self,
         id: &InvocationId,
         index: u32,
         ty: u16,
         payload: &[u8],
-    ) -> Result<(), FsmError>;
-    fn journal(&self, id: &InvocationId, len: u32) -> Result<Vec<(u16, Bytes)>, FsmError>;
-    fn journal_delete(&mut self, id: &InvocationId, len: u32) -> Result<(), FsmError>;
-    fn state_get(&self, service: &str, key: &str, name: &[u8])
-        -> Result<Option<Vec<u8>>, FsmError>;
+    ) -> Result<(), StoreError>;
+    fn journal_delete(&mut self, id: &InvocationId) -> Result<(), StoreError>;
     fn state_put(
         &mut self,
         service: &str,
         key: &str,
         name: &[u8],
         value: &[u8],
-    ) -> Result<(), FsmError>;
-    fn state_delete(&mut self, service: &str, key: &str, name: &[u8]) -> Result<(), FsmError>;
-    fn state_clear(&mut self, service: &str, key: &str) -> Result<(), FsmError>;
-    fn state_all(&self, service: &str, key: &str) -> Result<Vec<(Bytes, Bytes)>, FsmError>;
-    fn lock(&self, service: &str, key: &str) -> Result<Option<InvocationId>, FsmError>;
-    fn set_lock(&mut self, service: &str, key: &str, id: &InvocationId) -> Result<(), FsmError>;
-    fn clear_lock(&mut self, service: &str, key: &str) -> Result<(), FsmError>;
-    fn inbox_push(&mut self, service: &str, key: &str, id: &InvocationId) -> Result<(), FsmError>;
-    fn inbox_pop(&mut self, service: &str, key: &str) -> Result<Option<InvocationId>, FsmError>;
+    ) -> Result<(), StoreError>;
+    fn state_delete(&mut self, service: &str, key: &str, name: &[u8]) -> Result<(), StoreError>;
+    fn state_clear(&mut self, service: &str, key: &str) -> Result<(), StoreError>;
+    fn set_lock(&mut self, service: &str, key: &str, id: &InvocationId) -> Result<(), StoreError>;
+    fn clear_lock(&mut self, service: &str, key: &str) -> Result<(), StoreError>;
+    fn inbox_push(&mut self, service: &str, key: &str, id: &InvocationId)
+        -> Result<(), StoreError>;
+    fn inbox_pop(&mut self, service: &str, key: &str) -> Result<Option<InvocationId>, StoreError>;
     fn timer_put(
         &mut self,
         wake_ms: u64,
         id: &InvocationId,
         completion_id: u32,
-    ) -> Result<(), FsmError>;
+    ) -> Result<(), StoreError>;
+    /// Deletes a timer; returns whether it existed.
     fn timer_delete(
         &mut self,
         wake_ms: u64,
         id: &InvocationId,
         completion_id: u32,
-    ) -> Result<(), FsmError>;
+    ) -> Result<bool, StoreError>;
+    fn set_leader_epoch(&mut self, epoch: u64) -> Result<(), StoreError>;
+    fn set_dedup_seq(&mut self, producer: u32, seq: u64) -> Result<(), StoreError>;
+    /// Appends a delivery of `kind` to the partition owning `partition_key`, stamped with
+    /// `producer` and its new outbox sequence number; returns that number.
+    fn outbox_push(
+        &mut self,
+        producer: u32,
+        partition_key: u64,
+        kind: record::Kind,
+    ) -> Result<u64, StoreError>;
+    /// Deletes outbox entries with `seq <= seq_through`.
+    fn outbox_truncate(&mut self, seq_through: u64) -> Result<(), StoreError>;
+    /// Adds an invocation to the Runnable index; returns its entry's sequence number.
+    fn runnable_push(&mut self, id: &InvocationId) -> Result<u64, StoreError>;
+    fn runnable_delete(&mut self, seq: u64, id: &InvocationId) -> Result<(), StoreError>;
 }
 
-fn parse_id(bytes: &[u8]) -> Result<InvocationId, FsmError> {
-    InvocationId::from_bytes(bytes)
-        .map_err(|e| FsmError::Store(format!("stored invocation id: {e}")))
-}
-
-impl<W: WriteView> FsmStore for W {
-    fn status(&self, id: &InvocationId) -> Result<Option<Status>, FsmError> {
-        match self
-            .get(Table::InvocationStatus, &schema::invocation_status_key(&id.to_bytes()))
-            .map_err(store_err)?
-        {
-            Some(v) => Status::decode(v.as_slice()).map(Some).map_err(store_err),
+impl<R: ReadView> FsmRead for R {
+    fn status(&self, id: &InvocationId) -> Result<Option<Status>, StoreError> {
+        let t = Table::InvocationStatus;
+        match self.get(t, &schema::invocation_status_key(&id.to_bytes()))? {
+            Some(v) => Status::decode(v.as_slice()).map(Some).map_err(|e| corrupt(t, e)),
             None => Ok(None),
         }
     }
-    fn put_status(&mut self, id: &InvocationId, st: &Status) -> Result<(), FsmError> {
-        self.put(
-            Table::InvocationStatus,
-            &schema::invocation_status_key(&id.to_bytes()),
-            &st.encode_to_vec(),
-        )
-        .map_err(store_err)
-    }
-    fn journal_put(
-        &mut self,
-        id: &InvocationId,
-        index: u32,
-        ty: u16,
-        payload: &[u8],
-    ) -> Result<(), FsmError> {
-        let mut v = Vec::with_capacity(2 + payload.len());
-        v.extend_from_slice(&ty.to_be_bytes());
-        v.extend_from_slice(payload);
-        self.put(Table::Journal, &schema::journal_key(&id.to_bytes(), index), &v).map_err(store_err)
-    }
-    fn journal(&self, id: &InvocationId, len: u32) -> Result<Vec<(u16, Bytes)>, FsmError> {
-        let rows = self
-            .scan_prefix(Table::Journal, &schema::journal_prefix(&id.to_bytes()), SCAN_ENTRIES_MAX)
-            .map_err(store_err)?;
+    fn journal(&self, id: &InvocationId, len: u32) -> Result<Vec<(u16, Bytes)>, StoreError> {
+        let t = Table::Journal;
+        let limit = (len.min(JOURNAL_ENTRIES_MAX) as usize).max(1);
+        let rows = self.scan_prefix(t, &schema::journal_prefix(&id.to_bytes()), limit)?;
         let mut out = Vec::with_capacity(rows.len());
         for (_, v) in rows.into_iter().take(len as usize) {
             if v.len() < 2 {
-                return Err(FsmError::Store("journal entry shorter than its type".into()));
+                return Err(corrupt(t, "journal entry shorter than its type"));
             }
-            let t = u16::from_be_bytes([v[0], v[1]]);
-            out.push((t, Bytes::from(v).slice(2..)));
+            let ty = u16::from_be_bytes([v[0], v[1]]);
+            out.push((ty, Bytes::from(v).slice(2..)));
         }
         if out.len() != len as usize {
-            return Err(FsmError::Store(format!(
-                "journal has {} entries, status says {len}",
-                out.len()
-            )));
+            return Err(corrupt(
+                t,
+                format!("journal has {} entries, status says {len}", out.len()),
+            ));
         }
         Ok(out)
-    }
-    fn journal_delete(&mut self, id: &InvocationId, _len: u32) -> Result<(), FsmError> {
-        self.delete_prefix(Table::Journal, &schema::journal_prefix(&id.to_bytes()))
-            .map_err(store_err)
     }
     fn state_get(
         &self,
         service: &str,
         key: &str,
         name: &[u8],
-    ) -> Result<Option<Vec<u8>>, FsmError> {
-        self.get(Table::State, &schema::state_key(service, key.as_bytes(), name)).map_err(store_err)
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(Table::State, &schema::state_key(service, key.as_bytes(), name))
+    }
+    fn state_all(&self, service: &str, key: &str) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
+        Ok(self.state_capped(service, key, usize::MAX)?.0)
+    }
+    fn state_capped(
+        &self,
+        service: &str,
+        key: &str,
+        bytes_max: usize,
+    ) -> Result<(Vec<(Bytes, Bytes)>, bool), StoreError> {
+        let prefix = schema::state_prefix(service, key.as_bytes());
+        let rows = self.scan_prefix(Table::State, &prefix, STATE_ENTRIES_SCAN_MAX)?;
+        let mut total = 0usize;
+        let mut out = Vec::new();
+        let n = rows.len();
+        for (k, v) in rows {
+            total = total.saturating_add(k.len() + v.len());
+            if total > bytes_max {
+                return Ok((out, true));
+            }
+            let (_, _, name) = schema::decode_state_key(&k)?;
+            out.push((Bytes::from(name), Bytes::from(v)));
+        }
+        Ok((out, n >= STATE_ENTRIES_SCAN_MAX))
+    }
+    fn lock(&self, service: &str, key: &str) -> Result<Option<InvocationId>, StoreError> {
+        let t = Table::ObjectLock;
+        match self.get(t, &schema::object_lock_key(service, key.as_bytes()))? {
+            Some(v) => parse_id(t, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+    fn inbox_len(&self, service: &str, key: &str) -> Result<u64, StoreError> {
+        let prefix = schema::inbox_prefix(service, key.as_bytes());
+        let Some((last, _)) = self.last_in_prefix(Table::Inbox, &prefix)? else { return Ok(0) };
+        let first = self.scan_prefix(Table::Inbox, &prefix, 1)?;
+        let Some((first, _)) = first.into_iter().next() else { return Ok(0) };
+        let (_, _, a) = schema::decode_inbox_key(&first)?;
+        let (_, _, b) = schema::decode_inbox_key(&last)?;
+        Ok(b.saturating_sub(a) + 1)
+    }
+    fn leader_epoch(&self) -> Result<u64, StoreError> {
+        Ok(self.meta_u64(schema::META_LEADER_EPOCH)?.unwrap_or(0))
+    }
+    fn dedup_seq(&self, producer: u32) -> Result<u64, StoreError> {
+        let t = Table::Dedup;
+        match self.get(t, &schema::dedup_key(&producer.to_be_bytes()))? {
+            None => Ok(0),
+            Some(v) => {
+                let a: [u8; 8] = v.as_slice().try_into().map_err(|_| corrupt(t, "seq length"))?;
+                Ok(u64::from_be_bytes(a))
+            }
+        }
+    }
+    fn outbox_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
+        let t = Table::Outbox;
+        let end = [0xFFu8; 9];
+        let rows = self.scan_range(t, &schema::outbox_key(from), &end, limit)?;
+        rows.into_iter()
+            .map(|(k, v)| {
+                let seq = schema::decode_outbox_key(&k)?;
+                let e = OutboxEntry::decode(v.as_slice()).map_err(|e| corrupt(t, e))?;
+                Ok((seq, e))
+            })
+            .collect()
+    }
+    fn runnable_after(
+        &self,
+        after: Option<(u64, InvocationId)>,
+        limit: usize,
+    ) -> Result<Vec<(u64, InvocationId)>, StoreError> {
+        let t = Table::Runnable;
+        let start = match after {
+            Some((seq, id)) => schema::key_after(&schema::runnable_key(seq, &id.to_bytes())),
+            None => Vec::new(),
+        };
+        let end = [0xFFu8; schema::RUNNABLE_KEY_BYTES + 1];
+        let rows = self.scan_range(t, &start, &end, limit)?;
+        rows.into_iter()
+            .map(|(k, _)| {
+                let (seq, id) = schema::decode_runnable_key(&k)?;
+                Ok((seq, parse_id(t, &id)?))
+            })
+            .collect()
+    }
+    fn timers_after(
+        &self,
+        after: Option<(u64, InvocationId, u32)>,
+        limit: usize,
+    ) -> Result<Vec<(u64, InvocationId, u32)>, StoreError> {
+        let t = Table::Timers;
+        let start = match after {
+            Some((wake, id, c)) => schema::key_after(&schema::timer_key(wake, &id.to_bytes(), c)),
+            None => Vec::new(),
+        };
+        let end = [0xFFu8; schema::TIMER_KEY_BYTES + 1];
+        let rows = self.scan_range(t, &start, &end, limit)?;
+        rows.into_iter()
+            .map(|(k, _)| {
+                let (wake, id, c) = schema::decode_timer_key(&k)?;
+                Ok((wake, parse_id(t, &id)?, c))
+            })
+            .collect()
+    }
+}
+
+impl<W: WriteView> FsmStore for W {
+    fn put_status(&mut self, id: &InvocationId, st: &Status) -> Result<(), StoreError> {
+        self.put(
+            Table::InvocationStatus,
+            &schema::invocation_status_key(&id.to_bytes()),
+            &st.encode_to_vec(),
+        )
+    }
+    fn journal_put(
+        &mut self,
+        id: &InvocationId,
+        index: u32,
+        ty: u16,
+        payload: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut v = Vec::with_capacity(2 + payload.len());
+        v.extend_from_slice(&ty.to_be_bytes());
+        v.extend_from_slice(payload);
+        self.put(Table::Journal, &schema::journal_key(&id.to_bytes(), index), &v)
+    }
+    fn journal_delete(&mut self, id: &InvocationId) -> Result<(), StoreError> {
+        self.delete_prefix(Table::Journal, &schema::journal_prefix(&id.to_bytes()))
     }
     fn state_put(
         &mut self,
@@ -137,84 +301,147 @@ impl<W: WriteView> FsmStore for W {
         key: &str,
         name: &[u8],
         value: &[u8],
-    ) -> Result<(), FsmError> {
+    ) -> Result<(), StoreError> {
         self.put(Table::State, &schema::state_key(service, key.as_bytes(), name), value)
-            .map_err(store_err)
     }
-    fn state_delete(&mut self, service: &str, key: &str, name: &[u8]) -> Result<(), FsmError> {
+    fn state_delete(&mut self, service: &str, key: &str, name: &[u8]) -> Result<(), StoreError> {
         self.delete(Table::State, &schema::state_key(service, key.as_bytes(), name))
-            .map_err(store_err)
     }
-    fn state_clear(&mut self, service: &str, key: &str) -> Result<(), FsmError> {
+    fn state_clear(&mut self, service: &str, key: &str) -> Result<(), StoreError> {
         self.delete_prefix(Table::State, &schema::state_prefix(service, key.as_bytes()))
-            .map_err(store_err)
     }
-    fn state_all(&self, service: &str, key: &str) -> Result<Vec<(Bytes, Bytes)>, FsmError> {
-        let prefix = schema::state_prefix(service, key.as_bytes());
-        let rows = self.scan_prefix(Table::State, &prefix, SCAN_ENTRIES_MAX).map_err(store_err)?;
-        rows.into_iter()
-            .map(|(k, v)| {
-                let (_, _, name) = schema::decode_state_key(&k).map_err(store_err)?;
-                Ok((Bytes::from(name), Bytes::from(v)))
-            })
-            .collect()
-    }
-    fn lock(&self, service: &str, key: &str) -> Result<Option<InvocationId>, FsmError> {
-        match self
-            .get(Table::ObjectLock, &schema::object_lock_key(service, key.as_bytes()))
-            .map_err(store_err)?
-        {
-            Some(v) => parse_id(&v).map(Some),
-            None => Ok(None),
-        }
-    }
-    fn set_lock(&mut self, service: &str, key: &str, id: &InvocationId) -> Result<(), FsmError> {
+    fn set_lock(&mut self, service: &str, key: &str, id: &InvocationId) -> Result<(), StoreError> {
         self.put(
             Table::ObjectLock,
             &schema::object_lock_key(service, key.as_bytes()),
             &id.to_bytes(),
         )
-        .map_err(store_err)
     }
-    fn clear_lock(&mut self, service: &str, key: &str) -> Result<(), FsmError> {
+    fn clear_lock(&mut self, service: &str, key: &str) -> Result<(), StoreError> {
         self.delete(Table::ObjectLock, &schema::object_lock_key(service, key.as_bytes()))
-            .map_err(store_err)
     }
-    fn inbox_push(&mut self, service: &str, key: &str, id: &InvocationId) -> Result<(), FsmError> {
+    fn inbox_push(
+        &mut self,
+        service: &str,
+        key: &str,
+        id: &InvocationId,
+    ) -> Result<(), StoreError> {
         let prefix = schema::inbox_prefix(service, key.as_bytes());
-        let last =
-            self.scan_prefix(Table::Inbox, &prefix, SCAN_ENTRIES_MAX).map_err(store_err)?.pop();
-        let seq = match last {
-            Some((k, _)) => schema::decode_inbox_key(&k).map_err(store_err)?.2 + 1,
+        let seq = match self.last_in_prefix(Table::Inbox, &prefix)? {
+            Some((k, _)) => schema::decode_inbox_key(&k)?.2 + 1,
             None => 0,
         };
         self.put(Table::Inbox, &schema::inbox_key(service, key.as_bytes(), seq), &id.to_bytes())
-            .map_err(store_err)
     }
-    fn inbox_pop(&mut self, service: &str, key: &str) -> Result<Option<InvocationId>, FsmError> {
-        let first = self
-            .scan_prefix(Table::Inbox, &schema::inbox_prefix(service, key.as_bytes()), 1)
-            .map_err(store_err)?;
+    fn inbox_pop(&mut self, service: &str, key: &str) -> Result<Option<InvocationId>, StoreError> {
+        let first =
+            self.scan_prefix(Table::Inbox, &schema::inbox_prefix(service, key.as_bytes()), 1)?;
         let Some((k, v)) = first.into_iter().next() else { return Ok(None) };
-        self.delete(Table::Inbox, &k).map_err(store_err)?;
-        parse_id(&v).map(Some)
+        self.delete(Table::Inbox, &k)?;
+        parse_id(Table::Inbox, &v).map(Some)
     }
     fn timer_put(
         &mut self,
         wake_ms: u64,
         id: &InvocationId,
         completion_id: u32,
-    ) -> Result<(), FsmError> {
+    ) -> Result<(), StoreError> {
         self.put(Table::Timers, &schema::timer_key(wake_ms, &id.to_bytes(), completion_id), &[])
-            .map_err(store_err)
     }
     fn timer_delete(
         &mut self,
         wake_ms: u64,
         id: &InvocationId,
         completion_id: u32,
-    ) -> Result<(), FsmError> {
-        self.delete(Table::Timers, &schema::timer_key(wake_ms, &id.to_bytes(), completion_id))
-            .map_err(store_err)
+    ) -> Result<bool, StoreError> {
+        let key = schema::timer_key(wake_ms, &id.to_bytes(), completion_id);
+        if self.get(Table::Timers, &key)?.is_none() {
+            return Ok(false);
+        }
+        self.delete(Table::Timers, &key)?;
+        Ok(true)
     }
+    fn set_leader_epoch(&mut self, epoch: u64) -> Result<(), StoreError> {
+        self.set_meta_u64(schema::META_LEADER_EPOCH, epoch)
+    }
+    fn set_dedup_seq(&mut self, producer: u32, seq: u64) -> Result<(), StoreError> {
+        self.put(Table::Dedup, &schema::dedup_key(&producer.to_be_bytes()), &seq.to_be_bytes())
+    }
+    fn outbox_push(
+        &mut self,
+        producer: u32,
+        partition_key: u64,
+        kind: record::Kind,
+    ) -> Result<u64, StoreError> {
+        let seq = self.meta_u64(schema::META_OUTBOX_SEQ_NEXT)?.unwrap_or(1);
+        let header = RecordHeader { epoch: 0, producer, producer_seq: seq };
+        let entry = OutboxEntry {
+            partition_key,
+            record: Some(Record { header: Some(header), kind: Some(kind) }),
+        };
+        self.put(Table::Outbox, &schema::outbox_key(seq), &entry.encode_to_vec())?;
+        self.set_meta_u64(schema::META_OUTBOX_SEQ_NEXT, seq + 1)?;
+        Ok(seq)
+    }
+    fn outbox_truncate(&mut self, seq_through: u64) -> Result<(), StoreError> {
+        match seq_through.checked_add(1) {
+            Some(end) => self.delete_range(Table::Outbox, &[], &schema::outbox_key(end)),
+            None => self.delete_prefix(Table::Outbox, &[]),
+        }
+    }
+    fn runnable_push(&mut self, id: &InvocationId) -> Result<u64, StoreError> {
+        let seq = self.meta_u64(schema::META_RUNNABLE_SEQ_NEXT)?.unwrap_or(1);
+        self.put(Table::Runnable, &schema::runnable_key(seq, &id.to_bytes()), &[])?;
+        self.set_meta_u64(schema::META_RUNNABLE_SEQ_NEXT, seq + 1)?;
+        Ok(seq)
+    }
+    fn runnable_delete(&mut self, seq: u64, id: &InvocationId) -> Result<(), StoreError> {
+        self.delete(Table::Runnable, &schema::runnable_key(seq, &id.to_bytes()))
+    }
+}
+
+/// Reads what the invoker needs to start `attempt` of `id`, or `None` if that attempt is no
+/// longer the invocation's current one (it moved on, or finished). `lazy_state` says whether
+/// a (service, handler) reads state lazily. Eager state is capped at
+/// `eager_state_bytes_max` and marked partial past it, so the SDK reads the rest lazily.
+pub fn load_attempt<R: ReadView>(
+    r: &R,
+    id: &InvocationId,
+    attempt: u32,
+    lazy_state: &dyn Fn(&str, &str) -> bool,
+    eager_state_bytes_max: usize,
+) -> Result<Option<InvokeAttempt>, StoreError> {
+    let Some(st) = r.status(id)? else { return Ok(None) };
+    if st.phase() != Phase::Invoked || st.attempt != attempt {
+        return Ok(None);
+    }
+    let journal = r.journal(id, st.journal_len)?;
+    let kind = st.kind();
+    let (state, partial_state) = if !kind.is_keyed() {
+        (None, true)
+    } else if lazy_state(&st.service, &st.handler) {
+        (Some(Vec::new()), true)
+    } else {
+        let (entries, partial) = r.state_capped(&st.service, &st.key, eager_state_bytes_max)?;
+        (Some(entries), partial)
+    };
+    let pinned =
+        (!st.deployment_id.is_empty()).then(|| (st.deployment_id.clone(), st.protocol_version));
+    Ok(Some(InvokeAttempt {
+        id: *id,
+        attempt,
+        service: st.service.clone(),
+        handler: st.handler.clone(),
+        key: st.key.clone(),
+        kind,
+        journal,
+        state,
+        partial_state,
+        pinned,
+        retry_count: st.retry_count,
+        failures: st.failures,
+        modified_ms: st.modified_ms,
+        next_retry_at_ms: st.next_retry_at_ms,
+        random_seed: crate::protocol::ids::random_seed(id),
+    }))
 }

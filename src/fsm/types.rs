@@ -9,11 +9,30 @@ use bytes::Bytes;
 
 use crate::protocol::ids::InvocationId;
 
-/// One entry of a partition log.
+/// One entry of a partition log. Its encoded bytes are what travels between nodes (see
+/// `docs/log.md`): everything `apply` needs is in the body, nothing in the frame around it.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Record {
-    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4")]
+    #[prost(message, optional, tag = "15")]
+    pub header: Option<RecordHeader>,
+    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6")]
     pub kind: Option<record::Kind>,
+}
+
+/// Who wrote a record, for fencing and de-duplication.
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct RecordHeader {
+    /// The partition's leader epoch the writer appended under. `apply` ignores a record whose
+    /// epoch is below the highest epoch announced before it in the log.
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+    /// For deliveries from a partition's outbox: the producing partition's id + 1 (0: none).
+    #[prost(uint32, tag = "2")]
+    pub producer: u32,
+    /// The delivery's outbox sequence number at the producer; a receiver applies each
+    /// (producer, seq) once and in increasing order.
+    #[prost(uint64, tag = "3")]
+    pub producer_seq: u64,
 }
 
 pub mod record {
@@ -31,7 +50,36 @@ pub mod record {
         /// A callee finished: complete the caller's call.
         #[prost(message, tag = "4")]
         Response(super::InvocationResponse),
+        /// A new leader took over the partition: records of older epochs are ignored.
+        #[prost(message, tag = "5")]
+        AnnounceLeader(super::AnnounceLeader),
+        /// The shuffler delivered every outbox entry up to a sequence number durably.
+        #[prost(message, tag = "6")]
+        TruncateOutbox(super::TruncateOutbox),
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct AnnounceLeader {
+    #[prost(uint64, tag = "1")]
+    pub epoch: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
+pub struct TruncateOutbox {
+    /// Entries with a sequence number at or below this one are delivered.
+    #[prost(uint64, tag = "1")]
+    pub seq_through: u64,
+}
+
+/// A delivery waiting in the outbox: the record and the partition key it goes to.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OutboxEntry {
+    #[prost(uint64, tag = "1")]
+    pub partition_key: u64,
+    /// Carries `header.producer` and `header.producer_seq`; the appender sets the epoch.
+    #[prost(message, optional, tag = "2")]
+    pub record: Option<Record>,
 }
 
 /// How a handler runs, resolved from the schema when the invocation is created.
@@ -220,18 +268,28 @@ pub struct Suspended {
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct End {}
 
+/// An attempt failed. What happens next was decided once, by the invoker that saw the
+/// failure, and is carried here: `apply` follows it and never consults a retry policy, so
+/// replaying the log under another configuration reaches the same state.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Failed {
     #[prost(uint32, tag = "1")]
     pub code: u32,
     #[prost(string, tag = "2")]
     pub message: String,
-    /// The SDK asked for this delay before the next attempt.
+    /// The SDK asked for this delay before the next attempt (informational).
     #[prost(uint64, optional, tag = "3")]
     pub retry_after_ms: Option<u64>,
-    /// Counts against the retry budget (false for setup failures on our side).
+    /// Counts against the retry budget (false for setup failures on our side and for
+    /// retries whose delay the SDK chose).
     #[prost(bool, tag = "4")]
     pub counts: bool,
+    /// Start the next attempt after this delay (unless `give_up`).
+    #[prost(uint64, tag = "5")]
+    pub retry_in_ms: u64,
+    /// No further attempt: the invocation completes with the failure `code` and `message`.
+    #[prost(bool, tag = "6")]
+    pub give_up: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -319,25 +377,32 @@ pub struct Status {
     /// Completion ids whose notification is in the journal.
     #[prost(uint32, repeated, tag = "20")]
     pub completed_ids: Vec<u32>,
+    /// The invocation's entry in the Runnable index while it is `Invoked` (0: none).
+    #[prost(uint64, tag = "21")]
+    pub runnable_seq: u64,
+    /// The current attempt starts no earlier than this (retry backoff). Ms since the epoch.
+    #[prost(uint64, tag = "22")]
+    pub next_retry_at_ms: u64,
 }
 
 /// What the shell must do after a record was applied (and its transaction committed).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    /// Start an attempt.
-    Invoke(Box<InvokeAttempt>),
+    /// An attempt is due: the invoker loads it from the store when it has room.
+    Invoke { id: InvocationId, attempt: u32, not_before_ms: u64 },
     /// Send a notification to the open attempt (bidi streams), after it is durable.
     Notify { id: InvocationId, attempt: u32, ty: u16, payload: Bytes },
     /// Stop a running attempt (its invocation ended or was superseded).
     Abort { id: InvocationId },
     /// Answer a waiting ingress request.
     IngressReply { request_id: u64, id: InvocationId, outcome: Outcome },
-    /// Arm a durable timer.
+    /// Arm a durable timer (it is in the Timers table already).
     Timer { wake_ms: u64, id: InvocationId, completion_id: u32 },
-    /// Append a record to the log of the partition owning `partition_key` (maybe this one).
-    Deliver { partition_key: u64, record: Record },
+    /// A delivery was written to the outbox with this sequence number.
+    Outbox { seq: u64 },
 }
 
+/// Everything an attempt needs, read from the store when the invoker starts it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InvokeAttempt {
     pub id: InvocationId,
@@ -348,11 +413,17 @@ pub struct InvokeAttempt {
     pub kind: HandlerKind,
     /// Journal entries in order: (message type, payload).
     pub journal: Vec<(u16, Bytes)>,
-    /// Eager state, complete (`partial_state = false`); `None` for lazy state or services.
+    /// Eager state; `None` for services (no state).
     pub state: Option<Vec<(Bytes, Bytes)>>,
+    /// The eager state is incomplete (over the size cap, or lazy): the SDK reads the rest.
+    pub partial_state: bool,
     pub pinned: Option<(String, u32)>,
+    /// Failed attempts since the last stored journal entry.
     pub retry_count: u32,
-    /// Wait this long before starting (retry backoff).
-    pub delay_ms: u64,
+    /// Failed attempts counted against the retry budget.
+    pub failures: u32,
+    /// When the journal last changed. Ms since the epoch.
+    pub modified_ms: u64,
+    pub next_retry_at_ms: u64,
     pub random_seed: u64,
 }

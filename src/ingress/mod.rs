@@ -8,8 +8,11 @@
 //! and the failure's code as status.
 //!
 //! Invariants: a call is answered only with the outcome the partition processor applied from
-//! a durable record; a send is answered 202 only after its invocation record is durable. The
-//! ingress reaches partitions only through `partition::Router`.
+//! a durable record; a send is answered 202 only after its invocation record is durable, and
+//! only by a partition that runs (otherwise 503 with a stable code). The ingress reaches
+//! partitions only through `partition::Router`. Memory is bounded: at most
+//! `concurrency_max` requests are served at once and request bodies in memory together stay
+//! within `body_bytes_inflight_max`; past either the ingress answers 429 at once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,31 +22,58 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 
-use crate::fsm::{outcome, partition_key_of, record, sink, Header, Invoke, Outcome, Record, Sink};
-use crate::partition::Router;
+use crate::codes::{self, Code};
+use crate::fsm::{
+    limits, outcome, partition_key_of, record, sink, Header, Invoke, Outcome, Record, Sink,
+};
+use crate::partition::{AppendError, Router};
 use crate::protocol::discovery::ServiceType;
 use crate::protocol::ids::{splitmix64, InvocationId};
 use crate::schema::{HandlerSchema, Registry};
-use crate::timefmt::now_ms;
+
+/// Limits of the ingress.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest request body. Bytes.
+    pub request_size_limit_bytes: usize,
+    /// Requests served at once (`ingress.concurrent-api-requests-limit`).
+    pub concurrency_max: usize,
+    /// Request bodies held in memory at once, all requests together. Bytes.
+    pub body_bytes_inflight_max: usize,
+}
 
 /// Shared state of the ingress server.
 #[derive(Debug)]
 pub struct IngressState {
     pub registry: Arc<Registry>,
     pub router: Router,
-    pub request_size_limit_bytes: usize,
+    pub limits: Limits,
+    clock: crate::clock::SharedClock,
     ids: IdSource,
+    concurrency: Arc<tokio::sync::Semaphore>,
+    body_bytes: Arc<tokio::sync::Semaphore>,
 }
 
 impl IngressState {
     pub fn new(
         registry: Arc<Registry>,
         router: Router,
-        request_size_limit_bytes: usize,
+        limits: Limits,
+        clock: crate::clock::SharedClock,
     ) -> IngressState {
-        IngressState { registry, router, request_size_limit_bytes, ids: IdSource::new() }
+        IngressState {
+            registry,
+            router,
+            concurrency: Arc::new(tokio::sync::Semaphore::new(limits.concurrency_max.max(1))),
+            body_bytes: Arc::new(tokio::sync::Semaphore::new(
+                limits.body_bytes_inflight_max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+            ids: IdSource::new(clock.clone()),
+            clock,
+            limits,
+        }
     }
 }
 
@@ -53,18 +83,19 @@ impl IngressState {
 struct IdSource {
     seed: u64,
     counter: AtomicU64,
+    clock: crate::clock::SharedClock,
 }
 
 impl IdSource {
-    fn new() -> IdSource {
+    fn new(clock: crate::clock::SharedClock) -> IdSource {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u32(std::process::id());
-        IdSource { seed: h.finish(), counter: AtomicU64::new(0) }
+        IdSource { seed: h.finish(), counter: AtomicU64::new(0), clock }
     }
     fn next(&self) -> (u64, u128) {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let ms = now_ms();
+        let ms = self.clock.now_ms();
         let a = splitmix64(self.seed ^ n);
         let b = splitmix64(a ^ ms ^ 0x9E37_79B9_7F4A_7C15);
         // ULID-like: milliseconds first, so ids sort roughly by creation time.
@@ -76,6 +107,36 @@ impl IdSource {
 /// The ingress router: everything goes through one handler that parses the path.
 pub fn router(state: Arc<IngressState>) -> axum::Router {
     axum::Router::new().fallback(handle).with_state(state)
+}
+
+fn coded(code: Code, message: impl std::fmt::Display) -> Response {
+    let status =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let mut r = error(status, codes::message(code, message));
+    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+        r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+/// The answer to an append that failed.
+fn append_error(e: AppendError) -> Response {
+    match e {
+        AppendError::Unavailable { .. } | AppendError::Fenced { .. } => {
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        AppendError::NoSpace => {
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+            r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        }
+        AppendError::TooLarge { .. } => error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+        AppendError::Log { .. } => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot accept the invocation: {e}"))
+        }
+    }
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -105,10 +166,22 @@ fn percent_decode(s: &str) -> Option<String> {
 async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Response {
     let path = req.uri().path().trim_end_matches('/').to_string();
     if path == "/restate/health" {
+        if let Some(r) = not_running(&st.router) {
+            return r;
+        }
         let schema = st.registry.snapshot();
         let names: Vec<&String> = schema.services.keys().collect();
         return axum::Json(serde_json::json!({ "services": names })).into_response();
     }
+    let Ok(_slot) = st.concurrency.clone().try_acquire_owned() else {
+        return coded(
+            Code::Overloaded,
+            format!(
+                "the ingress serves {} requests at once already; retry shortly",
+                st.limits.concurrency_max
+            ),
+        );
+    };
     let segs: Vec<&str> = path.split('/').skip(1).collect();
     if !(2..=7).contains(&(path.matches('/').count())) || segs.iter().any(|s| s.is_empty()) {
         return error(StatusCode::BAD_REQUEST, format!("bad path: {path}"));
@@ -181,20 +254,12 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let body = match Limited::new(req.into_body(), st.request_size_limit_bytes).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "request body is larger than the limit of {} bytes",
-                    st.request_size_limit_bytes
-                ),
-            )
-        }
-        Err(e) => {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read body: {e}"))
-        }
+    if let Err(v) = limits::check_object_key(&key) {
+        return coded(v.code, &v.detail);
+    }
+    let (body, _body_permit) = match read_body(&st, req.into_body()).await {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     if let Err(msg) = validate_input(handler, content_type.as_deref(), &body) {
         return error(StatusCode::BAD_REQUEST, format!("input validation error: {msg}"));
@@ -202,9 +267,9 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
 
     let kind = handler.kind.fsm_kind();
     let (random_pk, uuid) = st.ids.next();
-    let partition_key = if keyed { partition_key_of(&service.name, &key) } else { random_pk };
+    let partition_key = if keyed { partition_key_of(&key) } else { random_pk };
     let id = InvocationId { partition_key, uuid };
-    let execute_at_ms = delay_ms.map(|d| now_ms() + d).unwrap_or(0);
+    let execute_at_ms = delay_ms.map(|d| st.clock.now_ms() + d).unwrap_or(0);
     let target = st.router.for_key(partition_key).clone();
     let mut invoke = Invoke {
         invocation_id: Bytes::copy_from_slice(&id.to_bytes()),
@@ -218,12 +283,9 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
         execute_at_ms,
     };
     if send {
-        let rec = Record { kind: Some(record::Kind::Invoke(invoke)) };
-        if let Err(e) = target.append(&[rec]).await {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("cannot accept the invocation: {e}"),
-            );
+        let rec = Record { header: None, kind: Some(record::Kind::Invoke(invoke)) };
+        if let Err(e) = target.append(vec![rec]).await {
+            return append_error(e);
         }
         let mut body = serde_json::json!({"invocationId": id.to_string(), "status": "Accepted"});
         if execute_at_ms > 0 {
@@ -236,17 +298,78 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
     }
     let (request_id, rx, _guard) = st.router.waiters.register();
     invoke.sink = Some(Sink { kind: Some(sink::Kind::Ingress(request_id)) });
-    let rec = Record { kind: Some(record::Kind::Invoke(invoke)) };
-    if let Err(e) = target.append(&[rec]).await {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("cannot accept the invocation: {e}"),
-        );
+    let rec = Record { header: None, kind: Some(record::Kind::Invoke(invoke)) };
+    if let Err(e) = target.append(vec![rec]).await {
+        return append_error(e);
     }
+    drop(_body_permit);
     match rx.await {
         Ok((id, outcome)) => respond(&id, handler, outcome),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down; the invocation continues and can be retried safely only with an idempotency key"),
     }
+}
+
+/// A 503 naming the partitions that do not run, if any.
+pub fn not_running(router: &Router) -> Option<Response> {
+    let down: Vec<String> = router
+        .liveness()
+        .into_iter()
+        .filter(|(_, l)| !l.is_running())
+        .map(|(id, l)| format!("partition {id}: {l:?}"))
+        .collect();
+    if down.is_empty() {
+        return None;
+    }
+    Some(coded(
+        Code::PartitionUnavailable,
+        format!("not every partition runs: {}", down.join("; ")),
+    ))
+}
+
+/// Reads a request body within the size limit and the ingress-wide memory budget; the permit
+/// holds the body's share of the budget until it is dropped.
+async fn read_body(
+    st: &IngressState,
+    body: Body,
+) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), Response> {
+    let limit = st.limits.request_size_limit_bytes;
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
+    };
+    let over_budget = || {
+        coded(
+            Code::Overloaded,
+            format!(
+                "request bodies in memory reached the ingress budget of {} bytes; retry shortly",
+                st.limits.body_bytes_inflight_max
+            ),
+        )
+    };
+    let mut permit = match st.body_bytes.clone().try_acquire_many_owned(0) {
+        Ok(p) => p,
+        Err(_) => return Err(over_budget()),
+    };
+    let mut buf = bytes::BytesMut::new();
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            error(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))
+        })?;
+        let Ok(data) = frame.into_data() else { continue };
+        if buf.len() + data.len() > limit {
+            return Err(too_large());
+        }
+        let n = u32::try_from(data.len()).map_err(|_| too_large())?;
+        match st.body_bytes.clone().try_acquire_many_owned(n) {
+            Ok(p) => permit.merge(p),
+            Err(_) => return Err(over_budget()),
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok((buf.freeze(), permit))
 }
 
 fn header_value(s: &str) -> HeaderValue {

@@ -1,48 +1,50 @@
 //! The invoker: runs attempts of invocations against SDK deployments over the service
 //! protocol, and reports what the SDK did as effects appended to the partition's log.
 //!
-//! Shape: one `Invoker` per partition owns the running attempts (one task each); the
-//! processor talks to it through the cheap [`Handle`]. An attempt task resolves the
-//! deployment (pinned after the first attempt), opens `POST /invoke/{service}/{handler}` over
-//! HTTP/2, sends `StartMessage` and the journal, forwards live notifications in bidirectional
-//! mode, and turns every message from the SDK into an [`Effect`] record.
+//! Shape: one `Invoker` per partition owns the running attempts (one task each, at most
+//! `inflight_max`), a bounded queue of attempts ready to start and a bounded set of attempts
+//! waiting for their retry time. The processor talks to it through the cheap [`Handle`]:
+//! hints that an attempt is due, notifications, aborts, and the leadership (epoch and store)
+//! it works for. An attempt is one sans-IO [`machine::Machine`] pumped by
+//! [`driver::run_attempt`] over a [`driver::Transport`] (HTTP/2 in the server, an in-process
+//! SDK in the simulator).
 //!
 //! Invariants:
-//! - The invoker never touches the store; everything it learns re-enters through the log.
-//! - Effects of one attempt are appended in the order the SDK sent them, each batch only after
-//!   the previous one is durable, so a later attempt's replay contains everything the SDK
-//!   already acted upon.
-//! - Commands are stored byte-for-byte as received.
+//! - The invoker never writes the store; it reads an attempt's journal and state from the
+//!   leader's store when it starts the attempt, and everything it learns re-enters through
+//!   the log, appended with the leader's epoch.
+//! - Memory is bounded: at most `inflight_max` attempts run, at most `queue_max` wait in
+//!   memory; the rest stay in the store's Runnable index, which the invoker reads again
+//!   (from a cursor) when its queue runs low or hints were dropped. Start-up therefore never
+//!   launches every pending invocation at once.
 //! - At most one attempt per invocation runs; a newer attempt aborts the older one.
-//! - Commands this version does not implement fail the attempt with a message that names
-//!   them, rather than leaving the SDK waiting forever.
+//! - A hint or notification that does not fit the bounded channel is never silently lost:
+//!   a dropped hint triggers a refill from the store; a dropped notification restarts the
+//!   attempt (so it replays the journal, which has it).
 
 mod body;
+pub mod driver;
+pub mod http;
+pub mod machine;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
-use prost::Message as _;
-use tokio::sync::mpsc;
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::fsm::{
-    effect, outcome, Command, Effect, Failed, Failure, HandlerKind, InvokeAttempt, Outcome, Pin,
-    ProposeRun, Record, Suspended,
-};
-use crate::partition;
-use crate::protocol::codec::{decode_message, Command as Cmd, Message};
-use crate::protocol::framing::{encode_frame, Decoder};
-use crate::protocol::http::{h2c_client, H2cClient};
+use crate::clock::SharedClock;
+use crate::fsm::{effect, load_attempt, Failed, FsmRead, RetryPolicy};
+use crate::partition::{self, AppendError};
 use crate::protocol::ids::InvocationId;
-use crate::protocol::messages::{self as pm, MessageType};
-use crate::protocol::version::{negotiate, ServiceProtocolVersion};
-use crate::schema::{Registry, Schema};
+use crate::schema::Registry;
+use crate::store::PartitionStore;
 
-use body::ChannelBody;
+pub use driver::{AttemptEnd, Connection, Target, Transport, TransportError};
+pub use machine::SuspendPolicy;
 
 /// Tuning and limits of the invoker.
 #[derive(Clone, Debug)]
@@ -50,7 +52,24 @@ pub struct Options {
     pub inactivity_timeout: Duration,
     pub abort_timeout: Duration,
     pub protocol_v7: bool,
+    /// Largest message an SDK may send. Bytes.
     pub message_bytes_max: u32,
+    /// Journal entries an invocation may reach (at most the state machine's limit).
+    pub journal_entries_max: u32,
+    /// Attempts running at once (`worker.invoker.in-flight-invocations-limit`).
+    pub inflight_max: usize,
+    /// Attempts waiting in memory to start, and waiting for their retry time, each.
+    pub queue_max: usize,
+    /// Eager state sent with a start message; past it the state is partial. Bytes.
+    pub eager_state_bytes_max: usize,
+    /// Notifications queued for one running attempt.
+    pub notifications_queued_max: usize,
+    /// Commands queued from the processor.
+    pub commands_queued_max: usize,
+    /// How long an attempt whose effects hit a full disk waits before it runs again.
+    pub retry_later_delay: Duration,
+    pub retry: RetryPolicy,
+    pub suspend: SuspendPolicy,
 }
 
 impl Default for Options {
@@ -60,518 +79,495 @@ impl Default for Options {
             abort_timeout: Duration::from_secs(600),
             protocol_v7: false,
             message_bytes_max: 32 * 1024 * 1024,
+            journal_entries_max: crate::fsm::limits::JOURNAL_ENTRIES_MAX,
+            inflight_max: 10_000,
+            queue_max: 10_000,
+            eager_state_bytes_max: 1024 * 1024,
+            notifications_queued_max: 256,
+            commands_queued_max: 4096,
+            retry_later_delay: Duration::from_secs(1),
+            retry: RetryPolicy::default(),
+            suspend: SuspendPolicy::default(),
         }
     }
 }
 
-enum Cmd_ {
-    Invoke(Box<InvokeAttempt>),
+enum Cmd {
+    Invoke { id: InvocationId, attempt: u32, not_before_ms: u64 },
     Notify { id: InvocationId, attempt: u32, ty: u16, payload: Bytes },
     Abort { id: InvocationId },
 }
 
-/// Sends work to a partition's invoker. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct Handle {
-    tx: mpsc::UnboundedSender<Cmd_>,
-}
-
-impl std::fmt::Debug for Cmd_ {
+impl std::fmt::Debug for Cmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("invoker command")
     }
 }
 
+/// Who the invoker works for: the leader's epoch and store, or nobody (paused).
+type Leadership = Option<(u64, Arc<PartitionStore>)>;
+
+/// Bounded number of invocations remembered as having lost a notification; past it the
+/// invoker restarts every running attempt.
+const LOST_MAX: usize = 4096;
+
+#[derive(Debug, Default)]
+struct Overflow {
+    refill: AtomicBool,
+    lost_all: AtomicBool,
+    lost: Mutex<BTreeSet<InvocationId>>,
+    wake: Notify,
+}
+
+/// Sends work to a partition's invoker. Cheap to clone; never blocks.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    tx: mpsc::Sender<Cmd>,
+    overflow: Arc<Overflow>,
+    leadership: Arc<watch::Sender<Leadership>>,
+}
+
 impl Handle {
-    pub fn invoke(&self, attempt: InvokeAttempt) {
-        let _ = self.tx.send(Cmd_::Invoke(Box::new(attempt)));
+    /// An attempt is due (a hint: the store is the truth).
+    pub fn invoke(&self, id: InvocationId, attempt: u32, not_before_ms: u64) {
+        if self.tx.try_send(Cmd::Invoke { id, attempt, not_before_ms }).is_err() {
+            self.overflow.refill.store(true, Ordering::SeqCst);
+            self.overflow.wake.notify_one();
+        }
     }
     pub fn notify(&self, id: InvocationId, attempt: u32, ty: u16, payload: Bytes) {
-        let _ = self.tx.send(Cmd_::Notify { id, attempt, ty, payload });
+        if self.tx.try_send(Cmd::Notify { id, attempt, ty, payload }).is_err() {
+            self.lost(id);
+        }
     }
     pub fn abort(&self, id: InvocationId) {
-        let _ = self.tx.send(Cmd_::Abort { id });
+        if self.tx.try_send(Cmd::Abort { id }).is_err() {
+            self.lost(id);
+        }
     }
+    fn lost(&self, id: InvocationId) {
+        let mut lost = self.overflow.lost.lock().unwrap_or_else(|p| p.into_inner());
+        if lost.len() < LOST_MAX {
+            lost.insert(id);
+        } else {
+            self.overflow.lost_all.store(true, Ordering::SeqCst);
+        }
+        drop(lost);
+        self.overflow.wake.notify_one();
+    }
+    /// Works for the leader of `epoch`, reading attempts from `store`; starts from the
+    /// Runnable index.
+    pub fn lead(&self, epoch: u64, store: Arc<PartitionStore>) {
+        self.leadership.send_replace(Some((epoch, store)));
+    }
+    /// Stops every attempt and waits for the next leader.
+    pub fn pause(&self) {
+        self.leadership.send_replace(None);
+    }
+}
+
+/// Why an invoker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokerError {
+    #[error("partition {partition} invoker: appending effects: {source}")]
+    Append { partition: u16, source: AppendError },
 }
 
 struct Running {
     attempt: u32,
-    notify: mpsc::UnboundedSender<(u16, Bytes)>,
+    notify: mpsc::Sender<(u16, Bytes)>,
     task: JoinHandle<()>,
 }
 
-/// The invoker of one partition.
-pub struct Invoker {
-    rx: mpsc::UnboundedReceiver<Cmd_>,
-    ctx: Arc<Ctx>,
-    running: HashMap<InvocationId, Running>,
-    done_tx: mpsc::UnboundedSender<(InvocationId, u32)>,
-    done_rx: mpsc::UnboundedReceiver<(InvocationId, u32)>,
+/// What attempts need from their invoker, shared by their tasks.
+pub struct Ctx<T: Transport> {
+    pub opts: Options,
+    pub registry: Arc<Registry>,
+    pub partition: partition::Handle,
+    pub transport: T,
+    pub clock: SharedClock,
 }
 
-impl std::fmt::Debug for Invoker {
+impl<T: Transport> std::fmt::Debug for Ctx<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx").field("partition", &self.partition.id).finish()
+    }
+}
+
+/// The invoker of one partition.
+pub struct Invoker<T: Transport> {
+    ctx: Arc<Ctx<T>>,
+    rx: mpsc::Receiver<Cmd>,
+    overflow: Arc<Overflow>,
+    leadership_rx: watch::Receiver<Leadership>,
+    leader: Leadership,
+    running: BTreeMap<InvocationId, Running>,
+    ready: VecDeque<(InvocationId, u32)>,
+    delayed: BTreeSet<(u64, InvocationId, u32)>,
+    /// Invocations in `ready` or `delayed`, with their attempt.
+    queued: BTreeMap<InvocationId, u32>,
+    /// Reading the Runnable index: `Some(cursor)` while a pass is under way.
+    refill: Option<Option<(u64, InvocationId)>>,
+    /// A new refill pass is due at this time (after delayed entries were dropped).
+    refill_at_ms: Option<u64>,
+    done_tx: mpsc::UnboundedSender<(InvocationId, u32, AttemptEnd)>,
+    done_rx: mpsc::UnboundedReceiver<(InvocationId, u32, AttemptEnd)>,
+}
+
+impl<T: Transport> std::fmt::Debug for Invoker<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Invoker").field("running", &self.running.len()).finish()
     }
 }
 
-struct Ctx {
-    opts: Options,
-    registry: Arc<Registry>,
-    partition: partition::Handle,
-    client: H2cClient<ChannelBody>,
-}
-
-impl Invoker {
+impl<T: Transport> Invoker<T> {
     pub fn new(
         opts: Options,
         registry: Arc<Registry>,
         partition: partition::Handle,
-    ) -> (Invoker, Handle) {
-        let (tx, rx) = mpsc::unbounded_channel();
+        transport: T,
+        clock: SharedClock,
+    ) -> (Invoker<T>, Handle) {
+        let (tx, rx) = mpsc::channel(opts.commands_queued_max.max(1));
+        // One outstanding completion per attempt at most.
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let ctx = Arc::new(Ctx { opts, registry, partition, client: h2c_client() });
-        (Invoker { rx, ctx, running: HashMap::new(), done_tx, done_rx }, Handle { tx })
+        let (leadership, leadership_rx) = watch::channel(None);
+        let overflow = Arc::new(Overflow::default());
+        let ctx = Arc::new(Ctx { opts, registry, partition, transport, clock });
+        (
+            Invoker {
+                ctx,
+                rx,
+                overflow: overflow.clone(),
+                leadership_rx,
+                leader: None,
+                running: BTreeMap::new(),
+                ready: VecDeque::new(),
+                delayed: BTreeSet::new(),
+                queued: BTreeMap::new(),
+                refill: None,
+                refill_at_ms: None,
+                done_tx,
+                done_rx,
+            },
+            Handle { tx, overflow, leadership: Arc::new(leadership) },
+        )
+    }
+
+    fn partition(&self) -> u16 {
+        self.ctx.partition.id
     }
 
     /// Runs until every handle is dropped; aborts running attempts on exit.
-    pub async fn run(mut self) {
+    pub async fn run(mut self) -> Result<(), InvokerError> {
+        let r = self.run_loop().await;
+        for (_, r) in std::mem::take(&mut self.running) {
+            r.task.abort();
+        }
+        r
+    }
+
+    async fn run_loop(&mut self) -> Result<(), InvokerError> {
         loop {
+            if self.leadership_rx.has_changed().unwrap_or(false) {
+                let l = self.leadership_rx.borrow_and_update().clone();
+                self.change_leader(l);
+            }
+            self.take_overflow();
+            self.fill();
+            let next_due = self.delayed.first().map(|d| d.0);
+            let wake_ms = match (next_due, self.refill_at_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let sleep = async {
+                match wake_ms {
+                    Some(ms) => {
+                        let now = self.ctx.clock.now_ms();
+                        tokio::time::sleep(Duration::from_millis(ms.saturating_sub(now))).await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                cmd = self.rx.recv() => match cmd {
-                    Some(Cmd_::Invoke(a)) => self.start(*a),
-                    Some(Cmd_::Notify { id, attempt, ty, payload }) => {
-                        if let Some(r) = self.running.get(&id) {
-                            if r.attempt == attempt {
-                                let _ = r.notify.send((ty, payload));
-                            }
-                        }
+                biased;
+                r = self.leadership_rx.changed() => {
+                    if r.is_err() {
+                        return Ok(());
                     }
-                    Some(Cmd_::Abort { id }) => {
-                        if let Some(r) = self.running.remove(&id) {
-                            r.task.abort();
-                        }
-                    }
-                    None => break,
-                },
-                Some((id, attempt)) = self.done_rx.recv() => {
-                    if self.running.get(&id).is_some_and(|r| r.attempt == attempt) {
-                        self.running.remove(&id);
+                    let l = self.leadership_rx.borrow_and_update().clone();
+                    self.change_leader(l);
+                }
+                done = self.done_rx.recv() => {
+                    if let Some((id, attempt, end)) = done {
+                        self.finished(id, attempt, end)?;
                     }
                 }
+                cmd = self.rx.recv() => match cmd {
+                    Some(c) => self.command(c),
+                    None => return Ok(()),
+                },
+                _ = self.overflow.wake.notified() => {}
+                _ = sleep => {}
             }
-        }
-        for (_, r) in self.running.drain() {
-            r.task.abort();
         }
     }
 
-    fn start(&mut self, a: InvokeAttempt) {
-        if let Some(old) = self.running.remove(&a.id) {
+    fn change_leader(&mut self, l: Leadership) {
+        for (_, r) in std::mem::take(&mut self.running) {
+            r.task.abort();
+        }
+        self.ready.clear();
+        self.delayed.clear();
+        self.queued.clear();
+        self.refill = l.as_ref().map(|_| None);
+        self.refill_at_ms = None;
+        self.leader = l;
+    }
+
+    fn take_overflow(&mut self) {
+        if self.overflow.refill.swap(false, Ordering::SeqCst) && self.refill.is_none() {
+            self.refill = Some(None);
+        }
+        let lost: Vec<InvocationId> = {
+            let mut l = self.overflow.lost.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *l).into_iter().collect()
+        };
+        let lost_all = self.overflow.lost_all.swap(false, Ordering::SeqCst);
+        let ids: Vec<InvocationId> =
+            if lost_all { self.running.keys().copied().collect() } else { lost };
+        for id in ids {
+            self.restart(id);
+        }
+    }
+
+    /// A notification (or abort) for `id` was dropped: stop its attempt and log a failure
+    /// that asks for a new one, which replays the journal with everything in it.
+    fn restart(&mut self, id: InvocationId) {
+        let Some(r) = self.running.remove(&id) else { return };
+        r.task.abort();
+        let Some((epoch, _)) = &self.leader else { return };
+        let failed = machine::effect_record(
+            &id,
+            r.attempt,
+            effect::Kind::Failed(Failed {
+                code: 503,
+                message: "the attempt fell behind its notifications; restarting it".into(),
+                retry_after_ms: None,
+                counts: false,
+                retry_in_ms: 0,
+                give_up: false,
+            }),
+        );
+        let partition = self.ctx.partition.clone();
+        let epoch = *epoch;
+        // If this append fails the invocation stays runnable in the store and the next
+        // refill starts it again.
+        tokio::spawn(async move {
+            if let Err(e) = partition.append_as(epoch, vec![failed]).await {
+                tracing::debug!(invocation = %id, "cannot restart a lagging attempt now: {e}");
+            }
+        });
+        self.refill = Some(self.refill.flatten());
+    }
+
+    fn command(&mut self, c: Cmd) {
+        match c {
+            Cmd::Invoke { id, attempt, not_before_ms } => {
+                if self.leader.is_none() {
+                    return;
+                }
+                if self.running.get(&id).is_some_and(|r| r.attempt >= attempt)
+                    || self.queued.get(&id).is_some_and(|a| *a >= attempt)
+                {
+                    return;
+                }
+                self.enqueue(id, attempt, not_before_ms);
+            }
+            Cmd::Notify { id, attempt, ty, payload } => {
+                if let Some(r) = self.running.get(&id) {
+                    if r.attempt == attempt && r.notify.try_send((ty, payload)).is_err() {
+                        self.restart(id);
+                    }
+                }
+            }
+            Cmd::Abort { id } => {
+                if let Some(r) = self.running.remove(&id) {
+                    r.task.abort();
+                }
+            }
+        }
+    }
+
+    fn enqueue(&mut self, id: InvocationId, attempt: u32, not_before_ms: u64) {
+        if not_before_ms > self.ctx.clock.now_ms() {
+            if self.delayed.len() >= self.ctx.opts.queue_max {
+                // The store keeps it runnable; look again once the earliest waits are over.
+                let retry_at = self.delayed.first().map(|d| d.0).unwrap_or(not_before_ms);
+                self.refill_at_ms = Some(self.refill_at_ms.map_or(retry_at, |r| r.min(retry_at)));
+                return;
+            }
+            self.delayed.insert((not_before_ms, id, attempt));
+        } else {
+            if self.ready.len() >= self.ctx.opts.queue_max {
+                if self.refill.is_none() {
+                    self.refill = Some(None);
+                }
+                return;
+            }
+            self.ready.push_back((id, attempt));
+        }
+        if let Some(old) = self.queued.insert(id, attempt) {
+            if old < attempt {
+                self.ready.retain(|(i, a)| !(*i == id && *a == old));
+                self.delayed.retain(|(_, i, a)| !(*i == id && *a == old));
+            }
+        }
+    }
+
+    /// Starts attempts while there is room.
+    fn fill(&mut self) {
+        let Some((epoch, store)) = self.leader.clone() else { return };
+        let now = self.ctx.clock.now_ms();
+        if self.refill_at_ms.is_some_and(|t| t <= now) {
+            self.refill_at_ms = None;
+            if self.refill.is_none() {
+                self.refill = Some(None);
+            }
+        }
+        while let Some(&(due, id, attempt)) = self.delayed.first() {
+            if due > now || self.ready.len() >= self.ctx.opts.queue_max {
+                break;
+            }
+            self.delayed.pop_first();
+            self.ready.push_back((id, attempt));
+        }
+        while self.running.len() < self.ctx.opts.inflight_max {
+            let Some((id, attempt)) = self.ready.pop_front() else {
+                if self.refill_some(&store) {
+                    continue;
+                }
+                break;
+            };
+            if self.queued.get(&id) == Some(&attempt) {
+                self.queued.remove(&id);
+            }
+            self.start(epoch, &store, id, attempt, now);
+        }
+    }
+
+    /// Reads the next stretch of the Runnable index into the queue; whether it queued any.
+    fn refill_some(&mut self, store: &PartitionStore) -> bool {
+        let Some(cursor) = self.refill else { return false };
+        let want = (self.ctx.opts.queue_max / 2).max(1);
+        let read = store.begin_read().and_then(|r| {
+            let rows = r.runnable_after(cursor, want)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for (seq, id) in rows {
+                let st = r.status(&id)?;
+                out.push((seq, id, st));
+            }
+            Ok(out)
+        });
+        let rows = match read {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(partition = self.partition(), "reading runnable invocations: {e}");
+                self.refill = None;
+                self.refill_at_ms = Some(self.ctx.clock.now_ms() + 1000);
+                return false;
+            }
+        };
+        let complete = rows.len() < want;
+        let mut queued = false;
+        let mut last = cursor;
+        for (seq, id, st) in rows {
+            last = Some((seq, id));
+            let Some(st) = st else { continue };
+            if self.running.contains_key(&id) || self.queued.contains_key(&id) {
+                continue;
+            }
+            self.enqueue(id, st.attempt, st.next_retry_at_ms);
+            queued = true;
+        }
+        self.refill = if complete { None } else { Some(last) };
+        queued || !complete
+    }
+
+    fn start(
+        &mut self,
+        epoch: u64,
+        store: &PartitionStore,
+        id: InvocationId,
+        attempt: u32,
+        now_ms: u64,
+    ) {
+        if let Some(r) = self.running.get(&id) {
+            if r.attempt >= attempt {
+                return;
+            }
+        }
+        let schema = self.ctx.registry.snapshot();
+        let lazy = |service: &str, handler: &str| {
+            schema
+                .service(service)
+                .and_then(|s| s.handlers.get(handler))
+                .is_some_and(|h| h.lazy_state)
+        };
+        let loaded = store.begin_read().and_then(|r| {
+            load_attempt(&r, &id, attempt, &lazy, self.ctx.opts.eager_state_bytes_max)
+        });
+        let a = match loaded {
+            Ok(Some(a)) => a,
+            Ok(None) => return, // moved on, or finished
+            Err(e) => {
+                tracing::warn!(invocation = %id, "cannot read the attempt to start: {e}");
+                self.delayed.insert((now_ms + 1000, id, attempt));
+                self.queued.insert(id, attempt);
+                return;
+            }
+        };
+        if a.next_retry_at_ms > now_ms {
+            self.delayed.insert((a.next_retry_at_ms, id, attempt));
+            self.queued.insert(id, attempt);
+            return;
+        }
+        if let Some(old) = self.running.remove(&id) {
             old.task.abort();
         }
-        let (notify, notify_rx) = mpsc::unbounded_channel();
+        let (notify, notify_rx) = mpsc::channel(self.ctx.opts.notifications_queued_max.max(1));
         let ctx = self.ctx.clone();
         let done = self.done_tx.clone();
-        let (id, attempt) = (a.id, a.attempt);
         let task = tokio::spawn(async move {
-            run_attempt(&ctx, a, notify_rx).await;
-            let _ = done.send((id, attempt));
+            let end = driver::run_attempt(&ctx, epoch, a, notify_rx).await;
+            let _ = done.send((id, attempt, end));
         });
         self.running.insert(id, Running { attempt, notify, task });
     }
-}
 
-/// Why an attempt failed, and whether it counts against the retry budget.
-struct AttemptError {
-    code: u32,
-    message: String,
-    retry_after_ms: Option<u64>,
-    counts: bool,
-}
-
-impl AttemptError {
-    fn new(code: u32, message: impl Into<String>) -> AttemptError {
-        AttemptError { code, message: message.into(), retry_after_ms: None, counts: true }
-    }
-    fn setup(message: impl Into<String>) -> AttemptError {
-        AttemptError { code: 503, message: message.into(), retry_after_ms: None, counts: false }
-    }
-}
-
-fn effect(id: &InvocationId, attempt: u32, kind: effect::Kind) -> Record {
-    Record {
-        kind: Some(crate::fsm::record::Kind::Effect(Effect {
-            invocation_id: Bytes::copy_from_slice(&id.to_bytes()),
-            attempt,
-            kind: Some(kind),
-        })),
-    }
-}
-
-async fn run_attempt(
-    ctx: &Ctx,
-    a: InvokeAttempt,
-    notify_rx: mpsc::UnboundedReceiver<(u16, Bytes)>,
-) {
-    if a.delay_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(a.delay_ms)).await;
-    }
-    let (id, attempt) = (a.id, a.attempt);
-    match attempt_inner(ctx, &a, notify_rx).await {
-        Ok(()) => {}
-        Err(e) => {
-            tracing::info!(invocation = %id, attempt, code = e.code, "attempt failed: {}", e.message);
-            let rec = effect(
-                &id,
-                attempt,
-                effect::Kind::Failed(Failed {
-                    code: e.code,
-                    message: e.message,
-                    retry_after_ms: e.retry_after_ms,
-                    counts: e.counts,
-                }),
-            );
-            if let Err(err) = ctx.partition.append(&[rec]).await {
-                tracing::error!(invocation = %id, "cannot log a failed attempt: {err}");
+    fn finished(
+        &mut self,
+        id: InvocationId,
+        attempt: u32,
+        end: AttemptEnd,
+    ) -> Result<(), InvokerError> {
+        if self.running.get(&id).is_some_and(|r| r.attempt == attempt) {
+            self.running.remove(&id);
+        }
+        match end {
+            AttemptEnd::Logged | AttemptEnd::Fenced => Ok(()),
+            AttemptEnd::RetryLater => {
+                if self.leader.is_some() && !self.queued.contains_key(&id) {
+                    let at = self.ctx.clock.now_ms()
+                        + self.ctx.opts.retry_later_delay.as_millis() as u64;
+                    self.delayed.insert((at, id, attempt));
+                    self.queued.insert(id, attempt);
+                }
+                Ok(())
+            }
+            AttemptEnd::Fatal(source) => {
+                Err(InvokerError::Append { partition: self.partition(), source })
             }
         }
     }
-}
-
-fn callee_kind(schema: &Schema, service: &str, handler: &str) -> Result<HandlerKind, AttemptError> {
-    let s = schema.service(service).ok_or_else(|| {
-        AttemptError::new(
-            404,
-            format!("service '{service}' not found, make sure to register it before calling it"),
-        )
-    })?;
-    let h = s.handlers.get(handler).ok_or_else(|| {
-        AttemptError::new(
-            404,
-            format!("the service '{service}' exists, but the handler '{handler}' was not found"),
-        )
-    })?;
-    Ok(h.kind.fsm_kind())
-}
-
-/// Turns one SDK message into an effect (and whether it ends the attempt), checking what
-/// this version supports; `None` for hints that need no record.
-fn to_effect(
-    schema: &Schema,
-    a: &InvokeAttempt,
-    msg: Message,
-) -> Result<Option<(effect::Kind, bool)>, AttemptError> {
-    Ok(Some(match msg {
-        Message::Command(raw) => {
-            let ty = raw.message_type();
-            let callee = match &raw.command {
-                Cmd::Call(m) => callee_kind(schema, &m.service_name, &m.handler_name)?,
-                Cmd::OneWayCall(m) => callee_kind(schema, &m.service_name, &m.handler_name)?,
-                Cmd::SetState(_) | Cmd::ClearState(_) | Cmd::ClearAllState(_)
-                    if !a.kind.can_write_state() =>
-                {
-                    return Err(AttemptError::new(
-                        500,
-                        format!("handler {}/{} cannot write state", a.service, a.handler),
-                    ));
-                }
-                Cmd::GetPromise(_)
-                | Cmd::PeekPromise(_)
-                | Cmd::CompletePromise(_)
-                | Cmd::SendSignal(_)
-                | Cmd::AttachInvocation(_)
-                | Cmd::GetInvocationOutput(_)
-                | Cmd::CompleteAwakeable(_) => {
-                    return Err(AttemptError::new(
-                        501,
-                        format!(
-                            "{} is not supported by this server version yet",
-                            pm::message_name(ty).unwrap_or("this command")
-                        ),
-                    ));
-                }
-                _ => HandlerKind::Unspecified,
-            };
-            (
-                effect::Kind::Command(Command {
-                    ty: u32::from(ty),
-                    payload: raw.raw,
-                    callee_kind: callee as i32,
-                }),
-                false,
-            )
-        }
-        Message::Custom { ty, payload } => {
-            (effect::Kind::Command(Command { ty: u32::from(ty), payload, callee_kind: 0 }), false)
-        }
-        Message::ProposeRunCompletion(p) => {
-            let result = match p.result {
-                Some(pm::RunProposalResult::Value(v)) => Some(outcome::Result::Value(v)),
-                Some(pm::RunProposalResult::Failure(f)) => {
-                    Some(outcome::Result::Failure(Failure { code: f.code, message: f.message }))
-                }
-                None => Some(outcome::Result::Value(Bytes::new())),
-            };
-            (
-                effect::Kind::ProposeRun(ProposeRun {
-                    completion_id: p.result_completion_id,
-                    outcome: Some(Outcome { result }),
-                }),
-                false,
-            )
-        }
-        Message::Suspension(s) => {
-            let mut w = Suspended {
-                completions: s.waiting_completions,
-                signals: s.waiting_signals,
-                named_signals: s.waiting_named_signals,
-            };
-            if let Some(f) = s.awaiting_on {
-                flatten(&f, &mut w);
-            }
-            (effect::Kind::Suspended(w), true)
-        }
-        Message::End(_) => (effect::Kind::End(crate::fsm::End {}), true),
-        Message::Error(e) => {
-            return Err(AttemptError {
-                code: e.code,
-                message: if e.stacktrace.is_empty() {
-                    e.message
-                } else {
-                    format!("{}\n{}", e.message, e.stacktrace)
-                },
-                retry_after_ms: e.next_retry_delay,
-                counts: true,
-            })
-        }
-        Message::AwaitingOn(_) => return Ok(None),
-    }))
-}
-
-/// V7 suspension trees: resume on any leaf (resuming early is always safe).
-fn flatten(f: &pm::Future, w: &mut Suspended) {
-    w.completions.extend(&f.waiting_completions);
-    w.signals.extend(&f.waiting_signals);
-    w.named_signals.extend(f.waiting_named_signals.iter().cloned());
-    for n in &f.nested_futures {
-        flatten(n, w);
-    }
-}
-
-async fn attempt_inner(
-    ctx: &Ctx,
-    a: &InvokeAttempt,
-    mut notify_rx: mpsc::UnboundedReceiver<(u16, Bytes)>,
-) -> Result<(), AttemptError> {
-    let schema = ctx.registry.snapshot();
-    let service = schema
-        .service(&a.service)
-        .ok_or_else(|| AttemptError::setup(format!("service '{}' is not registered", a.service)))?;
-    let handler = service.handlers.get(&a.handler).ok_or_else(|| {
-        AttemptError::setup(format!("handler '{}/{}' is not registered", a.service, a.handler))
-    })?;
-    let mut pending_pin = None;
-    let (deployment, version) = match &a.pinned {
-        Some((dp, v)) => {
-            let d = schema.deployment(dp).ok_or_else(|| {
-                AttemptError::setup(format!("pinned deployment {dp} was removed"))
-            })?;
-            let v = ServiceProtocolVersion::from_i32(*v as i32).ok_or_else(|| {
-                AttemptError::setup(format!("pinned protocol version {v} is unknown"))
-            })?;
-            (d, v)
-        }
-        None => {
-            let d = schema.deployment_for(&a.service).ok_or_else(|| {
-                AttemptError::setup(format!("no deployment serves '{}'", a.service))
-            })?;
-            let v = negotiate(d.min_protocol_version, d.max_protocol_version, ctx.opts.protocol_v7)
-                .ok_or_else(|| {
-                    AttemptError::setup(format!(
-                        "[RT0013] no common protocol version with deployment {}",
-                        d.id
-                    ))
-                })?;
-            // Logged with the attempt's first effects: no extra durable write before the call.
-            pending_pin = Some(effect(
-                &a.id,
-                a.attempt,
-                effect::Kind::Pin(Pin {
-                    deployment_id: d.id.clone(),
-                    protocol_version: v.as_i32() as u32,
-                }),
-            ));
-            (d, v)
-        }
-    };
-    let lazy = handler.lazy_state;
-    let inactivity = handler
-        .inactivity_timeout_ms
-        .map(Duration::from_millis)
-        .unwrap_or(ctx.opts.inactivity_timeout);
-    let abort_after =
-        handler.abort_timeout_ms.map(Duration::from_millis).unwrap_or(ctx.opts.abort_timeout);
-
-    // Start message and journal.
-    let mut out = BytesMut::new();
-    let (state_map, partial_state) = match (&a.state, lazy) {
-        (Some(entries), false) => (
-            entries
-                .iter()
-                .map(|(k, v)| pm::StateEntry { key: k.clone(), value: v.clone() })
-                .collect(),
-            false,
-        ),
-        _ => (Vec::new(), true),
-    };
-    let start = pm::StartMessage {
-        id: Bytes::copy_from_slice(&a.id.to_bytes()),
-        debug_id: a.id.to_string(),
-        known_entries: a.journal.len() as u32,
-        state_map,
-        partial_state,
-        key: a.key.clone(),
-        retry_count_since_last_stored_entry: a.retry_count,
-        duration_since_last_stored_entry: 0,
-        random_seed: if version.has_random_seed() { a.random_seed } else { 0 },
-        scope: None,
-        limit_key: None,
-        idempotency_key: None,
-    };
-    encode_frame(MessageType::START, 0, &start.encode_to_vec(), &mut out);
-    for (ty, payload) in &a.journal {
-        encode_frame(*ty, 0, payload, &mut out);
-    }
-    let (body_tx, body) = ChannelBody::channel(16);
-    body_tx
-        .send(out.freeze())
-        .await
-        .map_err(|_| AttemptError::new(500, "request body closed early"))?;
-    let mut body_tx = if deployment.bidi { Some(body_tx) } else { None };
-
-    let uri =
-        format!("{}/invoke/{}/{}", deployment.uri.trim_end_matches('/'), a.service, a.handler);
-    let ct = version.content_type();
-    let mut req = http::Request::builder()
-        .method(http::Method::POST)
-        .uri(&uri)
-        .header(http::header::CONTENT_TYPE, ct)
-        .header(http::header::ACCEPT, ct)
-        .header("x-restate-invocation-id", a.id.to_string());
-    if a.kind.is_keyed() {
-        req = req.header("x-restate-service-key", percent_encode(&a.key));
-    }
-    for (k, v) in &deployment.additional_headers {
-        req = req.header(k.as_str(), v.as_str());
-    }
-    let req =
-        req.body(body).map_err(|e| AttemptError::setup(format!("bad request for {uri}: {e}")))?;
-    let resp = tokio::time::timeout(abort_after, ctx.client.request(req))
-        .await
-        .map_err(|_| {
-            AttemptError::new(
-                504,
-                format!("deployment {} did not answer within {abort_after:?}", deployment.uri),
-            )
-        })?
-        .map_err(|e| {
-            AttemptError::new(503, format!("cannot reach deployment {}: {e}", deployment.uri))
-        })?;
-    let status = resp.status();
-    if !status.is_success() {
-        return Err(AttemptError::new(
-            status.as_u16().into(),
-            match status.as_u16() {
-                415 => format!(
-                    "[RT0015] the SDK does not support protocol {ct}; re-register the deployment"
-                ),
-                s => format!("deployment answered HTTP {s}"),
-            },
-        ));
-    }
-    let got_ct =
-        resp.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if got_ct != ct {
-        return Err(AttemptError::new(
-            500,
-            format!("unexpected content type '{got_ct}' from the deployment (expected {ct})"),
-        ));
-    }
-    let mut resp_body = resp.into_body();
-    let mut decoder = Decoder::with_message_bytes_max(ctx.opts.message_bytes_max);
-    let mut last_activity = tokio::time::Instant::now();
-    let mut closed_at: Option<tokio::time::Instant> =
-        if body_tx.is_none() { Some(last_activity) } else { None };
-    loop {
-        let deadline = match closed_at {
-            None => last_activity + inactivity,
-            Some(t) => t + abort_after,
-        };
-        tokio::select! {
-            frame = resp_body.frame() => {
-                let Some(frame) = frame else {
-                    return Err(AttemptError::new(500, "the deployment closed the stream without an end, suspension or error message"));
-                };
-                let frame = frame.map_err(|e| AttemptError::new(503, format!("reading from the deployment: {e}")))?;
-                let Ok(data) = frame.into_data() else { continue };
-                last_activity = tokio::time::Instant::now();
-                decoder.push(&data);
-                let mut records = Vec::new();
-                let mut terminal = false;
-                while let Some(f) = decoder.next_frame().map_err(|e| AttemptError::new(571, format!("protocol violation: {e}")))? {
-                    let msg = decode_message(f.ty, f.payload).map_err(|e| AttemptError::new(571, format!("protocol violation: {e}")))?;
-                    let Some((kind, is_terminal)) = to_effect(&schema, a, msg)? else {
-                        continue;
-                    };
-                    records.push(effect(&a.id, a.attempt, kind));
-                    if is_terminal {
-                        terminal = true;
-                        break;
-                    }
-                }
-                if !records.is_empty() {
-                    if let Some(pin) = pending_pin.take() {
-                        records.insert(0, pin);
-                    }
-                    ctx.partition.append(&records).await.map_err(|e| AttemptError::setup(format!("log: {e}")))?;
-                }
-                if terminal {
-                    return Ok(());
-                }
-            }
-            n = notify_rx.recv(), if body_tx.is_some() => {
-                if let (Some((ty, payload)), Some(tx)) = (n, &body_tx) {
-                    let mut out = BytesMut::new();
-                    encode_frame(ty, 0, &payload, &mut out);
-                    last_activity = tokio::time::Instant::now();
-                    if tx.send(out.freeze()).await.is_err() {
-                        body_tx = None;
-                        closed_at = Some(tokio::time::Instant::now());
-                    }
-                }
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                if closed_at.is_none() {
-                    // Inactivity: close the request stream so the SDK can suspend.
-                    body_tx = None;
-                    closed_at = Some(tokio::time::Instant::now());
-                } else {
-                    return Err(AttemptError::new(504, format!("[RT0001] no end, suspension or error within the abort timeout of {abort_after:?}")));
-                }
-            }
-        }
-    }
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

@@ -20,6 +20,7 @@ struct MemState {
 struct Inner {
     logs: Mutex<HashMap<LogId, MemState>>,
     changed: watch::Sender<u64>,
+    identity: u64,
 }
 
 /// See the module documentation.
@@ -30,13 +31,24 @@ pub struct MemLog {
 
 impl Default for MemLog {
     fn default() -> Self {
-        MemLog { inner: Arc::new(Inner { logs: Mutex::default(), changed: watch::Sender::new(0) }) }
+        MemLog::with_identity(0x4D45_4D4C_4F47)
     }
 }
 
 impl MemLog {
     pub fn new() -> MemLog {
         MemLog::default()
+    }
+    /// A log store with a chosen identity (two `MemLog`s with different identities are
+    /// different log stores to a partition store).
+    pub fn with_identity(identity: u64) -> MemLog {
+        MemLog {
+            inner: Arc::new(Inner {
+                logs: Mutex::default(),
+                changed: watch::Sender::new(0),
+                identity,
+            }),
+        }
     }
     fn logs(&self) -> MutexGuard<'_, HashMap<LogId, MemState>> {
         self.inner.logs.lock().unwrap_or_else(|p| p.into_inner())
@@ -46,7 +58,11 @@ impl MemLog {
 impl Log for MemLog {
     type Reader = MemReader;
 
-    async fn append(&self, log: LogId, bodies: Vec<Vec<u8>>) -> Result<Lsn, LogError> {
+    fn identity(&self) -> u64 {
+        self.inner.identity
+    }
+
+    async fn append(&self, log: LogId, epoch: u64, bodies: Vec<Vec<u8>>) -> Result<Lsn, LogError> {
         if log == LOG_ID_CONTROL {
             return Err(LogError::ReservedLog);
         }
@@ -55,6 +71,9 @@ impl Log for MemLog {
             let s = logs.entry(log).or_default();
             if s.tail.sealed {
                 return Err(LogError::Sealed(log));
+            }
+            if epoch < s.tail.epoch {
+                return Err(LogError::Fenced { log, epoch, log_epoch: s.tail.epoch });
             }
             for body in bodies {
                 let lsn = s.tail.lsn_durable.next();
@@ -94,13 +113,16 @@ impl Log for MemLog {
         Ok(())
     }
 
-    async fn seal(&self, log: LogId) -> Result<Lsn, LogError> {
+    async fn seal(&self, log: LogId, epoch: u64) -> Result<Lsn, LogError> {
         if log == LOG_ID_CONTROL {
             return Err(LogError::ReservedLog);
         }
         let mut logs = self.logs();
         let s = logs.entry(log).or_default();
-        s.tail.sealed = true;
+        if epoch < s.tail.epoch {
+            return Err(LogError::Fenced { log, epoch, log_epoch: s.tail.epoch });
+        }
+        s.tail.epoch = epoch;
         Ok(s.tail.lsn_durable)
     }
 }

@@ -1,14 +1,23 @@
-//! Partitions: routing by partition key, the [`Handle`] through which ingress and the invoker
-//! reach a partition, and the [`processor`] that applies a partition's log to its store.
+//! Partitions: routing by partition key, the [`Handle`] through which ingress, the invoker,
+//! the shuffler and timers append to a partition's log, each partition's liveness, and the
+//! [`processor`] that leads a partition: applies its log, delivers its outbox ([`shuffler`]),
+//! fires its timers ([`timers`]) and drives its invoker.
 //!
 //! Invariants:
-//! - A partition's log is `LogId(partition id + 1)` in the node's one WAL.
+//! - A partition's log is `LogId(partition id + 1)` in the node's log store.
 //! - Partition keys map to partitions by range: partition `i` of `n` owns
-//!   `[i * 2^64 / n, (i + 1) * 2^64 / n)`, so the mapping is stable for a given `n`.
+//!   `[i * 2^64 / n, (i + 1) * 2^64 / n)`, so the mapping is stable for a given `n`; keys are
+//!   well mixed (xxh3), so ranges of equal width hold equal shares.
+//! - Nothing is acknowledged for a partition that is not running: [`Handle::append`] refuses
+//!   with [`AppendError::Unavailable`] unless its leader is up, and stamps every record with
+//!   the leader's epoch, so a record written for an older leader is fenced by the log or
+//!   ignored by `apply`.
 //! - Ingress waiters are answered only by the processor, after the completing record was
 //!   durable and applied.
 
 pub mod processor;
+pub mod shuffler;
+pub mod timers;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,20 +25,181 @@ use std::sync::{Arc, Mutex};
 
 use prost::Message;
 use segment_format::{LogId, Lsn};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
-use crate::fsm::{Outcome, Record};
+use crate::codes::Code;
+use crate::fsm::{Outcome, Record, RecordHeader};
+use crate::log::{LogError, SharedLog};
 use crate::protocol::ids::InvocationId;
-use crate::wal::{Wal, WalError};
 
 /// The partition owning `partition_key` among `n`.
 pub fn partition_of(partition_key: u64, n: u16) -> u16 {
     ((u128::from(partition_key) * u128::from(n)) >> 64) as u16
 }
 
-/// The WAL log of partition `id`.
+/// The log of partition `id`.
 pub fn log_of(id: u16) -> LogId {
     LogId(u32::from(id) + 1)
+}
+
+/// Where a partition's leader is in its life; what the health endpoints report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// Opening its store and replaying its log.
+    Starting,
+    /// Leading at an epoch: accepts appends.
+    Running { epoch: u64 },
+    /// Its store failed on a full disk: reopening and replaying by itself.
+    Recovering { reason: String },
+    /// Stopped for good (the process is stopping).
+    Stopped { reason: String },
+}
+
+impl Liveness {
+    pub fn is_running(&self) -> bool {
+        matches!(self, Liveness::Running { .. })
+    }
+}
+
+/// Why an append through a [`Handle`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The partition has no running leader; nothing was written. Retryable.
+    #[error("{}", crate::codes::message(Code::PartitionUnavailable, format!("partition {partition} is not running ({state}); retry later")))]
+    Unavailable { partition: u16, state: String },
+    /// The disk is full; nothing was written. Retryable once space returns.
+    #[error(
+        "{}",
+        crate::codes::message(
+            Code::DiskFull,
+            "the disk is full; nothing was written, retry once space is freed"
+        )
+    )]
+    NoSpace,
+    /// A newer leader took over; this writer's records are refused.
+    #[error("partition {partition}: superseded by a newer leader (epoch {log_epoch} > {epoch})")]
+    Fenced { partition: u16, epoch: u64, log_epoch: u64 },
+    /// A record is over the log's size limit; nothing was written.
+    #[error("{}", crate::codes::message(Code::MessageTooLarge, format!("record of {bytes} bytes is over the log's limit of {limit_bytes} bytes")))]
+    TooLarge { bytes: usize, limit_bytes: usize },
+    /// The log failed for good (the process stops).
+    #[error("partition {partition}: {source}")]
+    Log { partition: u16, source: LogError },
+}
+
+impl AppendError {
+    fn from_log(partition: u16, e: LogError) -> AppendError {
+        match e {
+            LogError::NoSpace { .. } => AppendError::NoSpace,
+            LogError::Fenced { epoch, log_epoch, .. } => {
+                AppendError::Fenced { partition, epoch, log_epoch }
+            }
+            LogError::TooLarge { bytes, limit_bytes } => {
+                AppendError::TooLarge { bytes, limit_bytes }
+            }
+            source => AppendError::Log { partition, source },
+        }
+    }
+
+    /// Whether retrying later can succeed (the process is not stopping because of it).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, AppendError::Unavailable { .. } | AppendError::NoSpace)
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    epoch: AtomicU64,
+    liveness: watch::Sender<Liveness>,
+}
+
+/// Appends records to one partition's log. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    pub id: u16,
+    log: SharedLog,
+    shared: Arc<Shared>,
+}
+
+impl Handle {
+    pub fn new(id: u16, log: SharedLog) -> Handle {
+        Handle {
+            id,
+            log,
+            shared: Arc::new(Shared {
+                epoch: AtomicU64::new(0),
+                liveness: watch::Sender::new(Liveness::Starting),
+            }),
+        }
+    }
+
+    pub fn log(&self) -> &SharedLog {
+        &self.log
+    }
+
+    pub fn liveness(&self) -> Liveness {
+        self.shared.liveness.borrow().clone()
+    }
+
+    /// Watches liveness changes.
+    pub fn subscribe(&self) -> watch::Receiver<Liveness> {
+        self.shared.liveness.subscribe()
+    }
+
+    pub(crate) fn set_liveness(&self, l: Liveness) {
+        if let Liveness::Running { epoch } = l {
+            self.shared.epoch.store(epoch, Ordering::SeqCst);
+        }
+        self.shared.liveness.send_replace(l);
+    }
+
+    /// The running leader's epoch, if it runs.
+    pub fn epoch(&self) -> Option<u64> {
+        match &*self.shared.liveness.borrow() {
+            Liveness::Running { epoch } => Some(*epoch),
+            _ => None,
+        }
+    }
+
+    /// Appends records for the running leader; resolves once they are durable. Refused when
+    /// the partition does not run. A leader change under the append is retried once.
+    pub async fn append(&self, records: Vec<Record>) -> Result<Lsn, AppendError> {
+        let mut tries = 0;
+        loop {
+            let Some(epoch) = self.epoch() else {
+                return Err(AppendError::Unavailable {
+                    partition: self.id,
+                    state: format!("{:?}", self.liveness()),
+                });
+            };
+            match self.append_as(epoch, records.clone()).await {
+                Err(AppendError::Fenced { .. }) if tries == 0 => tries += 1,
+                r => return r,
+            }
+        }
+    }
+
+    /// Appends records as a writer of `epoch` (the leader's own writers: attempts, timers,
+    /// the shuffler's truncations): `Fenced` once a newer leader took over.
+    pub async fn append_as(
+        &self,
+        epoch: u64,
+        mut records: Vec<Record>,
+    ) -> Result<Lsn, AppendError> {
+        let bodies = records
+            .iter_mut()
+            .map(|r| {
+                let mut h = r.header.unwrap_or_default();
+                h.epoch = epoch;
+                r.header = Some(RecordHeader { ..h });
+                r.encode_to_vec()
+            })
+            .collect();
+        self.log
+            .append(log_of(self.id), epoch, bodies)
+            .await
+            .map_err(|e| AppendError::from_log(self.id, e))
+    }
 }
 
 /// Ingress requests waiting for an invocation's outcome, keyed by request id.
@@ -76,25 +246,6 @@ impl Drop for WaiterGuard {
     }
 }
 
-/// Appends records to one partition's log. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct Handle {
-    pub id: u16,
-    wal: Arc<Wal>,
-}
-
-impl Handle {
-    pub fn new(id: u16, wal: Arc<Wal>) -> Handle {
-        Handle { id, wal }
-    }
-
-    /// Appends records; resolves once they are durable.
-    pub async fn append(&self, records: &[Record]) -> Result<Lsn, WalError> {
-        let bodies = records.iter().map(|r| r.encode_to_vec()).collect();
-        self.wal.append(log_of(self.id), bodies).await
-    }
-}
-
 /// Every partition of the node, for routing by partition key.
 #[derive(Clone, Debug)]
 pub struct Router {
@@ -106,6 +257,16 @@ impl Router {
     pub fn for_key(&self, partition_key: u64) -> &Handle {
         let n = self.partitions.len() as u16;
         &self.partitions[usize::from(partition_of(partition_key, n))]
+    }
+
+    /// Whether every partition runs.
+    pub fn all_running(&self) -> bool {
+        self.partitions.iter().all(|p| p.liveness().is_running())
+    }
+
+    /// (partition id, liveness) of every partition.
+    pub fn liveness(&self) -> Vec<(u16, Liveness)> {
+        self.partitions.iter().map(|p| (p.id, p.liveness())).collect()
     }
 }
 

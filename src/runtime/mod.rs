@@ -1,13 +1,15 @@
-//! Node start-up and shutdown: opens the data directory (WAL, partition stores, schema),
-//! starts one invoker and one processor per partition, serves ingress and admin, and on a
-//! shutdown signal stops accepting requests, lets processors write a durable checkpoint, and
-//! closes the WAL.
+//! Node start-up, supervision and shutdown: opens the data directory (WAL, schema), starts one
+//! invoker and one processor per partition, serves ingress and admin, divides the memory
+//! budget among the components, and stops the whole process when any of them fails.
 //!
 //! Invariants:
 //! - The number of partitions of a data directory is fixed when it is created
 //!   (`metadata/node.json`); changing the configuration later does not remap keys.
-//! - Nothing binds before recovery finished: a server that answers health checks has
-//!   replayed its logs.
+//! - Fail-stop: a component that ends on its own (a processor, an invoker, a server, the WAL
+//!   writer) ends the process with a non-zero exit and one message naming the cause; nothing
+//!   limps on with a dead partition. A full disk is not a failure: components wait it out.
+//! - Health endpoints answer 200 only while every partition runs.
+//! - Every component's memory comes from one budget ([`Budget`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,9 +19,12 @@ use axum::serve::ListenerExt;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
+use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::fsm::{Fsm, RetryPolicy};
+use crate::log::SharedLog;
 use crate::partition::{processor, Handle, Router, Waiters};
 use crate::schema::Registry;
 use crate::store::PartitionStore;
@@ -34,17 +39,18 @@ struct NodeMeta {
 
 const NODE_META_FILE: &str = "metadata/node.json";
 
-/// A start-up failure, with what to do about it.
+/// A start-up failure, or a fatal failure while running, with what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot use data directory {dir}: {message}")]
     DataDir { dir: String, message: String },
     #[error("{0}")]
     Wal(#[from] wal::WalError),
-    #[error("partition store: {0}")]
-    Store(String),
     #[error("cannot listen on {addr} for {what}: {message} (is another server running? set {env} to another address)")]
     Bind { what: &'static str, addr: SocketAddr, env: &'static str, message: String },
+    /// A component failed while the node ran; the node stopped.
+    #[error("stopped because {component} failed: {cause}")]
+    Fatal { component: String, cause: String },
 }
 
 /// Addresses the node listens on, once started.
@@ -95,7 +101,42 @@ async fn bind(
     })
 }
 
-/// Runs a node until `shutdown` resolves. `on_ready` is called once it serves requests.
+/// How the memory budget is divided. Bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Budget {
+    /// Cache of each partition store.
+    pub store_cache_bytes: usize,
+    /// The WAL's recent-frame cache.
+    pub log_cache_bytes: usize,
+    /// Request bodies held by the ingress at once.
+    pub ingress_bodies_bytes: usize,
+    /// Eager state sent with one start message.
+    pub eager_state_bytes: usize,
+}
+
+impl Budget {
+    /// Half the budget to the stores' caches, a twentieth to the log cache, a quarter to
+    /// ingress bodies, and the rest to the invokers (eager state of attempts). Restate's keys
+    /// for the first two pin their shares.
+    pub fn divide(config: &Config, partitions: u16) -> Budget {
+        let total = config.memory.budget_bytes;
+        let stores = config.memory.store_caches_bytes.unwrap_or(total / 2);
+        let log = config.memory.log_cache_bytes.unwrap_or(total / 20);
+        let invokers = total / 5;
+        Budget {
+            store_cache_bytes: (stores / u64::from(partitions.max(1))).max(1 << 20) as usize,
+            log_cache_bytes: log.max(256 * 1024) as usize,
+            ingress_bodies_bytes: (total / 4).max(1 << 20) as usize,
+            eager_state_bytes: (invokers / 64).clamp(64 * 1024, 1 << 20) as usize,
+        }
+    }
+}
+
+/// A supervised task: its name and how it ended.
+type TaskEnd = (String, Result<(), String>);
+
+/// Runs a node until `shutdown` resolves or a component fails. `on_ready` is called once it
+/// serves requests.
 pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
@@ -107,19 +148,25 @@ pub async fn run(
         tracing::warn!("ignoring unknown configuration key `{key}`");
     }
     let n = num_partitions(&base, config.default_num_partitions)?;
+    let budget = Budget::divide(&config, n);
+    let clock: SharedClock = crate::clock::system();
 
     let mut wal_opts = wal::Options::new(base.join("wal"));
     wal_opts.engine = config.wal.engine.parse().unwrap_or_default();
     wal_opts.segment_bytes = config.wal.segment_size_bytes;
-    let wal_ = Arc::new(tokio::task::block_in_place(|| Wal::open(wal_opts))?);
+    wal_opts.recent_frames_bytes_max = budget.log_cache_bytes;
+    wal_opts.clock = clock.clone();
+    let record_bytes_max = wal_opts.record_bytes_max();
+    let wal_ = Arc::new(processor::tokio_blocking(|| Wal::open(wal_opts))?);
     tracing::info!(engine = wal_.engine(), partitions = n, dir = %base.display(), "WAL open");
+    let log: SharedLog = wal_.clone();
 
     let registry = Arc::new(Registry::open(&base).map_err(|e| data_dir_err(&base, e))?);
     let boot_nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(1);
-    let handles: Vec<Handle> = (0..n).map(|i| Handle::new(i, wal_.clone())).collect();
+    let handles: Vec<Handle> = (0..n).map(|i| Handle::new(i, log.clone())).collect();
     let router =
         Router { partitions: Arc::new(handles), waiters: Arc::new(Waiters::new(boot_nonce)) };
     let retry = RetryPolicy {
@@ -128,43 +175,61 @@ pub async fn run(
         max_interval_ms: config.worker.retry_max_interval.as_millis() as u64,
         attempts_max: config.worker.retry_attempts_max,
     };
+    // A message must fit one log record with room for the record's own fields.
+    let message_bytes_max = (record_bytes_max.saturating_sub(64 * 1024)).min(32 << 20) as u32;
     let inv_opts = invoker::Options {
         inactivity_timeout: config.worker.inactivity_timeout,
         abort_timeout: config.worker.abort_timeout,
         protocol_v7: config.worker.protocol_v7,
+        message_bytes_max,
+        inflight_max: config.worker.invocations_inflight_max,
+        queue_max: config.worker.invoker_queue_max,
+        eager_state_bytes_max: budget.eager_state_bytes,
+        retry,
         ..invoker::Options::default()
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut processors = Vec::new();
-    let mut invokers = Vec::new();
+    let mut tasks: JoinSet<TaskEnd> = JoinSet::new();
     let parts_dir = base.join("partitions");
     std::fs::create_dir_all(&parts_dir).map_err(|e| data_dir_err(&base, e))?;
+    let store_opts = crate::store::Options { cache_bytes_max: budget.store_cache_bytes };
     for i in 0..n {
         let path = parts_dir.join(crate::store::schema::partition_file_name(u32::from(i)));
-        let store = tokio::task::block_in_place(|| PartitionStore::open(&path))
-            .map_err(|e| StartError::Store(e.to_string()))?;
+        let opts = store_opts.clone();
+        let open: processor::StoreOpener =
+            Box::new(move || PartitionStore::open_with(&path, &opts));
         let (inv, inv_handle) = invoker::Invoker::new(
             inv_opts.clone(),
             registry.clone(),
             router.partitions[usize::from(i)].clone(),
+            invoker::http::Http2::default(),
+            clock.clone(),
         );
-        invokers.push(tokio::spawn(inv.run()));
+        tasks.spawn(async move {
+            (format!("the invoker of partition {i}"), inv.run().await.map_err(|e| e.to_string()))
+        });
         let p = processor::Processor::new(
             processor::Options::new(i),
-            wal_.clone(),
-            store,
-            Fsm::new(retry.clone()),
-            inv_handle,
+            log.clone(),
+            open,
+            Fsm::new(i),
+            router.partitions[usize::from(i)].clone(),
             router.clone(),
-        )
-        .map_err(|e| StartError::Store(e.to_string()))?;
+            inv_handle,
+            clock.clone(),
+        );
         let rx = stop_rx.clone();
-        processors.push(tokio::spawn(async move {
-            if let Err(e) = p.run(rx).await {
-                tracing::error!("{e}");
-            }
-        }));
+        tasks.spawn(async move {
+            (format!("partition {i}"), p.run(rx).await.map_err(|e| e.to_string()))
+        });
+    }
+    {
+        let w = wal_.clone();
+        tasks.spawn(async move {
+            let e = w.wait_poisoned().await;
+            ("the WAL".to_string(), Err(e.to_string()))
+        });
     }
 
     let ingress_l =
@@ -178,57 +243,95 @@ pub async fn run(
     let ingress_state = Arc::new(ingress::IngressState::new(
         registry.clone(),
         router.clone(),
-        config.ingress.request_size_limit_bytes,
+        ingress::Limits {
+            request_size_limit_bytes: config
+                .ingress
+                .request_size_limit_bytes
+                .min(record_bytes_max.saturating_sub(64 * 1024)),
+            concurrency_max: config.ingress.concurrent_requests_max,
+            body_bytes_inflight_max: budget.ingress_bodies_bytes,
+        },
+        clock.clone(),
     ));
     let admin_state = Arc::new(admin::AdminState {
         registry: registry.clone(),
         ingress_endpoint: ingress_url,
         server_version: admin::ADMIN_COMPAT_VERSION.to_string(),
+        partitions: Some(router.clone()),
     });
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
-    let serve = |l: TcpListener, app: axum::Router, mut rx: watch::Receiver<bool>| {
+    let serve = |what: &'static str,
+                 l: TcpListener,
+                 app: axum::Router,
+                 mut rx: watch::Receiver<bool>,
+                 tasks: &mut JoinSet<TaskEnd>| {
         // Without TCP_NODELAY a response written in two segments waits for the client's
         // delayed ACK (~40 ms): small request/response traffic needs it off.
         let l = l.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        tokio::spawn(async move {
-            let _ = axum::serve(l, app)
+        tasks.spawn(async move {
+            let r = axum::serve(l, app)
                 .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|s| *s).await;
                 })
                 .await;
-        })
+            (format!("the {what} server"), r.map_err(|e| e.to_string()))
+        });
     };
-    let ingress_task = serve(ingress_l, ingress::router(ingress_state), http_stop_rx.clone());
-    let admin_task = serve(admin_l, admin::router(admin_state), http_stop_rx);
+    serve("ingress", ingress_l, ingress::router(ingress_state), http_stop_rx.clone(), &mut tasks);
+    serve("admin", admin_l, admin::router(admin_state), http_stop_rx, &mut tasks);
     on_ready(&bound);
 
-    shutdown.await;
-    tracing::info!("shutting down");
+    // Supervise: the first component to end before shutdown stops the node.
+    let fatal = tokio::select! {
+        _ = shutdown => None,
+        end = tasks.join_next() => Some(match end {
+            Some(Ok((component, Ok(())))) => (component, "it ended unexpectedly".to_string()),
+            Some(Ok((component, Err(cause)))) => (component, cause),
+            Some(Err(e)) => ("a task".to_string(), format!("it panicked: {e}")),
+            None => ("the node".to_string(), "no component is running".to_string()),
+        }),
+    };
+    match &fatal {
+        None => tracing::info!("shutting down"),
+        Some((component, cause)) => {
+            tracing::error!("stopping: {component} failed: {cause}")
+        }
+    }
     let _ = http_stop_tx.send(true);
-    // Requests waiting for an outcome would hold graceful shutdown open: answer them now.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        let _ = ingress_task.await;
-        let _ = admin_task.await;
+    let _ = stop_tx.send(true);
+    drop(router);
+    // Let processors write their checkpoint; bounded so a wedged component cannot hold the
+    // process.
+    let drained = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(end) = tasks.join_next().await {
+            if let Ok((component, Err(cause))) = end {
+                if fatal.is_none() {
+                    tracing::warn!("{component} failed while stopping: {cause}");
+                }
+            }
+        }
     })
     .await;
-    let _ = stop_tx.send(true);
-    for p in processors {
-        let _ = p.await;
+    if drained.is_err() {
+        tracing::warn!("some components did not stop within 10 s");
+        tasks.abort_all();
     }
-    for i in invokers {
-        i.abort();
-    }
-    drop(router);
+    drop(log);
     match Arc::try_unwrap(wal_) {
-        Ok(w) => tokio::task::block_in_place(|| w.close()),
+        Ok(w) => processor::tokio_blocking(|| w.close()),
         Err(_) => {
             tracing::debug!("WAL still referenced at shutdown; it closes when the last user goes")
         }
     }
-    tracing::info!("stopped");
-    Ok(())
+    match fatal {
+        None => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Some((component, cause)) => Err(StartError::Fatal { component, cause }),
+    }
 }
 
 /// A wildcard bind address is advertised as loopback.

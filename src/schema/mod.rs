@@ -150,7 +150,8 @@ pub enum Registered {
 
 #[derive(Debug)]
 pub struct Registry {
-    path: PathBuf,
+    /// Where changes are persisted; `None` for a registry in memory (the simulator).
+    path: Option<PathBuf>,
     current: RwLock<Arc<Schema>>,
     writer: Mutex<()>,
 }
@@ -166,7 +167,16 @@ impl Registry {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Schema::default(),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
-        Ok(Registry { path, current: RwLock::new(Arc::new(schema)), writer: Mutex::new(()) })
+        Ok(Registry {
+            path: Some(path),
+            current: RwLock::new(Arc::new(schema)),
+            writer: Mutex::new(()),
+        })
+    }
+
+    /// A registry in memory that persists nothing.
+    pub fn in_memory(schema: Schema) -> Registry {
+        Registry { path: None, current: RwLock::new(Arc::new(schema)), writer: Mutex::new(()) }
     }
 
     /// The current schema.
@@ -292,8 +302,10 @@ impl Registry {
         schema.version += 1;
         let bytes = serde_json::to_vec_pretty(&schema)
             .map_err(|e| RegisterError::Persist(e.to_string()))?;
-        crate::fsutil::write_atomic(&self.path, &bytes)
-            .map_err(|e| RegisterError::Persist(e.to_string()))?;
+        if let Some(path) = &self.path {
+            crate::fsutil::write_atomic(path, &bytes)
+                .map_err(|e| RegisterError::Persist(e.to_string()))?;
+        }
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(schema);
         Ok((outcome, deployment, services))
     }

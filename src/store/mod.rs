@@ -71,12 +71,12 @@ pub enum StoreError {
     },
     #[error(
         "partition store {origin} was written by schema version {found}, newer than this \
-         build's {supported}; run a newer Ratchet or delete the store to rebuild it from the log"
+         build's {supported}; run the Ratchet version that wrote it, or a newer one"
     )]
     SchemaTooNew { origin: String, found: u32, supported: u32 },
     #[error(
-        "partition store {origin} has schema version {found}, older than the oldest supported \
-         {min_supported}; delete the store to rebuild it from the log"
+        "partition store {origin} has schema version {found}, older than the oldest this build \
+         opens ({min_supported}); there is no migration from it"
     )]
     SchemaTooOld { origin: String, found: u32, min_supported: u32 },
     #[error(
@@ -126,9 +126,37 @@ pub enum StoreError {
     #[error("{table:?} value of {bytes} bytes is over the limit of {limit_bytes} bytes")]
     ValueTooLarge { table: Table, bytes: usize, limit_bytes: usize },
     #[error("meta entry {key:?} has {found_bytes} bytes, expected {expected_bytes}; the store is corrupt")]
-    MetaCorrupt { key: &'static str, found_bytes: usize, expected_bytes: usize },
+    MetaCorrupt { key: String, found_bytes: usize, expected_bytes: usize },
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// A stored value did not decode: the file is damaged or was written by foreign code.
+    #[error("a stored {table:?} value is unreadable: {detail}; the store is corrupt")]
+    Corrupt { table: Table, detail: String },
+}
+
+impl StoreError {
+    /// Whether the error is the disk being full: backpressure, not a broken machine. The store
+    /// must still be reopened (its in-memory view may be ahead of the file), but the process
+    /// goes on and retries once space returns.
+    pub fn is_no_space(&self) -> bool {
+        fn io_no_space(e: &std::io::Error) -> bool {
+            e.raw_os_error() == Some(libc::ENOSPC) || e.kind() == std::io::ErrorKind::StorageFull
+        }
+        fn storage(e: &redb::StorageError) -> bool {
+            matches!(e, redb::StorageError::Io(io) if io_no_space(io))
+        }
+        match self {
+            StoreError::Storage { source, .. }
+            | StoreError::Abort(source)
+            | StoreError::ListTables(source) => storage(source),
+            StoreError::Commit { source: redb::CommitError::Storage(s), .. } => storage(s),
+            StoreError::Begin { source: redb::TransactionError::Storage(s), .. } => storage(s),
+            StoreError::OpenTable { source: redb::TableError::Storage(s), .. } => storage(s),
+            StoreError::Open { source: redb::DatabaseError::Storage(s), .. }
+            | StoreError::Close { source: redb::DatabaseError::Storage(s), .. } => storage(s),
+            _ => false,
+        }
+    }
 }
 
 /// One row of a scan: (key, value).
@@ -153,11 +181,40 @@ pub trait ReadView {
         limit: usize,
     ) -> Result<Vec<Row>, StoreError>;
 
+    /// The row with the greatest key starting with `prefix`, if any: O(log n), for appending
+    /// to a sequence-keyed range.
+    fn last_in_prefix(&self, t: Table, prefix: &[u8]) -> Result<Option<Row>, StoreError>;
+
+    /// A u64 BE Meta value, or `None` if it was never written.
+    fn meta_u64(&self, key: &'static [u8]) -> Result<Option<u64>, StoreError> {
+        match self.get(Table::Meta, key)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(u64::from_be_bytes(meta_array(key, &bytes)?))),
+        }
+    }
+
+    /// The log this store materializes: (log-store identity, log id), once stamped.
+    fn log_identity(&self) -> Result<Option<(u64, u32)>, StoreError> {
+        match self.get(Table::Meta, schema::META_LOG_IDENTITY)? {
+            None => Ok(None),
+            Some(bytes) => {
+                let a: [u8; 12] = meta_array(schema::META_LOG_IDENTITY, &bytes)?;
+                let mut store = [0u8; 8];
+                store.copy_from_slice(&a[..8]);
+                let mut log = [0u8; 4];
+                log.copy_from_slice(&a[8..]);
+                Ok(Some((u64::from_be_bytes(store), u32::from_be_bytes(log))))
+            }
+        }
+    }
+
     /// The last log LSN whose effects are in this view; [`Lsn::INVALID`] for a new store.
     fn lsn_applied(&self) -> Result<Lsn, StoreError> {
         match self.get(Table::Meta, schema::META_LSN_APPLIED)? {
             None => Ok(Lsn::INVALID),
-            Some(bytes) => Ok(Lsn(u64::from_be_bytes(meta_array("lsn_applied", &bytes)?))),
+            Some(bytes) => {
+                Ok(Lsn(u64::from_be_bytes(meta_array(schema::META_LSN_APPLIED, &bytes)?)))
+            }
         }
     }
 }
@@ -169,11 +226,30 @@ pub trait WriteView: ReadView {
     fn delete(&mut self, t: Table, key: &[u8]) -> Result<(), StoreError>;
     /// Deletes every row whose key starts with `prefix` (the whole table for an empty prefix).
     fn delete_prefix(&mut self, t: Table, prefix: &[u8]) -> Result<(), StoreError>;
+    /// Deletes every row with `start_inclusive <= key < end_exclusive`.
+    fn delete_range(
+        &mut self,
+        t: Table,
+        start_inclusive: &[u8],
+        end_exclusive: &[u8],
+    ) -> Result<(), StoreError>;
 
     /// Records that the effects of every log record up to `lsn` are in this batch's view.
     /// Write it in the same transaction as those effects.
     fn set_lsn_applied(&mut self, lsn: Lsn) -> Result<(), StoreError> {
         self.put(Table::Meta, schema::META_LSN_APPLIED, &lsn.0.to_be_bytes())
+    }
+
+    fn set_meta_u64(&mut self, key: &'static [u8], value: u64) -> Result<(), StoreError> {
+        self.put(Table::Meta, key, &value.to_be_bytes())
+    }
+
+    /// Stamps the log this store materializes; see [`ReadView::log_identity`].
+    fn set_log_identity(&mut self, store_identity: u64, log_id: u32) -> Result<(), StoreError> {
+        let mut v = Vec::with_capacity(12);
+        v.extend_from_slice(&store_identity.to_be_bytes());
+        v.extend_from_slice(&log_id.to_be_bytes());
+        self.put(Table::Meta, schema::META_LOG_IDENTITY, &v)
     }
 }
 
@@ -251,7 +327,9 @@ impl PartitionStore {
             .collect();
         let mut txn = WriteTxn { txn };
         let found = match txn.get(Table::Meta, schema::META_SCHEMA_VERSION)? {
-            Some(bytes) => Some(u32::from_be_bytes(meta_array("schema_version", &bytes)?)),
+            Some(bytes) => {
+                Some(u32::from_be_bytes(meta_array(schema::META_SCHEMA_VERSION, &bytes)?))
+            }
             None => None,
         };
         match found {
@@ -325,9 +403,9 @@ fn definition(t: Table) -> RedbTable {
     TableDefinition::new(t.name())
 }
 
-fn meta_array<const N: usize>(key: &'static str, bytes: &[u8]) -> Result<[u8; N], StoreError> {
+fn meta_array<const N: usize>(key: &'static [u8], bytes: &[u8]) -> Result<[u8; N], StoreError> {
     bytes.try_into().map_err(|_| StoreError::MetaCorrupt {
-        key,
+        key: String::from_utf8_lossy(key).into_owned(),
         found_bytes: bytes.len(),
         expected_bytes: N,
     })
@@ -400,6 +478,23 @@ fn table_scan_range<T: ReadableTable<&'static [u8], &'static [u8]>>(
     collect_range(table, t, "scan_range", bounds, limit)
 }
 
+fn table_last_in_prefix<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    table: &T,
+    t: Table,
+    prefix: &[u8],
+) -> Result<Option<Row>, StoreError> {
+    let storage = |source| StoreError::Storage { table: t, op: "last_in_prefix", source };
+    let bounds = prefix_bounds(prefix);
+    let mut range = table.range::<&[u8]>(as_slices(&bounds)).map_err(storage)?;
+    match range.next_back() {
+        None => Ok(None),
+        Some(entry) => {
+            let (k, v) = entry.map_err(storage)?;
+            Ok(Some((k.value().to_vec(), v.value().to_vec())))
+        }
+    }
+}
+
 /// Whether `[start, end)` is empty.
 fn range_empty(start: &[u8], end: &[u8]) -> bool {
     start >= end
@@ -428,6 +523,10 @@ impl ReadTxn {
 impl ReadView for ReadTxn {
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         table_get(&self.table(t, "get")?, t, key)
+    }
+
+    fn last_in_prefix(&self, t: Table, prefix: &[u8]) -> Result<Option<Row>, StoreError> {
+        table_last_in_prefix(&self.table(t, "last_in_prefix")?, t, prefix)
     }
 
     fn scan_prefix(&self, t: Table, prefix: &[u8], limit: usize) -> Result<Vec<Row>, StoreError> {
@@ -502,6 +601,10 @@ impl ReadView for WriteTxn {
         table_get(&self.table_mut(t, "get")?, t, key)
     }
 
+    fn last_in_prefix(&self, t: Table, prefix: &[u8]) -> Result<Option<Row>, StoreError> {
+        table_last_in_prefix(&self.table_mut(t, "last_in_prefix")?, t, prefix)
+    }
+
     fn scan_prefix(&self, t: Table, prefix: &[u8], limit: usize) -> Result<Vec<Row>, StoreError> {
         table_scan_prefix(&self.table_mut(t, "scan_prefix")?, t, prefix, limit)
     }
@@ -567,5 +670,23 @@ impl WriteView for WriteTxn {
         table
             .retain_in::<&[u8], _>(as_slices(&bounds), |_, _| false)
             .map_err(|source| StoreError::Storage { table: t, op: "delete_prefix", source })
+    }
+
+    fn delete_range(
+        &mut self,
+        t: Table,
+        start_inclusive: &[u8],
+        end_exclusive: &[u8],
+    ) -> Result<(), StoreError> {
+        if range_empty(start_inclusive, end_exclusive) {
+            return Ok(());
+        }
+        let mut table = self.table_mut(t, "delete_range")?;
+        table
+            .retain_in::<&[u8], _>(
+                (Bound::Included(start_inclusive), Bound::Excluded(end_exclusive)),
+                |_, _| false,
+            )
+            .map_err(|source| StoreError::Storage { table: t, op: "delete_range", source })
     }
 }

@@ -28,7 +28,7 @@
 //!
 //! | table | key |
 //! |---|---|
-//! | Meta | ASCII name ([`META_SCHEMA_VERSION`], [`META_LSN_APPLIED`]) |
+//! | Meta | ASCII name ([`META_SCHEMA_VERSION`], [`META_LSN_APPLIED`], [`META_LOG_IDENTITY`], [`META_LEADER_EPOCH`], [`META_OUTBOX_SEQ_NEXT`], [`META_RUNNABLE_SEQ_NEXT`]) |
 //! | InvocationStatus | invocation id |
 //! | Journal | invocation id ‖ u32 entry index |
 //! | State | esc(service) ‖ esc(object key) ‖ esc(state key) |
@@ -39,21 +39,34 @@
 //! | Idempotency | esc(service) ‖ esc(object key) ‖ esc(handler) ‖ esc(idempotency key) |
 //! | Promises | esc(service) ‖ esc(workflow key) ‖ esc(promise name) |
 //! | Dedup | esc(producer id) |
+//! | Runnable | u64 seq ‖ invocation id |
 //!
 //! Values are opaque to the store; their encodings belong to the state machine.
 //!
-//! Version log: 1 — initial schema.
+//! Version log: 1 — initial schema. 2 — the Runnable index (invocations with an attempt to
+//! run, in the order they became runnable), the log identity, leader epoch and sequence
+//! counters in Meta, and the Outbox and Dedup tables in use; a version 1 store lacks the index
+//! and the identity, so it cannot be opened (no migration: it is rebuilt from the log).
 
 /// Schema version this code writes. Stored under [`META_SCHEMA_VERSION`] as a u32 BE.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 /// Oldest schema version this code can open (older files would need a migration).
-pub const SCHEMA_VERSION_MIN: u32 = 1;
+pub const SCHEMA_VERSION_MIN: u32 = 2;
 const _: () = assert!(SCHEMA_VERSION_MIN <= SCHEMA_VERSION && SCHEMA_VERSION_MIN >= 1);
 
 /// Meta key of the schema version (value: u32 BE).
 pub const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// Meta key of the last log LSN whose effects are in the store (value: u64 BE).
 pub const META_LSN_APPLIED: &[u8] = b"lsn_applied";
+/// Meta key naming the log this store materializes (value: u64 BE log-store identity ‖ u32 BE
+/// log id). A store is only ever applied from its own log.
+pub const META_LOG_IDENTITY: &[u8] = b"log_identity";
+/// Meta key of the highest leader epoch announced in the log (value: u64 BE).
+pub const META_LEADER_EPOCH: &[u8] = b"leader_epoch";
+/// Meta key of the sequence number the next outbox entry gets (value: u64 BE).
+pub const META_OUTBOX_SEQ_NEXT: &[u8] = b"outbox_seq_next";
+/// Meta key of the sequence number the next Runnable entry gets (value: u64 BE).
+pub const META_RUNNABLE_SEQ_NEXT: &[u8] = b"runnable_seq_next";
 
 /// Length of an invocation id. Bytes.
 pub const INVOCATION_ID_BYTES: usize = 24;
@@ -99,11 +112,13 @@ pub enum Table {
     Promises,
     /// producer id → highest sequence number applied from that producer.
     Dedup,
+    /// (seq, invocation id) → nothing: invocations that have an attempt to run.
+    Runnable,
 }
 
 impl Table {
     /// Every table, in declaration order.
-    pub const ALL: [Table; 11] = [
+    pub const ALL: [Table; 12] = [
         Table::Meta,
         Table::InvocationStatus,
         Table::Journal,
@@ -115,6 +130,7 @@ impl Table {
         Table::Idempotency,
         Table::Promises,
         Table::Dedup,
+        Table::Runnable,
     ];
 
     /// The stable redb table name. Never changed; see the module invariants.
@@ -132,6 +148,7 @@ impl Table {
             Table::Idempotency => "idempotency.v1",
             Table::Promises => "promises.v1",
             Table::Dedup => "dedup.v1",
+            Table::Runnable => "runnable.v1",
         }
     }
 }
@@ -405,6 +422,30 @@ pub fn promise_prefix(service: &str, workflow_key: &[u8]) -> Vec<u8> {
 /// Dedup key of one producer.
 pub fn dedup_key(producer_id: &[u8]) -> Vec<u8> {
     key_of(&[producer_id])
+}
+
+/// Length of a Runnable key: u64 seq ‖ invocation id. Bytes.
+pub const RUNNABLE_KEY_BYTES: usize = 8 + INVOCATION_ID_BYTES;
+
+/// Runnable key: entries sort by the order in which invocations became runnable.
+pub fn runnable_key(seq: u64, id: &InvocationIdBytes) -> Vec<u8> {
+    let mut key = Vec::with_capacity(RUNNABLE_KEY_BYTES);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key.extend_from_slice(id);
+    key
+}
+
+/// Decodes a Runnable key into (seq, invocation id).
+pub fn decode_runnable_key(key: &[u8]) -> Result<(u64, InvocationIdBytes), KeyError> {
+    if key.len() != RUNNABLE_KEY_BYTES {
+        return Err(KeyError::Length {
+            table: Table::Runnable,
+            found_bytes: key.len(),
+            expected_bytes: RUNNABLE_KEY_BYTES,
+        });
+    }
+    let (seq, id) = key.split_at(8);
+    Ok((u64::from_be_bytes(to_array(seq)), to_array(id)))
 }
 
 // ---- generic key arithmetic --------------------------------------------------------------

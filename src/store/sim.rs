@@ -6,7 +6,9 @@
 //! the list of operations issued since that sync. [`SimBackend::crash_image`] builds the file a
 //! restarted machine would find: the durable image, plus none, all, or a seeded choice of the
 //! unsynced operations, where a chosen write may also be torn (only some of its 512-byte
-//! sectors reach the disk). [`SimBackend::set_sync_fails`] makes `sync_data` fail with EIO.
+//! sectors reach the disk). [`SimBackend::set_sync_fails`] makes `sync_data` fail with EIO;
+//! [`SimBackend::set_capacity_bytes`] makes writes and growth past a file size fail with
+//! ENOSPC, as a full disk does.
 //!
 //! Invariants: a successful `sync_data` makes `durable == current`; nothing reaches `durable`
 //! any other way; a crash image never contains data that was not written. Memory is not
@@ -47,6 +49,7 @@ struct SimState {
     unsynced: Vec<Op>,
     syncs: u64,
     sync_fails: bool,
+    capacity_bytes: Option<usize>,
 }
 
 enum Op {
@@ -85,6 +88,17 @@ impl SimBackend {
     /// From now on, `sync_data` fails with EIO (and makes nothing durable) while `fails`.
     pub fn set_sync_fails(&self, fails: bool) {
         self.lock().sync_fails = fails;
+    }
+
+    /// Writes or growth that would make the file longer than `bytes` fail with ENOSPC (and
+    /// change nothing) while set.
+    pub fn set_capacity_bytes(&self, bytes: Option<usize>) {
+        self.lock().capacity_bytes = bytes;
+    }
+
+    /// The file's current length (what reads see). Bytes.
+    pub fn len_bytes(&self) -> usize {
+        self.lock().current.len()
     }
 
     /// The file a restarted machine would see, as a new, independent backend.
@@ -131,6 +145,19 @@ fn write_into(image: &mut Vec<u8>, offset: usize, data: &[u8]) {
     image[offset..end].copy_from_slice(data);
 }
 
+fn no_space() -> io::Error {
+    io::Error::from_raw_os_error(libc::ENOSPC)
+}
+
+impl SimState {
+    fn check_space(&self, end: usize) -> io::Result<()> {
+        match self.capacity_bytes {
+            Some(cap) if end > cap && end > self.current.len() => Err(no_space()),
+            _ => Ok(()),
+        }
+    }
+}
+
 fn out_of_range() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, "simulated file: access past the end")
 }
@@ -152,6 +179,7 @@ impl StorageBackend for SimBackend {
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
         let mut s = self.lock();
         let len = usize::try_from(len).map_err(|_| out_of_range())?;
+        s.check_space(len)?;
         s.current.resize(len, 0);
         s.unsynced.push(Op::SetLen(len));
         Ok(())

@@ -62,6 +62,12 @@ pub enum WalError {
     TooLarge { bytes: usize, limit_bytes: usize },
     #[error("log {0} is sealed and accepts no appends")]
     Sealed(LogId),
+    /// A newer writer fenced this one: the append or fence came with an epoch below the
+    /// log's. Nothing was written.
+    #[error(
+        "log {log} is fenced at epoch {log_epoch}; a writer of epoch {epoch} may not write it"
+    )]
+    Fenced { log: LogId, epoch: u64, log_epoch: u64 },
     #[error("log {log}: records up to LSN {lsn_trim} are trimmed; LSN {lsn} was requested")]
     Trimmed { log: LogId, lsn: Lsn, lsn_trim: Lsn },
     #[error("log id 0 is reserved for the WAL's own records")]
@@ -99,6 +105,10 @@ pub struct Options {
     /// Appends queued to the writer thread before callers wait.
     pub queue_len_max: usize,
     pub compression: Compression,
+    /// Stamps every record's `timestamp_ms`.
+    pub clock: crate::clock::SharedClock,
+    /// Bytes of recently flushed frames kept in memory for tailing readers.
+    pub recent_frames_bytes_max: usize,
 }
 
 impl Options {
@@ -112,6 +122,8 @@ impl Options {
             spares: 1,
             queue_len_max: 4096,
             compression: Compression::None,
+            clock: crate::clock::system(),
+            recent_frames_bytes_max: 4 * 1024 * 1024,
         }
     }
 
@@ -145,9 +157,27 @@ impl Options {
 }
 
 pub(crate) enum Request {
-    Append { log: LogId, bodies: Vec<Vec<u8>>, ack: oneshot::Sender<Result<Lsn, WalError>> },
-    Trim { log: LogId, lsn: Lsn, ack: oneshot::Sender<Result<(), WalError>> },
-    Seal { log: LogId, ack: oneshot::Sender<Result<Lsn, WalError>> },
+    Append {
+        log: LogId,
+        /// The writer's epoch; `None` for unfenced appends (tools and benchmarks).
+        epoch: Option<u64>,
+        bodies: Vec<Vec<u8>>,
+        ack: oneshot::Sender<Result<Lsn, WalError>>,
+    },
+    Trim {
+        log: LogId,
+        lsn: Lsn,
+        ack: oneshot::Sender<Result<(), WalError>>,
+    },
+    Seal {
+        log: LogId,
+        ack: oneshot::Sender<Result<Lsn, WalError>>,
+    },
+    Fence {
+        log: LogId,
+        epoch: u64,
+        ack: oneshot::Sender<Result<Lsn, WalError>>,
+    },
 }
 
 impl Request {
@@ -156,6 +186,7 @@ impl Request {
             Request::Append { ack, .. } => drop(ack.send(Err(e))),
             Request::Trim { ack, .. } => drop(ack.send(Err(e))),
             Request::Seal { ack, .. } => drop(ack.send(Err(e))),
+            Request::Fence { ack, .. } => drop(ack.send(Err(e))),
         }
     }
 }
@@ -179,18 +210,59 @@ impl Wal {
     }
 
     /// Opens the WAL on a given disk (the simulator's, in tests).
-    pub fn open_with_disk<D: Disk>(mut disk: D, opts: Options) -> Result<Wal, WalError> {
-        opts.validate()?;
-        let recovered = recovery::recover(&mut disk, &opts)?;
-        let shared = Arc::new(Shared::new(disk.engine(), disk.reader(), &recovered));
-        let (tx, rx) = mpsc::channel(opts.queue_len_max);
-        let record_bytes_max = opts.record_bytes_max();
-        let writer = writer::Writer::new(disk, opts, shared.clone(), rx, recovered)?;
+    pub fn open_with_disk<D: Disk>(disk: D, opts: Options) -> Result<Wal, WalError> {
+        let (mut wal, writer) = Wal::prepare(disk, opts)?;
         let thread = std::thread::Builder::new()
             .name("ratchet-wal".into())
             .spawn(move || writer.run())
             .map_err(|e| WalError::io("spawn writer thread", &e))?;
-        Ok(Wal { tx: Some(tx), shared, thread: Some(thread), record_bytes_max })
+        wal.thread = Some(thread);
+        Ok(wal)
+    }
+
+    /// Opens the WAL with its writer as a future instead of a thread, for a single-threaded
+    /// deterministic simulation on a disk whose completions never block (the sim disk). The
+    /// caller spawns the future; `latency` gives the (virtual) time each durable write takes.
+    pub fn open_inline<D: Disk>(
+        disk: D,
+        opts: Options,
+        latency: impl FnMut() -> std::time::Duration + Send + 'static,
+    ) -> Result<(Wal, impl std::future::Future<Output = ()> + Send + 'static), WalError> {
+        let (wal, writer) = Wal::prepare(disk, opts)?;
+        Ok((wal, writer.run_async(latency)))
+    }
+
+    fn prepare<D: Disk>(mut disk: D, opts: Options) -> Result<(Wal, writer::Writer<D>), WalError> {
+        opts.validate()?;
+        let recovered = recovery::recover(&mut disk, &opts)?;
+        let shared = Arc::new(Shared::new(
+            disk.engine(),
+            disk.reader(),
+            &recovered,
+            opts.recent_frames_bytes_max,
+        ));
+        let (tx, rx) = mpsc::channel(opts.queue_len_max);
+        let record_bytes_max = opts.record_bytes_max();
+        let writer = writer::Writer::new(disk, opts, shared.clone(), rx, recovered)?;
+        Ok((Wal { tx: Some(tx), shared, thread: None, record_bytes_max }, writer))
+    }
+
+    /// Why the WAL stopped for good, if it did (a failed durable write, a panicked writer).
+    pub fn poisoned(&self) -> Option<WalError> {
+        self.shared.poisoned()
+    }
+
+    /// Resolves once the WAL is poisoned: for the process supervisor.
+    pub async fn wait_poisoned(&self) -> WalError {
+        let mut rx = self.shared.durable_tx.subscribe();
+        loop {
+            if let Some(e) = self.shared.poisoned() {
+                return e;
+            }
+            if rx.changed().await.is_err() {
+                return self.shared.poisoned().unwrap_or(WalError::Closed);
+            }
+        }
     }
 
     /// Which disk engine is in use ("uring", "std", "sim").
@@ -211,8 +283,28 @@ impl Wal {
     }
 
     /// Appends `bodies` to `log` as consecutive records; returns the LSN of the last one once
-    /// all are durable.
+    /// all are durable. Unfenced: for tools and benchmarks; servers use [`Wal::append_fenced`].
     pub async fn append(&self, log: LogId, bodies: Vec<Vec<u8>>) -> Result<Lsn, WalError> {
+        self.append_inner(log, None, bodies).await
+    }
+
+    /// Like [`Wal::append`], for a writer of `epoch`: fails with [`WalError::Fenced`] (and
+    /// writes nothing) if the log was fenced at a higher epoch before this append.
+    pub async fn append_fenced(
+        &self,
+        log: LogId,
+        epoch: u64,
+        bodies: Vec<Vec<u8>>,
+    ) -> Result<Lsn, WalError> {
+        self.append_inner(log, Some(epoch), bodies).await
+    }
+
+    async fn append_inner(
+        &self,
+        log: LogId,
+        epoch: Option<u64>,
+        bodies: Vec<Vec<u8>>,
+    ) -> Result<Lsn, WalError> {
         if log == LOG_ID_CONTROL {
             return Err(WalError::ReservedLog);
         }
@@ -223,7 +315,7 @@ impl Wal {
             return Ok(self.tail(log).lsn_durable);
         }
         let (ack, rx) = oneshot::channel();
-        self.send(Request::Append { log, bodies, ack }).await?;
+        self.send(Request::Append { log, epoch, bodies, ack }).await?;
         rx.await.map_err(|_| self.closed_error())?
     }
 
@@ -246,6 +338,24 @@ impl Wal {
         let (ack, rx) = oneshot::channel();
         self.send(Request::Seal { log, ack }).await?;
         rx.await.map_err(|_| self.closed_error())?
+    }
+
+    /// Fences `log` at `epoch`: appends of writers with a lower epoch fail with
+    /// [`WalError::Fenced`] from here on. Returns the last LSN once the fence is durable.
+    /// Fencing at the current epoch again is a no-op; at a lower one it is `Fenced`.
+    pub async fn fence(&self, log: LogId, epoch: u64) -> Result<Lsn, WalError> {
+        if log == LOG_ID_CONTROL {
+            return Err(WalError::ReservedLog);
+        }
+        let (ack, rx) = oneshot::channel();
+        self.send(Request::Fence { log, epoch, ack }).await?;
+        rx.await.map_err(|_| self.closed_error())?
+    }
+
+    /// The identity of this WAL, chosen when it was created and written into every segment
+    /// header: a partition store records it and is only ever applied from this WAL.
+    pub fn id(&self) -> u64 {
+        self.shared.wal_id
     }
 
     /// Durable state of `log`.

@@ -63,6 +63,7 @@ impl LogsState {
                                 lsn_durable: e.lsn_last,
                                 lsn_trim: e.lsn_trim,
                                 sealed: e.sealed,
+                                epoch: e.epoch,
                             };
                         } else if t.lsn_durable != e.lsn_last {
                             return Err(corrupt(
@@ -82,6 +83,10 @@ impl LogsState {
                 }
                 ControlRecord::Seal { log_id } => {
                     self.logs.entry(log_id).or_default().sealed = true
+                }
+                ControlRecord::Fence { log_id, epoch } => {
+                    let t = self.logs.entry(log_id).or_default();
+                    t.epoch = t.epoch.max(epoch);
                 }
             }
             self.seeded = true;
@@ -125,6 +130,7 @@ pub(crate) fn recover<D: Disk>(disk: &mut D, _opts: &Options) -> Result<Recovere
     let mut wal_id: Option<u64> = None;
     let mut seq_next: Option<Seq> = None;
     let mut active = None;
+    let mut active_format_version = segment_format::FORMAT_VERSION;
     let segment_id_next = SegmentId(live.last().map_or(1, |(id, _)| id + 1));
 
     // Headers first: a segment's end is recorded in its successor's header.
@@ -226,6 +232,7 @@ pub(crate) fn recover<D: Disk>(disk: &mut D, _opts: &Options) -> Result<Recovere
         } else {
             cut_tail(disk, &mut scanner, name, offset, limit, expected, tail_reason)?;
             active = Some((header.segment_id, offset));
+            active_format_version = header.format_version;
         }
         meta.end_offset = offset;
         seq_next = Some(expected);
@@ -244,6 +251,7 @@ pub(crate) fn recover<D: Disk>(disk: &mut D, _opts: &Options) -> Result<Recovere
         control_lsn_last,
         segments,
         active,
+        active_format_version,
         seq_next: seq_next.unwrap_or(Seq(1)),
         segment_id_next,
         spares,

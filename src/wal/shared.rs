@@ -22,6 +22,8 @@ pub struct LogTail {
     /// Records at or below this LSN may be gone.
     pub lsn_trim: Lsn,
     pub sealed: bool,
+    /// Appends of writers with a lower epoch are refused (0: never fenced).
+    pub epoch: u64,
 }
 
 /// Where one log's records sit in one segment.
@@ -66,6 +68,9 @@ pub(crate) struct Recovered {
     pub segments: BTreeMap<SegmentId, SegMeta>,
     /// The segment appends continue in, with its write position.
     pub active: Option<(SegmentId, u64)>,
+    /// Format version of the active segment's header: an older one is not written to again
+    /// (a segment is written entirely in one version), the first flush rolls instead.
+    pub active_format_version: u16,
     pub seq_next: Seq,
     pub segment_id_next: SegmentId,
     pub spares: Vec<String>,
@@ -75,6 +80,7 @@ pub(crate) struct Recovered {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub engine: &'static str,
+    pub wal_id: u64,
     pub reader: Arc<dyn DiskRead>,
     index: Mutex<Index>,
     pub durable_tx: watch::Sender<Seq>,
@@ -82,6 +88,7 @@ pub(crate) struct Shared {
     /// Flushes completed since open (one durable write each).
     pub flushes: AtomicU64,
     recent: Mutex<RecentFrames>,
+    recent_bytes_max: usize,
 }
 
 /// The most recently flushed frames, kept in memory for tailing readers: with O_DIRECT
@@ -94,9 +101,6 @@ struct RecentFrames {
     bytes: usize,
 }
 
-/// Bytes of recently flushed frames kept for readers.
-const RECENT_FRAMES_BYTES_MAX: usize = 4 * 1024 * 1024;
-
 /// A frame served from memory: its bytes and where the next frame starts.
 pub(crate) struct CachedFrame {
     pub bytes: Arc<[u8]>,
@@ -104,16 +108,23 @@ pub(crate) struct CachedFrame {
 }
 
 impl Shared {
-    pub fn new(engine: &'static str, reader: Arc<dyn DiskRead>, r: &Recovered) -> Shared {
+    pub fn new(
+        engine: &'static str,
+        reader: Arc<dyn DiskRead>,
+        r: &Recovered,
+        recent_bytes_max: usize,
+    ) -> Shared {
         let index = Index { logs: r.logs.clone(), segments: r.segments.clone() };
         Shared {
             engine,
+            wal_id: r.wal_id,
             reader,
             index: Mutex::new(index),
             durable_tx: watch::Sender::new(Seq(r.seq_next.0 - 1)),
             poisoned: Mutex::new(None),
             flushes: AtomicU64::new(0),
             recent: Mutex::default(),
+            recent_bytes_max,
         }
     }
 
@@ -142,7 +153,7 @@ impl Shared {
         let mut r = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         r.bytes += bytes.len();
         r.frames.push_back((segment, offset, next_offset, bytes));
-        while r.bytes > RECENT_FRAMES_BYTES_MAX {
+        while r.bytes > self.recent_bytes_max {
             match r.frames.pop_front() {
                 Some((_, _, _, b)) => r.bytes -= b.len(),
                 None => break,

@@ -27,13 +27,13 @@ use super::disk::{Completion, Disk, FileId, IoBuf, Submission};
 use super::recovery::{zero_range, ZERO_CHUNK_BYTES};
 use super::shared::{Recovered, SegMeta, Shared};
 use super::{segment_name, Options, Request, WalError};
-use crate::timefmt::now_ms;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct LogState {
     last: Lsn,
     trim: Lsn,
     sealed: bool,
+    epoch: u64,
 }
 
 struct Active {
@@ -45,6 +45,8 @@ struct Active {
     header_pending: bool,
     /// End of the previous segment's frames, recorded in this segment's header.
     prev_end_offset: u32,
+    /// Written by an older format version: roll before writing to it.
+    outdated: bool,
 }
 
 struct Prep {
@@ -58,6 +60,7 @@ enum Ack {
     Append(oneshot::Sender<Result<Lsn, WalError>>, Lsn),
     Trim(oneshot::Sender<Result<(), WalError>>),
     Seal(oneshot::Sender<Result<Lsn, WalError>>, Lsn),
+    Fence(oneshot::Sender<Result<Lsn, WalError>>, Lsn),
 }
 
 impl Ack {
@@ -66,6 +69,7 @@ impl Ack {
             Ack::Append(tx, _) => drop(tx.send(Err(e))),
             Ack::Trim(tx) => drop(tx.send(Err(e))),
             Ack::Seal(tx, _) => drop(tx.send(Err(e))),
+            Ack::Fence(tx, _) => drop(tx.send(Err(e))),
         }
     }
     fn succeed(self) {
@@ -73,6 +77,7 @@ impl Ack {
             Ack::Append(tx, lsn) => drop(tx.send(Ok(lsn))),
             Ack::Trim(tx) => drop(tx.send(Ok(()))),
             Ack::Seal(tx, lsn) => drop(tx.send(Ok(lsn))),
+            Ack::Fence(tx, lsn) => drop(tx.send(Ok(lsn))),
         }
     }
 }
@@ -94,6 +99,7 @@ struct Flush {
     appended: Vec<(LogId, Lsn, Lsn)>,
     trims: Vec<(LogId, Lsn)>,
     seals: Vec<LogId>,
+    fences: Vec<(LogId, u64)>,
     /// The encoded frame, handed to readers' cache once durable.
     frame: Option<Arc<[u8]>>,
 }
@@ -155,7 +161,15 @@ impl<D: Disk> Writer<D> {
                     .map_err(|e| WalError::io("open segment", &e))?;
                 let bytes = disk.file_len(file).map_err(|e| WalError::io("stat segment", &e))?;
                 let pos = if aligned { align_up(pos, BLOCK_BYTES as u64) } else { pos };
-                Some(Active { id, file, pos, bytes, header_pending: false, prev_end_offset: 0 })
+                Some(Active {
+                    id,
+                    file,
+                    pos,
+                    bytes,
+                    header_pending: false,
+                    prev_end_offset: 0,
+                    outdated: r.active_format_version < segment_format::FORMAT_VERSION,
+                })
             }
             None => None,
         };
@@ -163,7 +177,15 @@ impl<D: Disk> Writer<D> {
             .logs
             .iter()
             .map(|(l, t)| {
-                (*l, LogState { last: t.lsn_durable, trim: t.lsn_trim, sealed: t.sealed })
+                (
+                    *l,
+                    LogState {
+                        last: t.lsn_durable,
+                        trim: t.lsn_trim,
+                        sealed: t.sealed,
+                        epoch: t.epoch,
+                    },
+                )
             })
             .collect();
         Ok(Writer {
@@ -194,7 +216,72 @@ impl<D: Disk> Writer<D> {
     }
 
     pub fn run(mut self) {
-        if let Err(e) = self.run_loop() {
+        // A panic poisons the WAL like an I/O failure: every appender and reader gets an
+        // error naming it, and nothing waits forever on a writer that is gone.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()));
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.poison(e),
+            Err(panic) => self.poison(WalError::Io {
+                op: "writer thread",
+                message: format!("panicked: {}", panic_message(&panic)),
+            }),
+        }
+    }
+
+    /// The loop of [`Writer::run`] as a future (see `Wal::open_inline`): waits for requests
+    /// with `.await` instead of blocking, lets `latency` of virtual time pass before reaping
+    /// completions, and yields between chunks of background work.
+    pub async fn run_async(mut self, mut latency: impl FnMut() -> std::time::Duration) {
+        let mut open = true;
+        let r: Result<(), WalError> = async {
+            loop {
+                if open && self.pending.is_empty() && self.inflight.is_empty() {
+                    if self.spare_wanted() && !self.prep_paused {
+                        match self.rx.try_recv() {
+                            Ok(r) => self.push(r),
+                            Err(TryRecvError::Empty) => {
+                                self.prep_background()?;
+                                tokio::task::yield_now().await;
+                                continue;
+                            }
+                            Err(TryRecvError::Disconnected) => open = false,
+                        }
+                    } else {
+                        match self.rx.recv().await {
+                            Some(r) => self.push(r),
+                            None => open = false,
+                        }
+                    }
+                }
+                while open && self.pending_bytes < self.opts.flush_bytes_max {
+                    match self.rx.try_recv() {
+                        Ok(r) => self.push(r),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => open = false,
+                    }
+                }
+                if !open && self.pending.is_empty() && self.inflight.is_empty() {
+                    return Ok(());
+                }
+                while !self.pending.is_empty()
+                    && self.inflight.len() < self.inflight_max
+                    && (self.inflight.is_empty()
+                        || self.pending_bytes >= self.opts.flush_pipeline_bytes_min)
+                {
+                    self.flush_one()?;
+                }
+                if !self.inflight.is_empty() {
+                    tokio::time::sleep(latency()).await;
+                    self.reap(1)?;
+                }
+                if self.spare_urgent() && !self.prep_paused {
+                    self.prep_background()?;
+                }
+            }
+        }
+        .await;
+        if let Err(e) = r {
             self.poison(e);
         }
     }
@@ -255,7 +342,7 @@ impl<D: Disk> Writer<D> {
         let mut n =
             FRAME_HEADER_BYTES as u64 + self.pending.front().map_or(0, |r| request_bytes(r) as u64);
         if first_in_segment {
-            n += frame_bytes_for(8 + 21 * self.logs.len());
+            n += frame_bytes_for(segment_format::checkpoint_body_bytes(self.logs.len()));
         }
         n
     }
@@ -270,7 +357,7 @@ impl<D: Disk> Writer<D> {
     fn flush_one(&mut self) -> Result<(), WalError> {
         let need_roll = match &self.active {
             None => true,
-            Some(a) => !self.fits(a, self.frame_bytes_needed(a.header_pending)),
+            Some(a) => a.outdated || !self.fits(a, self.frame_bytes_needed(a.header_pending)),
         };
         if need_roll {
             let segment_room =
@@ -298,13 +385,13 @@ impl<D: Disk> Writer<D> {
         let at = Position { segment_id: a.id, offset: a.pos };
         let header_pending = a.header_pending;
         let seq = self.seq_next;
-        let ts = now_ms();
+        let ts = self.opts.clock.now_ms();
 
         // Take requests while they fit the flush and the segment; at least one.
         let mut taken: Vec<Request> = Vec::new();
         let mut frame_bytes = FRAME_HEADER_BYTES as u64;
         if header_pending {
-            frame_bytes += frame_bytes_for(8 + 21 * self.logs.len());
+            frame_bytes += frame_bytes_for(segment_format::checkpoint_body_bytes(self.logs.len()));
         }
         while let Some(r) = self.pending.front() {
             let b = request_bytes(r) as u64;
@@ -330,6 +417,7 @@ impl<D: Disk> Writer<D> {
             appended: Vec::new(),
             trims: Vec::new(),
             seals: Vec::new(),
+            fences: Vec::new(),
             frame: None,
         };
         let mut items: Vec<Item> = Vec::with_capacity(taken.len() + 1);
@@ -342,6 +430,7 @@ impl<D: Disk> Writer<D> {
                     lsn_trim: s.trim,
                     lsn_last: s.last,
                     sealed: s.sealed,
+                    epoch: s.epoch,
                 })
                 .collect();
             entries.sort_by_key(|c| c.log_id);
@@ -353,10 +442,14 @@ impl<D: Disk> Writer<D> {
         }
         for r in taken {
             match r {
-                Request::Append { log, bodies, ack } => {
+                Request::Append { log, epoch, bodies, ack } => {
                     let s = self.logs.entry(log).or_default();
                     if s.sealed {
                         drop(ack.send(Err(WalError::Sealed(log))));
+                        continue;
+                    }
+                    if let Some(epoch) = epoch.filter(|e| *e < s.epoch) {
+                        drop(ack.send(Err(WalError::Fenced { log, epoch, log_epoch: s.epoch })));
                         continue;
                     }
                     let first = s.last.next();
@@ -394,6 +487,24 @@ impl<D: Disk> Writer<D> {
                         flush.seals.push(log);
                     }
                     flush.acks.push(Ack::Seal(ack, last));
+                }
+                Request::Fence { log, epoch, ack } => {
+                    let s = self.logs.entry(log).or_default();
+                    let last = s.last;
+                    if epoch < s.epoch {
+                        drop(ack.send(Err(WalError::Fenced { log, epoch, log_epoch: s.epoch })));
+                        continue;
+                    }
+                    if epoch > s.epoch {
+                        s.epoch = epoch;
+                        self.control_lsn_last = self.control_lsn_last.next();
+                        items.push(Item::Control(
+                            ControlRecord::Fence { log_id: log, epoch }.encode(),
+                            self.control_lsn_last,
+                        ));
+                        flush.fences.push((log, epoch));
+                    }
+                    flush.acks.push(Ack::Fence(ack, last));
                 }
             }
         }
@@ -530,6 +641,10 @@ impl<D: Disk> Writer<D> {
             for &log in &f.seals {
                 idx.logs.entry(log).or_default().sealed = true;
             }
+            for &(log, epoch) in &f.fences {
+                let t = idx.logs.entry(log).or_default();
+                t.epoch = t.epoch.max(epoch);
+            }
         }
         self.shared.flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.shared.durable_tx.send_replace(f.seq);
@@ -578,6 +693,7 @@ impl<D: Disk> Writer<D> {
             bytes,
             header_pending: true,
             prev_end_offset,
+            outdated: false,
         });
         self.shared.index().segments.insert(
             id,
@@ -686,5 +802,15 @@ impl<D: Disk> Writer<D> {
         while let Ok(r) = self.rx.try_recv() {
             r.fail(err.clone());
         }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
     }
 }

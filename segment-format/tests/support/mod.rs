@@ -4,15 +4,17 @@
 //! Two things live here:
 //! - **Oracles** (`check_*`): decode arbitrary bytes; never panic; when decoding succeeds,
 //!   check that encoding the decoded value reproduces the input bytes (or, where the format
-//!   allows more than one encoding, an equivalent frame).
+//!   allows more than one encoding, an equivalent frame; or, for a version 1 checkpoint, which
+//!   the crate reads but no longer writes, the bytes of [`encode_checkpoint_v1`]).
 //! - **Crafting helpers** for tests that need bytes no encoder produces: re-sealing a CRC after
-//!   editing a field, so that a test reaches the checks that run after the checksum.
+//!   editing a field, so that a test reaches the checks that run after the checksum, and
+//!   writing a version 1 checkpoint.
 #![allow(dead_code)]
 
 use segment_format::{
     decode_frame, encode_batch_frame, encode_record_frame, Compression, ControlRecord, DecodeError,
-    Frame, FrameKind, Position, Record, RecordRef, SegmentHeader, SegmentId, FRAME_ALIGN_BYTES,
-    FRAME_HEADER_BYTES, SEGMENT_HEADER_USED_BYTES,
+    Frame, FrameKind, LogCheckpoint, Position, Record, RecordRef, SegmentHeader, SegmentId,
+    FRAME_ALIGN_BYTES, FRAME_HEADER_BYTES, SEGMENT_HEADER_USED_BYTES,
 };
 
 /// Frame header field offsets (FORMAT.md, "Frame header"). Pinned here, independently of the
@@ -48,6 +50,29 @@ pub mod header_field {
 
 /// `FLAG_ZSTD` (FORMAT.md): bit 0 of a batch frame's flags.
 pub const FLAG_ZSTD: u8 = 1;
+
+/// Control record tags (FORMAT.md, "The control log and control records").
+pub mod tag {
+    pub const CHECKPOINT_V1: u8 = 1;
+    pub const TRIM: u8 = 2;
+    pub const SEAL: u8 = 3;
+    pub const FENCE: u8 = 4;
+    pub const CHECKPOINT: u8 = 5;
+}
+
+/// A version 1 checkpoint (tag 1, 21-byte entries without an epoch), as a version 1 writer
+/// wrote it: the crate still reads these but no longer writes them. Epochs are ignored.
+pub fn encode_checkpoint_v1(logs: &[LogCheckpoint]) -> Vec<u8> {
+    let mut out = vec![tag::CHECKPOINT_V1];
+    out.extend_from_slice(&(logs.len() as u32).to_le_bytes());
+    for l in logs {
+        out.extend_from_slice(&l.log_id.0.to_le_bytes());
+        out.push(u8::from(l.sealed));
+        out.extend_from_slice(&l.lsn_trim.0.to_le_bytes());
+        out.extend_from_slice(&l.lsn_last.0.to_le_bytes());
+    }
+    out
+}
 
 pub fn put_u16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_le_bytes());
@@ -221,10 +246,19 @@ pub fn check_header(bytes: &[u8]) -> Result<SegmentHeader, DecodeError> {
 }
 
 /// Decodes `bytes` as a control record body. Never panics; on success the record re-encodes
-/// to exactly the input.
+/// to exactly the input, except that a version 1 checkpoint decodes with epoch 0 everywhere,
+/// is exactly what a version 1 writer produces, and re-encodes as a checkpoint of the current
+/// version with the same value.
 pub fn check_control(bytes: &[u8]) -> Result<ControlRecord, DecodeError> {
     let result = ControlRecord::decode(bytes);
     match &result {
+        Ok(c @ ControlRecord::Checkpoint(logs)) if bytes[0] == tag::CHECKPOINT_V1 => {
+            assert!(logs.iter().all(|l| l.epoch == 0), "a version 1 checkpoint has no epochs");
+            assert_eq!(encode_checkpoint_v1(logs), bytes, "a v1 checkpoint has one encoding");
+            let again = c.encode();
+            assert_eq!(again[0], tag::CHECKPOINT, "checkpoints are written in the current form");
+            assert_eq!(ControlRecord::decode(&again).as_ref(), Ok(c));
+        }
         Ok(c) => assert_eq!(c.encode(), bytes, "a control record has exactly one encoding"),
         Err(e) => check_error(e, bytes.len()),
     }

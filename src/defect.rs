@@ -1,0 +1,61 @@
+//! Defects that can be put back on purpose, one at a time, so the deterministic simulator
+//! can show that it finds them (the way FoundationDB's BUGGIFY or mutation testing do).
+//!
+//! Each defect is a bug this code once had or could easily have: a fire-and-forget delivery,
+//! a partition killed by a bad record, a processor that gives up on a full disk, replay that
+//! depends on configuration, timers fired twice. The code checks [`active`] at exactly the
+//! place the bug would be.
+//!
+//! Invariant: defects are per thread and off unless a test turns one on; the simulator runs
+//! on one thread, so turning one on there changes nothing anywhere else.
+
+use std::cell::Cell;
+
+/// A defect that can be put back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Defect {
+    /// (1) The shuffler drops a delivery whose append failed instead of retrying it.
+    ShufflerDropsFailedDelivery,
+    /// (1) The shuffler truncates the outbox before the delivery is durable.
+    ShufflerTruncatesFirst,
+    /// (1) The shuffler sends a batch's entries to a target in reverse order.
+    ShufflerReorders,
+    /// (2) A record that breaks a limit fails the partition instead of its invocation.
+    LimitFailsPartition,
+    /// (3) A store commit that hits a full disk stops the partition for good.
+    StoreFullStopsPartition,
+    /// (4) `apply` decides retries with the configured policy instead of the record's decision.
+    RetryFromConfig,
+    /// (4) Timers armed by replayed records are fired again.
+    TimersFromReplay,
+    /// (4) A timer whose firing could not be appended is forgotten until restart.
+    TimerFiringDropped,
+}
+
+impl Defect {
+    pub const ALL: [Defect; 8] = [
+        Defect::ShufflerDropsFailedDelivery,
+        Defect::ShufflerTruncatesFirst,
+        Defect::ShufflerReorders,
+        Defect::LimitFailsPartition,
+        Defect::StoreFullStopsPartition,
+        Defect::RetryFromConfig,
+        Defect::TimersFromReplay,
+        Defect::TimerFiringDropped,
+    ];
+}
+
+thread_local! {
+    static ACTIVE: Cell<Option<Defect>> = const { Cell::new(None) };
+}
+
+/// Whether `d` is put back on this thread.
+#[inline]
+pub fn active(d: Defect) -> bool {
+    ACTIVE.with(|a| a.get() == Some(d))
+}
+
+/// Puts `d` back on this thread (or none).
+pub fn set(d: Option<Defect>) {
+    ACTIVE.with(|a| a.set(d));
+}

@@ -1,0 +1,146 @@
+//! The HTTP/2 transport of attempts: `POST {deployment}/invoke/{service}/{handler}` over h2c
+//! (prior knowledge), the request body streamed from a bounded channel, the response body
+//! read frame by frame.
+//!
+//! Invariant: nothing here interprets protocol bytes; the attempt machine does.
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::body::ChannelBody;
+use super::driver::{Connection, Target, Transport, TransportError};
+use crate::protocol::http::{h2c_client, H2cClient};
+
+/// Request-body chunks buffered per attempt before the sender waits.
+const REQUEST_CHUNKS_QUEUED_MAX: usize = 16;
+
+/// HTTP/2 (h2c) to SDK deployments.
+pub struct Http2 {
+    client: H2cClient<ChannelBody>,
+}
+
+impl std::fmt::Debug for Http2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Http2")
+    }
+}
+
+impl Default for Http2 {
+    fn default() -> Self {
+        Http2 { client: h2c_client() }
+    }
+}
+
+/// One attempt's HTTP/2 stream.
+#[derive(Debug)]
+pub struct Http2Conn {
+    status: u16,
+    content_type: String,
+    body_tx: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    body: Incoming,
+}
+
+impl Transport for Http2 {
+    type Conn = Http2Conn;
+
+    async fn open(
+        &self,
+        target: &Target,
+        initial: Bytes,
+        bidi: bool,
+    ) -> Result<Http2Conn, TransportError> {
+        let (body_tx, body) = ChannelBody::channel(REQUEST_CHUNKS_QUEUED_MAX);
+        body_tx.send(initial).await.map_err(|_| TransportError {
+            code: 500,
+            message: "request body closed early".into(),
+        })?;
+        let body_tx = bidi.then_some(body_tx);
+        let d = &target.deployment;
+        let uri =
+            format!("{}/invoke/{}/{}", d.uri.trim_end_matches('/'), target.service, target.handler);
+        let ct = target.version.content_type();
+        let mut req = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(&uri)
+            .header(http::header::CONTENT_TYPE, ct)
+            .header(http::header::ACCEPT, ct)
+            .header("x-restate-invocation-id", target.invocation_id.as_str());
+        if let Some(key) = &target.key {
+            req = req.header("x-restate-service-key", percent_encode(key));
+        }
+        for (k, v) in &d.additional_headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let req = req.body(body).map_err(|e| TransportError {
+            code: 503,
+            message: format!("bad request for {uri}: {e}"),
+        })?;
+        let resp = self.client.request(req).await.map_err(|e| TransportError {
+            code: 503,
+            message: format!("cannot reach deployment {}: {e}", d.uri),
+        })?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        Ok(Http2Conn { status, content_type, body_tx, body: resp.into_body() })
+    }
+}
+
+impl Connection for Http2Conn {
+    fn head(&self) -> (u16, String) {
+        (self.status, self.content_type.clone())
+    }
+
+    async fn send(&mut self, bytes: Bytes) -> bool {
+        match &self.body_tx {
+            Some(tx) => {
+                if tx.send(bytes).await.is_err() {
+                    self.body_tx = None;
+                    false
+                } else {
+                    true
+                }
+            }
+            None => false,
+        }
+    }
+
+    fn close_request(&mut self) {
+        self.body_tx = None;
+    }
+
+    async fn recv(&mut self) -> Option<Result<Bytes, TransportError>> {
+        loop {
+            match self.body.frame().await? {
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Some(Ok(data));
+                    }
+                }
+                Err(e) => {
+                    return Some(Err(TransportError {
+                        code: 503,
+                        message: format!("reading from the deployment: {e}"),
+                    }))
+                }
+            }
+        }
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
