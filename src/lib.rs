@@ -18,6 +18,8 @@ pub mod partition;
 pub mod protocol;
 pub mod runtime;
 pub mod schema;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod store;
 pub mod timefmt;
 pub mod wal;

@@ -196,11 +196,14 @@ struct Call<'a> {
 pub struct Fsm {
     /// This partition's id: the producer id of its outbox entries is `partition + 1`.
     pub partition: u16,
+    /// Only for [`Defect::RetryFromConfig`](crate::defect::Defect::RetryFromConfig): the
+    /// configured policy a defective `apply` would consult.
+    pub defect_retry: Option<RetryPolicy>,
 }
 
 impl Fsm {
     pub fn new(partition: u16) -> Fsm {
-        Fsm { partition }
+        Fsm { partition, defect_retry: None }
     }
 
     /// Applies one record. `now_ms` is the record's timestamp.
@@ -300,6 +303,13 @@ impl Fsm {
             return Err(invalid("invoke without a handler kind"));
         }
         if let Err(v) = limits::check_object_key(&inv.key) {
+            if crate::defect::active(crate::defect::Defect::LimitFailsPartition) {
+                return Err(ApplyError::Store(StoreError::KeyTooLarge {
+                    table: crate::store::Table::InvocationStatus,
+                    bytes: inv.key.len(),
+                    limit_bytes: limits::OBJECT_KEY_BYTES_MAX,
+                }));
+            }
             // Nothing is stored for it: answer its waiter with the failure.
             if let Some(sink) = &inv.sink {
                 self.answer(s, sink, &id, &violation_outcome(&v), out)?;
@@ -467,6 +477,17 @@ impl Fsm {
                 }
                 st.retry_count = st.retry_count.saturating_add(1);
                 st.last_failure = format!("[{}] {}", f.code, f.message);
+                if let (true, Some(p)) = (
+                    crate::defect::active(crate::defect::Defect::RetryFromConfig),
+                    &self.defect_retry,
+                ) {
+                    if st.failures >= p.attempts_max {
+                        let outcome = failure_outcome(f.code, f.message.clone());
+                        return self.complete(s, &id, st, outcome, now_ms, out);
+                    }
+                    let delay = p.delay_ms(st.failures);
+                    return self.new_attempt(s, &id, &mut st, delay, now_ms, out);
+                }
                 if f.give_up {
                     let outcome = failure_outcome(f.code, f.message.clone());
                     return self.complete(s, &id, st, outcome, now_ms, out);
@@ -486,6 +507,13 @@ impl Fsm {
         now_ms: u64,
         out: &mut Vec<Action>,
     ) -> Result<(), ApplyError> {
+        if crate::defect::active(crate::defect::Defect::LimitFailsPartition) {
+            return Err(ApplyError::Store(StoreError::KeyTooLarge {
+                table: crate::store::Table::State,
+                bytes: v.detail.len(),
+                limit_bytes: 0,
+            }));
+        }
         out.push(Action::Abort { id: *id });
         self.complete(s, id, st, violation_outcome(v), now_ms, out)
     }

@@ -111,6 +111,8 @@ impl AppendError {
 struct Shared {
     epoch: AtomicU64,
     liveness: watch::Sender<Liveness>,
+    /// The running leader's store, for read snapshots (introspection, the simulator).
+    store: Mutex<Option<Arc<crate::store::PartitionStore>>>,
 }
 
 /// Appends records to one partition's log. Cheap to clone.
@@ -129,6 +131,7 @@ impl Handle {
             shared: Arc::new(Shared {
                 epoch: AtomicU64::new(0),
                 liveness: watch::Sender::new(Liveness::Starting),
+                store: Mutex::new(None),
             }),
         }
     }
@@ -151,6 +154,16 @@ impl Handle {
             self.shared.epoch.store(epoch, Ordering::SeqCst);
         }
         self.shared.liveness.send_replace(l);
+    }
+
+    pub(crate) fn set_store(&self, store: Option<Arc<crate::store::PartitionStore>>) {
+        *self.shared.store.lock().unwrap_or_else(|p| p.into_inner()) = store;
+    }
+
+    /// The running leader's store, to take read snapshots of; `None` while it does not run.
+    /// Holding it keeps the store open: drop it soon.
+    pub fn store(&self) -> Option<Arc<crate::store::PartitionStore>> {
+        self.shared.store.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The running leader's epoch, if it runs.

@@ -31,7 +31,9 @@
 //!   leadership ends); a firing is never dropped while the leader lives.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use prost::Message;
@@ -65,6 +67,9 @@ pub struct Options {
     pub firings_queued_max: usize,
     pub recovery_delay_min: Duration,
     pub recovery_delay_max: Duration,
+    /// Trim the log up to each durable checkpoint (off in the simulator, which rebuilds every
+    /// store from the whole log).
+    pub trim_log: bool,
     pub shuffler: shuffler::Options,
 }
 
@@ -80,6 +85,7 @@ impl Options {
             firings_queued_max: 64,
             recovery_delay_min: Duration::from_millis(50),
             recovery_delay_max: Duration::from_secs(5),
+            trim_log: true,
             shuffler: shuffler::Options::default(),
         }
     }
@@ -158,6 +164,8 @@ struct Leader {
     records_since_checkpoint: u64,
     last_checkpoint: Instant,
     timers: Window,
+    /// Only under [`Defect::TimersFromReplay`]: timers armed by replayed records.
+    replayed_timers: Vec<Timer>,
     firings: mpsc::Sender<Vec<Timer>>,
     outbox_tx: watch::Sender<u64>,
     stop_tx: watch::Sender<bool>,
@@ -271,7 +279,10 @@ impl Processor {
         };
         let expected = (self.log.identity(), log_id.0);
         match identity {
-            Some(found) if found != expected => {
+            // A store that applied nothing may be stamped again: a log whose first write
+            // never became durable starts over with a new identity after a crash, and nothing
+            // of the old one can be in the store (records are applied only once durable).
+            Some(found) if found != expected && applied != Lsn::INVALID => {
                 return Err(ProcessorError::ForeignStore {
                     partition: id,
                     found_store: found.0,
@@ -280,8 +291,8 @@ impl Processor {
                     expected_log: expected.1,
                 })
             }
-            Some(_) => {}
-            None => {
+            Some(found) if found == expected => {}
+            _ => {
                 let mut txn = store.begin_write().map_err(|e| self.store_err(e))?;
                 txn.set_log_identity(expected.0, expected.1).map_err(|e| self.store_err(e))?;
                 if let Err(e) = tokio_blocking(|| txn.commit(true)) {
@@ -343,6 +354,7 @@ impl Processor {
             records_since_checkpoint: 0,
             last_checkpoint: Instant::now(),
             timers: Window::new(self.opts.timers_in_memory_max),
+            replayed_timers: Vec::new(),
             firings: firings_tx,
             outbox_tx,
             stop_tx,
@@ -375,6 +387,8 @@ impl Processor {
         {
             let r = store.begin_read().map_err(|e| self.store_err(e))?;
             leader.timers.load(&r).map_err(|e| self.store_err(e))?;
+            let replayed = std::mem::take(&mut leader.replayed_timers);
+            leader.timers.put_back(replayed);
         }
         self.invoker.lead(epoch, store.clone());
         leader.tasks.push(supervised(
@@ -402,10 +416,12 @@ impl Processor {
                 self.opts.recovery_delay_max,
             ),
         ));
+        self.handle.set_store(Some(store.clone()));
         self.handle.set_liveness(Liveness::Running { epoch });
         tracing::debug!(partition = id, %epoch, lsn = %leader.lsn_applied, "partition leader ready");
 
         let exit = self.lead_loop(&mut leader, shutdown).await;
+        self.handle.set_store(None);
         let _ = leader.stop_tx.send(true);
         for t in leader.tasks.drain(..) {
             let _ = t.await;
@@ -534,8 +550,10 @@ impl Processor {
                     self.router.waiters.complete(request_id, id, outcome)
                 }
                 Action::Timer { wake_ms, id, completion_id } => {
-                    if !replaying || defect::active(Defect::TimersFromReplay) {
+                    if !replaying {
                         leader.timers.add((wake_ms, id, completion_id));
+                    } else if defect::active(Defect::TimersFromReplay) {
+                        leader.replayed_timers.push((wake_ms, id, completion_id));
                     }
                 }
                 _ if replaying => {}
@@ -584,8 +602,10 @@ impl Processor {
         leader.last_checkpoint = Instant::now();
         // Trimming is housekeeping: a failure only delays it to the next checkpoint (a
         // broken log is noticed by the next append or read).
-        if let Err(e) = self.log.trim(log_of(self.id()), leader.lsn_durable).await {
-            tracing::debug!(partition = self.id(), "trimming the log failed: {e}");
+        if self.opts.trim_log {
+            if let Err(e) = self.log.trim(log_of(self.id()), leader.lsn_durable).await {
+                tracing::debug!(partition = self.id(), "trimming the log failed: {e}");
+            }
         }
         Ok(())
     }

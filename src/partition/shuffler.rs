@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{AppendError, Handle, Router};
+use crate::defect::{self, Defect};
 use crate::fsm::{record, FsmRead, Record, TruncateOutbox};
 use crate::store::PartitionStore;
 
@@ -98,12 +99,23 @@ pub async fn run(
             continue;
         }
         let last = batch.last().map(|(s, _)| *s).expect("batch is not empty");
+        if defect::active(Defect::ShufflerTruncatesFirst) {
+            match truncate(&opts, &me, epoch, last, &mut stop).await? {
+                Some(()) => truncated_through = last,
+                None => return Ok(()),
+            }
+        }
         // Group by target, each group in sequence order.
         let mut groups: BTreeMap<u16, Vec<Record>> = BTreeMap::new();
         for (_, entry) in batch {
             let Some(record) = entry.record else { continue };
             let target = router.for_key(entry.partition_key).id;
             groups.entry(target).or_default().push(record);
+        }
+        if defect::active(Defect::ShufflerReorders) {
+            for g in groups.values_mut() {
+                g.reverse();
+            }
         }
         let deliveries = groups.into_iter().map(|(target, records)| {
             let target = router.partitions[usize::from(target)].clone();
@@ -145,7 +157,7 @@ async fn deliver(
             }
             Err(e) => return Err(e),
         }
-        if crate::defect::active(crate::defect::Defect::ShufflerDropsFailedDelivery) {
+        if defect::active(Defect::ShufflerDropsFailedDelivery) {
             return Ok(true);
         }
         tokio::select! {

@@ -91,6 +91,12 @@ enum Item {
 struct Flush {
     seq: Seq,
     done: bool,
+    /// Its durable write failed with ENOSPC.
+    no_space: bool,
+    /// It carried its segment's header (the segment's first write).
+    with_header: bool,
+    /// The control log's last LSN once this flush is durable.
+    control_lsn: Lsn,
     segment: SegmentId,
     offset: u64,
     end: u64,
@@ -115,6 +121,11 @@ pub(crate) struct Writer<D: Disk> {
     seq_next: Seq,
     logs: HashMap<LogId, LogState>,
     control_lsn_last: Lsn,
+    /// The control log's last durable LSN (what a rewind goes back to).
+    control_lsn_durable: Lsn,
+    /// The end offset the next segment's header records, when the active segment was given
+    /// up after a failed first write.
+    prev_end_override: Option<u32>,
     spares: VecDeque<String>,
     spare_number_next: u64,
     prep: Option<Prep>,
@@ -199,6 +210,8 @@ impl<D: Disk> Writer<D> {
             seq_next: r.seq_next,
             logs,
             control_lsn_last: r.control_lsn_last,
+            control_lsn_durable: r.control_lsn_last,
+            prev_end_override: None,
             spares: r.spares.into(),
             spare_number_next: r.spare_number_next,
             prep: None,
@@ -410,6 +423,9 @@ impl<D: Disk> Writer<D> {
         let mut flush = Flush {
             seq,
             done: false,
+            no_space: false,
+            with_header: header_pending,
+            control_lsn: Lsn::INVALID,
             segment: at.segment_id,
             offset: at.offset,
             end: 0,
@@ -545,6 +561,7 @@ impl<D: Disk> Writer<D> {
         };
         drop(records);
         flush.frame = Some(Arc::from(self.scratch.as_slice()));
+        flush.control_lsn = self.control_lsn_last;
         let prefix = if header_pending { SEGMENT_HEADER_BYTES } else { 0 };
         let total = prefix + frame_len as usize;
         let write_len =
@@ -584,28 +601,9 @@ impl<D: Disk> Writer<D> {
     /// Waits for at least `min` completions and publishes every flush that is now durable
     /// together with all flushes before it.
     fn reap(&mut self, min: usize) -> Result<(), WalError> {
-        let mut comps = std::mem::take(&mut self.completions);
-        self.disk
-            .complete(min, &mut comps)
-            .map_err(|e| WalError::io("complete durable write", &e))?;
-        let mut failed = None;
-        for c in comps.drain(..) {
-            if let Err(e) = &c.result {
-                failed.get_or_insert_with(|| WalError::io("durable write", e));
-            }
-            if let Some(f) = self.inflight.iter_mut().find(|f| f.seq.0 == c.user_data) {
-                f.done = true;
-            }
-            let mut buf = c.buf;
-            if buf.capacity() == self.buf_bytes || buf.registered_index.is_some() {
-                let used = buf.len();
-                buf.clear_zeroed(used);
-                self.bufs.push(buf);
-            }
-        }
-        self.completions = comps;
-        if let Some(e) = failed {
-            return Err(e);
+        self.collect(min)?;
+        if self.inflight.iter().any(|f| f.no_space) {
+            return self.rewind_no_space();
         }
         let mut trimmed = false;
         while self.inflight.front().is_some_and(|f| f.done) {
@@ -619,7 +617,110 @@ impl<D: Disk> Writer<D> {
         Ok(())
     }
 
+    /// Waits for at least `min` completions and marks their flushes done. A failed write is
+    /// fatal, except for a full disk, which marks the flush for [`Writer::rewind_no_space`].
+    fn collect(&mut self, min: usize) -> Result<(), WalError> {
+        let mut comps = std::mem::take(&mut self.completions);
+        self.disk
+            .complete(min, &mut comps)
+            .map_err(|e| WalError::io("complete durable write", &e))?;
+        let mut failed = None;
+        for c in comps.drain(..) {
+            let mut no_space = false;
+            if let Err(e) = &c.result {
+                match WalError::io("durable write", e) {
+                    WalError::NoSpace { .. } => no_space = true,
+                    other => {
+                        failed.get_or_insert(other);
+                    }
+                }
+            }
+            if let Some(f) = self.inflight.iter_mut().find(|f| f.seq.0 == c.user_data) {
+                f.done = true;
+                f.no_space = no_space;
+            }
+            let mut buf = c.buf;
+            if buf.capacity() == self.buf_bytes || buf.registered_index.is_some() {
+                let used = buf.len();
+                buf.clear_zeroed(used);
+                self.bufs.push(buf);
+            }
+        }
+        self.completions = comps;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// A durable write found the disk full (on copy-on-write or thin-provisioned storage a
+    /// write into a pre-written segment can). Backpressure, not failure: the flushes before
+    /// it are published, it and every later one are answered `NoSpace` (nothing of them was
+    /// acknowledged), the writer's state goes back to what is durable, and the rest of the
+    /// segment is never written again: the next flush starts a new segment, whose header
+    /// records where the durable frames end, so recovery never reads what the failed writes
+    /// may have left behind. If no spare is ready that roll reports `NoSpace` itself until
+    /// space returns.
+    fn rewind_no_space(&mut self) -> Result<(), WalError> {
+        while self.inflight.iter().any(|f| !f.done) {
+            self.collect(1)?;
+        }
+        let mut trimmed = false;
+        while self.inflight.front().is_some_and(|f| !f.no_space) {
+            let f = self.inflight.pop_front().expect("front exists");
+            trimmed |= !f.trims.is_empty();
+            self.publish(f);
+        }
+        let err = WalError::NoSpace { op: "durable write" };
+        let first_failed = self.inflight.front().map(|f| (f.seq, f.with_header, f.segment));
+        for f in self.inflight.drain(..) {
+            for ack in f.acks {
+                ack.fail(err.clone());
+            }
+        }
+        let Some((seq, with_header, segment)) = first_failed else { return Ok(()) };
+        self.seq_next = seq;
+        self.control_lsn_last = self.control_lsn_durable;
+        {
+            let idx = self.shared.index();
+            self.logs.retain(|log, _| idx.logs.contains_key(log));
+            for (log, st) in self.logs.iter_mut() {
+                let t = idx.logs[log];
+                *st = LogState {
+                    last: t.lsn_durable,
+                    trim: t.lsn_trim,
+                    sealed: t.sealed,
+                    epoch: t.epoch,
+                };
+            }
+        }
+        if with_header {
+            // Nothing of the segment became durable: it goes back to the spares, and the
+            // next segment continues after the one before it.
+            let a = self.active.take().expect("a segment is active");
+            debug_assert_eq!(a.id, segment);
+            self.disk.close(a.file);
+            let meta = self.shared.index().segments.remove(&a.id);
+            let name = meta.map(|m| m.name).unwrap_or_else(|| segment_name(a.id));
+            self.shared.reader.forget(&name);
+            let spare = format!("{:016x}.spare", self.spare_number_next);
+            self.spare_number_next += 1;
+            self.disk.rename(&name, &spare).map_err(|e| WalError::io("give back segment", &e))?;
+            self.spares.push_back(spare);
+            self.prev_end_override = Some(a.prev_end_offset);
+        } else if let Some(a) = self.active.as_mut() {
+            let end = self.shared.index().segments.get(&a.id).map_or(a.pos, |m| m.end_offset);
+            a.pos = end;
+            a.outdated = true;
+        }
+        if trimmed {
+            self.recycle()?;
+        }
+        Ok(())
+    }
+
     fn publish(&mut self, f: Flush) {
+        self.control_lsn_durable = self.control_lsn_durable.max(f.control_lsn);
         {
             let mut idx = self.shared.index();
             let seg = idx.segments.get_mut(&f.segment).expect("active segment is indexed");
@@ -674,7 +775,7 @@ impl<D: Disk> Writer<D> {
                 self.spares.pop_front().expect("a spare was just prepared")
             }
         };
-        let mut prev_end_offset = 0;
+        let mut prev_end_offset = self.prev_end_override.take().unwrap_or(0);
         if let Some(a) = self.active.take() {
             self.disk.close(a.file);
             prev_end_offset = u32::try_from(a.pos).expect("segment offsets fit u32");

@@ -67,6 +67,8 @@ struct State {
     crash_after_ops: Option<u64>,
     crashed: bool,
     capacity_bytes: Option<u64>,
+    /// Durable writes fail with ENOSPC even inside a file (copy-on-write storage when full).
+    writes_fail_no_space: bool,
     rng: SimRng,
 }
 
@@ -86,6 +88,9 @@ impl State {
         self.files.values().map(|f| f.current.len() as u64).sum()
     }
     fn check_space(&self, name: &str, end: u64) -> io::Result<()> {
+        if self.writes_fail_no_space {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
         let Some(cap) = self.capacity_bytes else { return Ok(()) };
         let cur = self.files.get(name).map_or(0, |f| f.current.len() as u64);
         if end > cur && self.used_bytes() + (end - cur) > cap {
@@ -128,6 +133,15 @@ impl SimControl {
     }
     pub fn is_crashed(&self) -> bool {
         self.lock().crashed
+    }
+    /// While set, every durable write fails with ENOSPC, as on copy-on-write or
+    /// thin-provisioned storage that ran full (writes into existing blocks need new ones).
+    pub fn set_writes_fail_no_space(&self, fail: bool) {
+        self.lock().writes_fail_no_space = fail;
+    }
+    /// Bytes the files take together now.
+    pub fn used_bytes(&self) -> u64 {
+        self.lock().used_bytes()
     }
     /// Writes that would grow the files past `bytes` in total fail with ENOSPC.
     pub fn set_capacity_bytes(&self, bytes: Option<u64>) {
@@ -186,6 +200,7 @@ impl SimControl {
             crash_after_ops: None,
             crashed: false,
             capacity_bytes: s.capacity_bytes,
+            writes_fail_no_space: false,
             rng: SimRng::new(seed ^ 0x5EED),
         })
     }
@@ -216,6 +231,7 @@ impl SimDisk {
             crash_after_ops: None,
             crashed: false,
             capacity_bytes: None,
+            writes_fail_no_space: false,
             rng: SimRng::new(seed),
         })
     }

@@ -1,0 +1,1021 @@
+//! The deterministic simulator: one seed drives, on one thread and on virtual time, the real
+//! WAL (on the simulated disk), the real partition stores (redb on a simulated backend), the
+//! state machine, the processors, shufflers, timers and invokers, against a simulated SDK
+//! ([`sdk`]) running scripted handlers ([`handlers`]).
+//!
+//! A run is a sequence of *lives*. In each life a fresh single-threaded tokio runtime with
+//! paused time starts the node from the disks of the previous life, a client submits
+//! invocations, and faults happen: slow disk writes, a full disk for a while (WAL and
+//! stores), refused and slow SDK connections. A life ends with a crash at a random virtual
+//! time after a random number of scheduler steps: the runtime is dropped mid-flight, and the
+//! next life starts from crash images of every disk (writes in flight dropped, kept or torn).
+//! The last life has no faults and runs until everything settled, then the checks run:
+//!
+//! - every acknowledged invocation finished, exactly once, with the outcome its handler
+//!   gives (success, terminal failure, or the limit violation `Big.set` must produce);
+//! - no `ctx.run` body ran after its result was durable in the log;
+//! - object state equals the reference model (`Counter` sums, `Log` items per sender in
+//!   emission order);
+//! - no partition is stuck and no component failed; nothing is left runnable, in an outbox
+//!   or in a timer table;
+//! - no timer fired twice;
+//! - applying each partition's whole log to an empty store gives the live store.
+//!
+//! Invariants: everything that varies comes from the seed (the [`SimRng`]s, virtual time);
+//! nothing reads the wall clock or a global random source. [`run`] twice with the same
+//! options gives the same [`Report::trace_hash`].
+
+pub mod handlers;
+pub mod sdk;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use prost::Message as _;
+use tokio::sync::watch;
+
+use crate::clock::{SharedClock, TokioClock};
+use crate::defect::{self, Defect};
+use crate::fsm::{
+    self, outcome, record, Applied, Fsm, FsmRead, HandlerKind, Invoke, Phase, Record,
+};
+use crate::invoker;
+use crate::log::SharedLog;
+use crate::partition::{log_of, partition_of, processor, AppendError, Handle, Router, Waiters};
+use crate::protocol::discovery::ServiceType;
+use crate::protocol::ids::InvocationId;
+use crate::schema::{
+    Deployment, HandlerSchema, Registry, Schema, SchemaHandlerKind, ServiceSchema,
+};
+use crate::store::sim::{Crash, SimBackend};
+use crate::store::{PartitionStore, ReadView, Table};
+use crate::wal::disk::sim::{SimDisk, SimRng};
+use crate::wal::{self, Wal};
+
+/// The wall-clock time virtual time starts at (2026-01-01T00:00:00Z). Ms.
+const EPOCH_MS: u64 = 1_767_225_600_000;
+/// After the last fault, everything must have settled within this much virtual time.
+const SETTLE_MS_MAX: u64 = 120_000;
+
+/// What one run does; [`Options::for_seed`] derives everything from the seed.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub seed: u64,
+    pub partitions: u16,
+    pub invocations: usize,
+    /// Lives; every life but the last ends in a crash.
+    pub lives: usize,
+    pub disk_full: bool,
+    /// The deployment speaks request-response instead of bidirectional streaming.
+    pub request_response: bool,
+    /// A defect put back on purpose (see [`crate::defect`]).
+    pub defect: Option<Defect>,
+}
+
+impl Options {
+    pub fn for_seed(seed: u64) -> Options {
+        let mut rng = SimRng::new(seed ^ 0x005E_ED0F_5EED);
+        Options {
+            seed,
+            partitions: 1 + rng.below(2) as u16,
+            invocations: 8 + rng.below(20) as usize,
+            lives: 1 + rng.below(4) as usize,
+            disk_full: rng.below(10) < 5,
+            request_response: rng.below(10) < 2,
+            defect: None,
+        }
+    }
+}
+
+/// The result of a run.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub options: Options,
+    /// Everything that went wrong; empty for a passing run.
+    pub violations: Vec<String>,
+    pub acknowledged: usize,
+    pub virtual_ms: u64,
+    /// A digest of what happened, to check that a seed replays identically.
+    pub trace_hash: u64,
+    /// What happened, in order (acknowledgements, `ctx.run` executions, the end state).
+    pub trace: Vec<String>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// What a planned invocation must end with.
+#[derive(Clone, Debug, PartialEq)]
+enum Expect {
+    Success,
+    /// A terminal failure whose message starts with this (code, prefix).
+    Failure(u32, &'static str),
+    /// Refused by `apply` without a trace: its key is over the limit. The client appends it
+    /// directly, like a producer that skipped validation, so only `apply` can catch it.
+    Refused,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sent {
+    Not,
+    InFlight,
+    /// Its append was in flight when a life ended: it may or may not be in the log.
+    Maybe,
+    Acked,
+}
+
+#[derive(Clone, Debug)]
+struct Planned {
+    id: InvocationId,
+    service: &'static str,
+    handler: &'static str,
+    key: String,
+    input: String,
+    expect: Expect,
+    sent: Sent,
+    /// Virtual time (since the start of the run) to submit it at.
+    at_ms: u64,
+}
+
+/// One execution of a `ctx.run` body.
+#[derive(Clone, Debug)]
+struct RunExec {
+    /// The durable tail of the invocation's log when the body ran.
+    tail: segment_format::Lsn,
+}
+
+/// The world outside the server: the client's plan and what the SDK's side effects did.
+#[derive(Debug, Default)]
+pub struct World {
+    plan: Vec<Planned>,
+    runs: BTreeMap<(InvocationId, u32), Vec<RunExec>>,
+    violations: Vec<String>,
+    trace: Vec<String>,
+    now_ms: u64,
+}
+
+impl World {
+    /// Records an execution of run `cid` of `id`; returns how many ran before it.
+    pub fn ran(
+        &mut self,
+        id: InvocationId,
+        cid: u32,
+        tail: segment_format::Lsn,
+        now_ms: u64,
+    ) -> usize {
+        let runs = self.runs.entry((id, cid)).or_default();
+        runs.push(RunExec { tail });
+        self.trace.push(format!("{} run {id} {cid} tail {tail}", now_ms.saturating_sub(EPOCH_MS)));
+        runs.len() - 1
+    }
+
+    fn violation(&mut self, v: String) {
+        if !self.violations.contains(&v) {
+            self.violations.push(v);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The disks that survive a crash.
+struct Disks {
+    wal: SimDisk,
+    stores: Vec<SimBackend>,
+}
+
+impl Disks {
+    /// What a crash leaves of every disk.
+    fn crash(&mut self, wal: &crate::wal::disk::sim::SimControl, seed: u64) {
+        let mut crng = SimRng::new(seed ^ 0xC0FFEE);
+        self.wal = wal.crash_image(crng.next_u64());
+        self.stores = self
+            .stores
+            .iter()
+            .map(|b| {
+                b.crash_image(match crng.below(3) {
+                    0 => Crash::LoseUnsynced,
+                    1 => Crash::KeepUnsynced,
+                    _ => Crash::Seeded(crng.next_u64()),
+                })
+            })
+            .collect();
+    }
+}
+
+/// The schema of the simulated deployment.
+fn schema(request_response: bool) -> Schema {
+    let dp = "dp_sim".to_string();
+    let mut services = BTreeMap::new();
+    for (name, ty, handlers) in handlers::SERVICES {
+        let handlers = handlers
+            .iter()
+            .map(|(h, exclusive)| {
+                let kind = match (ty, exclusive) {
+                    (ServiceType::Service, _) => SchemaHandlerKind::Service,
+                    (_, true) => SchemaHandlerKind::Exclusive,
+                    (_, false) => SchemaHandlerKind::Shared,
+                };
+                let hs = HandlerSchema {
+                    name: h.to_string(),
+                    kind,
+                    public: true,
+                    lazy_state: *name == "Log",
+                    input: None,
+                    output: None,
+                    documentation: None,
+                    metadata: BTreeMap::new(),
+                    inactivity_timeout_ms: None,
+                    abort_timeout_ms: None,
+                };
+                (h.to_string(), hs)
+            })
+            .collect();
+        services.insert(
+            name.to_string(),
+            ServiceSchema {
+                name: name.to_string(),
+                ty: *ty,
+                revision: 1,
+                deployment_id: dp.clone(),
+                handlers,
+                public: true,
+                documentation: None,
+                metadata: BTreeMap::new(),
+                inactivity_timeout_ms: None,
+                abort_timeout_ms: None,
+                idempotency_retention_ms: None,
+                journal_retention_ms: None,
+                lazy_state: *name == "Log",
+            },
+        );
+    }
+    let deployment = Deployment {
+        id: dp.clone(),
+        uri: "sim://sdk".into(),
+        bidi: !request_response,
+        http_version: "HTTP/2.0".into(),
+        min_protocol_version: 5,
+        max_protocol_version: 6,
+        sdk_version: None,
+        additional_headers: BTreeMap::new(),
+        metadata: BTreeMap::new(),
+        created_ms: EPOCH_MS,
+        services: services.keys().map(|s| (s.clone(), 1)).collect(),
+    };
+    Schema { version: 1, deployments: BTreeMap::from([(dp, deployment)]), services }
+}
+
+fn kind_of(service: &str, handler: &str) -> HandlerKind {
+    for (name, ty, handlers) in handlers::SERVICES {
+        if *name == service {
+            for (h, exclusive) in *handlers {
+                if *h == handler {
+                    return match (ty, exclusive) {
+                        (ServiceType::Service, _) => HandlerKind::Service,
+                        (_, true) => HandlerKind::Exclusive,
+                        (_, false) => HandlerKind::Shared,
+                    };
+                }
+            }
+        }
+    }
+    HandlerKind::Unspecified
+}
+
+/// The client's plan: a seeded mix of every handler, on a few keys so objects contend.
+fn plan(rng: &mut SimRng, n: usize, horizon_ms: u64) -> Vec<Planned> {
+    let keys = ["k0", "k1", "k2", "k3"];
+    let mut out = Vec::with_capacity(n);
+    let mut send_seqs = 0;
+    for i in 0..n {
+        let key = keys[rng.below(keys.len() as u64) as usize].to_string();
+        let uuid = (u128::from(rng.next_u64()) << 64) | i as u128;
+        let (service, handler, key, input, expect) = match rng.below(100) {
+            0..=29 => ("Counter", "add", key, (1 + rng.below(9)).to_string(), Expect::Success),
+            30..=44 => {
+                let ms = if rng.below(2) == 0 { rng.below(80) } else { rng.below(1500) };
+                ("Worker", "work", String::new(), ms.to_string(), Expect::Success)
+            }
+            45..=59 => {
+                let n = 1 + rng.below(9);
+                ("Caller", "call_add", String::new(), format!("{key}:{n}"), Expect::Success)
+            }
+            60..=74 => {
+                send_seqs += 1;
+                let k = 1 + rng.below(6);
+                (
+                    "Caller",
+                    "send_seq",
+                    String::new(),
+                    format!("{key}:s{send_seqs}:{k}"),
+                    Expect::Success,
+                )
+            }
+            75..=84 => ("Flaky", "flaky", String::new(), String::new(), Expect::Success),
+            85..=91 => {
+                ("Flaky", "fail", String::new(), String::new(), Expect::Failure(418, "bad input"))
+            }
+            92..=96 => ("Big", "set", key, String::new(), Expect::Failure(413, "[RA1001]")),
+            _ => {
+                let key = "x".repeat(crate::fsm::limits::OBJECT_KEY_BYTES_MAX + 1);
+                ("Counter", "add", key, "1".into(), Expect::Refused)
+            }
+        };
+        let partition_key =
+            if key.is_empty() { rng.next_u64() } else { fsm::partition_key_of(&key) };
+        out.push(Planned {
+            id: InvocationId { partition_key, uuid },
+            service,
+            handler,
+            key,
+            input,
+            expect,
+            sent: Sent::Not,
+            at_ms: rng.below(horizon_ms.max(1)),
+        });
+    }
+    out.sort_by_key(|p| p.at_ms);
+    out
+}
+
+/// Runs one seed and checks it. Never panics on a violation: it is in the report.
+pub fn run(options: Options) -> Report {
+    defect::set(options.defect);
+    let report = run_inner(options.clone());
+    defect::set(None);
+    report
+}
+
+fn run_inner(options: Options) -> Report {
+    let mut rng = SimRng::new(options.seed);
+    let world = Arc::new(Mutex::new(World::default()));
+    lock(&world).plan = plan(&mut rng, options.invocations, 1500 * options.lives as u64);
+    let mut disks = Disks {
+        wal: SimDisk::new(rng.next_u64()),
+        stores: (0..options.partitions).map(|_| SimBackend::new()).collect(),
+    };
+    let mut elapsed_ms = 0u64;
+    let mut life_report = None;
+    for life in 0..options.lives {
+        let last = life + 1 == options.lives;
+        let life_seed = rng.next_u64();
+        for p in lock(&world).plan.iter_mut() {
+            if p.sent == Sent::InFlight {
+                p.sent = Sent::Maybe;
+            }
+        }
+        let wal_disk = std::mem::replace(&mut disks.wal, SimDisk::new(0));
+        let wal_ctl = wal_disk.control();
+        let r =
+            run_life(&options, &world, wal_disk, &disks, life, last, life_seed, &mut elapsed_ms);
+        // The next life finds what a crash left.
+        disks.crash(&wal_ctl, life_seed);
+        match r {
+            Ok(final_state) => life_report = final_state,
+            Err(v) => {
+                lock(&world).violation(format!("life {life}: {v}"));
+                break;
+            }
+        }
+    }
+    if let Some(state) = life_report {
+        check(&options, &world, &state);
+    }
+    let w = lock(&world);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    w.trace.hash(&mut h);
+    w.violations.hash(&mut h);
+    Report {
+        acknowledged: w.plan.iter().filter(|p| p.sent == Sent::Acked).count(),
+        violations: w.violations.clone(),
+        virtual_ms: elapsed_ms,
+        trace_hash: h.finish(),
+        trace: w.trace.clone(),
+        options,
+    }
+}
+
+/// Every table of a store: (key, value) rows in key order.
+type Dump = BTreeMap<Table, Vec<(Vec<u8>, Vec<u8>)>>;
+
+/// Everything the checks need from the last life.
+struct FinalState {
+    /// The retry policy the last life configured (for the rebuild under a defect).
+    retry: fsm::RetryPolicy,
+    /// Per partition: every table's rows.
+    stores: Vec<Dump>,
+    /// Per partition: the whole log (LSN, timestamp, body).
+    logs: Vec<Vec<segment_format::Record>>,
+    settled: bool,
+}
+
+fn wal_options(clock: SharedClock) -> wal::Options {
+    let mut o = wal::Options::new("sim-wal");
+    o.segment_bytes = 64 * 1024;
+    o.flush_bytes_max = 16 * 1024;
+    o.flush_pipeline_bytes_min = 4 * 1024;
+    o.queue_len_max = 256;
+    o.recent_frames_bytes_max = 64 * 1024;
+    o.clock = clock;
+    o
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_life(
+    options: &Options,
+    world: &Arc<Mutex<World>>,
+    wal_disk: SimDisk,
+    disks: &Disks,
+    life: usize,
+    last: bool,
+    seed: u64,
+    elapsed_ms: &mut u64,
+) -> Result<Option<FinalState>, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let start_ms = *elapsed_ms;
+    let out = rt.block_on(async {
+        let mut rng = SimRng::new(seed);
+        let clock: SharedClock = Arc::new(TokioClock::new(EPOCH_MS + start_ms));
+        let slow_disk = rng.below(4) == 0;
+        let mut lat_rng = SimRng::new(rng.next_u64());
+        let latency = move || {
+            let us = if slow_disk && lat_rng.below(20) == 0 {
+                20_000 + lat_rng.below(200_000)
+            } else {
+                50 + lat_rng.below(1500)
+            };
+            Duration::from_micros(us)
+        };
+        let wal_ctl = wal_disk.control();
+        if last {
+            // Whoever filled the disk freed space before the last life.
+            wal_ctl.set_capacity_bytes(None);
+            for s in &disks.stores {
+                s.set_capacity_bytes(None);
+            }
+        }
+        let (wal, writer) = Wal::open_inline(wal_disk, wal_options(clock.clone()), latency)
+            .map_err(|e| format!("the WAL refused to recover a crash image: {e}"))?;
+        let wal = Arc::new(wal);
+        tokio::spawn(writer);
+        let log: SharedLog = wal.clone();
+        let n = options.partitions;
+        let registry = Arc::new(Registry::in_memory(schema(options.request_response)));
+        let handles: Vec<Handle> = (0..n).map(|i| Handle::new(i, log.clone())).collect();
+        let router = Router {
+            partitions: Arc::new(handles),
+            waiters: Arc::new(Waiters::new(life as u64 + 1)),
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let transport = sdk::SimTransport {
+            world: world.clone(),
+            log: log.clone(),
+            partitions: n,
+            rng: Arc::new(Mutex::new(SimRng::new(rng.next_u64()))),
+            faults: sdk::SdkFaults {
+                refuse_per_mille: if last { 0 } else { rng.below(60) },
+                delay_ms_max: rng.below(5),
+            },
+            clock: clock.clone(),
+        };
+        let mut retry = fsm::RetryPolicy {
+            initial_ms: 20,
+            factor: 2.0,
+            max_interval_ms: 500,
+            attempts_max: 1000,
+        };
+        if defect::active(Defect::RetryFromConfig) {
+            // Each life configures a different policy; only a replay that depends on it sees it.
+            retry.attempts_max = 2 + life as u32;
+        }
+        let inv_opts = invoker::Options {
+            inactivity_timeout: Duration::from_secs(2),
+            abort_timeout: Duration::from_secs(5),
+            inflight_max: 4 + rng.below(8) as usize,
+            queue_max: 8,
+            eager_state_bytes_max: 64 + rng.below(256) as usize,
+            retry_later_delay: Duration::from_millis(100),
+            retry,
+            ..invoker::Options::default()
+        };
+        let store_opts = crate::store::Options { cache_bytes_max: 256 * 1024 };
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let backend = disks.stores[usize::from(i)].clone();
+            let so = store_opts.clone();
+            let open: processor::StoreOpener =
+                Box::new(move || PartitionStore::open_backend(backend.clone(), &so));
+            let (inv, inv_handle) = invoker::Invoker::new(
+                inv_opts.clone(),
+                registry.clone(),
+                router.partitions[usize::from(i)].clone(),
+                transport.clone(),
+                clock.clone(),
+            );
+            let w = world.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = inv.run().await {
+                    lock(&w).violation(format!("the invoker of partition {i} failed: {e}"));
+                }
+            }));
+            let mut popts = processor::Options::new(i);
+            popts.checkpoint_records = 20 + rng.below(400);
+            popts.checkpoint_interval = Duration::from_millis(100 + rng.below(3000));
+            popts.batch_records_max = 1 + rng.below(32) as usize;
+            popts.timers_in_memory_max = 2 + rng.below(8) as usize;
+            popts.timers_per_turn_max = 1 + rng.below(4) as usize;
+            popts.firings_queued_max = 1 + rng.below(3) as usize;
+            popts.recovery_delay_min = Duration::from_millis(10);
+            popts.recovery_delay_max = Duration::from_millis(500);
+            popts.trim_log = false;
+            popts.shuffler.batch_entries_max = 1 + rng.below(8) as usize;
+            popts.shuffler.truncate_every_entries = 1 + rng.below(8);
+            let mut fsm = Fsm::new(i);
+            fsm.defect_retry = Some(inv_opts.retry.clone());
+            let p = processor::Processor::new(
+                popts,
+                log.clone(),
+                open,
+                fsm,
+                router.partitions[usize::from(i)].clone(),
+                router.clone(),
+                inv_handle,
+                clock.clone(),
+            );
+            let rx = stop_rx.clone();
+            let w = world.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = p.run(rx).await {
+                    lock(&w).violation(format!("partition {i} stopped: {e}"));
+                }
+            }));
+        }
+        // The client.
+        {
+            let w = world.clone();
+            let router = router.clone();
+            let clock = clock.clone();
+            tasks.push(tokio::spawn(client(w, router, clock, start_ms)));
+        }
+        // A full disk for a while.
+        if options.disk_full {
+            let at = Duration::from_millis(rng.below(1000));
+            let dur = Duration::from_millis(300 + rng.below(2500));
+            let wal_ctl = wal_ctl.clone();
+            // Copy-on-write storage: even writes into existing blocks fail while full.
+            let cow = rng.below(2) == 0;
+            let stores: Vec<SimBackend> = disks.stores.clone();
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep(at).await;
+                wal_ctl.set_capacity_bytes(Some(wal_ctl.used_bytes()));
+                wal_ctl.set_writes_fail_no_space(cow);
+                for s in &stores {
+                    s.set_capacity_bytes(Some(s.len_bytes()));
+                }
+                tokio::time::sleep(dur).await;
+                wal_ctl.set_capacity_bytes(None);
+                wal_ctl.set_writes_fail_no_space(false);
+                for s in &stores {
+                    s.set_capacity_bytes(None);
+                }
+            }));
+        }
+        let out = if last {
+            settle(world, &router, &log, n, start_ms, &clock).await.map(|mut f| {
+                f.retry = inv_opts.retry.clone();
+                Some(f)
+            })
+        } else {
+            let at = Duration::from_millis(100 + rng.below(2500));
+            tokio::time::sleep(at).await;
+            for _ in 0..rng.below(200) {
+                tokio::task::yield_now().await;
+            }
+            Ok(None)
+        };
+        *elapsed_ms = clock.now_ms() - EPOCH_MS;
+        if last {
+            let _ = stop_tx.send(true);
+            for t in tasks {
+                let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+            }
+        }
+        lock(world).now_ms = *elapsed_ms;
+        out
+    });
+    drop(rt);
+    out
+}
+
+/// Submits the plan at its times; an append answered `Ok` is acknowledged.
+async fn client(world: Arc<Mutex<World>>, router: Router, clock: SharedClock, start_ms: u64) {
+    loop {
+        let next = {
+            let w = lock(&world);
+            w.plan.iter().position(|p| p.sent == Sent::Not)
+        };
+        let Some(i) = next else { return };
+        let p = lock(&world).plan[i].clone();
+        let now = clock.now_ms() - EPOCH_MS;
+        if p.at_ms > now {
+            tokio::time::sleep(Duration::from_millis(p.at_ms - now)).await;
+        }
+        lock(&world).plan[i].sent = Sent::InFlight;
+        let _ = start_ms;
+        let kind = kind_of(p.service, p.handler);
+        let rec = Record {
+            header: None,
+            kind: Some(record::Kind::Invoke(Invoke {
+                invocation_id: Bytes::copy_from_slice(&p.id.to_bytes()),
+                service: p.service.into(),
+                handler: p.handler.into(),
+                key: p.key.clone(),
+                kind: kind as i32,
+                input: Bytes::from(p.input.clone()),
+                headers: vec![],
+                sink: None,
+                execute_at_ms: 0,
+            })),
+        };
+        let target = router.for_key(p.id.partition_key).clone();
+        loop {
+            match target.append(vec![rec.clone()]).await {
+                Ok(_) => {
+                    let mut w = lock(&world);
+                    w.plan[i].sent = Sent::Acked;
+                    let t = clock.now_ms() - EPOCH_MS;
+                    w.trace.push(format!("{t} acked {}", p.id));
+                    break;
+                }
+                Err(e) if e.is_retryable() || matches!(e, AppendError::Fenced { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => {
+                    lock(&world).violation(format!("the client's append failed for good: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reads every table of a store.
+fn dump(store: &PartitionStore) -> Result<Dump, String> {
+    let r = store.begin_read().map_err(|e| e.to_string())?;
+    let mut out = BTreeMap::new();
+    for t in Table::ALL {
+        let mut rows = r.scan_prefix(t, &[], usize::MAX).map_err(|e| e.to_string())?;
+        if t == Table::Meta {
+            // Where the store is from is not part of what the log derives.
+            rows.retain(|(k, _)| k.as_slice() != crate::store::schema::META_LOG_IDENTITY);
+        }
+        out.insert(t, rows);
+    }
+    Ok(out)
+}
+
+/// Runs the last life until every acknowledged (or possibly written) invocation completed
+/// and nothing is left to do, or the settle time is over; then captures stores and logs.
+async fn settle(
+    world: &Arc<Mutex<World>>,
+    router: &Router,
+    log: &SharedLog,
+    n: u16,
+    start_ms: u64,
+    clock: &SharedClock,
+) -> Result<FinalState, String> {
+    let deadline = start_ms + SETTLE_MS_MAX;
+    let mut settled = false;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = clock.now_ms() - EPOCH_MS;
+        let plan_done =
+            lock(world).plan.iter().all(|p| !matches!(p.sent, Sent::Not | Sent::InFlight));
+        if plan_done && quiet(router, n) {
+            settled = true;
+            break;
+        }
+        if now > deadline {
+            break;
+        }
+    }
+    // Let the last checkpoint and truncations land.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut stores = Vec::new();
+    let mut logs = Vec::new();
+    for p in 0..n {
+        let handle = &router.partitions[usize::from(p)];
+        let store = handle.store().ok_or_else(|| {
+            format!("partition {p} is not running at the end: {:?}", handle.liveness())
+        })?;
+        let dumped = dump(&store)?;
+        let applied =
+            store.begin_read().and_then(|r| r.lsn_applied()).map_err(|e| e.to_string())?;
+        drop(store);
+        let mut reader = log.reader(log_of(p), segment_format::Lsn::FIRST);
+        let mut records = Vec::new();
+        while records.len() < applied.0 as usize {
+            match reader.try_next() {
+                Ok(Some(r)) => records.push(r),
+                Ok(None) => break,
+                Err(e) => return Err(format!("reading partition {p}'s log: {e}")),
+            }
+        }
+        stores.push(dumped);
+        logs.push(records);
+    }
+    Ok(FinalState { retry: fsm::RetryPolicy::default(), stores, logs, settled })
+}
+
+/// Whether nothing is left to do: no invocation in flight, no delivery, no timer.
+fn quiet(router: &Router, n: u16) -> bool {
+    for p in 0..n {
+        let Some(store) = router.partitions[usize::from(p)].store() else { return false };
+        let Ok(r) = store.begin_read() else { return false };
+        for t in [Table::Runnable, Table::Outbox, Table::Timers, Table::Inbox] {
+            if !r.scan_prefix(t, &[], 1).map(|v| v.is_empty()).unwrap_or(false) {
+                return false;
+            }
+        }
+        let Ok(statuses) = r.scan_prefix(Table::InvocationStatus, &[], usize::MAX) else {
+            return false;
+        };
+        for (_, v) in statuses {
+            match fsm::Status::decode(v.as_slice()) {
+                Ok(st) if st.phase() == Phase::Completed => {}
+                _ => return false,
+            }
+        }
+    }
+    true
+}
+
+/// The checks of the module documentation.
+fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
+    let mut v: Vec<String> = Vec::new();
+    let n = options.partitions;
+    if !state.settled {
+        v.push(format!(
+            "not settled within {SETTLE_MS_MAX} ms of virtual time after the last fault"
+        ));
+    }
+    // Statuses by id, across partitions.
+    let mut statuses: BTreeMap<InvocationId, fsm::Status> = BTreeMap::new();
+    for (p, tables) in state.stores.iter().enumerate() {
+        for (k, val) in &tables[&Table::InvocationStatus] {
+            match (InvocationId::from_bytes(k), fsm::Status::decode(val.as_slice())) {
+                (Ok(id), Ok(st)) => {
+                    statuses.insert(id, st);
+                }
+                _ => v.push(format!("partition {p}: an undecodable status")),
+            }
+        }
+        for t in [
+            Table::Runnable,
+            Table::Outbox,
+            Table::Timers,
+            Table::Inbox,
+            Table::ObjectLock,
+            Table::Journal,
+        ] {
+            let rows = &tables[&t];
+            if !rows.is_empty() {
+                v.push(format!("partition {p}: {} rows left in {t:?} after settling", rows.len()));
+            }
+        }
+    }
+    let w = lock(world);
+    // 1. Every acknowledged invocation (and every one whose append may have landed) finished
+    //    with the outcome its handler gives.
+    let mut counted = Vec::new();
+    for p in &w.plan {
+        let st = statuses.get(&p.id);
+        if p.sent != Sent::Acked && st.is_none() {
+            continue;
+        }
+        if p.expect == Expect::Refused {
+            if st.is_some() {
+                v.push(format!("invocation {} with a key over the limit was stored", p.id));
+            }
+            continue;
+        }
+        counted.push(p.clone());
+        let Some(st) = st else {
+            v.push(format!(
+                "acknowledged invocation {} ({}/{}) is missing",
+                p.id, p.service, p.handler
+            ));
+            continue;
+        };
+        if st.phase() != Phase::Completed {
+            v.push(format!(
+                "invocation {} ({}/{}) is stuck in {:?}",
+                p.id,
+                p.service,
+                p.handler,
+                st.phase()
+            ));
+            continue;
+        }
+        let got = st.outcome.as_ref().and_then(|o| o.result.clone());
+        match (&p.expect, got) {
+            (Expect::Success, Some(outcome::Result::Value(_))) => {}
+            (Expect::Failure(code, prefix), Some(outcome::Result::Failure(f)))
+                if f.code == *code && f.message.starts_with(prefix) => {}
+            (e, got) => v.push(format!(
+                "invocation {} ({}/{}) expected {e:?}, got {got:?}",
+                p.id, p.service, p.handler
+            )),
+        }
+    }
+    // 2. Reference model of object state.
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    let mut logs: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+    for p in &counted {
+        match (p.service, p.handler) {
+            ("Counter", "add") => {
+                *counts.entry(p.key.clone()).or_default() += p.input.parse::<i64>().unwrap_or(0)
+            }
+            ("Caller", "call_add") => {
+                let (key, n) = p.input.split_once(':').unwrap_or(("", "0"));
+                *counts.entry(key.to_string()).or_default() += n.parse::<i64>().unwrap_or(0);
+            }
+            ("Caller", "send_seq") => {
+                let mut parts = p.input.split(':');
+                let (key, tag, k) = (
+                    parts.next().unwrap_or(""),
+                    parts.next().unwrap_or(""),
+                    parts.next().unwrap_or("0"),
+                );
+                logs.entry(key.to_string())
+                    .or_default()
+                    .insert(tag.to_string(), k.parse().unwrap_or(0));
+            }
+            _ => {}
+        }
+    }
+    let state_of = |service: &str, key: &str, name: &str| -> Option<Vec<u8>> {
+        let pk = fsm::partition_key_of(key);
+        let p = partition_of(pk, n);
+        let k = crate::store::schema::state_key(service, key.as_bytes(), name.as_bytes());
+        state.stores[usize::from(p)][&Table::State]
+            .iter()
+            .find(|(sk, _)| *sk == k)
+            .map(|(_, v)| v.clone())
+    };
+    for key in ["k0", "k1", "k2", "k3"] {
+        let want = counts.get(key).copied().unwrap_or(0);
+        let got = state_of("Counter", key, "count")
+            .map(|v| String::from_utf8_lossy(&v).parse::<i64>().unwrap_or(-1))
+            .unwrap_or(0);
+        if got != want {
+            v.push(format!("Counter/{key}: count is {got}, the model says {want}"));
+        }
+        let items = state_of("Log", key, "items")
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default();
+        let mut seen: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for item in items.split(',').filter(|s| !s.is_empty()) {
+            let (tag, i) = item.split_once('.').unwrap_or((item, "0"));
+            seen.entry(tag.to_string()).or_default().push(i.parse().unwrap_or(u32::MAX));
+        }
+        let want_logs = logs.get(key).cloned().unwrap_or_default();
+        for (tag, k) in &want_logs {
+            let got = seen.get(tag).cloned().unwrap_or_default();
+            let expected: Vec<u32> = (0..*k).collect();
+            if got != expected {
+                v.push(format!(
+                    "Log/{key}: sender {tag} delivered {got:?}, emitted {expected:?} in this order"
+                ));
+            }
+        }
+        for tag in seen.keys() {
+            if !want_logs.contains_key(tag) {
+                v.push(format!("Log/{key}: items from {tag}, which never ran"));
+            }
+        }
+    }
+    // 3. Rebuild each store from its log; learn which run proposals and timer firings took.
+    let mut durable_runs: BTreeMap<(InvocationId, u32), segment_format::Lsn> = BTreeMap::new();
+    let mut timers_fired: BTreeMap<(u64, InvocationId, u32), usize> = BTreeMap::new();
+    for p in 0..n {
+        let store = match PartitionStore::open_in_memory() {
+            Ok(s) => s,
+            Err(e) => {
+                v.push(format!("rebuild: {e}"));
+                continue;
+            }
+        };
+        let mut fsm = Fsm::new(p);
+        fsm.defect_retry = Some(state.retry.clone());
+        let mut last = segment_format::Lsn::INVALID;
+        let mut txn = match store.begin_write() {
+            Ok(t) => t,
+            Err(e) => {
+                v.push(format!("rebuild: {e}"));
+                continue;
+            }
+        };
+        let mut actions = Vec::new();
+        for r in &state.logs[usize::from(p)] {
+            let Ok(rec) = Record::decode(r.body.as_slice()) else { continue };
+            let before = match &rec.kind {
+                Some(record::Kind::Effect(e)) => match &e.kind {
+                    Some(fsm::effect::Kind::ProposeRun(pr)) => {
+                        InvocationId::from_bytes(&e.invocation_id).ok().map(|id| {
+                            (
+                                id,
+                                pr.completion_id,
+                                txn.status(&id)
+                                    .ok()
+                                    .flatten()
+                                    .map(|s| s.completed_ids.contains(&pr.completion_id)),
+                            )
+                        })
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            let applied = fsm.apply(&mut txn, &rec, r.timestamp_ms, &mut actions);
+            actions.clear();
+            if let Some((id, cid, Some(false))) = before {
+                if txn.status(&id).ok().flatten().is_some_and(|s| s.completed_ids.contains(&cid)) {
+                    durable_runs.entry((id, cid)).or_insert(r.lsn);
+                }
+            }
+            if let (Ok(Applied::Yes), Some(record::Kind::TimerFired(t))) = (&applied, &rec.kind) {
+                if let Ok(id) = InvocationId::from_bytes(&t.invocation_id) {
+                    *timers_fired.entry((t.wake_ms, id, t.completion_id)).or_default() += 1;
+                }
+            }
+            if let Err(fsm::ApplyError::Store(e)) = applied {
+                v.push(format!("rebuild of partition {p}: {e}"));
+            }
+            last = r.lsn;
+        }
+        let _ = crate::store::WriteView::set_lsn_applied(&mut txn, last);
+        if let Err(e) = txn.commit(false) {
+            v.push(format!("rebuild: {e}"));
+            continue;
+        }
+        match dump(&store) {
+            Ok(rebuilt) => {
+                let live = &state.stores[usize::from(p)];
+                for t in Table::ALL {
+                    if rebuilt[&t] != live[&t] {
+                        v.push(format!(
+                            "partition {p}: the store rebuilt from the log differs in {t:?} ({} rows rebuilt, {} live)",
+                            rebuilt[&t].len(),
+                            live[&t].len()
+                        ));
+                    }
+                }
+            }
+            Err(e) => v.push(format!("rebuild: {e}")),
+        }
+    }
+    // 4. No run body ran after its result was durable.
+    for ((id, cid), execs) in &w.runs {
+        if let Some(lsn) = durable_runs.get(&(*id, *cid)) {
+            for (k, e) in execs.iter().enumerate() {
+                if e.tail >= *lsn {
+                    v.push(format!(
+                        "run {cid} of {id} ran again (execution {k}) after its result was durable at LSN {lsn} (the log's tail was {})",
+                        e.tail
+                    ));
+                }
+            }
+        }
+    }
+    // 5. No timer fired twice.
+    for ((wake, id, cid), count) in timers_fired {
+        if count > 1 {
+            v.push(format!("timer {cid} of {id} at {wake} fired {count} times"));
+        }
+    }
+    drop(w);
+    let mut w = lock(world);
+    for x in v {
+        w.violation(x);
+    }
+    let mut summary = String::new();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    state.stores.hash(&mut h);
+    let _ = write!(summary, "settled {} stores {:016x}", state.settled, h.finish());
+    w.trace.push(summary);
+}
