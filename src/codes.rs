@@ -66,7 +66,8 @@ impl Code {
             Code::JournalTooLong => 413,
             Code::InboxFull => 429,
             Code::StateWriteNotAllowed => 400,
-            Code::DiskFull | Code::PartitionUnavailable | Code::Overloaded => 503,
+            Code::Overloaded => 429,
+            Code::DiskFull | Code::PartitionUnavailable => 503,
         }
     }
 }

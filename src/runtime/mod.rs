@@ -132,6 +132,10 @@ impl Budget {
     }
 }
 
+/// Turns on the WAL's EIO fault injection (the fail-stop test): durable writes fail after
+/// this many succeeded.
+pub const EIO_AFTER_ENV: &str = "RATCHET_TEST_WAL_EIO_AFTER_WRITES";
+
 /// A supervised task: its name and how it ended.
 type TaskEnd = (String, Result<(), String>);
 
@@ -157,7 +161,18 @@ pub async fn run(
     wal_opts.recent_frames_bytes_max = budget.log_cache_bytes;
     wal_opts.clock = clock.clone();
     let record_bytes_max = wal_opts.record_bytes_max();
-    let wal_ = Arc::new(processor::tokio_blocking(|| Wal::open(wal_opts))?);
+    let disk = wal::disk::open_dir(&wal_opts.dir, wal_opts.engine)
+        .map_err(|e| wal::WalError::io("open", &e))?;
+    // Fault injection for the fail-stop test only (see `wal::disk::fault`).
+    let disk: Box<dyn wal::disk::Disk> =
+        match std::env::var(EIO_AFTER_ENV).ok().and_then(|v| v.parse::<u64>().ok()) {
+            Some(n) => {
+                tracing::warn!("{EIO_AFTER_ENV}={n}: durable WAL writes fail with EIO after {n}");
+                Box::new(wal::disk::fault::EioAfter::new(disk, n))
+            }
+            None => disk,
+        };
+    let wal_ = Arc::new(processor::tokio_blocking(|| Wal::open_with_disk(disk, wal_opts))?);
     tracing::info!(engine = wal_.engine(), partitions = n, dir = %base.display(), "WAL open");
     let log: SharedLog = wal_.clone();
 
@@ -226,9 +241,12 @@ pub async fn run(
     }
     {
         let w = wal_.clone();
+        let mut stop = stop_rx.clone();
         tasks.spawn(async move {
-            let e = w.wait_poisoned().await;
-            ("the WAL".to_string(), Err(e.to_string()))
+            tokio::select! {
+                e = w.wait_poisoned() => ("the WAL".to_string(), Err(e.to_string())),
+                _ = stop.wait_for(|s| *s) => ("the WAL".to_string(), Ok(())),
+            }
         });
     }
 

@@ -43,8 +43,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const LOG_TAIL_LINES: usize = 60;
 
 /// Services of the TypeScript test service (`tests/services/ts/service.mjs`).
-pub const TS_SERVICES: [&str; 6] =
-    ["Caller", "Counter", "Greeter", "LazyCounter", "Runner", "Sleeper"];
+pub const TS_SERVICES: [&str; 8] =
+    ["Caller", "Core", "Counter", "Greeter", "LazyCounter", "Runner", "Seq", "Sleeper"];
 /// Services of the Rust test service (`tests/services/rust`).
 pub const RUST_SERVICES: [&str; 3] = ["RustCounter", "RustGreeter", "RustRunner"];
 
@@ -291,11 +291,23 @@ impl E2eLock {
     }
 }
 
+/// How a fixture differs from the default one.
+#[derive(Clone, Debug, Default)]
+pub struct FixtureOptions {
+    /// Extra environment of the server (configuration as `RESTATE_*` variables).
+    pub env: Vec<(String, String)>,
+    /// The TS service speaks request-response instead of bidirectional streaming.
+    pub ts_request_response: bool,
+    /// The server's base directory (a fresh one in the scratch directory when `None`).
+    pub base_dir: Option<PathBuf>,
+}
+
 /// The server under test, restartable on the same base directory and ports.
 #[derive(Debug)]
 pub struct Server {
     kind: ServerKind,
-    base_dir: PathBuf,
+    pub base_dir: PathBuf,
+    env: Vec<(String, String)>,
     log_path: PathBuf,
     pub ingress_port: u16,
     pub admin_port: u16,
@@ -325,6 +337,9 @@ impl Server {
         // The node-to-node (fabric) port: loopback too, never the default 0.0.0.0:5122.
         cmd.env("RESTATE_BIND_ADDRESS", format!("127.0.0.1:{}", self.node_port));
         cmd.env("RESTATE_DISABLE_TELEMETRY", "true");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         cmd
     }
 
@@ -364,6 +379,47 @@ impl Server {
     fn is_ratchet(&self) -> bool {
         matches!(self.kind, ServerKind::Ratchet(_))
     }
+
+    /// Waits until the server exits by itself; its exit status, or `None` after `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.proc.as_mut().and_then(|p| p.exited()) {
+                self.proc = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Sends SIGTERM (a clean stop) and waits for the exit.
+    pub async fn stop(&mut self) -> Option<ExitStatus> {
+        if let Some(p) = &self.proc {
+            let pid = i32::try_from(p.pid()).expect("pid fits i32");
+            // SAFETY: plain syscall on the process this harness started.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        self.wait_exit(Duration::from_secs(30)).await
+    }
+
+    /// Everything the server wrote to its log so far.
+    pub fn log(&self) -> String {
+        read_lossy(&self.log_path)
+    }
+
+    /// Starts the server without waiting for it to be healthy (for failures at start-up).
+    pub fn start_only(&mut self) {
+        self.start();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.proc.as_mut().is_some_and(|p| p.exited().is_none())
+    }
 }
 
 #[derive(Debug)]
@@ -392,6 +448,11 @@ pub struct Fixture {
 impl Fixture {
     /// Starts the server under test and the chosen SDK services, and registers them.
     pub async fn start(name: &str, sdks: Sdks) -> Fixture {
+        Fixture::start_with(name, sdks, FixtureOptions::default()).await
+    }
+
+    /// Like [`Fixture::start`], with options.
+    pub async fn start_with(name: &str, sdks: Sdks, opts: FixtureOptions) -> Fixture {
         let lock = E2eLock::acquire().await;
         let kind = ServerKind::from_env();
         let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e_sdk");
@@ -400,7 +461,7 @@ impl Fixture {
             .prefix(&format!("{name}-"))
             .tempdir_in(&root)
             .expect("create a scratch dir");
-        let base_dir = dir.path().join("base");
+        let base_dir = opts.base_dir.clone().unwrap_or_else(|| dir.path().join("base"));
         std::fs::create_dir_all(&base_dir).expect("create the base dir");
         let [ingress_port, admin_port, node_port, ts_port, ts_stats, rust_port, rust_stats] =
             free_ports::<7>();
@@ -412,6 +473,7 @@ impl Fixture {
             server: Server {
                 kind,
                 base_dir,
+                env: opts.env.clone(),
                 log_path: dir.path().join("server.log"),
                 ingress_port,
                 admin_port,
@@ -430,7 +492,7 @@ impl Fixture {
         };
         fx.server.start();
         if sdks.ts() {
-            fx.ts = Some(fx.start_ts_service(ts_port, ts_stats));
+            fx.ts = Some(fx.start_ts_service(ts_port, ts_stats, opts.ts_request_response));
         }
         if sdks.rust() {
             fx.rust = Some(fx.start_rust_service(rust_port, rust_stats));
@@ -459,7 +521,7 @@ impl Fixture {
         self.dir.as_ref().expect("scratch dir").path()
     }
 
-    fn start_ts_service(&self, port: u16, stats_port: u16) -> ServiceProc {
+    fn start_ts_service(&self, port: u16, stats_port: u16, request_response: bool) -> ServiceProc {
         let dir = ts_service_dir();
         assert!(
             dir.join("node_modules/@restatedev/restate-sdk").is_dir(),
@@ -473,6 +535,9 @@ impl Fixture {
             .arg(port.to_string())
             .arg("--stats-port")
             .arg(stats_port.to_string());
+        if request_response {
+            cmd.arg("--request-response");
+        }
         let proc = Proc::spawn("TS test service (node)", cmd, &self.dir().join("ts-service.log"));
         ServiceProc { proc, port, stats_port }
     }
@@ -606,7 +671,7 @@ impl Fixture {
         format!("http://127.0.0.1:{}{path}", self.server.ingress_port)
     }
 
-    async fn try_request(
+    pub async fn try_request(
         &self,
         method: &str,
         url: &str,
@@ -736,6 +801,14 @@ impl Fixture {
     pub async fn restart_server(&mut self) {
         self.server.start();
         self.wait_server_healthy().await;
+    }
+
+    /// Restarts the server without the environment variables `names`, and waits until it is
+    /// healthy.
+    pub async fn restart_without(&mut self, names: &[&str]) {
+        self.server.env.retain(|(k, _)| !names.contains(&k.as_str()));
+        self.server.kill9();
+        self.restart_server().await;
     }
 
     /// Lets a Ratchet log line containing `needle` pass the ERROR/WARN check.

@@ -17,6 +17,7 @@
 //! - `Ok` on a durable write means durable; an `Err` is final (the WAL poisons itself).
 //! - Reads through [`DiskRead`] see every completed write.
 
+pub mod fault;
 pub mod sim;
 pub mod std_disk;
 pub mod uring;

@@ -1,6 +1,9 @@
 // Restate TypeScript SDK test services for Ratchet's end-to-end tests (tests/e2e_sdk.rs).
 //
-// Usage: node service.mjs --port N [--stats-port M]
+// Usage: node service.mjs --port N [--stats-port M] [--request-response]
+//
+// With --request-response the endpoint reports (and speaks) request-response mode: the
+// server sends the journal, closes the request, and the SDK suspends whenever it would wait.
 //
 // Serves the SDK endpoint as HTTP/2 cleartext (what `endpoint().listen()` does) on
 // 127.0.0.1:N, and a plain HTTP/1 server on 127.0.0.1:M whose `GET /stats` returns the
@@ -30,7 +33,7 @@ const http2 = await import("node:http2");
 const HOST = "127.0.0.1";
 
 function parseArgs(argv) {
-  const args = { port: null, statsPort: null };
+  const args = { port: null, statsPort: null, requestResponse: false };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[i + 1];
@@ -40,6 +43,8 @@ function parseArgs(argv) {
     } else if (flag === "--stats-port") {
       args.statsPort = Number(value);
       i++;
+    } else if (flag === "--request-response") {
+      args.requestResponse = true;
     } else {
       throw new Error(`unknown argument '${flag}'; usage: service.mjs --port N [--stats-port M]`);
     }
@@ -169,17 +174,77 @@ const caller = restate.service({
   },
 });
 
+// Records the order in which pushes arrive: emission order must survive delivery.
+const seq = restate.object({
+  name: "Seq",
+  handlers: {
+    push: async (ctx, n) => {
+      const list = (await ctx.get("list")) ?? [];
+      list.push(n);
+      ctx.set("list", list);
+    },
+    list: restate.handlers.object.shared(async (ctx) => (await ctx.get("list")) ?? []),
+    // A state key over the server's key limit: the invocation must fail, nothing else.
+    putBigKey: async (ctx) => {
+      ctx.set("x".repeat(65 * 1024), 1);
+      return "unreachable";
+    },
+    // n journal entries: past the server's journal limit the invocation must fail.
+    manySets: async (ctx, n) => {
+      for (let i = 0; i < n; i++) {
+        ctx.set(`k${i}`, i);
+      }
+      return n;
+    },
+    // A value of `kib` KiB under `name`.
+    putLarge: async (ctx, req) => {
+      ctx.set(req.name, "x".repeat(req.kib * 1024));
+    },
+    // The length of the value under `name` (null when absent).
+    lengthOf: restate.handlers.object.shared(async (ctx, name) => {
+      const v = await ctx.get(name);
+      return v === null ? null : v.length;
+    }),
+  },
+});
+
+let busyNow = 0;
+const core = restate.service({
+  name: "Core",
+  handlers: {
+    // Sends push(0), push(1), … push(k-1) to Seq/key, in this order.
+    sendSeq: async (ctx, req) => {
+      for (let i = 0; i < req.k; i++) {
+        ctx.objectSendClient(seq, req.key).push(i);
+      }
+      return "sent";
+    },
+    // Sends add(1) then clear() to Counter/key: in emission order the count ends at 0.
+    addThenClear: async (ctx, key) => {
+      ctx.objectSendClient(counter, key).add(1);
+      ctx.objectSendClient(counter, key).clear("count");
+      return "sent";
+    },
+    // Holds its attempt for `ms` (not a durable sleep) and records the most attempts that
+    // ran at once.
+    spin: async (_ctx, ms) => {
+      busyNow += 1;
+      const max = Math.max(stats.get("spin:max") ?? 0, busyNow);
+      stats.set("spin:max", max);
+      bump("spin:started");
+      await new Promise((r) => setTimeout(r, ms));
+      busyNow -= 1;
+      return "spun";
+    },
+  },
+});
+
 const args = parseArgs(process.argv.slice(2));
 
-const handler = restate
-  .endpoint()
-  .bind(greeter)
-  .bind(counter)
-  .bind(lazyCounter)
-  .bind(runner)
-  .bind(sleeper)
-  .bind(caller)
-  .http2Handler();
+const services = [greeter, counter, lazyCounter, runner, sleeper, caller, seq, core];
+const handler = args.requestResponse
+  ? restate.createEndpointHandler({ services, bidirectional: false })
+  : restate.createEndpointHandler({ services });
 
 // What `endpoint().listen(port)` does, but bound to loopback only.
 const server = http2.createServer(handler);
