@@ -8,6 +8,8 @@
 //!   admin, the WAL, a clock or randomness.
 //! - Every Rust module opens with a `//!` comment saying what it owns.
 //! - No machine-specific absolute paths in the sources.
+//! - Components reach the log only through the `Log` seam, never the WAL type.
+//! - Every stable error code has its row in `docs/errors.md`.
 
 use std::path::{Path, PathBuf};
 
@@ -128,4 +130,25 @@ fn no_machine_paths_in_sources() {
         .flat_map(|f| offending(f, &needles))
         .collect();
     assert!(bad.is_empty(), "machine-specific paths:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn components_reach_the_log_only_through_the_seam() {
+    let forbidden = ["crate::wal::Wal", "wal::Wal", "Wal::", "crate::wal::Reader"];
+    let mut bad = Vec::new();
+    for dir in ["src/partition", "src/invoker", "src/ingress", "src/admin", "src/fsm"] {
+        for f in rust_files(&root().join(dir)) {
+            bad.extend(offending(&f, &forbidden));
+        }
+    }
+    assert!(bad.is_empty(), "use the Log seam (SharedLog), not the WAL:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn every_error_code_is_documented() {
+    let doc = std::fs::read_to_string(root().join("docs/errors.md")).unwrap();
+    for code in ratchet::codes::Code::ALL {
+        let row = format!("| {} | {} |", code.as_str(), code.http_status());
+        assert!(doc.contains(&row), "docs/errors.md lacks the row starting `{row}`");
+    }
 }

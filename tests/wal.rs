@@ -1,6 +1,8 @@
 //! Behaviour of the WAL at its edges, on real files (std engine) and on the simulated disk:
 //! restart, corruption before the tail, a torn tail, a foreign segment, a failed durable
-//! write (poison), a full disk, size limits, and trimming with segment recycling.
+//! write (poison), a full disk, size limits, and trimming with segment recycling; fences
+//! across restarts and recycling; ENOSPC on a durable write as backpressure; a panicking
+//! writer.
 //!
 //! Method: each test drives the public `Wal` API, changes files between runs where the
 //! scenario needs it, and asserts the observable outcome (errors by variant, with file and
@@ -9,8 +11,9 @@
 use std::path::Path;
 
 use ratchet::log::{LogId, Lsn};
-use ratchet::wal::disk::{sim::SimDisk, Engine};
-use ratchet::wal::{Options, Wal, WalError};
+use ratchet::wal::disk::sim::{SimControl, SimDisk};
+use ratchet::wal::disk::Engine;
+use ratchet::wal::{Options, Reader, Wal, WalError};
 
 const A: LogId = LogId(1);
 const B: LogId = LogId(2);
@@ -270,4 +273,315 @@ fn readers_see_the_same_records_from_memory_and_from_disk() {
     let after = read_all(&wal, A, Lsn(1));
     assert!(before == after, "memory and disk disagree");
     assert_eq!(read_all(&wal, A, Lsn(1499)).len(), 2);
+}
+
+/// Where a scenario's WAL lives, so it runs on real files (std engine) and on the simulated
+/// disk alike.
+enum Backing {
+    Std(tempfile::TempDir),
+    /// `next` is the disk the next open uses; without one, the durable image of the last
+    /// (cleanly closed) disk.
+    Sim {
+        next: Option<SimDisk>,
+        control: SimControl,
+    },
+}
+
+impl Backing {
+    fn both(seed: u64) -> [Backing; 2] {
+        let disk = SimDisk::new(seed);
+        let control = disk.control();
+        [Backing::Std(tempfile::tempdir().unwrap()), Backing::Sim { next: Some(disk), control }]
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Backing::Std(_) => "std",
+            Backing::Sim { .. } => "sim",
+        }
+    }
+
+    fn opts(&self) -> Options {
+        match self {
+            Backing::Std(dir) => opts(dir.path()),
+            Backing::Sim { .. } => opts(Path::new("/nonexistent-sim")),
+        }
+    }
+
+    /// Opens the WAL: fresh the first time, then over what the previous one left.
+    fn open(&mut self, o: Options) -> Wal {
+        match self {
+            Backing::Std(_) => Wal::open(o).unwrap(),
+            Backing::Sim { next, control } => {
+                let disk = next.take().unwrap_or_else(|| control.crash_image(0));
+                *control = disk.control();
+                Wal::open_with_disk(disk, o).unwrap()
+            }
+        }
+    }
+
+    fn segments(&self) -> Vec<String> {
+        match self {
+            Backing::Std(dir) => segments(dir.path()),
+            Backing::Sim { control, .. } => {
+                control.names().into_iter().filter(|n| n.ends_with(".seg")).collect()
+            }
+        }
+    }
+}
+
+#[test]
+fn a_fence_survives_a_restart() {
+    // Why: a fence forgotten on restart would let a deposed leader write into the log again.
+    let rt = rt();
+    for mut backing in Backing::both(11) {
+        let disk = backing.name();
+        let wal = backing.open(backing.opts());
+        assert_eq!(rt.block_on(wal.append_fenced(A, 3, vec![b"old leader".to_vec()])), Ok(Lsn(1)));
+        assert_eq!(rt.block_on(wal.fence(A, 7)), Ok(Lsn(1)));
+        assert_eq!(wal.tail(A).epoch, 7, "{disk}");
+        wal.close();
+
+        let wal = backing.open(backing.opts());
+        assert_eq!(wal.tail(A).epoch, 7, "{disk}: the fence is back after the restart");
+        assert_eq!(wal.tail(B).epoch, 0, "{disk}: other logs are not fenced");
+        assert_eq!(
+            rt.block_on(wal.append_fenced(A, 6, vec![b"stale".to_vec()])),
+            Err(WalError::Fenced { log: A, epoch: 6, log_epoch: 7 }),
+            "{disk}"
+        );
+        assert!(
+            matches!(rt.block_on(wal.fence(A, 6)), Err(WalError::Fenced { .. })),
+            "{disk}: no fencing back down"
+        );
+        assert_eq!(rt.block_on(wal.append_fenced(A, 7, vec![b"new".to_vec()])), Ok(Lsn(2)));
+        assert_eq!(
+            read_all(&wal, A, Lsn(1)),
+            vec![(1, b"old leader".to_vec()), (2, b"new".to_vec())],
+            "{disk}: the refused append wrote nothing"
+        );
+    }
+}
+
+#[test]
+fn a_fence_survives_the_recycling_of_the_segment_that_recorded_it() {
+    // Why: the fence record goes away with its segment; the checkpoint at the head of every
+    // later segment must carry the epoch, also for a log fenced but never written.
+    let rt = rt();
+    for mut backing in Backing::both(12) {
+        let disk = backing.name();
+        let wal = backing.open(backing.opts());
+        rt.block_on(wal.fence(A, 7)).unwrap();
+        rt.block_on(wal.fence(B, 3)).unwrap();
+        let fenced_in = backing.segments();
+        assert_eq!(fenced_in.len(), 1, "{disk}");
+        rt.block_on(async {
+            for i in 0..300u64 {
+                wal.append_fenced(A, 7, vec![vec![(i % 256) as u8; 1024]]).await.unwrap();
+            }
+        });
+        assert!(backing.segments().len() >= 4, "{disk}: several segments rolled");
+        rt.block_on(wal.trim(A, Lsn(300))).unwrap();
+        // The trim is answered before the segments are recycled: wait for it.
+        eventually("the fence's segment is recycled", || {
+            let live = backing.segments();
+            !live.contains(&fenced_in[0]) && live.len() <= 2
+        });
+        wal.close();
+
+        let wal = backing.open(backing.opts());
+        assert_eq!(wal.tail(A).epoch, 7, "{disk}");
+        assert_eq!(wal.tail(B).epoch, 3, "{disk}: a fenced log without records keeps its fence");
+        assert_eq!(wal.tail(A).lsn_durable, Lsn(300), "{disk}");
+        assert!(matches!(
+            rt.block_on(wal.append_fenced(A, 6, vec![vec![1]])),
+            Err(WalError::Fenced { log_epoch: 7, .. })
+        ));
+        assert!(matches!(
+            rt.block_on(wal.append_fenced(B, 2, vec![vec![1]])),
+            Err(WalError::Fenced { log_epoch: 3, .. })
+        ));
+        assert_eq!(rt.block_on(wal.append_fenced(A, 7, vec![vec![1]])), Ok(Lsn(301)), "{disk}");
+    }
+}
+
+/// Waits (up to 10 s) until `cond` holds: for what the writer thread does right after it
+/// answered.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < std::time::Duration::from_secs(10), "timed out waiting: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Everything `reader` has now, without waiting.
+fn drain(reader: &mut Reader) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let Some(rec) = reader.try_next().unwrap() {
+        out.push((rec.lsn.0, rec.body));
+    }
+    out
+}
+
+/// Appends `body` to log A and keeps it in `acked` if acknowledged; asserts contiguous LSNs.
+fn append_acked(
+    rt: &tokio::runtime::Runtime,
+    wal: &Wal,
+    acked: &mut Vec<(u64, Vec<u8>)>,
+    body: Vec<u8>,
+) -> Result<Lsn, WalError> {
+    let r = rt.block_on(wal.append(A, vec![body.clone()]));
+    if let Ok(lsn) = r {
+        let expected = acked.last().map_or(1, |(l, _)| l + 1);
+        assert_eq!(lsn.0, expected, "LSNs stay contiguous and are never reused");
+        acked.push((lsn.0, body));
+    }
+    r
+}
+
+/// Checks the acknowledged records are all there, once, in order, and nothing else is;
+/// after a restart on the crash image of the disk too.
+fn check_acked_only(
+    rt: &tokio::runtime::Runtime,
+    wal: Wal,
+    control: &SimControl,
+    acked: &[(u64, Vec<u8>)],
+    o: Options,
+) {
+    assert_eq!(read_all(&wal, A, Lsn(1)), acked, "a fresh reader");
+    assert_eq!(wal.tail(A).lsn_durable.0, acked.len() as u64);
+    drop(wal);
+    for seed in 0..4 {
+        let wal = Wal::open_with_disk(control.crash_image(seed), o.clone()).unwrap();
+        assert_eq!(wal.tail(A).lsn_durable.0, acked.len() as u64, "crash image {seed}");
+        assert_eq!(read_all(&wal, A, Lsn(1)), acked, "crash image {seed}");
+        let next = rt.block_on(wal.append(A, vec![b"after restart".to_vec()])).unwrap();
+        assert_eq!(next.0, acked.len() as u64 + 1, "crash image {seed}");
+    }
+}
+
+#[test]
+fn enospc_on_a_durable_write_is_backpressure_not_poison() {
+    // Why: copy-on-write and thin-provisioned disks can refuse a write into a pre-written
+    // segment; the node must wait for space, not stop, and must not lose or invent records.
+    let rt = rt();
+    let disk = SimDisk::new(21);
+    let control = disk.control();
+    let o = opts(Path::new("/nonexistent-sim"));
+    let wal = Wal::open_with_disk(disk, o.clone()).unwrap();
+    let mut tailing = wal.reader(A, Lsn(1));
+    let mut acked = Vec::new();
+    let mut read = Vec::new();
+    for i in 0..10u8 {
+        append_acked(&rt, &wal, &mut acked, vec![i; 100]).unwrap();
+    }
+    read.extend(drain(&mut tailing));
+
+    control.set_writes_fail_no_space(true);
+    for i in 0..3u8 {
+        let err = append_acked(&rt, &wal, &mut acked, vec![0xE0 + i; 100]).unwrap_err();
+        assert!(matches!(err, WalError::NoSpace { .. }), "{err:?}");
+        assert_eq!(wal.poisoned(), None);
+        assert_eq!(wal.tail(A).lsn_durable, Lsn(10), "nothing refused became durable");
+    }
+    read.extend(drain(&mut tailing));
+
+    control.set_writes_fail_no_space(false);
+    for i in 10..20u8 {
+        append_acked(&rt, &wal, &mut acked, vec![i; 100]).unwrap();
+    }
+    assert_eq!(acked.len(), 20);
+    read.extend(drain(&mut tailing));
+    assert_eq!(read, acked, "a reader tailing through the failure");
+    check_acked_only(&rt, wal, &control, &acked, o);
+}
+
+#[test]
+fn enospc_on_the_first_write_of_a_fresh_segment_is_backpressure_not_poison() {
+    // Why: the failed write carried the new segment's header; that segment must go back
+    // to the spares and the next one must continue exactly where the last durable frame
+    // ended, or recovery would find a gap or read leftovers.
+    let rt = rt();
+    let disk = SimDisk::new(22);
+    let control = disk.control();
+    let o = opts(Path::new("/nonexistent-sim"));
+    let wal = Wal::open_with_disk(disk, o.clone()).unwrap();
+    let mut tailing = wal.reader(A, Lsn(1));
+    let mut acked = Vec::new();
+    let mut read = Vec::new();
+    let big = |b: u8| vec![b; 40 * 1024];
+    append_acked(&rt, &wal, &mut acked, b"small".to_vec()).unwrap();
+    append_acked(&rt, &wal, &mut acked, big(1)).unwrap();
+    let first = backing_segments(&control);
+    assert_eq!(first.len(), 1);
+    // Wait for the spare the writer prepares in the background, so the next roll
+    // succeeds and the failure hits the new segment's first write.
+    eventually("a spare is prepared", || control.names().iter().any(|n| n.ends_with(".spare")));
+    read.extend(drain(&mut tailing));
+
+    control.set_writes_fail_no_space(true);
+    for b in [0xE1, 0xE2] {
+        // A second 40 KiB record does not fit the first segment: it needs a roll.
+        let err = append_acked(&rt, &wal, &mut acked, big(b)).unwrap_err();
+        assert!(matches!(err, WalError::NoSpace { .. }), "{err:?}");
+        assert_eq!(wal.poisoned(), None);
+        // The append is answered before the segment is given back: wait for it.
+        eventually("the fresh segment is given back to the spares", || {
+            backing_segments(&control) == first
+                && control.names().iter().any(|n| n.ends_with(".spare"))
+        });
+    }
+    let err = append_acked(&rt, &wal, &mut acked, b"tiny".to_vec()).unwrap_err();
+    assert!(matches!(err, WalError::NoSpace { .. }), "{err:?}");
+    read.extend(drain(&mut tailing));
+
+    control.set_writes_fail_no_space(false);
+    append_acked(&rt, &wal, &mut acked, big(2)).unwrap();
+    assert_eq!(backing_segments(&control).len(), 2, "a new segment holds the record");
+    for i in 0..5u8 {
+        append_acked(&rt, &wal, &mut acked, vec![i; 10]).unwrap();
+    }
+    read.extend(drain(&mut tailing));
+    assert_eq!(read, acked, "a reader tailing through the failure");
+    check_acked_only(&rt, wal, &control, &acked, o);
+}
+
+fn backing_segments(control: &SimControl) -> Vec<String> {
+    control.names().into_iter().filter(|n| n.ends_with(".seg")).collect()
+}
+
+#[test]
+fn a_panic_in_the_writer_poisons_the_wal_and_wakes_waiting_readers() {
+    // Why: a writer thread that died silently would leave appenders and tailing readers
+    // waiting forever; a panic must stop the WAL as loudly as a failed write.
+    let rt = rt();
+    let disk = SimDisk::new(31);
+    let control = disk.control();
+    let wal = Wal::open_with_disk(disk, opts(Path::new("/nonexistent-sim"))).unwrap();
+    rt.block_on(fill(&wal, 3));
+    let mut waiting = wal.reader(A, Lsn(4));
+    control.panic_on_submit(true);
+    let (appended, read) = rt.block_on(async {
+        tokio::join!(
+            wal.append(A, vec![b"boom".to_vec()]),
+            tokio::time::timeout(std::time::Duration::from_secs(5), waiting.next()),
+        )
+    });
+    // Even the append whose flush was being submitted learns the cause: its answer was
+    // queued before the submission panicked.
+    assert!(matches!(appended, Err(WalError::Poisoned { .. })), "{appended:?}");
+    let read = read.expect("the waiting reader was woken instead of hanging");
+    assert!(matches!(read, Err(WalError::Poisoned { .. })), "{read:?}");
+    let poisoned = wal.poisoned().expect("the WAL is poisoned");
+    assert!(poisoned.to_string().contains("panicked"), "{poisoned}");
+    // Later calls fail at once.
+    for _ in 0..3 {
+        let r = rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(1), wal.append(B, vec![vec![1]]))
+                .await
+        });
+        assert!(matches!(r, Ok(Err(WalError::Poisoned { .. }))), "{r:?}");
+    }
+    assert_eq!(wal.tail(A).lsn_durable, Lsn(3), "nothing after the panic is durable");
 }

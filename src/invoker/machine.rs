@@ -292,7 +292,10 @@ impl Machine {
             .filter_map(|w| if let Wait::Timer(t) = w { Some(*t) } else { None })
             .min();
         let quiet_since = self.last_sdk_activity;
+        let external = self.waits.values().any(|w| *w == Wait::External);
         match earliest_timer {
+            // Waiting for a call too: it may complete soon, give it `external_after`.
+            _ if external => Some(quiet_since + self.cfg.suspend.external_after),
             Some(t) => {
                 let away = Duration::from_millis(t.saturating_sub(now_ms));
                 // A timer is far if it is still `timer_min` away once the quiet time passed.
@@ -300,7 +303,7 @@ impl Machine {
                 let far = away >= self.cfg.suspend.timer_min + at.saturating_duration_since(now);
                 far.then_some(at)
             }
-            None => Some(quiet_since + self.cfg.suspend.external_after),
+            None => None,
         }
     }
 

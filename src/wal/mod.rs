@@ -274,12 +274,35 @@ impl Wal {
         self.shared.poisoned().unwrap_or(WalError::Closed)
     }
 
+    /// The error for a request the writer dropped: the poison that is being set (a writer
+    /// that panicked drops requests while it unwinds, before it poisons the WAL), or
+    /// `Closed` once the writer is gone without one.
+    async fn dropped_error(&self) -> WalError {
+        let mut rx = self.shared.durable_tx.subscribe();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            if let Some(e) = self.shared.poisoned() {
+                return e;
+            }
+            if self.shared.has_writer_exited() || self.tx.is_none() {
+                return self.closed_error();
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return self.closed_error(),
+            }
+        }
+    }
+
     async fn send(&self, req: Request) -> Result<(), WalError> {
         let tx = self.tx.as_ref().ok_or(WalError::Closed)?;
         if let Some(e) = self.shared.poisoned() {
             return Err(e);
         }
-        tx.send(req).await.map_err(|_| self.closed_error())
+        match tx.send(req).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.dropped_error().await),
+        }
     }
 
     /// Appends `bodies` to `log` as consecutive records; returns the LSN of the last one once
@@ -316,7 +339,10 @@ impl Wal {
         }
         let (ack, rx) = oneshot::channel();
         self.send(Request::Append { log, epoch, bodies, ack }).await?;
-        rx.await.map_err(|_| self.closed_error())?
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(self.dropped_error().await),
+        }
     }
 
     /// Marks records of `log` up to `lsn` as no longer needed. Segments whose records are all
@@ -327,7 +353,10 @@ impl Wal {
         }
         let (ack, rx) = oneshot::channel();
         self.send(Request::Trim { log, lsn, ack }).await?;
-        rx.await.map_err(|_| self.closed_error())?
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(self.dropped_error().await),
+        }
     }
 
     /// Seals `log`: later appends fail with [`WalError::Sealed`]. Returns the last LSN.
@@ -337,7 +366,10 @@ impl Wal {
         }
         let (ack, rx) = oneshot::channel();
         self.send(Request::Seal { log, ack }).await?;
-        rx.await.map_err(|_| self.closed_error())?
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(self.dropped_error().await),
+        }
     }
 
     /// Fences `log` at `epoch`: appends of writers with a lower epoch fail with
@@ -349,7 +381,10 @@ impl Wal {
         }
         let (ack, rx) = oneshot::channel();
         self.send(Request::Fence { log, epoch, ack }).await?;
-        rx.await.map_err(|_| self.closed_error())?
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => Err(self.dropped_error().await),
+        }
     }
 
     /// The identity of this WAL, chosen when it was created and written into every segment

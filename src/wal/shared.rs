@@ -89,6 +89,8 @@ pub(crate) struct Shared {
     pub flushes: AtomicU64,
     recent: Mutex<RecentFrames>,
     recent_bytes_max: usize,
+    /// The writer stopped (cleanly, or after poisoning the WAL).
+    writer_exited: std::sync::atomic::AtomicBool,
 }
 
 /// The most recently flushed frames, kept in memory for tailing readers: with O_DIRECT
@@ -125,6 +127,7 @@ impl Shared {
             flushes: AtomicU64::new(0),
             recent: Mutex::default(),
             recent_bytes_max,
+            writer_exited: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -180,6 +183,15 @@ impl Shared {
 
     pub fn poisoned(&self) -> Option<WalError> {
         self.poisoned.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn writer_exited(&self) {
+        self.writer_exited.store(true, Ordering::SeqCst);
+        self.durable_tx.send_modify(|_| {});
+    }
+
+    pub fn has_writer_exited(&self) -> bool {
+        self.writer_exited.load(Ordering::SeqCst)
     }
 
     pub fn poison(&self, e: WalError) {

@@ -240,6 +240,7 @@ impl<D: Disk> Writer<D> {
                 message: format!("panicked: {}", panic_message(&panic)),
             }),
         }
+        self.shared.writer_exited();
     }
 
     /// The loop of [`Writer::run`] as a future (see `Wal::open_inline`): waits for requests
@@ -297,6 +298,7 @@ impl<D: Disk> Writer<D> {
         if let Err(e) = r {
             self.poison(e);
         }
+        self.shared.writer_exited();
     }
 
     fn push(&mut self, r: Request) {
@@ -589,10 +591,10 @@ impl<D: Disk> Writer<D> {
         }
         a.header_pending = false;
         flush.end = a.pos;
-        let submitted = self.disk.submit(sub);
-        // Queued before the error check so that poisoning answers these callers.
+        // Queued before the submission, so that poisoning (after an error, or a panic inside
+        // `submit`) answers these callers with the cause.
         self.inflight.push_back(flush);
-        submitted.map_err(|e| WalError::io("submit durable write", &e))?;
+        self.disk.submit(sub).map_err(|e| WalError::io("submit durable write", &e))?;
         self.seq_next = seq.next();
         assert!(self.inflight.len() <= self.inflight_max);
         Ok(())

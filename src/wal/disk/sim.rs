@@ -10,7 +10,9 @@
 //! builds the disk a restarted machine would see: the durable images plus, for each write that
 //! was in flight, a seeded choice of dropped, fully written, or torn (only a prefix of its
 //! sectors reached the disk). [`SimControl::set_capacity_bytes`] makes writes past a size fail
-//! with ENOSPC.
+//! with ENOSPC, [`SimControl::set_writes_fail_no_space`] makes every durable write fail with it,
+//! and [`SimControl::panic_on_submit`] makes the next submission panic (a stand-in for a
+//! writer bug).
 //!
 //! Invariant: a completion reported `Ok` is in the durable image; nothing else is, except
 //! what a crash image chooses to keep of in-flight writes.
@@ -69,6 +71,8 @@ struct State {
     capacity_bytes: Option<u64>,
     /// Durable writes fail with ENOSPC even inside a file (copy-on-write storage when full).
     writes_fail_no_space: bool,
+    /// Test hook: the next `submit` panics (see [`SimControl::panic_on_submit`]).
+    panic_on_submit: bool,
     rng: SimRng,
 }
 
@@ -139,6 +143,12 @@ impl SimControl {
     pub fn set_writes_fail_no_space(&self, fail: bool) {
         self.lock().writes_fail_no_space = fail;
     }
+    /// Test hook: once set, the next durable write submission clears the flag and panics,
+    /// standing in for a bug in the writer, to test that a panicked writer poisons the WAL
+    /// instead of leaving callers waiting.
+    pub fn panic_on_submit(&self, panic: bool) {
+        self.lock().panic_on_submit = panic;
+    }
     /// Bytes the files take together now.
     pub fn used_bytes(&self) -> u64 {
         self.lock().used_bytes()
@@ -201,6 +211,7 @@ impl SimControl {
             crashed: false,
             capacity_bytes: s.capacity_bytes,
             writes_fail_no_space: false,
+            panic_on_submit: false,
             rng: SimRng::new(seed ^ 0x5EED),
         })
     }
@@ -232,6 +243,7 @@ impl SimDisk {
             crashed: false,
             capacity_bytes: None,
             writes_fail_no_space: false,
+            panic_on_submit: false,
             rng: SimRng::new(seed),
         })
     }
@@ -366,6 +378,9 @@ impl Disk for SimDisk {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{name} not found")))
     }
     fn submit(&mut self, sub: Submission) -> io::Result<()> {
+        if std::mem::take(&mut self.lock().panic_on_submit) {
+            panic!("sim disk: panic_on_submit was set");
+        }
         if self.submitted.len() + self.failed.len() >= Self::INFLIGHT_MAX {
             return Err(io::Error::other("sim disk: too many submissions in flight"));
         }
