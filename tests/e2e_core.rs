@@ -356,26 +356,32 @@ async fn a_full_disk_is_waited_out_and_nothing_accepted_is_lost() {
     fx.allow_server_log("recovering");
     fx.allow_server_log("full disk");
     fx.allow_server_log("No space left");
-    let mut accepted = 0u64;
-    for _ in 0..20 {
-        let r = fx.call("/Counter/full/add/send", json!(1)).await;
-        assert_eq!(r.status, 202);
-        accepted += 1;
+    // Two keys, so that whichever partitions they live on, both are exercised.
+    let mut accepted = [0u64; 2];
+    for k in 0..2 {
+        for _ in 0..10 {
+            let r = fx.call(&format!("/Counter/full{k}/add/send"), json!(1)).await;
+            assert_eq!(r.status, 202);
+            accepted[k] += 1;
+        }
     }
     let filler = tmpfs.fill();
     // Keep sending while the disk is full: each answer is 202 (accepted, durable in the WAL's
-    // pre-written segment) or a retryable 503 with a stable code, never anything else.
+    // pre-written segment) or a retryable 503 with a stable code, never anything else; until
+    // a partition's store hits the full disk and health reports it.
     let mut refused = 0;
-    let mut saw_unhealthy = false;
-    for i in 0..200 {
-        let url = fx.ingress_url("/Counter/full/add/send");
+    let mut unhealthy = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 0u64;
+    while Instant::now() < deadline && (unhealthy.is_none() || refused == 0) {
+        let url = fx.ingress_url(&format!("/Counter/full{}/add/send", i % 2));
         let ct = [("content-type", "application/json")];
         let r = fx
             .try_request("POST", &url, Some(Bytes::from("1")), &ct, Duration::from_secs(10))
             .await
             .expect("the server answers while the disk is full");
         match r.status {
-            202 => accepted += 1,
+            202 => accepted[(i % 2) as usize] += 1,
             503 => {
                 let m = r.json()["message"].as_str().unwrap_or_default().to_string();
                 assert!(m.starts_with("[RA2001]") || m.starts_with("[RA2002]"), "{m}");
@@ -384,21 +390,23 @@ async fn a_full_disk_is_waited_out_and_nothing_accepted_is_lost() {
             }
             s => panic!("unexpected {s} while the disk is full: {}", r.text()),
         }
-        if i % 10 == 0 {
+        if i % 10 == 0 && unhealthy.is_none() {
             let h = fx
                 .try_request("GET", &fx.admin_url("/health"), None, &[], Duration::from_secs(5))
-                .await;
-            if let Ok(h) = h {
-                if h.status == 503 {
-                    saw_unhealthy = true;
-                    assert!(h.text().contains("RA2002"), "{}", h.text());
-                }
+                .await
+                .expect("health answers");
+            if h.status == 503 {
+                unhealthy = Some(h.text());
             }
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        i += 1;
     }
+    let unhealthy =
+        unhealthy.expect("admin /health never reported the partition that hit the full disk");
+    assert!(unhealthy.contains("RA2002") && unhealthy.contains("Recovering"), "{unhealthy}");
+    assert!(unhealthy.contains("full disk"), "{unhealthy}");
+    assert!(refused > 0, "nothing was refused while a partition was recovering");
     assert!(fx.server.is_running(), "a full disk must not stop the server: {}", fx.server.log());
-    assert!(refused > 0 || saw_unhealthy, "the full disk was never noticed");
     // Space returns: the server resumes by itself.
     std::fs::remove_file(&filler).expect("remove the filler");
     let deadline = Deadline::after(Duration::from_secs(30), "health after space returned");
@@ -412,15 +420,17 @@ async fn a_full_disk_is_waited_out_and_nothing_accepted_is_lost() {
         deadline.tick().await;
     }
     // Every accepted add happened exactly once.
-    let deadline = Deadline::after(Duration::from_secs(30), "every accepted add to be applied");
-    loop {
-        let r = fx.call("/Counter/full/get", json!(null)).await;
-        let n = r.json().as_u64().unwrap_or(0);
-        assert!(n <= accepted, "{n} adds applied, only {accepted} accepted");
-        if n == accepted {
-            break;
+    for k in 0..2 {
+        let deadline = Deadline::after(Duration::from_secs(30), "every accepted add to be applied");
+        loop {
+            let r = fx.call(&format!("/Counter/full{k}/get"), json!(null)).await;
+            let n = r.json().as_u64().unwrap_or(0);
+            assert!(n <= accepted[k], "full{k}: {n} adds applied, only {} accepted", accepted[k]);
+            if n == accepted[k] {
+                break;
+            }
+            deadline.tick().await;
         }
-        deadline.tick().await;
     }
     drop(fx);
     drop(tmpfs);

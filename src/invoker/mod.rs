@@ -210,8 +210,8 @@ pub struct Invoker<T: Transport> {
     refill: Option<Option<(u64, InvocationId)>>,
     /// A new refill pass is due at this time (after delayed entries were dropped).
     refill_at_ms: Option<u64>,
-    done_tx: mpsc::UnboundedSender<(InvocationId, u32, AttemptEnd)>,
-    done_rx: mpsc::UnboundedReceiver<(InvocationId, u32, AttemptEnd)>,
+    done_tx: mpsc::Sender<(InvocationId, u32, AttemptEnd)>,
+    done_rx: mpsc::Receiver<(InvocationId, u32, AttemptEnd)>,
 }
 
 impl<T: Transport> std::fmt::Debug for Invoker<T> {
@@ -229,8 +229,8 @@ impl<T: Transport> Invoker<T> {
         clock: SharedClock,
     ) -> (Invoker<T>, Handle) {
         let (tx, rx) = mpsc::channel(opts.commands_queued_max.max(1));
-        // One outstanding completion per attempt at most.
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        // Each running attempt reports once: room for all of them.
+        let (done_tx, done_rx) = mpsc::channel(opts.inflight_max.max(1) + 1);
         let (leadership, leadership_rx) = watch::channel(None);
         let overflow = Arc::new(Overflow::default());
         let ctx = Arc::new(Ctx { opts, registry, partition, transport, clock });
@@ -540,7 +540,7 @@ impl<T: Transport> Invoker<T> {
         let done = self.done_tx.clone();
         let task = tokio::spawn(async move {
             let end = driver::run_attempt(&ctx, epoch, a, notify_rx).await;
-            let _ = done.send((id, attempt, end));
+            let _ = done.send((id, attempt, end)).await;
         });
         self.running.insert(id, Running { attempt, notify, task });
     }
