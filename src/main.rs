@@ -17,7 +17,23 @@ const USAGE: &str = "usage:
       Run a developer node on 127.0.0.1 in a temporary directory (removed on exit unless --retain).
   ratchet version";
 
+/// glibc malloc arenas. By default glibc keeps up to 8 per core, each holding on to memory
+/// freed by the threads that used it: under load that doubled the resident size for no gain
+/// (measured in `docs/memory.md`). `MALLOC_ARENA_MAX` in the environment still wins.
+const MALLOC_ARENAS_MAX: i32 = 2;
+
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before other threads start.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS_MAX);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(cmd) = args.first().cloned() else {
         eprintln!("{USAGE}");

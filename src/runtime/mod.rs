@@ -88,17 +88,24 @@ fn num_partitions(base: &Path, configured: u16) -> Result<u16, StartError> {
     }
 }
 
+/// Connections a listener queues before it accepts them. The usual 128 overflows when a few
+/// hundred clients connect at once, and a refused SYN is only retried after a second.
+const LISTEN_BACKLOG: u32 = 1024;
+
 async fn bind(
     what: &'static str,
     addr: SocketAddr,
     env: &'static str,
 ) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|e| StartError::Bind {
-        what,
-        addr,
-        env,
-        message: e.to_string(),
-    })
+    let err = |e: std::io::Error| StartError::Bind { what, addr, env, message: e.to_string() };
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(addr).map_err(err)?;
+    socket.listen(LISTEN_BACKLOG).map_err(err)
 }
 
 /// How the memory budget is divided. Bytes.
