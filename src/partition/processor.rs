@@ -77,8 +77,8 @@ impl Options {
     pub fn new(id: u16) -> Options {
         Options {
             id,
-            checkpoint_records: 10_000,
-            checkpoint_interval: Duration::from_secs(2),
+            checkpoint_records: 2_000,
+            checkpoint_interval: Duration::from_millis(500),
             batch_records_max: 256,
             timers_in_memory_max: 16_384,
             timers_per_turn_max: 512,
