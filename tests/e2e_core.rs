@@ -358,11 +358,11 @@ async fn a_full_disk_is_waited_out_and_nothing_accepted_is_lost() {
     fx.allow_server_log("No space left");
     // Two keys, so that whichever partitions they live on, both are exercised.
     let mut accepted = [0u64; 2];
-    for k in 0..2 {
+    for (k, n) in accepted.iter_mut().enumerate() {
         for _ in 0..10 {
             let r = fx.call(&format!("/Counter/full{k}/add/send"), json!(1)).await;
             assert_eq!(r.status, 202);
-            accepted[k] += 1;
+            *n += 1;
         }
     }
     let filler = tmpfs.fill();
@@ -420,13 +420,13 @@ async fn a_full_disk_is_waited_out_and_nothing_accepted_is_lost() {
         deadline.tick().await;
     }
     // Every accepted add happened exactly once.
-    for k in 0..2 {
+    for (k, &want) in accepted.iter().enumerate() {
         let deadline = Deadline::after(Duration::from_secs(30), "every accepted add to be applied");
         loop {
             let r = fx.call(&format!("/Counter/full{k}/get"), json!(null)).await;
             let n = r.json().as_u64().unwrap_or(0);
-            assert!(n <= accepted[k], "full{k}: {n} adds applied, only {} accepted", accepted[k]);
-            if n == accepted[k] {
+            assert!(n <= want, "full{k}: {n} adds applied, only {want} accepted");
+            if n == want {
                 break;
             }
             deadline.tick().await;

@@ -163,13 +163,16 @@ fn pin() -> Pin {
 struct Run {
     m: Machine,
     t0: Instant,
+    /// The journal position the next live notification gets (after the replayed journal).
+    next_index: u32,
 }
 
 impl Run {
     fn new(cfg: Config, a: &InvokeAttempt, pin: Option<Pin>) -> (Run, Bytes) {
         let t0 = Instant::now();
         let (m, start) = Machine::new(cfg, a, schema(), pin, t0, NOW_MS);
-        (Run { m, t0 }, start)
+        // Live notifications get positions well after anything the tests replay or append.
+        (Run { m, t0, next_index: a.journal.len() as u32 + 1000 }, start)
     }
 
     fn start(cfg: Config, a: &InvokeAttempt) -> Run {
@@ -187,7 +190,9 @@ impl Run {
     }
 
     fn notify(&mut self, ms: u64, ty: u16, n: &pm::Notification) -> Vec<Output> {
-        self.m.on_notification(ty, n.encode_to_vec().into(), self.at(ms));
+        let index = self.next_index;
+        self.next_index += 1;
+        self.m.on_notification(index, ty, n.encode_to_vec().into(), self.at(ms));
         self.outputs()
     }
 
@@ -828,6 +833,32 @@ fn a_notification_is_forwarded_as_exactly_its_frame_in_bidi_mode() {
     let mut expected = BytesMut::new();
     encode_frame(MessageType::CALL_COMPLETION, 0, &n.encode_to_vec(), &mut expected);
     assert_eq!(out, vec![Output::Send(expected.freeze())]);
+}
+
+#[test]
+fn a_notification_the_replay_already_held_is_not_sent_again() {
+    // Why: an attempt is loaded from the store when it starts, which may already hold a
+    // notification whose live copy is still on its way; the SDK must not see it twice.
+    let mut a = attempt();
+    let n = pm::Notification::completion(1, pm::NotificationResult::Void(pm::Void {}));
+    a.journal.push((MessageType::SLEEP_COMPLETION, n.encode_to_vec().into()));
+    let (mut m, _) = Machine::new(config(), &a, schema(), None, Instant::now(), NOW_MS);
+    let replayed_at = a.journal.len() as u32 - 1;
+    m.on_notification(
+        replayed_at,
+        MessageType::SLEEP_COMPLETION,
+        n.encode_to_vec().into(),
+        Instant::now(),
+    );
+    assert_eq!(m.poll_output(), None, "the replayed notification is not forwarded again");
+    let next = pm::Notification::completion(2, pm::NotificationResult::Void(pm::Void {}));
+    m.on_notification(
+        replayed_at + 1,
+        MessageType::SLEEP_COMPLETION,
+        next.encode_to_vec().into(),
+        Instant::now(),
+    );
+    assert!(matches!(m.poll_output(), Some(Output::Send(_))), "a later one is");
 }
 
 #[test]

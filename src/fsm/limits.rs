@@ -19,7 +19,11 @@ pub const OBJECT_KEY_BYTES_MAX: usize = 16 * 1024;
 /// fit the store's key limit.
 pub const STATE_KEY_BYTES_MAX: usize = 32 * 1024;
 
+/// The state keys of one object listed at once (`GetLazyStateKeys`). Bytes.
+pub const STATE_KEYS_BYTES_MAX: usize = 16 * 1024 * 1024;
+
 const _: () = assert!(OBJECT_KEY_BYTES_MAX < KEY_BYTES_MAX);
+const _: () = assert!(STATE_KEYS_BYTES_MAX < crate::store::schema::VALUE_BYTES_MAX / 2);
 
 /// A broken limit: its code and a message saying which and by how much.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

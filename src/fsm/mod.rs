@@ -13,8 +13,9 @@
 //!   policy (retry or give up, and when) arrive made, inside the records.
 //! - A record that breaks a limit fails its *invocation* with a stable code
 //!   ([`crate::codes`]); `apply` returns an error only when the store itself failed.
-//! - Records of a superseded leader epoch are ignored; a delivery `(producer, seq)` is applied
-//!   at most once, and only if its `seq` is above every `seq` applied from that producer.
+//! - The leader's own records (attempt effects, timer firings, outbox truncations) of a
+//!   superseded leader epoch are ignored; a delivery `(producer, seq)` is applied at most
+//!   once, and only if its `seq` is above every `seq` applied from that producer.
 //! - Every delivery to another invocation goes through the outbox in the same transaction as
 //!   the record that produced it; nothing here hands work to a task.
 //! - Effects of a superseded attempt are ignored.
@@ -178,6 +179,19 @@ fn failure_outcome(code: u32, message: String) -> Outcome {
     Outcome { result: Some(outcome::Result::Failure(Failure { code, message })) }
 }
 
+/// A command `apply` acts on, decoded before anything is written.
+enum Cmd {
+    SetState(pm::SetStateCommandMessage),
+    ClearState(pm::ClearStateCommandMessage),
+    ClearAllState,
+    GetLazyState(pm::GetLazyStateCommandMessage),
+    GetLazyStateKeys(pm::GetLazyStateKeysCommandMessage),
+    Sleep(pm::SleepCommandMessage),
+    Call(pm::CallCommandMessage),
+    Send(pm::OneWayCallCommandMessage),
+    Other,
+}
+
 /// A call or send command, decoded.
 struct Call<'a> {
     service: &'a str,
@@ -223,7 +237,17 @@ impl Fsm {
             }
             return Ok(Applied::Superseded);
         }
-        if header.epoch < leader_epoch {
+        // Only the leader's own records are fenced by epoch: an ingress request or a delivery
+        // that the log acknowledged was promised to its producer and must be applied.
+        let leaders_own = matches!(
+            record.kind,
+            Some(
+                record::Kind::Effect(_)
+                    | record::Kind::TimerFired(_)
+                    | record::Kind::TruncateOutbox(_)
+            )
+        );
+        if leaders_own && header.epoch < leader_epoch {
             return Ok(Applied::Superseded);
         }
         if header.producer != 0 {
@@ -468,7 +492,7 @@ impl Fsm {
                 Ok(())
             }
             Some(effect::Kind::End(_)) => {
-                let outcome = self.output_of(s, &id, &st)?;
+                let outcome = self.output_of(s, &id)?;
                 self.complete(s, &id, st, outcome, now_ms, out)
             }
             Some(effect::Kind::Failed(f)) => {
@@ -528,67 +552,59 @@ impl Fsm {
         out: &mut Vec<Action>,
     ) -> Result<(), ApplyError> {
         let t = u16::try_from(c.ty).map_err(|_| invalid("command type out of range"))?;
-        if let Err(v) = limits::check_journal_grows(st.journal_len) {
-            return self.fail_on_violation(s, id, st, &v, now_ms, out);
+        // Everything is decoded and checked before anything is written: a record that cannot
+        // be applied is skipped whole.
+        let cmd = match t {
+            ty::SET_STATE => Cmd::SetState(decode("set state", &c.payload)?),
+            ty::CLEAR_STATE => Cmd::ClearState(decode("clear state", &c.payload)?),
+            ty::CLEAR_ALL_STATE => Cmd::ClearAllState,
+            ty::GET_LAZY_STATE => Cmd::GetLazyState(decode("get lazy state", &c.payload)?),
+            ty::GET_LAZY_STATE_KEYS => {
+                Cmd::GetLazyStateKeys(decode("get lazy state keys", &c.payload)?)
+            }
+            ty::SLEEP => Cmd::Sleep(decode("sleep", &c.payload)?),
+            ty::CALL => Cmd::Call(decode("call", &c.payload)?),
+            ty::ONE_WAY_CALL => Cmd::Send(decode("send", &c.payload)?),
+            // Output, Run, eager state reads, custom entries: journaled as they are.
+            _ => Cmd::Other,
+        };
+        if matches!(cmd, Cmd::Call(_) | Cmd::Send(_))
+            && HandlerKind::try_from(c.callee_kind).unwrap_or(HandlerKind::Unspecified)
+                == HandlerKind::Unspecified
+        {
+            return Err(invalid("call or send without a resolved handler kind"));
         }
-        // Checks that need the decoded command come before anything is written.
-        match t {
-            ty::SET_STATE | ty::CLEAR_STATE | ty::CLEAR_ALL_STATE
+        let violation = limits::check_journal_grows(st.journal_len).err().or_else(|| match &cmd {
+            Cmd::SetState(_) | Cmd::ClearState(_) | Cmd::ClearAllState
                 if !st.kind().can_write_state() =>
             {
-                let v = Violation {
+                Some(Violation {
                     code: Code::StateWriteNotAllowed,
                     detail: format!("handler {}/{} cannot write state", st.service, st.handler),
-                };
-                return self.fail_on_violation(s, id, st, &v, now_ms, out);
+                })
             }
-            ty::SET_STATE => {
-                let m: pm::SetStateCommandMessage = decode("set state", &c.payload)?;
-                if let Err(v) = limits::check_state_key(&st.service, &st.key, &m.key) {
-                    return self.fail_on_violation(s, id, st, &v, now_ms, out);
-                }
-            }
-            ty::CLEAR_STATE => {
-                let m: pm::ClearStateCommandMessage = decode("clear state", &c.payload)?;
-                if let Err(v) = limits::check_state_key(&st.service, &st.key, &m.key) {
-                    return self.fail_on_violation(s, id, st, &v, now_ms, out);
-                }
-            }
-            ty::GET_LAZY_STATE => {
-                let m: pm::GetLazyStateCommandMessage = decode("get lazy state", &c.payload)?;
-                if let Err(v) = limits::check_state_key(&st.service, &st.key, &m.key) {
-                    return self.fail_on_violation(s, id, st, &v, now_ms, out);
-                }
-            }
-            ty::CALL | ty::ONE_WAY_CALL => {
-                let key = if t == ty::CALL {
-                    decode::<pm::CallCommandMessage>("call", &c.payload)?.key
-                } else {
-                    decode::<pm::OneWayCallCommandMessage>("send", &c.payload)?.key
-                };
-                if let Err(v) = limits::check_object_key(&key) {
-                    return self.fail_on_violation(s, id, st, &v, now_ms, out);
-                }
-            }
-            _ => {}
+            Cmd::SetState(m) => limits::check_state_key(&st.service, &st.key, &m.key).err(),
+            Cmd::ClearState(m) => limits::check_state_key(&st.service, &st.key, &m.key).err(),
+            Cmd::GetLazyState(m) => limits::check_state_key(&st.service, &st.key, &m.key).err(),
+            Cmd::Call(m) => limits::check_object_key(&m.key).err(),
+            Cmd::Send(m) => limits::check_object_key(&m.key).err(),
+            _ => None,
+        });
+        if let Some(v) = violation {
+            return self.fail_on_violation(s, id, st, &v, now_ms, out);
         }
         let index = st.journal_len;
         s.journal_put(id, index, t, &c.payload)?;
         st.journal_len += 1;
         st.retry_count = 0;
-        match t {
-            ty::SET_STATE => {
-                let m: pm::SetStateCommandMessage = decode("set state", &c.payload)?;
+        match cmd {
+            Cmd::SetState(m) => {
                 let value = m.value.map(|v| v.content).unwrap_or_default();
                 s.state_put(&st.service, &st.key, &m.key, &value)?;
             }
-            ty::CLEAR_STATE => {
-                let m: pm::ClearStateCommandMessage = decode("clear state", &c.payload)?;
-                s.state_delete(&st.service, &st.key, &m.key)?;
-            }
-            ty::CLEAR_ALL_STATE => s.state_clear(&st.service, &st.key)?,
-            ty::GET_LAZY_STATE => {
-                let m: pm::GetLazyStateCommandMessage = decode("get lazy state", &c.payload)?;
+            Cmd::ClearState(m) => s.state_delete(&st.service, &st.key, &m.key)?,
+            Cmd::ClearAllState => s.state_clear(&st.service, &st.key)?,
+            Cmd::GetLazyState(m) => {
                 let result = match s.state_get(&st.service, &st.key, &m.key)? {
                     Some(v) => pm::NotificationResult::Value(pm::Value { content: v.into() }),
                     None => pm::NotificationResult::Void(pm::Void {}),
@@ -605,10 +621,19 @@ impl Fsm {
                     out,
                 );
             }
-            ty::GET_LAZY_STATE_KEYS => {
-                let m: pm::GetLazyStateKeysCommandMessage =
-                    decode("get lazy state keys", &c.payload)?;
-                let keys = s.state_all(&st.service, &st.key)?.into_iter().map(|(k, _)| k).collect();
+            Cmd::GetLazyStateKeys(m) => {
+                let (keys, more) =
+                    s.state_keys(&st.service, &st.key, limits::STATE_KEYS_BYTES_MAX)?;
+                if more {
+                    let v = Violation {
+                        code: Code::MessageTooLarge,
+                        detail: format!(
+                            "the object's state keys take more than {} bytes; list them in parts",
+                            limits::STATE_KEYS_BYTES_MAX
+                        ),
+                    };
+                    return self.fail_on_violation(s, id, st, &v, now_ms, out);
+                }
                 let payload = notification(
                     m.result_completion_id,
                     pm::NotificationResult::StateKeys(pm::StateKeys { keys }),
@@ -624,8 +649,7 @@ impl Fsm {
                     out,
                 );
             }
-            ty::SLEEP => {
-                let m: pm::SleepCommandMessage = decode("sleep", &c.payload)?;
+            Cmd::Sleep(m) => {
                 s.timer_put(m.wake_up_time, id, m.result_completion_id)?;
                 out.push(Action::Timer {
                     wake_ms: m.wake_up_time,
@@ -633,8 +657,7 @@ impl Fsm {
                     completion_id: m.result_completion_id,
                 });
             }
-            ty::CALL => {
-                let m: pm::CallCommandMessage = decode("call", &c.payload)?;
+            Cmd::Call(m) => {
                 let caller = Caller {
                     invocation_id: Bytes::copy_from_slice(&id.to_bytes()),
                     completion_id: m.result_completion_id,
@@ -651,8 +674,7 @@ impl Fsm {
                 };
                 return self.call(s, id, &mut st, index, c.callee_kind, call, now_ms, out);
             }
-            ty::ONE_WAY_CALL => {
-                let m: pm::OneWayCallCommandMessage = decode("send", &c.payload)?;
+            Cmd::Send(m) => {
                 let call = Call {
                     service: &m.service_name,
                     handler: &m.handler_name,
@@ -665,8 +687,7 @@ impl Fsm {
                 };
                 return self.call(s, id, &mut st, index, c.callee_kind, call, now_ms, out);
             }
-            // Output, Run, eager state reads: journaled; their effect comes later or is inline.
-            _ => {}
+            Cmd::Other => {}
         }
         s.put_status(id, &st)?;
         Ok(())
@@ -748,14 +769,15 @@ impl Fsm {
         if let Err(v) = limits::check_journal_grows(st.journal_len) {
             return self.fail_on_violation(s, id, st.clone(), &v, now_ms, out);
         }
-        s.journal_put(id, st.journal_len, t, &payload)?;
+        let index = st.journal_len;
+        s.journal_put(id, index, t, &payload)?;
         st.journal_len += 1;
         st.completed_ids.push(completion_id);
         st.modified_ms = now_ms;
         match st.phase() {
             Phase::Invoked => {
                 s.put_status(id, st)?;
-                out.push(Action::Notify { id: *id, attempt: st.attempt, ty: t, payload });
+                out.push(Action::Notify { id: *id, attempt: st.attempt, index, ty: t, payload });
                 Ok(())
             }
             Phase::Suspended if st.waiting_completions.contains(&completion_id) => {
@@ -791,17 +813,11 @@ impl Fsm {
     }
 
     /// The result of an ended invocation: its last output command.
-    fn output_of<S: FsmRead>(
-        &self,
-        s: &S,
-        id: &InvocationId,
-        st: &Status,
-    ) -> Result<Outcome, ApplyError> {
-        let journal = s.journal(id, st.journal_len)?;
-        let Some((_, payload)) = journal.iter().rev().find(|(t, _)| *t == ty::OUTPUT) else {
+    fn output_of<S: FsmRead>(&self, s: &S, id: &InvocationId) -> Result<Outcome, ApplyError> {
+        let Some(payload) = s.journal_last_of(id, ty::OUTPUT)? else {
             return Ok(failure_outcome(500, "the handler ended without an output".into()));
         };
-        let m: pm::OutputCommandMessage = decode("output", payload)?;
+        let m: pm::OutputCommandMessage = decode("output", &payload)?;
         Ok(Outcome {
             result: Some(match m.result {
                 Some(pm::OutputResult::Value(v)) => outcome::Result::Value(v.content),

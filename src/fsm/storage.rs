@@ -15,7 +15,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use crate::protocol::ids::InvocationId;
-use crate::store::{schema, ReadView, StoreError, Table, WriteView};
+use crate::store::{schema, ReadView, Scan, StoreError, Table, WriteView};
 
 use super::limits::JOURNAL_ENTRIES_MAX;
 use super::{record, InvokeAttempt, OutboxEntry, Phase, Record, RecordHeader, Status};
@@ -41,10 +41,19 @@ pub trait FsmRead {
         key: &str,
         name: &[u8],
     ) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Every state entry of one object, in key order.
-    fn state_all(&self, service: &str, key: &str) -> Result<Vec<(Bytes, Bytes)>, StoreError>;
+    /// State keys of one object in key order while their total size stays within
+    /// `bytes_max`; the flag says whether keys were left out. Values are not read.
+    fn state_keys(
+        &self,
+        service: &str,
+        key: &str,
+        bytes_max: usize,
+    ) -> Result<(Vec<Bytes>, bool), StoreError>;
+    /// The payload of the last journal entry of type `ty` (the output of an ended
+    /// invocation), reading from the end.
+    fn journal_last_of(&self, id: &InvocationId, ty: u16) -> Result<Option<Bytes>, StoreError>;
     /// State entries in key order while their total size stays within `bytes_max`; the flag
-    /// says whether entries were left out.
+    /// says whether entries were left out. Reads at most about `bytes_max` bytes.
     fn state_capped(
         &self,
         service: &str,
@@ -58,8 +67,14 @@ pub trait FsmRead {
     fn leader_epoch(&self) -> Result<u64, StoreError>;
     /// Highest outbox sequence number applied from `producer` (0: none yet).
     fn dedup_seq(&self, producer: u32) -> Result<u64, StoreError>;
-    /// Outbox entries with `seq >= from`, at most `limit`, in sequence order.
-    fn outbox_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, OutboxEntry)>, StoreError>;
+    /// Outbox entries with `seq >= from` in sequence order: at most `limit`, and no more once
+    /// their stored size reached `bytes_max` (at least one).
+    fn outbox_from(
+        &self,
+        from: u64,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<(u64, OutboxEntry)>, StoreError>;
     /// Runnable index entries after `after` (exclusive; `None`: from the start), at most
     /// `limit`, in the order the invocations became runnable.
     fn runnable_after(
@@ -167,8 +182,48 @@ impl<R: ReadView> FsmRead for R {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         self.get(Table::State, &schema::state_key(service, key.as_bytes(), name))
     }
-    fn state_all(&self, service: &str, key: &str) -> Result<Vec<(Bytes, Bytes)>, StoreError> {
-        Ok(self.state_capped(service, key, usize::MAX)?.0)
+    fn state_keys(
+        &self,
+        service: &str,
+        key: &str,
+        bytes_max: usize,
+    ) -> Result<(Vec<Bytes>, bool), StoreError> {
+        let prefix = schema::state_prefix(service, key.as_bytes());
+        let q =
+            Scan { limit: STATE_ENTRIES_SCAN_MAX, bytes_max, keys_only: true, ..Scan::default() };
+        let (rows, more) = self.scan_prefix_bounded(Table::State, &prefix, &q)?;
+        let mut total = 0usize;
+        let mut out = Vec::with_capacity(rows.len());
+        for (k, _) in rows {
+            let (_, _, name) = schema::decode_state_key(&k)?;
+            total = total.saturating_add(name.len());
+            if total > bytes_max {
+                return Ok((out, true));
+            }
+            out.push(Bytes::from(name));
+        }
+        Ok((out, more))
+    }
+    fn journal_last_of(&self, id: &InvocationId, ty: u16) -> Result<Option<Bytes>, StoreError> {
+        let t = Table::Journal;
+        let prefix = schema::journal_prefix(&id.to_bytes());
+        let mut end = schema::prefix_end(&prefix);
+        loop {
+            let q = Scan { limit: 16, reverse: true, ..Scan::default() };
+            let (rows, more) = self.scan_bounded(t, &prefix, end.as_deref(), &q)?;
+            for (k, v) in &rows {
+                if v.len() < 2 {
+                    return Err(corrupt(t, "journal entry shorter than its type"));
+                }
+                if u16::from_be_bytes([v[0], v[1]]) == ty {
+                    return Ok(Some(Bytes::copy_from_slice(&v[2..])));
+                }
+                end = Some(k.clone());
+            }
+            if !more {
+                return Ok(None);
+            }
+        }
     }
     fn state_capped(
         &self,
@@ -177,10 +232,10 @@ impl<R: ReadView> FsmRead for R {
         bytes_max: usize,
     ) -> Result<(Vec<(Bytes, Bytes)>, bool), StoreError> {
         let prefix = schema::state_prefix(service, key.as_bytes());
-        let rows = self.scan_prefix(Table::State, &prefix, STATE_ENTRIES_SCAN_MAX)?;
+        let q = Scan { limit: STATE_ENTRIES_SCAN_MAX, bytes_max, ..Scan::default() };
+        let (rows, more) = self.scan_prefix_bounded(Table::State, &prefix, &q)?;
         let mut total = 0usize;
-        let mut out = Vec::new();
-        let n = rows.len();
+        let mut out = Vec::with_capacity(rows.len());
         for (k, v) in rows {
             total = total.saturating_add(k.len() + v.len());
             if total > bytes_max {
@@ -189,7 +244,7 @@ impl<R: ReadView> FsmRead for R {
             let (_, _, name) = schema::decode_state_key(&k)?;
             out.push((Bytes::from(name), Bytes::from(v)));
         }
-        Ok((out, n >= STATE_ENTRIES_SCAN_MAX))
+        Ok((out, more))
     }
     fn lock(&self, service: &str, key: &str) -> Result<Option<InvocationId>, StoreError> {
         let t = Table::ObjectLock;
@@ -220,10 +275,15 @@ impl<R: ReadView> FsmRead for R {
             }
         }
     }
-    fn outbox_from(&self, from: u64, limit: usize) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
+    fn outbox_from(
+        &self,
+        from: u64,
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<(u64, OutboxEntry)>, StoreError> {
         let t = Table::Outbox;
         let end = [0xFFu8; 9];
-        let rows = self.scan_range(t, &schema::outbox_key(from), &end, limit)?;
+        let rows = self.scan_range_bytes(t, &schema::outbox_key(from), &end, limit, bytes_max)?;
         rows.into_iter()
             .map(|(k, v)| {
                 let seq = schema::decode_outbox_key(&k)?;

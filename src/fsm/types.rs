@@ -22,8 +22,9 @@ pub struct Record {
 /// Who wrote a record, for fencing and de-duplication.
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
 pub struct RecordHeader {
-    /// The partition's leader epoch the writer appended under. `apply` ignores a record whose
-    /// epoch is below the highest epoch announced before it in the log.
+    /// The partition's leader epoch the writer appended under. `apply` ignores the leader's own
+    /// records (effects, timer firings, outbox truncations) whose epoch is below the highest
+    /// epoch announced before them in the log.
     #[prost(uint64, tag = "1")]
     pub epoch: u64,
     /// For deliveries from a partition's outbox: the producing partition's id + 1 (0: none).
@@ -390,8 +391,9 @@ pub struct Status {
 pub enum Action {
     /// An attempt is due: the invoker loads it from the store when it has room.
     Invoke { id: InvocationId, attempt: u32, not_before_ms: u64 },
-    /// Send a notification to the open attempt (bidi streams), after it is durable.
-    Notify { id: InvocationId, attempt: u32, ty: u16, payload: Bytes },
+    /// Send a notification to the open attempt (bidi streams), after it is durable. `index`
+    /// is its position in the journal: an attempt that replayed it already skips it.
+    Notify { id: InvocationId, attempt: u32, index: u32, ty: u16, payload: Bytes },
     /// Stop a running attempt (its invocation ended or was superseded).
     Abort { id: InvocationId },
     /// Answer a waiting ingress request.

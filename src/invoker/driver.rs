@@ -43,12 +43,22 @@ pub struct TransportError {
     pub message: String,
 }
 
+/// Why bytes could not go on the request stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The request stream is closed (noticed through the response).
+    Closed,
+    /// The SDK does not read what was sent: the queue is full.
+    Full,
+}
+
 /// One open attempt stream.
 pub trait Connection: Send {
     /// Status code and content type of the response head.
     fn head(&self) -> (u16, String);
-    /// Sends bytes on the request stream; `false` once it is closed.
-    fn send(&mut self, bytes: Bytes) -> impl Future<Output = bool> + Send;
+    /// Queues bytes on the request stream without waiting: an SDK that stops reading its
+    /// request must not wedge the attempt (its timeouts would never run).
+    fn send(&mut self, bytes: Bytes) -> Result<(), SendError>;
     /// Closes the request stream.
     fn close_request(&mut self);
     /// The next bytes of the response stream; `None` at its end.
@@ -123,7 +133,7 @@ pub async fn run_attempt<T: Transport>(
     ctx: &Ctx<T>,
     epoch: u64,
     a: InvokeAttempt,
-    mut notify_rx: mpsc::Receiver<(u16, Bytes)>,
+    mut notify_rx: mpsc::Receiver<(u32, u16, Bytes)>,
 ) -> AttemptEnd {
     let schema = ctx.registry.snapshot();
     let now_ms = ctx.clock.now_ms();
@@ -186,7 +196,12 @@ pub async fn run_attempt<T: Transport>(
                 Output::Send(bytes) => {
                     if let Some(c) = conn.as_mut() {
                         // A closed request stream is noticed through the response.
-                        let _ = c.send(bytes).await;
+                        if c.send(bytes) == Err(SendError::Full) {
+                            m.on_transport_error(
+                                503,
+                                "the deployment stopped reading its request stream".into(),
+                            );
+                        }
                     }
                 }
                 Output::CloseRequest => {
@@ -235,7 +250,7 @@ pub async fn run_attempt<T: Transport>(
                 None => m.on_end_of_stream(),
             },
             n = notify_rx.recv(), if notifications_open => match n {
-                Some((ty, payload)) => m.on_notification(ty, payload, Instant::now()),
+                Some((index, ty, payload)) => m.on_notification(index, ty, payload, Instant::now()),
                 None => notifications_open = false,
             },
             _ = sleep => m.on_tick(Instant::now(), ctx.clock.now_ms()),

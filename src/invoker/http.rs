@@ -9,11 +9,12 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::body::ChannelBody;
-use super::driver::{Connection, Target, Transport, TransportError};
+use super::driver::{Connection, SendError, Target, Transport, TransportError};
 use crate::protocol::http::{h2c_client, H2cClient};
 
-/// Request-body chunks buffered per attempt before the sender waits.
-const REQUEST_CHUNKS_QUEUED_MAX: usize = 16;
+/// Request-body chunks (the start message, then one per notification) queued per attempt;
+/// an SDK that leaves more unread has stopped reading, and the attempt is failed.
+const REQUEST_CHUNKS_QUEUED_MAX: usize = 64;
 
 /// HTTP/2 (h2c) to SDK deployments.
 pub struct Http2 {
@@ -96,17 +97,18 @@ impl Connection for Http2Conn {
         (self.status, self.content_type.clone())
     }
 
-    async fn send(&mut self, bytes: Bytes) -> bool {
+    fn send(&mut self, bytes: Bytes) -> Result<(), SendError> {
+        use tokio::sync::mpsc::error::TrySendError;
         match &self.body_tx {
-            Some(tx) => {
-                if tx.send(bytes).await.is_err() {
+            Some(tx) => match tx.try_send(bytes) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(_)) => Err(SendError::Full),
+                Err(TrySendError::Closed(_)) => {
                     self.body_tx = None;
-                    false
-                } else {
-                    true
+                    Err(SendError::Closed)
                 }
-            }
-            None => false,
+            },
+            None => Err(SendError::Closed),
         }
     }
 

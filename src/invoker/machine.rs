@@ -4,7 +4,8 @@
 //!
 //! Inputs: [`Machine::on_data`] (bytes from the SDK), [`Machine::on_end_of_stream`],
 //! [`Machine::on_transport_error`], [`Machine::on_notification`] (a durable notification for
-//! the open attempt), [`Machine::on_tick`] (time passed). Outputs, in order, through
+//! the open attempt, with its journal position: one the replay already held is skipped, so
+//! the SDK never sees a completion twice), [`Machine::on_tick`] (time passed). Outputs, in order, through
 //! [`Machine::poll_output`]: `Send` (bytes for the request stream), `Append` (effects to make
 //! durable before anything else happens), `CloseRequest`, `Done`.
 //!
@@ -136,6 +137,8 @@ pub struct Machine {
     decoder: Decoder,
     pin: Option<Record>,
     journal_len: u32,
+    /// Entries of the journal the start message replayed.
+    replayed_len: u32,
     pending: Vec<Record>,
     outputs: VecDeque<Output>,
     phase: Phase,
@@ -200,6 +203,7 @@ impl Machine {
             schema,
             pin: pin.map(|p| effect_record(&attempt.id, attempt.attempt, effect::Kind::Pin(p))),
             journal_len: attempt.journal.len() as u32,
+            replayed_len: attempt.journal.len() as u32,
             pending: Vec::new(),
             outputs: VecDeque::new(),
             last_sdk_activity: now,
@@ -336,9 +340,11 @@ impl Machine {
         }
     }
 
-    /// A durable notification for this attempt: forwards it while the stream is open.
-    pub fn on_notification(&mut self, ty: u16, payload: Bytes, now: Instant) {
-        if self.phase == Phase::Done {
+    /// A durable notification for this attempt, at journal position `index`: forwards it
+    /// while the stream is open, unless the replayed journal held it already (the attempt was
+    /// loaded after the notification was applied).
+    pub fn on_notification(&mut self, index: u32, ty: u16, payload: Bytes, now: Instant) {
+        if self.phase == Phase::Done || index < self.replayed_len {
             return;
         }
         self.journal_len += 1;
@@ -692,7 +698,8 @@ impl Machine {
         let message = crate::codes::message(
             code,
             format!(
-                "an effect of {bytes} bytes is over the log's record limit of {limit_bytes} bytes"
+                "the attempt's effects ({bytes} bytes in one append) are over the log's limit of \
+                 {limit_bytes} bytes"
             ),
         );
         self.phase = Phase::Done;

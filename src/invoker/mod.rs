@@ -43,7 +43,7 @@ use crate::protocol::ids::InvocationId;
 use crate::schema::Registry;
 use crate::store::PartitionStore;
 
-pub use driver::{AttemptEnd, Connection, Target, Transport, TransportError};
+pub use driver::{AttemptEnd, Connection, SendError, Target, Transport, TransportError};
 pub use machine::SuspendPolicy;
 
 /// Tuning and limits of the invoker.
@@ -92,10 +92,12 @@ impl Default for Options {
     }
 }
 
+/// What the processor asks; `epoch` is the leadership that asks, and a command of another
+/// leadership than the current one is dropped (it was queued before a leadership change).
 enum Cmd {
-    Invoke { id: InvocationId, attempt: u32, not_before_ms: u64 },
-    Notify { id: InvocationId, attempt: u32, ty: u16, payload: Bytes },
-    Abort { id: InvocationId },
+    Invoke { epoch: u64, id: InvocationId, attempt: u32, not_before_ms: u64 },
+    Notify { epoch: u64, id: InvocationId, attempt: u32, index: u32, ty: u16, payload: Bytes },
+    Abort { epoch: u64, id: InvocationId },
 }
 
 impl std::fmt::Debug for Cmd {
@@ -129,19 +131,27 @@ pub struct Handle {
 
 impl Handle {
     /// An attempt is due (a hint: the store is the truth).
-    pub fn invoke(&self, id: InvocationId, attempt: u32, not_before_ms: u64) {
-        if self.tx.try_send(Cmd::Invoke { id, attempt, not_before_ms }).is_err() {
+    pub fn invoke(&self, epoch: u64, id: InvocationId, attempt: u32, not_before_ms: u64) {
+        if self.tx.try_send(Cmd::Invoke { epoch, id, attempt, not_before_ms }).is_err() {
             self.overflow.refill.store(true, Ordering::SeqCst);
             self.overflow.wake.notify_one();
         }
     }
-    pub fn notify(&self, id: InvocationId, attempt: u32, ty: u16, payload: Bytes) {
-        if self.tx.try_send(Cmd::Notify { id, attempt, ty, payload }).is_err() {
+    pub fn notify(
+        &self,
+        epoch: u64,
+        id: InvocationId,
+        attempt: u32,
+        index: u32,
+        ty: u16,
+        payload: Bytes,
+    ) {
+        if self.tx.try_send(Cmd::Notify { epoch, id, attempt, index, ty, payload }).is_err() {
             self.lost(id);
         }
     }
-    pub fn abort(&self, id: InvocationId) {
-        if self.tx.try_send(Cmd::Abort { id }).is_err() {
+    pub fn abort(&self, epoch: u64, id: InvocationId) {
+        if self.tx.try_send(Cmd::Abort { epoch, id }).is_err() {
             self.lost(id);
         }
     }
@@ -175,7 +185,7 @@ pub enum InvokerError {
 
 struct Running {
     attempt: u32,
-    notify: mpsc::Sender<(u16, Bytes)>,
+    notify: mpsc::Sender<(u32, u16, Bytes)>,
     task: JoinHandle<()>,
 }
 
@@ -208,8 +218,10 @@ pub struct Invoker<T: Transport> {
     queued: BTreeMap<InvocationId, u32>,
     /// Reading the Runnable index: `Some(cursor)` while a pass is under way.
     refill: Option<Option<(u64, InvocationId)>>,
-    /// A new refill pass is due at this time (after delayed entries were dropped).
+    /// A new refill pass is due at this time (after the store could not be read).
     refill_at_ms: Option<u64>,
+    /// Attempts were not queued because the waiting set was full.
+    delayed_overflowed: bool,
     done_tx: mpsc::Sender<(InvocationId, u32, AttemptEnd)>,
     done_rx: mpsc::Receiver<(InvocationId, u32, AttemptEnd)>,
 }
@@ -247,6 +259,7 @@ impl<T: Transport> Invoker<T> {
                 queued: BTreeMap::new(),
                 refill: None,
                 refill_at_ms: None,
+                delayed_overflowed: false,
                 done_tx,
                 done_rx,
             },
@@ -274,8 +287,26 @@ impl<T: Transport> Invoker<T> {
                 self.change_leader(l);
             }
             self.take_overflow();
-            self.fill();
-            let next_due = self.delayed.first().map(|d| d.0);
+            if self.fill() {
+                // More of the Runnable index to read: take what arrived meanwhile, let others
+                // run, then go on.
+                while let Ok((id, attempt, end)) = self.done_rx.try_recv() {
+                    self.finished(id, attempt, end)?;
+                }
+                for _ in 0..64 {
+                    match self.rx.try_recv() {
+                        Ok(c) => self.command(c),
+                        Err(_) => break,
+                    }
+                }
+                tokio::task::yield_now().await;
+                continue;
+            }
+            // A waiting attempt that is due can only move when the ready queue has room; until
+            // then an attempt's end (not a timer) is what wakes the loop.
+            let next_due = (self.ready.len() < self.ctx.opts.queue_max)
+                .then(|| self.delayed.first().map(|d| d.0))
+                .flatten();
             let wake_ms = match (next_due, self.refill_at_ms) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -322,6 +353,7 @@ impl<T: Transport> Invoker<T> {
         self.queued.clear();
         self.refill = l.as_ref().map(|_| None);
         self.refill_at_ms = None;
+        self.delayed_overflowed = false;
         self.leader = l;
     }
 
@@ -368,30 +400,36 @@ impl<T: Transport> Invoker<T> {
                 tracing::debug!(invocation = %id, "cannot restart a lagging attempt now: {e}");
             }
         });
-        self.refill = Some(self.refill.flatten());
+        // A new pass from the start finds it again if the append above does not land.
+        self.refill = Some(None);
     }
 
     fn command(&mut self, c: Cmd) {
+        let epoch = match &c {
+            Cmd::Invoke { epoch, .. } | Cmd::Notify { epoch, .. } | Cmd::Abort { epoch, .. } => {
+                *epoch
+            }
+        };
+        if self.leader.as_ref().map(|l| l.0) != Some(epoch) {
+            return;
+        }
         match c {
-            Cmd::Invoke { id, attempt, not_before_ms } => {
-                if self.leader.is_none() {
-                    return;
-                }
+            Cmd::Invoke { id, attempt, not_before_ms, .. } => {
                 if self.running.get(&id).is_some_and(|r| r.attempt >= attempt)
                     || self.queued.get(&id).is_some_and(|a| *a >= attempt)
                 {
                     return;
                 }
-                self.enqueue(id, attempt, not_before_ms);
+                let _ = self.enqueue(id, attempt, not_before_ms);
             }
-            Cmd::Notify { id, attempt, ty, payload } => {
+            Cmd::Notify { id, attempt, index, ty, payload, .. } => {
                 if let Some(r) = self.running.get(&id) {
-                    if r.attempt == attempt && r.notify.try_send((ty, payload)).is_err() {
+                    if r.attempt == attempt && r.notify.try_send((index, ty, payload)).is_err() {
                         self.restart(id);
                     }
                 }
             }
-            Cmd::Abort { id } => {
+            Cmd::Abort { id, .. } => {
                 if let Some(r) = self.running.remove(&id) {
                     r.task.abort();
                 }
@@ -399,13 +437,14 @@ impl<T: Transport> Invoker<T> {
         }
     }
 
-    fn enqueue(&mut self, id: InvocationId, attempt: u32, not_before_ms: u64) {
+    /// Queues an attempt, ready or waiting for its time; `false` when the queue for it is full
+    /// (the store keeps it runnable, and a later pass over the Runnable index finds it).
+    fn enqueue(&mut self, id: InvocationId, attempt: u32, not_before_ms: u64) -> bool {
         if not_before_ms > self.ctx.clock.now_ms() {
             if self.delayed.len() >= self.ctx.opts.queue_max {
-                // The store keeps it runnable; look again once the earliest waits are over.
-                let retry_at = self.delayed.first().map(|d| d.0).unwrap_or(not_before_ms);
-                self.refill_at_ms = Some(self.refill_at_ms.map_or(retry_at, |r| r.min(retry_at)));
-                return;
+                // Look again once the waiting set has drained.
+                self.delayed_overflowed = true;
+                return false;
             }
             self.delayed.insert((not_before_ms, id, attempt));
         } else {
@@ -413,7 +452,7 @@ impl<T: Transport> Invoker<T> {
                 if self.refill.is_none() {
                     self.refill = Some(None);
                 }
-                return;
+                return false;
             }
             self.ready.push_back((id, attempt));
         }
@@ -423,11 +462,13 @@ impl<T: Transport> Invoker<T> {
                 self.delayed.retain(|(_, i, a)| !(*i == id && *a == old));
             }
         }
+        true
     }
 
-    /// Starts attempts while there is room.
-    fn fill(&mut self) {
-        let Some((epoch, store)) = self.leader.clone() else { return };
+    /// Starts attempts while there is room. Reads at most one page of the Runnable index per
+    /// call, so a long pass never holds the loop; `true` if it should be called again soon.
+    fn fill(&mut self) -> bool {
+        let Some((epoch, store)) = self.leader.clone() else { return false };
         let now = self.ctx.clock.now_ms();
         if self.refill_at_ms.is_some_and(|t| t <= now) {
             self.refill_at_ms = None;
@@ -442,23 +483,35 @@ impl<T: Transport> Invoker<T> {
             self.delayed.pop_first();
             self.ready.push_back((id, attempt));
         }
+        if self.delayed_overflowed && self.delayed.len() < self.ctx.opts.queue_max / 2 {
+            // Attempts were left in the store when the waiting set was full: a new pass.
+            self.delayed_overflowed = false;
+            if self.refill.is_none() {
+                self.refill = Some(None);
+            }
+        }
+        let mut paged = false;
         while self.running.len() < self.ctx.opts.inflight_max {
             let Some((id, attempt)) = self.ready.pop_front() else {
-                if self.refill_some(&store) {
-                    continue;
+                if paged || self.refill.is_none() {
+                    break;
                 }
-                break;
+                paged = true;
+                self.refill_page(&store);
+                continue;
             };
             if self.queued.get(&id) == Some(&attempt) {
                 self.queued.remove(&id);
             }
             self.start(epoch, &store, id, attempt, now);
         }
+        self.refill.is_some() && self.running.len() < self.ctx.opts.inflight_max
     }
 
-    /// Reads the next stretch of the Runnable index into the queue; whether it queued any.
-    fn refill_some(&mut self, store: &PartitionStore) -> bool {
-        let Some(cursor) = self.refill else { return false };
+    /// Reads the next page of the Runnable index into the queues. The pass ends at the end of
+    /// the index; it stops early (to go on later from its cursor) when the ready queue fills.
+    fn refill_page(&mut self, store: &PartitionStore) {
+        let Some(cursor) = self.refill else { return };
         let want = (self.ctx.opts.queue_max / 2).max(1);
         let read = store.begin_read().and_then(|r| {
             let rows = r.runnable_after(cursor, want)?;
@@ -475,23 +528,26 @@ impl<T: Transport> Invoker<T> {
                 tracing::warn!(partition = self.partition(), "reading runnable invocations: {e}");
                 self.refill = None;
                 self.refill_at_ms = Some(self.ctx.clock.now_ms() + 1000);
-                return false;
+                return;
             }
         };
         let complete = rows.len() < want;
-        let mut queued = false;
         let mut last = cursor;
         for (seq, id, st) in rows {
-            last = Some((seq, id));
-            let Some(st) = st else { continue };
-            if self.running.contains_key(&id) || self.queued.contains_key(&id) {
-                continue;
+            if let Some(st) = st {
+                if !self.running.contains_key(&id)
+                    && !self.queued.contains_key(&id)
+                    && !self.enqueue(id, st.attempt, st.next_retry_at_ms)
+                    && self.ready.len() >= self.ctx.opts.queue_max
+                {
+                    // The ready queue is full: go on from here next time.
+                    self.refill = Some(last);
+                    return;
+                }
             }
-            self.enqueue(id, st.attempt, st.next_retry_at_ms);
-            queued = true;
+            last = Some((seq, id));
         }
         self.refill = if complete { None } else { Some(last) };
-        queued || !complete
     }
 
     fn start(

@@ -158,6 +158,7 @@ impl std::fmt::Debug for Processor {
 /// State of one leadership.
 struct Leader {
     store: Arc<PartitionStore>,
+    epoch: u64,
     reader: Box<dyn DynReader>,
     lsn_applied: Lsn,
     lsn_durable: Lsn,
@@ -233,6 +234,8 @@ impl Processor {
     fn store_exit(&self, e: StoreError) -> Result<Exit, ProcessorError> {
         if e.is_no_space() && !defect::active(Defect::StoreFullStopsPartition) {
             Ok(Exit::Recover(format!("the partition store hit a full disk: {e}")))
+        } else if e.is_already_open() {
+            Ok(Exit::Recover(format!("the previous leadership still holds the store: {e}")))
         } else {
             Err(self.store_err(e))
         }
@@ -293,9 +296,11 @@ impl Processor {
             }
             Some(found) if found == expected => {}
             _ => {
-                let mut txn = store.begin_write().map_err(|e| self.store_err(e))?;
-                txn.set_log_identity(expected.0, expected.1).map_err(|e| self.store_err(e))?;
-                if let Err(e) = tokio_blocking(|| txn.commit(true)) {
+                let stamped = store.begin_write().and_then(|mut txn| {
+                    txn.set_log_identity(expected.0, expected.1)?;
+                    tokio_blocking(|| txn.commit(true))
+                });
+                if let Err(e) = stamped {
                     return self.store_exit(e);
                 }
             }
@@ -348,6 +353,7 @@ impl Processor {
         let (errors_tx, task_errors) = mpsc::channel(4);
         let mut leader = Leader {
             store: store.clone(),
+            epoch,
             reader: self.log.reader(log_id, applied.next()),
             lsn_applied: applied,
             lsn_durable: applied,
@@ -558,12 +564,12 @@ impl Processor {
                 }
                 _ if replaying => {}
                 Action::Invoke { id, attempt, not_before_ms } => {
-                    self.invoker.invoke(id, attempt, not_before_ms)
+                    self.invoker.invoke(leader.epoch, id, attempt, not_before_ms)
                 }
-                Action::Notify { id, attempt, ty, payload } => {
-                    self.invoker.notify(id, attempt, ty, payload)
+                Action::Notify { id, attempt, index, ty, payload } => {
+                    self.invoker.notify(leader.epoch, id, attempt, index, ty, payload)
                 }
-                Action::Abort { id } => self.invoker.abort(id),
+                Action::Abort { id } => self.invoker.abort(leader.epoch, id),
                 Action::Outbox { seq } => outbox_max = Some(seq),
             }
         }

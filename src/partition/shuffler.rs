@@ -13,6 +13,9 @@
 //!   duplicate by its (producer, seq).
 //! - For each target, entries arrive in outbox sequence order: a batch starts only after the
 //!   previous one is durable everywhere.
+//! - Memory and append sizes are bounded: a batch reads at most `batch_entries_max` entries
+//!   and about `batch_bytes_max` bytes; an append to one target carries at most
+//!   `append_bytes_max` bytes (one record always goes), so it always fits the log.
 //! - A full disk or a target that is not running is waited out with back-off, never dropped;
 //!   being fenced (a newer leader) ends the shuffler quietly; any other log failure ends it
 //!   with an error for the supervisor.
@@ -21,6 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prost::Message as _;
 use tokio::sync::watch;
 
 use super::{AppendError, Handle, Router};
@@ -33,6 +37,12 @@ use crate::store::PartitionStore;
 pub struct Options {
     /// Entries read and delivered per batch.
     pub batch_entries_max: usize,
+    /// Bytes of entries read per batch (at least one entry is read). Bytes.
+    pub batch_bytes_max: usize,
+    /// Bytes of records in one append to a target (at least one record); a group larger than
+    /// this goes in several appends, in order. Keeps every append well inside what the log
+    /// takes at once (one segment's room). Bytes.
+    pub append_bytes_max: usize,
     /// Delivered entries after which a truncation is appended even while busy.
     pub truncate_every_entries: u64,
     pub retry_delay_min: Duration,
@@ -43,6 +53,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             batch_entries_max: 256,
+            batch_bytes_max: 4 * 1024 * 1024,
+            append_bytes_max: 1024 * 1024,
             truncate_every_entries: 1024,
             retry_delay_min: Duration::from_millis(10),
             retry_delay_max: Duration::from_secs(2),
@@ -78,9 +90,12 @@ pub async fn run(
         if *stop.borrow() {
             return Ok(());
         }
+        // Marked seen before reading: an entry committed after the read wakes the wait below.
+        wake.borrow_and_update();
         let batch = {
             let r = store.begin_read().map_err(store_err)?;
-            r.outbox_from(next_seq, opts.batch_entries_max).map_err(store_err)?
+            r.outbox_from(next_seq, opts.batch_entries_max, opts.batch_bytes_max)
+                .map_err(store_err)?
         };
         if batch.is_empty() {
             if delivered_through > truncated_through {
@@ -90,7 +105,6 @@ pub async fn run(
                 }
                 continue;
             }
-            wake.borrow_and_update();
             tokio::select! {
                 biased;
                 _ = stop.changed() => {}
@@ -105,23 +119,40 @@ pub async fn run(
                 None => return Ok(()),
             }
         }
-        // Group by target, each group in sequence order.
-        let mut groups: BTreeMap<u16, Vec<Record>> = BTreeMap::new();
+        // Group by target, each group in sequence order, cut into appends of bounded size.
+        let mut groups: BTreeMap<u16, Vec<Vec<Record>>> = BTreeMap::new();
         for (_, entry) in batch {
             let Some(record) = entry.record else { continue };
             let target = router.for_key(entry.partition_key).id;
-            groups.entry(target).or_default().push(record);
+            let chunks = groups.entry(target).or_default();
+            let size = record.encoded_len();
+            let fits = chunks.last().is_some_and(|c| {
+                c.iter().map(|r| r.encoded_len()).sum::<usize>() + size <= opts.append_bytes_max
+            });
+            if !fits {
+                chunks.push(Vec::new());
+            }
+            chunks.last_mut().expect("a chunk exists").push(record);
         }
         if defect::active(Defect::ShufflerReorders) {
             for g in groups.values_mut() {
-                g.reverse();
+                for c in g.iter_mut() {
+                    c.reverse();
+                }
             }
         }
-        let deliveries = groups.into_iter().map(|(target, records)| {
+        let deliveries = groups.into_iter().map(|(target, chunks)| {
             let target = router.partitions[usize::from(target)].clone();
             let stop = stop.clone();
             let opts = opts.clone();
-            async move { deliver(&opts, &target, records, stop).await }
+            async move {
+                for records in chunks {
+                    if !deliver(&opts, &target, records, stop.clone()).await? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
         });
         for r in futures_util::future::join_all(deliveries).await {
             match r {

@@ -176,7 +176,7 @@ impl World {
         runs.len() - 1
     }
 
-    fn violation(&mut self, v: String) {
+    pub(crate) fn violation(&mut self, v: String) {
         if !self.violations.contains(&v) {
             self.violations.push(v);
         }
@@ -505,7 +505,7 @@ fn run_life(
         let inv_opts = invoker::Options {
             inactivity_timeout: Duration::from_secs(2),
             abort_timeout: Duration::from_secs(5),
-            inflight_max: 4 + rng.below(8) as usize,
+            inflight_max: 1 + rng.below(8) as usize,
             queue_max: 8,
             eager_state_bytes_max: 64 + rng.below(256) as usize,
             retry_later_delay: Duration::from_millis(100),

@@ -33,7 +33,7 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 
 use super::World;
-use crate::invoker::driver::{Connection, Target, Transport, TransportError};
+use crate::invoker::driver::{Connection, SendError, Target, Transport, TransportError};
 use crate::log::SharedLog;
 use crate::partition::{log_of, partition_of};
 use crate::protocol::codec::{decode_command, decode_notification};
@@ -139,10 +139,14 @@ impl Connection for SimConn {
     fn head(&self) -> (u16, String) {
         (200, self.content_type.clone())
     }
-    async fn send(&mut self, bytes: Bytes) -> bool {
+    fn send(&mut self, bytes: Bytes) -> Result<(), SendError> {
+        use tokio::sync::mpsc::error::TrySendError;
         match &self.req {
-            Some(tx) => tx.send(bytes).await.is_ok(),
-            None => false,
+            Some(tx) => tx.try_send(bytes).map_err(|e| match e {
+                TrySendError::Full(_) => SendError::Full,
+                TrySendError::Closed(_) => SendError::Closed,
+            }),
+            None => Err(SendError::Closed),
         }
     }
     fn close_request(&mut self) {
@@ -184,6 +188,8 @@ pub struct Core {
     awaiting: Vec<u32>,
     out: Vec<Bytes>,
     mismatch: Option<String>,
+    /// Something the server must never do, seen by this SDK.
+    protocol_violation: Option<String>,
 }
 
 /// The handle a scripted handler uses: the SDK API (get, set, run, sleep, call, send).
@@ -539,6 +545,10 @@ impl Sdk {
                     return;
                 }
             }
+            if let Some(v) = lock(&core).protocol_violation.take() {
+                let id = lock(&core).id.map(|i| i.to_string()).unwrap_or_default();
+                lock(&self.world).violation(format!("SDK of {id}: {v}"));
+            }
             let mismatch = lock(&core).mismatch.take();
             let end = match (poll, mismatch) {
                 (_, Some(m)) => Some(vec![frame(
@@ -635,7 +645,12 @@ fn take_entry(c: &mut Core, ty: u16, payload: Bytes) {
     }
     if let Ok(n) = decode_notification(ty, payload) {
         if let (Some(NotificationId::CompletionId(cid)), Some(r)) = (n.id, n.result) {
-            c.completions.insert(cid, r);
+            if c.completions.insert(cid, r).is_some() {
+                // A server bug: the SDK got the same completion twice (in the replayed journal
+                // and live, or live twice).
+                c.protocol_violation =
+                    Some(format!("the server sent completion {cid} a second time"));
+            }
         }
     }
 }

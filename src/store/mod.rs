@@ -135,6 +135,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether opening failed because the file is still open (by this process: a component of
+    /// the previous leadership has not let go of it yet). Retried, not fatal.
+    pub fn is_already_open(&self) -> bool {
+        matches!(self, StoreError::Open { source: redb::DatabaseError::DatabaseAlreadyOpen, .. })
+    }
+
     /// Whether the error is the disk being full: backpressure, not a broken machine. The store
     /// must still be reopened (its in-memory view may be ahead of the file), but the process
     /// goes on and retries once space returns.
@@ -162,6 +168,22 @@ impl StoreError {
 /// One row of a scan: (key, value).
 pub type Row = (Vec<u8>, Vec<u8>);
 
+/// How far a [`ReadView::scan_bounded`] goes.
+#[derive(Clone, Debug)]
+pub struct Scan {
+    pub limit: usize,
+    /// Bytes of keys and values (keys only with `keys_only`) read at most. Bytes.
+    pub bytes_max: usize,
+    pub reverse: bool,
+    pub keys_only: bool,
+}
+
+impl Default for Scan {
+    fn default() -> Scan {
+        Scan { limit: usize::MAX, bytes_max: usize::MAX, reverse: false, keys_only: false }
+    }
+}
+
 /// Reads of a snapshot or of a write transaction (which sees its own writes).
 ///
 /// Scans return at most `limit` rows in ascending key order; to continue, scan again from
@@ -184,6 +206,46 @@ pub trait ReadView {
     /// The row with the greatest key starting with `prefix`, if any: O(log n), for appending
     /// to a sequence-keyed range.
     fn last_in_prefix(&self, t: Table, prefix: &[u8]) -> Result<Option<Row>, StoreError>;
+
+    /// The bounded scan the others are made of: rows with `start <= key < end` (`end = None`:
+    /// to the end of the table), ascending (descending with `q.reverse`), at most `q.limit`,
+    /// stopping once `q.bytes_max` bytes of keys and values were read (at least one row is
+    /// returned); with `q.keys_only` values come back empty (and do not count). Returns the
+    /// rows and whether more were left.
+    fn scan_bounded(
+        &self,
+        t: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        q: &Scan,
+    ) -> Result<(Vec<Row>, bool), StoreError>;
+
+    /// [`ReadView::scan_range`] that also stops at `bytes_max` bytes (at least one row).
+    fn scan_range_bytes(
+        &self,
+        t: Table,
+        start_inclusive: &[u8],
+        end_exclusive: &[u8],
+        limit: usize,
+        bytes_max: usize,
+    ) -> Result<Vec<Row>, StoreError> {
+        if range_empty(start_inclusive, end_exclusive) {
+            return Ok(Vec::new());
+        }
+        let q = Scan { limit, bytes_max, ..Scan::default() };
+        Ok(self.scan_bounded(t, start_inclusive, Some(end_exclusive), &q)?.0)
+    }
+
+    /// Rows of a prefix under a byte budget: (rows, whether more were left).
+    fn scan_prefix_bounded(
+        &self,
+        t: Table,
+        prefix: &[u8],
+        q: &Scan,
+    ) -> Result<(Vec<Row>, bool), StoreError> {
+        let end = schema::prefix_end(prefix);
+        self.scan_bounded(t, prefix, end.as_deref(), q)
+    }
 
     /// A u64 BE Meta value, or `None` if it was never written.
     fn meta_u64(&self, key: &'static [u8]) -> Result<Option<u64>, StoreError> {
@@ -495,6 +557,35 @@ fn table_last_in_prefix<T: ReadableTable<&'static [u8], &'static [u8]>>(
     }
 }
 
+fn table_scan_bounded<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    table: &T,
+    t: Table,
+    start: &[u8],
+    end: Option<&[u8]>,
+    q: &Scan,
+) -> Result<(Vec<Row>, bool), StoreError> {
+    let storage = |source| StoreError::Storage { table: t, op: "scan_bounded", source };
+    let mut rows = Vec::new();
+    if q.limit == 0 || end.is_some_and(|e| range_empty(start, e)) {
+        return Ok((rows, false));
+    }
+    let bounds = (Bound::Included(start), end.map_or(Bound::Unbounded, Bound::Excluded));
+    let mut range = table.range::<&[u8]>(bounds).map_err(storage)?;
+    let mut bytes = 0usize;
+    loop {
+        let next = if q.reverse { range.next_back() } else { range.next() };
+        let Some(entry) = next else { return Ok((rows, false)) };
+        if rows.len() >= q.limit || (!rows.is_empty() && bytes >= q.bytes_max) {
+            return Ok((rows, true));
+        }
+        let (k, v) = entry.map_err(storage)?;
+        let key = k.value().to_vec();
+        let value = if q.keys_only { Vec::new() } else { v.value().to_vec() };
+        bytes = bytes.saturating_add(key.len() + value.len());
+        rows.push((key, value));
+    }
+}
+
 /// Whether `[start, end)` is empty.
 fn range_empty(start: &[u8], end: &[u8]) -> bool {
     start >= end
@@ -527,6 +618,16 @@ impl ReadView for ReadTxn {
 
     fn last_in_prefix(&self, t: Table, prefix: &[u8]) -> Result<Option<Row>, StoreError> {
         table_last_in_prefix(&self.table(t, "last_in_prefix")?, t, prefix)
+    }
+
+    fn scan_bounded(
+        &self,
+        t: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        q: &Scan,
+    ) -> Result<(Vec<Row>, bool), StoreError> {
+        table_scan_bounded(&self.table(t, "scan_bounded")?, t, start, end, q)
     }
 
     fn scan_prefix(&self, t: Table, prefix: &[u8], limit: usize) -> Result<Vec<Row>, StoreError> {
@@ -603,6 +704,16 @@ impl ReadView for WriteTxn {
 
     fn last_in_prefix(&self, t: Table, prefix: &[u8]) -> Result<Option<Row>, StoreError> {
         table_last_in_prefix(&self.table_mut(t, "last_in_prefix")?, t, prefix)
+    }
+
+    fn scan_bounded(
+        &self,
+        t: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        q: &Scan,
+    ) -> Result<(Vec<Row>, bool), StoreError> {
+        table_scan_bounded(&self.table_mut(t, "scan_bounded")?, t, start, end, q)
     }
 
     fn scan_prefix(&self, t: Table, prefix: &[u8], limit: usize) -> Result<Vec<Row>, StoreError> {
