@@ -427,7 +427,13 @@ pub fn parse_duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
                 _ => return Err(bad()),
             }
         }
-        return if num.is_empty() { Ok(Duration::from_secs_f64(total)) } else { Err(bad()) };
+        // `try_from`: a huge or non-finite number is a bad value, not a panic (the ingress
+        // parses `?delay=` with this).
+        return if num.is_empty() {
+            Duration::try_from_secs_f64(total).map_err(|_| bad())
+        } else {
+            Err(bad())
+        };
     }
     let mut total = Duration::ZERO;
     let mut any = false;
@@ -435,14 +441,15 @@ pub fn parse_duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
         let idx = part.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
         let (n, unit) = part.split_at(idx);
         let n: u64 = n.parse().map_err(|_| bad())?;
-        total += match unit {
-            "ms" => Duration::from_millis(n),
-            "s" | "sec" | "secs" => Duration::from_secs(n),
-            "m" | "min" | "mins" => Duration::from_secs(n * 60),
-            "h" | "hr" | "hrs" => Duration::from_secs(n * 3600),
-            "d" | "day" | "days" => Duration::from_secs(n * 86_400),
+        let part = match unit {
+            "ms" => Some(Duration::from_millis(n)),
+            "s" | "sec" | "secs" => Some(Duration::from_secs(n)),
+            "m" | "min" | "mins" => n.checked_mul(60).map(Duration::from_secs),
+            "h" | "hr" | "hrs" => n.checked_mul(3600).map(Duration::from_secs),
+            "d" | "day" | "days" => n.checked_mul(86_400).map(Duration::from_secs),
             _ => return Err(bad()),
         };
+        total = part.and_then(|p| total.checked_add(p)).ok_or_else(bad)?;
         any = true;
     }
     if any {
@@ -547,6 +554,10 @@ mod tests {
         assert_eq!(parse_duration("k", "PT10S").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_duration("k", "250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("k", "soon").is_err());
+        // Overflow is a bad value, never a panic.
+        assert!(parse_duration("k", "18446744073709551615d").is_err());
+        assert!(parse_duration("k", "18446744073709551615s 18446744073709551615s").is_err());
+        assert!(parse_duration("k", "PT99999999999999999999999999S").is_err());
         assert_eq!(parse_bytes("k", &toml::Value::String("32 MiB".into())).unwrap(), 32 << 20);
     }
 }

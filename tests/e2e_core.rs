@@ -449,13 +449,22 @@ async fn a_failing_disk_stops_the_process_with_one_clear_message() {
     fx.allow_server_log("failed while stopping");
     let url = fx.ingress_url("/Counter/f/add");
     let ct = [("content-type", "application/json")];
+    // Each acknowledged add answers with the count it made; unanswered ones may or may not
+    // have been accepted before the disk failed.
+    let (mut sent, mut acked) = (0u64, Vec::new());
     for _ in 0..200 {
         if !fx.server.is_running() {
             break;
         }
-        let _ =
-            fx.try_request("POST", &url, Some(Bytes::from("1")), &ct, Duration::from_secs(2)).await;
+        sent += 1;
+        let r = fx.try_request("POST", &url, Some(Bytes::from("1")), &ct, Duration::from_secs(2));
+        if let Ok(r) = r.await {
+            if r.status == 200 {
+                acked.push(r.json().as_u64().expect("add answers with the count"));
+            }
+        }
     }
+    assert!(!acked.is_empty(), "nothing was acknowledged before the disk failed");
     let status = fx.server.wait_exit(Duration::from_secs(20)).await.expect("the server stops");
     assert_eq!(status.code(), Some(3), "exit status {status}");
     let log = fx.server.log();
@@ -470,8 +479,24 @@ async fn a_failing_disk_stops_the_process_with_one_clear_message() {
     );
     // Nothing acknowledged is lost: a restart without the fault recovers and serves.
     fx.restart_without(&["RATCHET_TEST_WAL_EIO_AFTER_WRITES"]).await;
+    let mut counts = acked.clone();
+    counts.sort_unstable();
+    counts.dedup();
+    assert_eq!(counts.len(), acked.len(), "two acknowledged adds saw the same count: {acked:?}");
     let r = fx.call("/Counter/f/add", json!(1)).await;
     assert_eq!(r.status, 200, "{}", r.text());
+    // The count after restart covers every acknowledged add exactly once and nothing that was
+    // never sent.
+    let before = r.json().as_u64().unwrap() - 1;
+    assert!(
+        before >= *counts.last().unwrap(),
+        "an acknowledged add was lost: {before} < {counts:?}"
+    );
+    assert!(
+        before >= acked.len() as u64 && before <= sent,
+        "{before} adds of {sent} sent, {} acked",
+        acked.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -435,6 +435,9 @@ fn forwarded_headers(h: &HeaderMap, uri: &http::Uri) -> Vec<Header> {
     out
 }
 
+/// The longest `?delay=`: about 100 years, so that `now + delay` can never overflow.
+const DELAY_MS_MAX: u64 = 100 * 366 * 86_400_000;
+
 /// `?delay=` in milliseconds (Restate's friendly durations: `10s`, `500ms`, `1h 30m`, `PT10S`).
 fn delay_of(query: Option<&str>) -> Result<Option<u64>, String> {
     let Some(q) = query else { return Ok(None) };
@@ -443,7 +446,9 @@ fn delay_of(query: Option<&str>) -> Result<Option<u64>, String> {
         if k.eq_ignore_ascii_case("delay") {
             let v = percent_decode(v).unwrap_or_default();
             let d = crate::config::parse_duration("delay", &v)
-                .map_err(|_| format!("bad delay query parameter '{v}'"))?;
+                .ok()
+                .filter(|d| d.as_millis() <= DELAY_MS_MAX as u128)
+                .ok_or_else(|| format!("bad delay query parameter '{v}'"))?;
             return Ok(Some(d.as_millis() as u64));
         }
     }
@@ -506,6 +511,9 @@ mod tests {
         assert_eq!(delay_of(Some("x=1&DELAY=500ms")), Ok(Some(500)));
         assert_eq!(delay_of(Some("x=1")), Ok(None));
         assert!(delay_of(Some("delay=soon")).is_err());
+        assert!(delay_of(Some("delay=18446744073709551615ms")).is_err());
+        assert!(delay_of(Some("delay=PT99999999999999999999999999S")).is_err());
+        assert_eq!(delay_of(Some("delay=3650d")), Ok(Some(3650 * 86_400_000)));
     }
 
     #[test]

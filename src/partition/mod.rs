@@ -76,8 +76,9 @@ pub enum AppendError {
         )
     )]
     NoSpace,
-    /// A newer leader took over; this writer's records are refused.
-    #[error("partition {partition}: superseded by a newer leader (epoch {log_epoch} > {epoch})")]
+    /// A newer leader took over; this writer's records are refused. Retryable: the request
+    /// reaches the new leader next time (to a client it is the same as `Unavailable`).
+    #[error("{}", crate::codes::message(Code::PartitionUnavailable, format!("partition {partition} changed leader (epoch {log_epoch} > {epoch}); nothing was written, retry")))]
     Fenced { partition: u16, epoch: u64, log_epoch: u64 },
     /// A record is over the log's size limit; nothing was written.
     #[error("{}", crate::codes::message(Code::MessageTooLarge, format!("record of {bytes} bytes is over the log's limit of {limit_bytes} bytes")))]
@@ -103,7 +104,10 @@ impl AppendError {
 
     /// Whether retrying later can succeed (the process is not stopping because of it).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, AppendError::Unavailable { .. } | AppendError::NoSpace)
+        matches!(
+            self,
+            AppendError::Unavailable { .. } | AppendError::NoSpace | AppendError::Fenced { .. }
+        )
     }
 }
 

@@ -183,7 +183,7 @@ async fn deliver(
     loop {
         match target.append(records.clone()).await {
             Ok(_) => return Ok(true),
-            Err(e) if e.is_retryable() || matches!(e, AppendError::Fenced { .. }) => {
+            Err(e) if e.is_retryable() => {
                 tracing::debug!(partition = target.id, "delivery waits: {e}");
             }
             Err(e) => return Err(e),

@@ -35,6 +35,13 @@ use crate::{admin, ingress, invoker};
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct NodeMeta {
     num_partitions: u16,
+    /// The function that maps keys to partition keys (`fsm::PARTITION_KEY_HASH`). Partition
+    /// keys are inside invocation ids and store keys, so a directory only ever runs with the
+    /// function it was created with. Absent in directories made before the marker existed;
+    /// those already used the current function (older hashes went with older store schemas,
+    /// which the stores refuse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    partition_key_hash: Option<String>,
 }
 
 const NODE_META_FILE: &str = "metadata/node.json";
@@ -68,8 +75,27 @@ fn num_partitions(base: &Path, configured: u16) -> Result<u16, StartError> {
     let path = base.join(NODE_META_FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let meta: NodeMeta = serde_json::from_slice(&bytes)
+            let mut meta: NodeMeta = serde_json::from_slice(&bytes)
                 .map_err(|e| data_dir_err(base, format!("{}: {e}", path.display())))?;
+            match meta.partition_key_hash.as_deref() {
+                Some(h) if h == crate::fsm::PARTITION_KEY_HASH => {}
+                Some(h) => {
+                    return Err(data_dir_err(
+                        base,
+                        format!(
+                            "{}: its keys were placed with partition-key hash `{h}`, this version uses `{}`; run the version that created it",
+                            path.display(),
+                            crate::fsm::PARTITION_KEY_HASH
+                        ),
+                    ))
+                }
+                None => {
+                    meta.partition_key_hash = Some(crate::fsm::PARTITION_KEY_HASH.to_string());
+                    let bytes =
+                        serde_json::to_vec_pretty(&meta).map_err(|e| data_dir_err(base, e))?;
+                    crate::fsutil::write_atomic(&path, &bytes).map_err(|e| data_dir_err(base, e))?;
+                }
+            }
             if meta.num_partitions != configured {
                 tracing::info!(
                     "this data directory has {} partitions; default-num-partitions = {configured} applies only to new directories",
@@ -79,7 +105,10 @@ fn num_partitions(base: &Path, configured: u16) -> Result<u16, StartError> {
             Ok(meta.num_partitions)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let meta = NodeMeta { num_partitions: configured };
+            let meta = NodeMeta {
+                num_partitions: configured,
+                partition_key_hash: Some(crate::fsm::PARTITION_KEY_HASH.to_string()),
+            };
             let bytes = serde_json::to_vec_pretty(&meta).map_err(|e| data_dir_err(base, e))?;
             crate::fsutil::write_atomic(&path, &bytes).map_err(|e| data_dir_err(base, e))?;
             Ok(configured)
@@ -365,5 +394,34 @@ fn advertised(a: SocketAddr) -> SocketAddr {
         SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), a.port())
     } else {
         a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(base: &Path) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(base.join(NODE_META_FILE)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_data_directory_keeps_its_partitions_and_partition_key_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::create_dir_all(base.join("metadata")).unwrap();
+        assert_eq!(num_partitions(base, 4).unwrap(), 4);
+        assert_eq!(meta(base)["partition_key_hash"], crate::fsm::PARTITION_KEY_HASH);
+        // The configuration applies to new directories only.
+        assert_eq!(num_partitions(base, 8).unwrap(), 4);
+        // A directory from before the marker gets it.
+        std::fs::write(base.join(NODE_META_FILE), br#"{"num_partitions": 2}"#).unwrap();
+        assert_eq!(num_partitions(base, 8).unwrap(), 2);
+        assert_eq!(meta(base)["partition_key_hash"], crate::fsm::PARTITION_KEY_HASH);
+        // A directory whose keys were placed by another function is refused, by name.
+        let other = br#"{"num_partitions": 2, "partition_key_hash": "fnv1a-64"}"#;
+        std::fs::write(base.join(NODE_META_FILE), other).unwrap();
+        let e = num_partitions(base, 2).unwrap_err().to_string();
+        assert!(e.contains("fnv1a-64") && e.contains("xxh3-64"), "{e}");
     }
 }
