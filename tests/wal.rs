@@ -547,6 +547,61 @@ fn enospc_on_the_first_write_of_a_fresh_segment_is_backpressure_not_poison() {
     check_acked_only(&rt, wal, &control, &acked, o);
 }
 
+#[test]
+fn a_full_disk_that_refuses_renames_is_backpressure_and_recycling_still_frees_space() {
+    // Why: on copy-on-write file systems, and when a directory must grow, a full disk can
+    // refuse even a rename. Activating, publishing and recycling segments rename files; none
+    // of that may poison the WAL, lose a spare, or lose where the previous segment ended.
+    let rt = rt();
+    let disk = SimDisk::new(23);
+    let control = disk.control();
+    let mut o = opts(Path::new("/nonexistent-sim"));
+    // Room for more spares than exist, so that recycling tries to rename.
+    o.spares = 8;
+    let wal = Wal::open_with_disk(disk, o.clone()).unwrap();
+    let mut acked = Vec::new();
+    let rec = |i: u64| vec![(i % 251) as u8; 4 * 1024];
+    for i in 0..40 {
+        append_acked(&rt, &wal, &mut acked, rec(i)).unwrap();
+    }
+    let before = backing_segments(&control);
+    assert!(before.len() >= 3, "{before:?}");
+
+    control.set_renames_fail_no_space(true);
+    // Trimming recycles the segments before the trim point: removed instead of renamed.
+    let trim = acked[20].0;
+    rt.block_on(wal.trim(A, Lsn(trim))).unwrap();
+    eventually("the trimmed segments are removed", || {
+        !backing_segments(&control).contains(&before[0])
+    });
+    assert_eq!(wal.poisoned(), None);
+    // A roll cannot rename a spare into place: the appends that need it are refused.
+    let mut refused = 0;
+    for i in 40..80 {
+        match append_acked(&rt, &wal, &mut acked, rec(i)) {
+            Ok(_) => {}
+            Err(WalError::NoSpace { .. }) => refused += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+        assert_eq!(wal.poisoned(), None);
+    }
+    assert!(refused > 0, "no append needed a new segment");
+
+    control.set_renames_fail_no_space(false);
+    for i in 80..100 {
+        append_acked(&rt, &wal, &mut acked, rec(i)).unwrap();
+    }
+    let live: Vec<_> = acked.iter().filter(|(l, _)| *l > trim).cloned().collect();
+    assert_eq!(read_all(&wal, A, Lsn(trim + 1)), live);
+    let tail = acked.last().unwrap().0;
+    drop(wal);
+    for seed in 0..4 {
+        let wal = Wal::open_with_disk(control.crash_image(seed), o.clone()).unwrap();
+        assert_eq!(wal.tail(A).lsn_durable.0, tail, "crash image {seed}");
+        assert_eq!(read_all(&wal, A, Lsn(trim + 1)), live, "crash image {seed}");
+    }
+}
+
 fn backing_segments(control: &SimControl) -> Vec<String> {
     control.names().into_iter().filter(|n| n.ends_with(".seg")).collect()
 }

@@ -705,10 +705,7 @@ impl<D: Disk> Writer<D> {
             let meta = self.shared.index().segments.remove(&a.id);
             let name = meta.map(|m| m.name).unwrap_or_else(|| segment_name(a.id));
             self.shared.reader.forget(&name);
-            let spare = format!("{:016x}.spare", self.spare_number_next);
-            self.spare_number_next += 1;
-            self.disk.rename(&name, &spare).map_err(|e| WalError::io("give back segment", &e))?;
-            self.spares.push_back(spare);
+            self.retire(name, "give back segment")?;
             self.prev_end_override = Some(a.prev_end_offset);
         } else if let Some(a) = self.active.as_mut() {
             let end = self.shared.index().segments.get(&a.id).map_or(a.pos, |m| m.end_offset);
@@ -777,14 +774,19 @@ impl<D: Disk> Writer<D> {
                 self.spares.pop_front().expect("a spare was just prepared")
             }
         };
+        let id = self.segment_id_next;
+        let name = segment_name(id);
+        // Renamed before anything else changes: if the rename fails (a full copy-on-write
+        // disk can refuse even that) the writer is as before, spare included.
+        if let Err(e) = self.disk.rename(&spare, &name) {
+            self.spares.push_front(spare);
+            return Err(WalError::io("activate segment", &e));
+        }
         let mut prev_end_offset = self.prev_end_override.take().unwrap_or(0);
         if let Some(a) = self.active.take() {
             self.disk.close(a.file);
             prev_end_offset = u32::try_from(a.pos).expect("segment offsets fit u32");
         }
-        let id = self.segment_id_next;
-        let name = segment_name(id);
-        self.disk.rename(&spare, &name).map_err(|e| WalError::io("activate segment", &e))?;
         self.shared.reader.forget(&name);
         let file = self.disk.open(&name, false).map_err(|e| WalError::io("open segment", &e))?;
         let bytes = self.disk.file_len(file).map_err(|e| WalError::io("stat segment", &e))?;
@@ -853,7 +855,11 @@ impl<D: Disk> Writer<D> {
             let p = self.prep.take().expect("preparing");
             self.disk.close(p.file);
             let spare = format!("{:016x}.spare", p.number);
-            self.disk.rename(&p.name, &spare).map_err(|e| WalError::io("publish spare", &e))?;
+            if let Err(e) = self.disk.rename(&p.name, &spare) {
+                // Not kept half-published: a later preparation starts over.
+                let _ = self.disk.remove(&p.name);
+                return Err(WalError::io("publish spare", &e));
+            }
             self.spares.push_back(spare);
         }
         Ok(())
@@ -878,15 +884,29 @@ impl<D: Disk> Writer<D> {
                 idx.segments.remove(&id).expect("present").name
             };
             self.shared.reader.forget(&name);
-            if self.spares.len() < self.opts.spares.max(1) {
-                let spare = format!("{:016x}.spare", self.spare_number_next);
-                self.spare_number_next += 1;
-                self.disk.rename(&name, &spare).map_err(|e| WalError::io("recycle segment", &e))?;
-                self.spares.push_back(spare);
-            } else {
-                self.disk.remove(&name).map_err(|e| WalError::io("remove segment", &e))?;
+            self.retire(name, "recycle segment")?;
+        }
+    }
+
+    /// Turns a segment file that holds nothing live into a spare, or removes it when spares
+    /// are plenty or the rename finds the disk full: a full disk never fails recycling
+    /// (removing frees space; the background preparation makes spares again later).
+    fn retire(&mut self, name: String, op: &'static str) -> Result<(), WalError> {
+        if self.spares.len() < self.opts.spares.max(1) {
+            let spare = format!("{:016x}.spare", self.spare_number_next);
+            self.spare_number_next += 1;
+            match self.disk.rename(&name, &spare) {
+                Ok(()) => {
+                    self.spares.push_back(spare);
+                    return Ok(());
+                }
+                Err(e) => match WalError::io(op, &e) {
+                    WalError::NoSpace { .. } => {}
+                    other => return Err(other),
+                },
             }
         }
+        self.disk.remove(&name).map_err(|e| WalError::io("remove segment", &e))
     }
 
     /// Stops for good: nothing is acknowledged after this, every caller learns why.

@@ -11,8 +11,8 @@
 //! was in flight, a seeded choice of dropped, fully written, or torn (only a prefix of its
 //! sectors reached the disk). [`SimControl::set_capacity_bytes`] makes writes past a size fail
 //! with ENOSPC, [`SimControl::set_writes_fail_no_space`] makes every durable write fail with it,
-//! and [`SimControl::panic_on_submit`] makes the next submission panic (a stand-in for a
-//! writer bug).
+//! [`SimControl::set_renames_fail_no_space`] every rename, and [`SimControl::panic_on_submit`]
+//! makes the next submission panic (a stand-in for a writer bug).
 //!
 //! Invariant: a completion reported `Ok` is in the durable image; nothing else is, except
 //! what a crash image chooses to keep of in-flight writes.
@@ -71,6 +71,8 @@ struct State {
     capacity_bytes: Option<u64>,
     /// Durable writes fail with ENOSPC even inside a file (copy-on-write storage when full).
     writes_fail_no_space: bool,
+    /// Renames fail with ENOSPC (a directory or copy-on-write metadata that cannot grow).
+    renames_fail_no_space: bool,
     /// Test hook: the next `submit` panics (see [`SimControl::panic_on_submit`]).
     panic_on_submit: bool,
     rng: SimRng,
@@ -143,6 +145,11 @@ impl SimControl {
     pub fn set_writes_fail_no_space(&self, fail: bool) {
         self.lock().writes_fail_no_space = fail;
     }
+    /// While set, every rename fails with ENOSPC: on copy-on-write file systems, and when a
+    /// directory must grow, even a rename can need space.
+    pub fn set_renames_fail_no_space(&self, fail: bool) {
+        self.lock().renames_fail_no_space = fail;
+    }
     /// Test hook: once set, the next durable write submission clears the flag and panics,
     /// standing in for a bug in the writer, to test that a panicked writer poisons the WAL
     /// instead of leaving callers waiting.
@@ -211,6 +218,7 @@ impl SimControl {
             crashed: false,
             capacity_bytes: s.capacity_bytes,
             writes_fail_no_space: false,
+            renames_fail_no_space: false,
             panic_on_submit: false,
             rng: SimRng::new(seed ^ 0x5EED),
         })
@@ -243,6 +251,7 @@ impl SimDisk {
             crashed: false,
             capacity_bytes: None,
             writes_fail_no_space: false,
+            renames_fail_no_space: false,
             panic_on_submit: false,
             rng: SimRng::new(seed),
         })
@@ -351,6 +360,9 @@ impl Disk for SimDisk {
     fn rename(&mut self, from: &str, to: &str) -> io::Result<()> {
         let mut s = self.lock();
         s.tick()?;
+        if s.renames_fail_no_space {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
         let f = s
             .files
             .remove(from)
