@@ -105,7 +105,7 @@ impl Default for Config {
                 invoker_queue_max: 10_000,
                 protocol_v7: false,
             },
-            wal: WalOptions { engine: "auto".into(), segment_size_bytes: 16 * 1024 * 1024 },
+            wal: WalOptions { engine: "auto".into(), segment_size_bytes: 8 * 1024 * 1024 },
             memory: MemoryOptions {
                 budget_bytes: 64 * 1024 * 1024,
                 store_caches_bytes: None,
