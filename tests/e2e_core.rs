@@ -204,6 +204,25 @@ async fn the_in_flight_limit_is_honoured() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_attempts_hold_at_most_the_invokers_share_of_the_memory_budget() {
+    // A fifth of a 16 MiB budget for one partition's invoker: 3.2 MiB of journals and eager
+    // state at once, so at most three attempts with a 1 MiB input run together.
+    let o = opts(&[("RESTATE_MEMORY_BUDGET", "16MiB"), ("RESTATE_DEFAULT_NUM_PARTITIONS", "1")]);
+    let mut fx = Fixture::start_with("inputs_budget", Sdks::Ts, o).await;
+    let pad = "x".repeat(1 << 20);
+    for _ in 0..8 {
+        let r = fx.call("/Core/spinBig/send", json!({"ms": 300, "pad": pad})).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+    }
+    let deadline = Deadline::after(Duration::from_secs(30), "8 big spins");
+    while fx.stat(Sdk::Ts, "spinBig:done").await < 8 {
+        deadline.tick().await;
+    }
+    let max = fx.stat(Sdk::Ts, "spinBig:max").await;
+    assert!((2..=3).contains(&max), "{max} attempts with 1 MiB inputs ran at once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ingress_refuses_past_its_caps_with_a_stable_code() {
     let o = opts(&[
         ("RESTATE_INGRESS__CONCURRENT_API_REQUESTS_LIMIT", "2"),

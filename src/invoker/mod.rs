@@ -13,7 +13,8 @@
 //! - The invoker never writes the store; it reads an attempt's journal and state from the
 //!   leader's store when it starts the attempt, and everything it learns re-enters through
 //!   the log, appended with the leader's epoch.
-//! - Memory is bounded: at most `inflight_max` attempts run, at most `queue_max` wait in
+//! - Memory is bounded: at most `inflight_max` attempts run, holding at most
+//!   `inputs_bytes_max` of journals and eager state together, at most `queue_max` wait in
 //!   memory; the rest stay in the store's Runnable index, which the invoker reads again
 //!   (from a cursor) when its queue runs low or hints were dropped. Start-up therefore never
 //!   launches every pending invocation at once.
@@ -62,6 +63,10 @@ pub struct Options {
     pub queue_max: usize,
     /// Eager state sent with a start message; past it the state is partial. Bytes.
     pub eager_state_bytes_max: usize,
+    /// Journals and eager state held by the running attempts together. An attempt that does
+    /// not fit waits until one ends (one attempt always runs, whatever its size: a journal
+    /// is bounded by the journal limits). Bytes.
+    pub inputs_bytes_max: usize,
     /// Notifications queued for one running attempt.
     pub notifications_queued_max: usize,
     /// Commands queued from the processor.
@@ -83,6 +88,7 @@ impl Default for Options {
             inflight_max: 10_000,
             queue_max: 10_000,
             eager_state_bytes_max: 1024 * 1024,
+            inputs_bytes_max: 64 * 1024 * 1024,
             notifications_queued_max: 256,
             commands_queued_max: 4096,
             retry_later_delay: Duration::from_secs(1),
@@ -185,8 +191,49 @@ pub enum InvokerError {
 
 struct Running {
     attempt: u32,
+    /// Its journal and eager state, counted against `inputs_bytes_max`.
+    input_bytes: usize,
     notify: mpsc::Sender<(u32, u16, Bytes)>,
     task: JoinHandle<()>,
+}
+
+/// The running attempts by invocation, and the bytes of inputs they hold together.
+#[derive(Default)]
+struct RunningSet {
+    map: BTreeMap<InvocationId, Running>,
+    input_bytes: usize,
+}
+
+impl RunningSet {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+    fn get(&self, id: &InvocationId) -> Option<&Running> {
+        self.map.get(id)
+    }
+    fn contains_key(&self, id: &InvocationId) -> bool {
+        self.map.contains_key(id)
+    }
+    fn keys(&self) -> impl Iterator<Item = &InvocationId> {
+        self.map.keys()
+    }
+    fn insert(&mut self, id: InvocationId, r: Running) {
+        self.input_bytes += r.input_bytes;
+        if let Some(old) = self.map.insert(id, r) {
+            self.input_bytes -= old.input_bytes;
+        }
+    }
+    fn remove(&mut self, id: &InvocationId) -> Option<Running> {
+        let r = self.map.remove(id)?;
+        self.input_bytes -= r.input_bytes;
+        Some(r)
+    }
+    fn into_values(self) -> impl Iterator<Item = Running> {
+        self.map.into_values()
+    }
 }
 
 /// What attempts need from their invoker, shared by their tasks.
@@ -211,7 +258,7 @@ pub struct Invoker<T: Transport> {
     overflow: Arc<Overflow>,
     leadership_rx: watch::Receiver<Leadership>,
     leader: Leadership,
-    running: BTreeMap<InvocationId, Running>,
+    running: RunningSet,
     ready: VecDeque<(InvocationId, u32)>,
     delayed: BTreeSet<(u64, InvocationId, u32)>,
     /// Invocations in `ready` or `delayed`, with their attempt.
@@ -253,7 +300,7 @@ impl<T: Transport> Invoker<T> {
                 overflow: overflow.clone(),
                 leadership_rx,
                 leader: None,
-                running: BTreeMap::new(),
+                running: RunningSet::default(),
                 ready: VecDeque::new(),
                 delayed: BTreeSet::new(),
                 queued: BTreeMap::new(),
@@ -274,7 +321,7 @@ impl<T: Transport> Invoker<T> {
     /// Runs until every handle is dropped; aborts running attempts on exit.
     pub async fn run(mut self) -> Result<(), InvokerError> {
         let r = self.run_loop().await;
-        for (_, r) in std::mem::take(&mut self.running) {
+        for r in std::mem::take(&mut self.running).into_values() {
             r.task.abort();
         }
         r
@@ -345,7 +392,7 @@ impl<T: Transport> Invoker<T> {
     }
 
     fn change_leader(&mut self, l: Leadership) {
-        for (_, r) in std::mem::take(&mut self.running) {
+        for r in std::mem::take(&mut self.running).into_values() {
             r.task.abort();
         }
         self.ready.clear();
@@ -503,7 +550,9 @@ impl<T: Transport> Invoker<T> {
             if self.queued.get(&id) == Some(&attempt) {
                 self.queued.remove(&id);
             }
-            self.start(epoch, &store, id, attempt, now);
+            if !self.start(epoch, &store, id, attempt, now) {
+                break;
+            }
         }
         self.refill.is_some() && self.running.len() < self.ctx.opts.inflight_max
     }
@@ -550,6 +599,8 @@ impl<T: Transport> Invoker<T> {
         self.refill = if complete { None } else { Some(last) };
     }
 
+    /// Starts the attempt if it is still due; `false` (the attempt is queued again, first)
+    /// when its inputs do not fit next to those of the running attempts.
     fn start(
         &mut self,
         epoch: u64,
@@ -557,10 +608,10 @@ impl<T: Transport> Invoker<T> {
         id: InvocationId,
         attempt: u32,
         now_ms: u64,
-    ) {
+    ) -> bool {
         if let Some(r) = self.running.get(&id) {
             if r.attempt >= attempt {
-                return;
+                return true;
             }
         }
         let schema = self.ctx.registry.snapshot();
@@ -575,18 +626,26 @@ impl<T: Transport> Invoker<T> {
         });
         let a = match loaded {
             Ok(Some(a)) => a,
-            Ok(None) => return, // moved on, or finished
+            Ok(None) => return true, // moved on, or finished
             Err(e) => {
                 tracing::warn!(invocation = %id, "cannot read the attempt to start: {e}");
                 self.delayed.insert((now_ms + 1000, id, attempt));
                 self.queued.insert(id, attempt);
-                return;
+                return true;
             }
         };
         if a.next_retry_at_ms > now_ms {
             self.delayed.insert((a.next_retry_at_ms, id, attempt));
             self.queued.insert(id, attempt);
-            return;
+            return true;
+        }
+        let input_bytes = attempt_input_bytes(&a);
+        let in_use = self.running.input_bytes;
+        if !self.running.is_empty() && in_use + input_bytes > self.ctx.opts.inputs_bytes_max {
+            // Read again when it is its turn: the inputs are not kept while it waits.
+            self.ready.push_front((id, attempt));
+            self.queued.insert(id, attempt);
+            return false;
         }
         if let Some(old) = self.running.remove(&id) {
             old.task.abort();
@@ -598,7 +657,8 @@ impl<T: Transport> Invoker<T> {
             let end = driver::run_attempt(&ctx, epoch, a, notify_rx).await;
             let _ = done.send((id, attempt, end)).await;
         });
-        self.running.insert(id, Running { attempt, notify, task });
+        self.running.insert(id, Running { attempt, input_bytes, notify, task });
+        true
     }
 
     fn finished(
@@ -626,4 +686,11 @@ impl<T: Transport> Invoker<T> {
             }
         }
     }
+}
+
+/// The bytes of an attempt's inputs held while it runs: journal entries and eager state.
+fn attempt_input_bytes(a: &crate::fsm::InvokeAttempt) -> usize {
+    let journal: usize = a.journal.iter().map(|(_, b)| b.len() + 8).sum();
+    let state: usize = a.state.iter().flatten().map(|(k, v)| k.len() + v.len() + 16).sum();
+    journal + state
 }

@@ -148,12 +148,15 @@ pub struct Budget {
     pub ingress_bodies_bytes: usize,
     /// Eager state sent with one start message.
     pub eager_state_bytes: usize,
+    /// Journals and eager state of the running attempts of one partition's invoker, together.
+    pub attempt_inputs_bytes: usize,
 }
 
 impl Budget {
     /// Half the budget to the stores' caches, a twentieth to the log cache, a quarter to
-    /// ingress bodies, and the rest to the invokers (eager state of attempts). Restate's keys
-    /// for the first two pin their shares.
+    /// ingress bodies, and a fifth to the invokers (the journals and eager state of running
+    /// attempts, split evenly per partition). Restate's keys for the first two pin their
+    /// shares.
     pub fn divide(config: &Config, partitions: u16) -> Budget {
         let total = config.memory.budget_bytes;
         let stores = config.memory.store_caches_bytes.unwrap_or(total / 2);
@@ -164,6 +167,7 @@ impl Budget {
             log_cache_bytes: log.max(256 * 1024) as usize,
             ingress_bodies_bytes: (total / 4).max(1 << 20) as usize,
             eager_state_bytes: (invokers / 64).clamp(64 * 1024, 1 << 20) as usize,
+            attempt_inputs_bytes: (invokers / u64::from(partitions.max(1))).max(1 << 20) as usize,
         }
     }
 }
@@ -236,6 +240,7 @@ pub async fn run(
         inflight_max: config.worker.invocations_inflight_max,
         queue_max: config.worker.invoker_queue_max,
         eager_state_bytes_max: budget.eager_state_bytes,
+        inputs_bytes_max: budget.attempt_inputs_bytes,
         retry,
         ..invoker::Options::default()
     };

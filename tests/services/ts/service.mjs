@@ -209,6 +209,7 @@ const seq = restate.object({
 });
 
 let busyNow = 0;
+let busyBig = 0;
 const core = restate.service({
   name: "Core",
   handlers: {
@@ -235,6 +236,17 @@ const core = restate.service({
       await new Promise((r) => setTimeout(r, ms));
       busyNow -= 1;
       return "spun";
+    },
+    // As spin, with a big input (so a big journal): how many of these the server runs at
+    // once is bounded by its memory budget, not only by the in-flight limit.
+    spinBig: async (_ctx, req) => {
+      busyBig += 1;
+      stats.set("spinBig:max", Math.max(stats.get("spinBig:max") ?? 0, busyBig));
+      bump("spinBig:started");
+      await new Promise((r) => setTimeout(r, req.ms));
+      busyBig -= 1;
+      bump("spinBig:done");
+      return req.pad.length;
     },
   },
 });
