@@ -60,6 +60,9 @@ use crate::wal::{self, Wal};
 const EPOCH_MS: u64 = 1_767_225_600_000;
 /// After the last fault, everything must have settled within this much virtual time.
 const SETTLE_MS_MAX: u64 = 120_000;
+/// The retry policy of the rebuild from the log; every life configures a different one.
+const REBUILD_RETRY: fsm::RetryPolicy =
+    fsm::RetryPolicy { initial_ms: 1, factor: 1.0, max_interval_ms: 1, attempts_max: 1 };
 
 /// What one run does; [`Options::for_seed`] derives everything from the seed.
 #[derive(Clone, Debug)]
@@ -410,8 +413,6 @@ type Dump = BTreeMap<Table, Vec<(Vec<u8>, Vec<u8>)>>;
 
 /// Everything the checks need from the last life.
 struct FinalState {
-    /// The retry policy the last life configured (for the rebuild under a defect).
-    retry: fsm::RetryPolicy,
     /// Per partition: every table's rows.
     stores: Vec<Dump>,
     /// Per partition: the whole log (LSN, timestamp, body).
@@ -492,16 +493,14 @@ fn run_life(
             },
             clock: clock.clone(),
         };
-        let mut retry = fsm::RetryPolicy {
-            initial_ms: 20,
-            factor: 2.0,
-            max_interval_ms: 500,
-            attempts_max: 1000,
+        // Each life configures its own policy: the decisions are in the log, so nothing but
+        // the attempts of this life may depend on it. Enough attempts that `Flaky` succeeds.
+        let retry = fsm::RetryPolicy {
+            initial_ms: 5 + rng.below(100),
+            factor: [1.5, 2.0, 3.0][rng.below(3) as usize],
+            max_interval_ms: 100 + rng.below(900),
+            attempts_max: 100 + rng.below(900) as u32,
         };
-        if defect::active(Defect::RetryFromConfig) {
-            // Each life configures a different policy; only a replay that depends on it sees it.
-            retry.attempts_max = 2 + life as u32;
-        }
         let inv_opts = invoker::Options {
             inactivity_timeout: Duration::from_secs(2),
             abort_timeout: Duration::from_secs(5),
@@ -595,10 +594,7 @@ fn run_life(
             }));
         }
         let out = if last {
-            settle(world, &router, &log, n, start_ms, &clock).await.map(|mut f| {
-                f.retry = inv_opts.retry.clone();
-                Some(f)
-            })
+            settle(world, &router, &log, n, start_ms, &clock).await.map(Some)
         } else {
             let at = Duration::from_millis(100 + rng.below(2500));
             tokio::time::sleep(at).await;
@@ -738,7 +734,7 @@ async fn settle(
         stores.push(dumped);
         logs.push(records);
     }
-    Ok(FinalState { retry: fsm::RetryPolicy::default(), stores, logs, settled })
+    Ok(FinalState { stores, logs, settled })
 }
 
 /// Whether nothing is left to do: no invocation in flight, no delivery, no timer.
@@ -921,7 +917,8 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
             }
         };
         let mut fsm = Fsm::new(p);
-        fsm.defect_retry = Some(state.retry.clone());
+        // A configuration no life had: a rebuild that depends on configuration differs.
+        fsm.defect_retry = Some(REBUILD_RETRY);
         let mut last = segment_format::Lsn::INVALID;
         let mut txn = match store.begin_write() {
             Ok(t) => t,
