@@ -108,6 +108,26 @@ fn a_seed_replays_identically() {
     }
 }
 
+/// A task that panics is a violation naming it and where it panicked; the run goes on and
+/// reports, instead of losing the task or taking the test binary down without the seed.
+#[test]
+fn a_panicking_task_is_reported() {
+    let mut o = Options::for_seed(3);
+    o.panicking_handler = true;
+    let r = sim::run(o);
+    let panics: Vec<&String> = r.violations.iter().filter(|v| v.contains("panicked")).collect();
+    assert!(!panics.is_empty(), "no panic reported: {:#?}", r.violations);
+    for v in &panics {
+        assert!(
+            v.contains("the SDK of Flaky/panic panicked at src/sim/handlers.rs")
+                && v.contains("Flaky.panic panics in its first attempt"),
+            "{v}"
+        );
+    }
+    // The panic is all that went wrong: the next attempt succeeds and the checks pass.
+    assert_eq!(panics.len(), r.violations.len(), "{:#?}", r.violations);
+}
+
 /// What a defect must cause to count as found: a violation containing every substring of one
 /// of these entries. Anything else it causes may be a consequence, but a seed that shows only
 /// that was not caught by the check meant for the defect (or hit a real bug).

@@ -4,8 +4,9 @@
 //! its input and its journal, so replays issue the same commands. Together they exercise what
 //! the core must get right: object state under per-key exclusivity (`Counter.add`,
 //! `Log.append`), side effects and durable sleeps (`Worker.work`), calls and sends between
-//! partitions in emission order (`Caller`), retryable and terminal failures (`Flaky`), and a
-//! command over a limit (`Big.set`).
+//! partitions in emission order (`Caller`), retryable and terminal failures (`Flaky`), a
+//! command over a limit (`Big.set`), and a panicking SDK (`Flaky.panic`, planned only by the
+//! test of panic reporting).
 
 use bytes::Bytes;
 
@@ -21,7 +22,7 @@ pub const SERVICES: &[ServiceDef] = &[
     ("Log", ServiceType::VirtualObject, &[("append", true)]),
     ("Worker", ServiceType::Service, &[("work", false)]),
     ("Caller", ServiceType::Service, &[("call_add", false), ("send_seq", false)]),
-    ("Flaky", ServiceType::Service, &[("flaky", false), ("fail", false)]),
+    ("Flaky", ServiceType::Service, &[("flaky", false), ("fail", false), ("panic", false)]),
     ("Big", ServiceType::VirtualObject, &[("set", true)]),
 ];
 
@@ -94,6 +95,14 @@ async fn flaky_flaky(ctx: Ctx) -> HandlerResult {
     Ok(Bytes::from_static(b"ok"))
 }
 
+/// Panics in its first attempt (only planned by the test that shows panics are reported).
+async fn flaky_panic(ctx: Ctx) -> HandlerResult {
+    if ctx.retry_count() == 0 {
+        panic!("Flaky.panic panics in its first attempt");
+    }
+    Ok(Bytes::from_static(b"ok"))
+}
+
 async fn flaky_fail(_ctx: Ctx) -> HandlerResult {
     Err(HandlerError::Terminal(418, "bad input".into()))
 }
@@ -115,6 +124,7 @@ pub fn handler(service: &str, handler: &str, ctx: Ctx) -> Option<HandlerFuture> 
         ("Caller", "send_seq") => Box::pin(caller_send_seq(ctx)),
         ("Flaky", "flaky") => Box::pin(flaky_flaky(ctx)),
         ("Flaky", "fail") => Box::pin(flaky_fail(ctx)),
+        ("Flaky", "panic") => Box::pin(flaky_panic(ctx)),
         ("Big", "set") => Box::pin(big_set(ctx)),
         _ => return None,
     })

@@ -19,13 +19,16 @@
 //! - no partition is stuck and no component failed; nothing is left runnable, in an outbox
 //!   or in a timer table;
 //! - no timer fired twice;
-//! - applying each partition's whole log to an empty store gives the live store.
+//! - applying each partition's whole log to an empty store gives the live store;
+//! - nothing panicked: a panic of any task (named where the simulator spawns it) or of the
+//!   simulator itself is a violation of the run ([`panics`]).
 //!
 //! Invariants: everything that varies comes from the seed (the [`SimRng`]s, virtual time);
 //! nothing reads the wall clock or a global random source. [`run`] twice with the same
 //! options gives the same [`Report::trace_hash`].
 
 pub mod handlers;
+pub mod panics;
 pub mod sdk;
 
 use std::collections::BTreeMap;
@@ -77,6 +80,9 @@ pub struct Options {
     pub request_response: bool,
     /// A defect put back on purpose (see [`crate::defect`]).
     pub defect: Option<Defect>,
+    /// Adds one `Flaky.panic`, whose first attempt panics in the SDK: shows that a panicking
+    /// task is reported.
+    pub panicking_handler: bool,
 }
 
 impl Options {
@@ -90,6 +96,7 @@ impl Options {
             disk_full: rng.below(10) < 5,
             request_response: rng.below(10) < 2,
             defect: None,
+            panicking_handler: false,
         }
     }
 }
@@ -296,7 +303,8 @@ fn kind_of(service: &str, handler: &str) -> HandlerKind {
 }
 
 /// The client's plan: a seeded mix of every handler, on a few keys so objects contend.
-fn plan(rng: &mut SimRng, n: usize, horizon_ms: u64) -> Vec<Planned> {
+fn plan(rng: &mut SimRng, options: &Options, horizon_ms: u64) -> Vec<Planned> {
+    let n = options.invocations;
     let keys = ["k0", "k1", "k2", "k3"];
     let mut out = Vec::with_capacity(n);
     let mut send_seqs = 0;
@@ -347,54 +355,40 @@ fn plan(rng: &mut SimRng, n: usize, horizon_ms: u64) -> Vec<Planned> {
             at_ms: rng.below(horizon_ms.max(1)),
         });
     }
+    if options.panicking_handler {
+        out.push(Planned {
+            id: InvocationId { partition_key: rng.next_u64(), uuid: u128::from(rng.next_u64()) },
+            service: "Flaky",
+            handler: "panic",
+            key: String::new(),
+            input: String::new(),
+            expect: Expect::Success,
+            sent: Sent::Not,
+            at_ms: rng.below(horizon_ms.max(1)),
+        });
+    }
     out.sort_by_key(|p| p.at_ms);
     out
 }
 
-/// Runs one seed and checks it. Never panics on a violation: it is in the report.
+/// Runs one seed and checks it. Never panics on a violation, nor on a panic of the code it
+/// runs: both are in the report.
 pub fn run(options: Options) -> Report {
     defect::set(options.defect);
-    let report = run_inner(options.clone());
-    defect::set(None);
-    report
-}
-
-fn run_inner(options: Options) -> Report {
-    let mut rng = SimRng::new(options.seed);
+    panics::start();
     let world = Arc::new(Mutex::new(World::default()));
-    lock(&world).plan = plan(&mut rng, options.invocations, 1500 * options.lives as u64);
-    let mut disks = Disks {
-        wal: SimDisk::new(rng.next_u64()),
-        stores: (0..options.partitions).map(|_| SimBackend::new()).collect(),
-    };
-    let mut elapsed_ms = 0u64;
-    let mut life_report = None;
-    for life in 0..options.lives {
-        let last = life + 1 == options.lives;
-        let life_seed = rng.next_u64();
-        for p in lock(&world).plan.iter_mut() {
-            if p.sent == Sent::InFlight {
-                p.sent = Sent::Maybe;
-            }
-        }
-        let wal_disk = std::mem::replace(&mut disks.wal, SimDisk::new(0));
-        let wal_ctl = wal_disk.control();
-        let r =
-            run_life(&options, &world, wal_disk, &disks, life, last, life_seed, &mut elapsed_ms);
-        // The next life finds what a crash left.
-        disks.crash(&wal_ctl, life_seed);
-        match r {
-            Ok(final_state) => life_report = final_state,
-            Err(v) => {
-                lock(&world).violation(format!("life {life}: {v}"));
-                break;
-            }
-        }
+    let mut elapsed_ms = 0;
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_inner(&options, &world, &mut elapsed_ms)
+    }));
+    let mut w = lock(&world);
+    for p in panics::stop() {
+        w.violation(p);
     }
-    if let Some(state) = life_report {
-        check(&options, &world, &state);
+    if r.is_err() {
+        w.violation("the run was cut short by the panic above".into());
     }
-    let w = lock(&world);
+    defect::set(None);
     let mut h = std::collections::hash_map::DefaultHasher::new();
     w.trace.hash(&mut h);
     w.violations.hash(&mut h);
@@ -405,6 +399,46 @@ fn run_inner(options: Options) -> Report {
         trace_hash: h.finish(),
         trace: w.trace.clone(),
         options,
+    }
+}
+
+fn run_inner(options: &Options, world: &Arc<Mutex<World>>, elapsed_ms: &mut u64) {
+    let mut rng = SimRng::new(options.seed);
+    lock(world).plan = plan(&mut rng, options, 1500 * options.lives as u64);
+    let mut disks = Disks {
+        wal: SimDisk::new(rng.next_u64()),
+        stores: (0..options.partitions).map(|_| SimBackend::new()).collect(),
+    };
+    let mut life_report = None;
+    for life in 0..options.lives {
+        let last = life + 1 == options.lives;
+        let life_seed = rng.next_u64();
+        for p in lock(world).plan.iter_mut() {
+            if p.sent == Sent::InFlight {
+                p.sent = Sent::Maybe;
+            }
+        }
+        let wal_disk = std::mem::replace(&mut disks.wal, SimDisk::new(0));
+        let wal_ctl = wal_disk.control();
+        let r = run_life(options, world, wal_disk, &disks, life, last, life_seed, elapsed_ms);
+        let panicked = panics::take();
+        let mut w = lock(world);
+        for p in &panicked {
+            w.violation(format!("life {life}: {p}"));
+        }
+        drop(w);
+        // The next life finds what a crash left.
+        disks.crash(&wal_ctl, life_seed);
+        match r {
+            Ok(final_state) => life_report = final_state,
+            Err(v) => {
+                lock(world).violation(format!("life {life}: {v}"));
+                break;
+            }
+        }
+    }
+    if let Some(state) = life_report {
+        panics::within("the checks", || check(options, world, &state));
     }
 }
 
@@ -448,7 +482,7 @@ fn run_life(
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
     let start_ms = *elapsed_ms;
-    let out = rt.block_on(async {
+    let driver = panics::Named::new("the simulation's driver", async {
         let mut rng = SimRng::new(seed);
         let clock: SharedClock = Arc::new(TokioClock::new(EPOCH_MS + start_ms));
         let slow_disk = rng.below(4) == 0;
@@ -472,7 +506,7 @@ fn run_life(
         let (wal, writer) = Wal::open_inline(wal_disk, wal_options(clock.clone()), latency)
             .map_err(|e| format!("the WAL refused to recover a crash image: {e}"))?;
         let wal = Arc::new(wal);
-        tokio::spawn(writer);
+        panics::spawn("the WAL writer", writer);
         let log: SharedLog = wal.clone();
         let n = options.partitions;
         let registry = Arc::new(Registry::in_memory(schema(options.request_response)));
@@ -526,7 +560,7 @@ fn run_life(
                 clock.clone(),
             );
             let w = world.clone();
-            tasks.push(tokio::spawn(async move {
+            tasks.push(panics::spawn(format!("the invoker of partition {i}"), async move {
                 if let Err(e) = inv.run().await {
                     lock(&w).violation(format!("the invoker of partition {i} failed: {e}"));
                 }
@@ -557,7 +591,7 @@ fn run_life(
             );
             let rx = stop_rx.clone();
             let w = world.clone();
-            tasks.push(tokio::spawn(async move {
+            tasks.push(panics::spawn(format!("the processor of partition {i}"), async move {
                 if let Err(e) = p.run(rx).await {
                     lock(&w).violation(format!("partition {i} stopped: {e}"));
                 }
@@ -568,7 +602,7 @@ fn run_life(
             let w = world.clone();
             let router = router.clone();
             let clock = clock.clone();
-            tasks.push(tokio::spawn(client(w, router, clock, start_ms)));
+            tasks.push(panics::spawn("the client", client(w, router, clock, start_ms)));
         }
         // A full disk for a while.
         if options.disk_full {
@@ -578,7 +612,7 @@ fn run_life(
             // Copy-on-write storage: even writes into existing blocks fail while full.
             let cow = rng.below(2) == 0;
             let stores: Vec<SimBackend> = disks.stores.clone();
-            tasks.push(tokio::spawn(async move {
+            tasks.push(panics::spawn("the disk filler", async move {
                 tokio::time::sleep(at).await;
                 wal_ctl.set_capacity_bytes(Some(wal_ctl.used_bytes()));
                 wal_ctl.set_writes_fail_no_space(cow);
@@ -613,8 +647,15 @@ fn run_life(
         lock(world).now_ms = *elapsed_ms;
         out
     });
-    drop(rt);
-    out
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(driver)));
+    // Dropping the runtime drops every task still alive: the crash.
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        panics::within("dropping the runtime (the crash)", || drop(rt))
+    }));
+    match (out, dropped) {
+        (Ok(out), Ok(())) => out,
+        _ => Err("the life was cut short by a panic".into()),
+    }
 }
 
 /// Submits the plan at its times; an append answered `Ok` is acknowledged.

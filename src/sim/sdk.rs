@@ -116,6 +116,7 @@ impl Transport for SimTransport {
             .send(initial)
             .await
             .map_err(|_| TransportError { code: 500, message: "sim: request closed".into() })?;
+        let name = format!("the SDK of {}/{}", target.service, target.handler);
         let sdk = Sdk {
             world: self.world.clone(),
             log: self.log.clone(),
@@ -126,7 +127,7 @@ impl Transport for SimTransport {
             delay_ms_max: self.faults.delay_ms_max,
             clock: self.clock.clone(),
         };
-        tokio::spawn(sdk.run(req_rx, resp_tx));
+        super::panics::spawn(name, sdk.run(req_rx, resp_tx));
         Ok(SimConn {
             content_type: target.version.content_type().to_string(),
             req: bidi.then_some(req_tx),
