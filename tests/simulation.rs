@@ -135,10 +135,10 @@ fn expected(defect: Defect) -> &'static [&'static [&'static str]] {
     match defect {
         // A lost delivery: a send's item, a call, or a call's response never arrives.
         Defect::ShufflerDropsFailedDelivery | Defect::ShufflerTruncatesFirst => {
-            &[&["Log/", "delivered"], &["Counter/", "the model says"], &["is stuck in"]]
+            &[&["sender", "delivered"], &["Counter/", "the model says"], &["is stuck in"]]
         }
         // The receiver drops the older sequence numbers that arrive after newer ones.
-        Defect::ShufflerReorders => &[&["Log/", "delivered"], &["Counter/", "the model says"]],
+        Defect::ShufflerReorders => &[&["sender", "delivered"], &["Counter/", "the model says"]],
         Defect::LimitFailsPartition => &[&["stopped", "over the limit"]],
         Defect::StoreFullStopsPartition => &[&["stopped", "No space left on device"]],
         Defect::RetryFromConfig => &[&["the store rebuilt from the log differs"]],

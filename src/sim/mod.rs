@@ -14,8 +14,8 @@
 //! - every acknowledged invocation finished, exactly once, with the outcome its handler
 //!   gives (success, terminal failure, or the limit violation `Big.set` must produce);
 //! - no `ctx.run` body ran after its result was durable in the log;
-//! - object state equals the reference model (`Counter` sums, `Log` items per sender in
-//!   emission order);
+//! - object state equals the reference model (`Counter` sums, `Log` and `Sink` items per
+//!   sender in emission order);
 //! - no partition is stuck and no component failed; nothing is left runnable, in an outbox
 //!   or in a timer table;
 //! - no timer fired twice;
@@ -80,6 +80,9 @@ pub struct Options {
     pub request_response: bool,
     /// A defect put back on purpose (see [`crate::defect`]).
     pub defect: Option<Defect>,
+    /// Plans messages of hundreds of KiB (`Caller.send_big`), on WAL segments large enough
+    /// for them.
+    pub big_messages: bool,
     /// Adds one `Flaky.panic`, whose first attempt panics in the SDK: shows that a panicking
     /// task is reported.
     pub panicking_handler: bool,
@@ -95,6 +98,7 @@ impl Options {
             lives: 1 + rng.below(4) as usize,
             disk_full: rng.below(10) < 5,
             request_response: rng.below(10) < 2,
+            big_messages: rng.below(10) < 3,
             defect: None,
             panicking_handler: false,
         }
@@ -311,7 +315,16 @@ fn plan(rng: &mut SimRng, options: &Options, horizon_ms: u64) -> Vec<Planned> {
     for i in 0..n {
         let key = keys[rng.below(keys.len() as u64) as usize].to_string();
         let uuid = (u128::from(rng.next_u64()) << 64) | i as u128;
-        let (service, handler, key, input, expect) = match rng.below(100) {
+        let big = options.big_messages && rng.below(4) == 0;
+        let roll = if big { 100 } else { rng.below(100) };
+        let (service, handler, key, input, expect) = match roll {
+            100 => {
+                send_seqs += 1;
+                let k = 1 + rng.below(3);
+                let bytes = 64 * 1024 + rng.below(320 * 1024);
+                let input = format!("{key}:b{send_seqs}:{k}:{bytes}");
+                ("Caller", "send_big", String::new(), input, Expect::Success)
+            }
             0..=29 => ("Counter", "add", key, (1 + rng.below(9)).to_string(), Expect::Success),
             30..=44 => {
                 let ms = if rng.below(2) == 0 { rng.below(80) } else { rng.below(1500) };
@@ -337,10 +350,11 @@ fn plan(rng: &mut SimRng, options: &Options, horizon_ms: u64) -> Vec<Planned> {
                 ("Flaky", "fail", String::new(), String::new(), Expect::Failure(418, "bad input"))
             }
             92..=96 => ("Big", "set", key, String::new(), Expect::Failure(413, "[RA1001]")),
-            _ => {
+            97..=99 => {
                 let key = "x".repeat(crate::fsm::limits::OBJECT_KEY_BYTES_MAX + 1);
                 ("Counter", "add", key, "1".into(), Expect::Refused)
             }
+            _ => unreachable!("a roll below 100, or 100 for a large message"),
         };
         let partition_key =
             if key.is_empty() { rng.next_u64() } else { fsm::partition_key_of(&key) };
@@ -454,9 +468,10 @@ struct FinalState {
     settled: bool,
 }
 
-fn wal_options(clock: SharedClock) -> wal::Options {
+fn wal_options(clock: SharedClock, big_messages: bool) -> wal::Options {
     let mut o = wal::Options::new("sim-wal");
-    o.segment_bytes = 64 * 1024;
+    // Small segments roll, recycle and fill often; a large message needs one that holds it.
+    o.segment_bytes = if big_messages { 1024 * 1024 } else { 64 * 1024 };
     o.flush_bytes_max = 16 * 1024;
     o.flush_pipeline_bytes_min = 4 * 1024;
     o.queue_len_max = 256;
@@ -503,8 +518,9 @@ fn run_life(
                 s.set_capacity_bytes(None);
             }
         }
-        let (wal, writer) = Wal::open_inline(wal_disk, wal_options(clock.clone()), latency)
-            .map_err(|e| format!("the WAL refused to recover a crash image: {e}"))?;
+        let (wal, writer) =
+            Wal::open_inline(wal_disk, wal_options(clock.clone(), options.big_messages), latency)
+                .map_err(|e| format!("the WAL refused to recover a crash image: {e}"))?;
         let wal = Arc::new(wal);
         panics::spawn("the WAL writer", writer);
         let log: SharedLog = wal.clone();
@@ -576,6 +592,13 @@ fn run_life(
             popts.recovery_delay_max = Duration::from_millis(500);
             popts.trim_log = false;
             popts.shuffler.batch_entries_max = 1 + rng.below(8) as usize;
+            if rng.below(2) == 0 {
+                // Byte bounds that split batches and appends often (one entry always goes):
+                // of small messages, or of large ones.
+                let scale = if rng.below(2) == 0 { 512 } else { 512 * 1024 };
+                popts.shuffler.batch_bytes_max = 64 + rng.below(scale) as usize;
+                popts.shuffler.append_bytes_max = 64 + rng.below(scale / 2) as usize;
+            }
             popts.shuffler.truncate_every_entries = 1 + rng.below(8);
             let mut fsm = Fsm::new(i);
             fsm.defect_retry = Some(inv_opts.retry.clone());
@@ -881,7 +904,8 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
     }
     // 2. Reference model of object state.
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-    let mut logs: BTreeMap<String, BTreeMap<String, u32>> = BTreeMap::new();
+    // Per (service, key): the items each sender emitted.
+    let mut logs: BTreeMap<(&str, String), BTreeMap<String, u32>> = BTreeMap::new();
     for p in &counted {
         match (p.service, p.handler) {
             ("Counter", "add") => {
@@ -891,14 +915,15 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
                 let (key, n) = p.input.split_once(':').unwrap_or(("", "0"));
                 *counts.entry(key.to_string()).or_default() += n.parse::<i64>().unwrap_or(0);
             }
-            ("Caller", "send_seq") => {
+            ("Caller", "send_seq" | "send_big") => {
+                let target = if p.handler == "send_seq" { "Log" } else { "Sink" };
                 let mut parts = p.input.split(':');
                 let (key, tag, k) = (
                     parts.next().unwrap_or(""),
                     parts.next().unwrap_or(""),
                     parts.next().unwrap_or("0"),
                 );
-                logs.entry(key.to_string())
+                logs.entry((target, key.to_string()))
                     .or_default()
                     .insert(tag.to_string(), k.parse().unwrap_or(0));
             }
@@ -922,27 +947,29 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
         if got != want {
             v.push(format!("Counter/{key}: count is {got}, the model says {want}"));
         }
-        let items = state_of("Log", key, "items")
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .unwrap_or_default();
-        let mut seen: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-        for item in items.split(',').filter(|s| !s.is_empty()) {
-            let (tag, i) = item.split_once('.').unwrap_or((item, "0"));
-            seen.entry(tag.to_string()).or_default().push(i.parse().unwrap_or(u32::MAX));
-        }
-        let want_logs = logs.get(key).cloned().unwrap_or_default();
-        for (tag, k) in &want_logs {
-            let got = seen.get(tag).cloned().unwrap_or_default();
-            let expected: Vec<u32> = (0..*k).collect();
-            if got != expected {
-                v.push(format!(
-                    "Log/{key}: sender {tag} delivered {got:?}, emitted {expected:?} in this order"
-                ));
+        for service in ["Log", "Sink"] {
+            let items = state_of(service, key, "items")
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_default();
+            let mut seen: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+            for item in items.split(',').filter(|s| !s.is_empty()) {
+                let (tag, i) = item.split_once('.').unwrap_or((item, "0"));
+                seen.entry(tag.to_string()).or_default().push(i.parse().unwrap_or(u32::MAX));
             }
-        }
-        for tag in seen.keys() {
-            if !want_logs.contains_key(tag) {
-                v.push(format!("Log/{key}: items from {tag}, which never ran"));
+            let want_logs = logs.get(&(service, key.to_string())).cloned().unwrap_or_default();
+            for (tag, k) in &want_logs {
+                let got = seen.get(tag).cloned().unwrap_or_default();
+                let expected: Vec<u32> = (0..*k).collect();
+                if got != expected {
+                    v.push(format!(
+                        "{service}/{key}: sender {tag} delivered {got:?}, emitted {expected:?} in this order"
+                    ));
+                }
+            }
+            for tag in seen.keys() {
+                if !want_logs.contains_key(tag) {
+                    v.push(format!("{service}/{key}: items from {tag}, which never ran"));
+                }
             }
         }
     }
