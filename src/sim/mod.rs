@@ -551,16 +551,31 @@ fn run_life(
             max_interval_ms: 100 + rng.below(900),
             attempts_max: 100 + rng.below(900) as u32,
         };
+        // A quarter of the lives have tiny queues: every hint, notification and refill
+        // meets a full queue, so the paths that must not lose one run all the time.
+        let tiny = rng.below(4) == 0;
+        let inflight_max = 1 + rng.below(8) as usize;
+        let mut small = |usual: usize| if tiny { 1 + rng.below(2) as usize } else { usual };
         let inv_opts = invoker::Options {
             inactivity_timeout: Duration::from_secs(2),
             abort_timeout: Duration::from_secs(5),
-            inflight_max: 1 + rng.below(8) as usize,
-            queue_max: 8,
+            inflight_max: small(inflight_max),
+            // The Runnable index is read in pages of half of it.
+            queue_max: small(8),
+            notifications_queued_max: small(256),
+            commands_queued_max: small(64),
             eager_state_bytes_max: 64 + rng.below(256) as usize,
             retry_later_delay: Duration::from_millis(100),
             retry,
             ..invoker::Options::default()
         };
+        if tiny {
+            let o = &inv_opts;
+            lock(world).trace.push(format!(
+                "life {life}: tiny invoker queues: in flight {}, queued {}, notifications {}, commands {}",
+                o.inflight_max, o.queue_max, o.notifications_queued_max, o.commands_queued_max
+            ));
+        }
         let store_opts = crate::store::Options { cache_bytes_max: 256 * 1024 };
         let mut tasks = Vec::new();
         for i in 0..n {
