@@ -46,13 +46,27 @@ fn describe(r: &Report) -> String {
 fn range(first: u64) {
     let n = seeds_per_range();
     let mut acked = 0;
+    let mut trimmed = 0;
+    let mut skipped = Vec::new();
     for seed in first..first + n {
         let r = sim::run(Options::for_seed(seed));
         assert!(r.passed(), "{}", describe(&r));
         acked += r.acknowledged;
+        trimmed += r.trimmed;
+        skipped.extend(r.skipped.iter().map(|s| format!("seed {seed}: {s}")));
+    }
+    eprintln!(
+        "{n} seeds from {first}: {acked} acknowledged, {trimmed} partitions ended with a trimmed log, {} checks skipped",
+        skipped.len()
+    );
+    for s in &skipped {
+        eprintln!("  {s}");
     }
     // A range in which nothing was ever acknowledged would prove nothing.
     assert!(acked as u64 > n, "only {acked} invocations acknowledged over {n} seeds");
+    // Nor one in which no log was trimmed, or in which trimming hid the whole-log checks.
+    assert!(trimmed as u64 > n / 16, "only {trimmed} trimmed logs over {n} seeds");
+    assert!(skipped.len() * 10 <= trimmed, "whole-log checks skipped too often: {skipped:#?}");
 }
 
 #[test]
