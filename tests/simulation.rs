@@ -142,6 +142,27 @@ fn a_panicking_task_is_reported() {
     assert_eq!(panics.len(), r.violations.len(), "{:#?}", r.violations);
 }
 
+/// A record the state machine cannot apply is skipped by the processor; the rebuild reports
+/// it with its LSN, since nothing the node writes may be one.
+#[test]
+fn an_invalid_record_is_reported_with_its_lsn() {
+    let mut o = Options::for_seed(5);
+    o.lives = 1;
+    o.invalid_record = true;
+    let r = sim::run(o);
+    let invalid: Vec<&String> =
+        r.violations.iter().filter(|v| v.contains("cannot be applied")).collect();
+    assert_eq!(invalid.len(), 1, "{:#?}", r.violations);
+    assert!(
+        invalid[0].starts_with("partition 0: the record at LSN ")
+            && invalid[0].ends_with("cannot be applied: empty record"),
+        "{}",
+        invalid[0]
+    );
+    // It is the only thing wrong: the processor went on past it.
+    assert_eq!(r.violations.len(), 1, "{:#?}", r.violations);
+}
+
 /// What a defect must cause to count as found: a violation containing every substring of one
 /// of these entries. Anything else it causes may be a consequence, but a seed that shows only
 /// that was not caught by the check meant for the defect (or hit a real bug).

@@ -89,6 +89,9 @@ pub struct Options {
     /// Plans messages of hundreds of KiB (`Caller.send_big`), on WAL segments large enough
     /// for them.
     pub big_messages: bool,
+    /// Appends one record `apply` must refuse (an empty one) in the first life: shows that
+    /// the rebuild reports it.
+    pub invalid_record: bool,
     /// Adds one `Flaky.panic`, whose first attempt panics in the SDK: shows that a panicking
     /// task is reported.
     pub panicking_handler: bool,
@@ -107,6 +110,7 @@ impl Options {
             big_messages: rng.below(10) < 3,
             trim_log: rng.below(10) < 3,
             defect: None,
+            invalid_record: false,
             panicking_handler: false,
         }
     }
@@ -706,6 +710,14 @@ fn run_life(
             let clock = clock.clone();
             tasks.push(panics::spawn("the client", client(w, router, clock, start_ms)));
         }
+        if options.invalid_record && life == 0 {
+            let target = router.partitions[0].clone();
+            panics::spawn("the producer of an invalid record", async move {
+                while target.append(vec![Record { header: None, kind: None }]).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+        }
         // A full disk for a while.
         if options.disk_full {
             let at = Duration::from_millis(rng.below(1000));
@@ -1150,7 +1162,17 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
         };
         let mut actions = Vec::new();
         for r in records {
-            let Ok(rec) = Record::decode(r.body.as_slice()) else { continue };
+            let rec = match Record::decode(r.body.as_slice()) {
+                Ok(rec) => rec,
+                Err(e) => {
+                    v.push(format!(
+                        "partition {p}: the record at LSN {} cannot be decoded: {e}",
+                        r.lsn
+                    ));
+                    last = r.lsn;
+                    continue;
+                }
+            };
             let before = match &rec.kind {
                 Some(record::Kind::Effect(e)) => match &e.kind {
                     Some(fsm::effect::Kind::ProposeRun(pr)) => {
@@ -1181,8 +1203,17 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
                     *timers_fired.entry((t.wake_ms, id, t.completion_id)).or_default() += 1;
                 }
             }
-            if let Err(fsm::ApplyError::Store(e)) = applied {
-                v.push(format!("rebuild of partition {p}: {e}"));
+            match applied {
+                Ok(_) => {}
+                Err(fsm::ApplyError::Store(e)) => {
+                    v.push(format!("rebuild of partition {p}: at LSN {}: {e}", r.lsn))
+                }
+                // The processor skips such a record with a warning; nothing the simulated
+                // node writes may be one.
+                Err(fsm::ApplyError::Invalid { reason }) => v.push(format!(
+                    "partition {p}: the record at LSN {} cannot be applied: {reason}",
+                    r.lsn
+                )),
             }
             last = r.lsn;
         }
