@@ -5,20 +5,22 @@
 //! no `ctx.run` body runs again after its result is durable, object state matches a reference
 //! model, deliveries keep emission order, no partition gets stuck, and every store equals the
 //! one rebuilt from its log. And the simulator itself must be able to tell: each defect of
-//! `ratchet::defect`, put back on purpose, is found within the CI seed budget.
+//! `ratchet::defect`, put back on purpose, is found within the CI seed budget, by the check
+//! meant for it.
 //!
-//! Method: each test runs a range of seeds (`Options::for_seed`); a failing seed prints its
-//! violations and the one command that replays it. `RATCHET_SIM_SEEDS=n` changes how many
-//! seeds each range test runs (the CI default gives 1,024 in all); `RATCHET_SIM_SEED=s` makes
-//! `replay_one` run exactly seed `s`.
+//! Method: the four range tests run seeds 0..1,024 between them (`Options::for_seed`); a
+//! failing seed prints its violations and the one command that replays it. The defect tests
+//! search the same seeds, so without the defect each of them passes and a failure is the
+//! defect's doing. `RATCHET_SIM_SEEDS=n` makes each range test run `n` seeds (the four then
+//! cover 0..4n); `RATCHET_SIM_SEED=s` makes `replay_one` run exactly seed `s`.
 
 use ratchet::defect::Defect;
 use ratchet::sim::{self, Options, Report};
 
 /// Seeds per range test; four range tests run in CI.
 const SEEDS_PER_RANGE: u64 = 256;
-/// Seeds a defect may take to be found.
-const DEFECT_SEEDS_MAX: u64 = 1024;
+/// Seeds a defect may take to be found: the seeds the four range tests run without defects.
+const DEFECT_SEEDS_MAX: u64 = 4 * SEEDS_PER_RANGE;
 
 fn seeds_per_range() -> u64 {
     std::env::var("RATCHET_SIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(SEEDS_PER_RANGE)
@@ -44,13 +46,27 @@ fn describe(r: &Report) -> String {
 fn range(first: u64) {
     let n = seeds_per_range();
     let mut acked = 0;
+    let mut trimmed = 0;
+    let mut skipped = Vec::new();
     for seed in first..first + n {
         let r = sim::run(Options::for_seed(seed));
         assert!(r.passed(), "{}", describe(&r));
         acked += r.acknowledged;
+        trimmed += r.trimmed;
+        skipped.extend(r.skipped.iter().map(|s| format!("seed {seed}: {s}")));
+    }
+    eprintln!(
+        "{n} seeds from {first}: {acked} acknowledged, {trimmed} partitions ended with a trimmed log, {} checks skipped",
+        skipped.len()
+    );
+    for s in &skipped {
+        eprintln!("  {s}");
     }
     // A range in which nothing was ever acknowledged would prove nothing.
     assert!(acked as u64 > n, "only {acked} invocations acknowledged over {n} seeds");
+    // Nor one in which no log was trimmed, or in which trimming hid the whole-log checks.
+    assert!(trimmed as u64 > n / 16, "only {trimmed} trimmed logs over {n} seeds");
+    assert!(skipped.len() * 10 <= trimmed, "whole-log checks skipped too often: {skipped:#?}");
 }
 
 #[test]
@@ -60,17 +76,17 @@ fn seeds_0() {
 
 #[test]
 fn seeds_1() {
-    range(1_000_000);
+    range(seeds_per_range());
 }
 
 #[test]
 fn seeds_2() {
-    range(2_000_000);
+    range(2 * seeds_per_range());
 }
 
 #[test]
 fn seeds_3() {
-    range(3_000_000);
+    range(3 * seeds_per_range());
 }
 
 /// Replays `RATCHET_SIM_SEED` (with `RATCHET_SIM_DEFECT`, if set), or seed 42.
@@ -106,18 +122,97 @@ fn a_seed_replays_identically() {
     }
 }
 
-/// Runs seeds with `defect` put back until one fails; returns that seed.
+/// A task that panics is a violation naming it and where it panicked; the run goes on and
+/// reports, instead of losing the task or taking the test binary down without the seed.
+#[test]
+fn a_panicking_task_is_reported() {
+    let mut o = Options::for_seed(3);
+    o.panicking_handler = true;
+    let r = sim::run(o);
+    let panics: Vec<&String> = r.violations.iter().filter(|v| v.contains("panicked")).collect();
+    assert!(!panics.is_empty(), "no panic reported: {:#?}", r.violations);
+    for v in &panics {
+        assert!(
+            v.contains("the SDK of Flaky/panic panicked at src/sim/handlers.rs")
+                && v.contains("Flaky.panic panics in its first attempt"),
+            "{v}"
+        );
+    }
+    // The panic is all that went wrong: the next attempt succeeds and the checks pass.
+    assert_eq!(panics.len(), r.violations.len(), "{:#?}", r.violations);
+}
+
+/// A record the state machine cannot apply is skipped by the processor; the rebuild reports
+/// it with its LSN, since nothing the node writes may be one.
+#[test]
+fn an_invalid_record_is_reported_with_its_lsn() {
+    let mut o = Options::for_seed(5);
+    o.lives = 1;
+    o.invalid_record = true;
+    let r = sim::run(o);
+    let invalid: Vec<&String> =
+        r.violations.iter().filter(|v| v.contains("cannot be applied")).collect();
+    assert_eq!(invalid.len(), 1, "{:#?}", r.violations);
+    assert!(
+        invalid[0].starts_with("partition 0: the record at LSN ")
+            && invalid[0].ends_with("cannot be applied: empty record"),
+        "{}",
+        invalid[0]
+    );
+    // It is the only thing wrong: the processor went on past it.
+    assert_eq!(r.violations.len(), 1, "{:#?}", r.violations);
+}
+
+/// What a defect must cause to count as found: a violation containing every substring of one
+/// of these entries. Anything else it causes may be a consequence, but a seed that shows only
+/// that was not caught by the check meant for the defect (or hit a real bug).
+fn expected(defect: Defect) -> &'static [&'static [&'static str]] {
+    match defect {
+        // A lost delivery: a send's item, a call, or a call's response never arrives.
+        Defect::ShufflerDropsFailedDelivery | Defect::ShufflerTruncatesFirst => {
+            &[&["sender", "delivered"], &["Counter/", "the model says"], &["is stuck in"]]
+        }
+        // The receiver drops the older sequence numbers that arrive after newer ones.
+        Defect::ShufflerReorders => &[&["sender", "delivered"], &["Counter/", "the model says"]],
+        Defect::LimitFailsPartition => &[&["stopped", "over the limit"]],
+        Defect::StoreFullStopsPartition => &[&["stopped", "No space left on device"]],
+        Defect::RetryFromConfig => &[&["the store rebuilt from the log differs"]],
+        Defect::TimersFromReplay => &[&["timer", "fired", "times"]],
+        Defect::TimerFiringDropped => &[&["rows left in Timers"]],
+    }
+}
+
+fn matches(defect: Defect, violations: &[String]) -> bool {
+    expected(defect).iter().any(|all| violations.iter().any(|v| all.iter().all(|s| v.contains(s))))
+}
+
+/// Runs seeds with `defect` put back until one fails with a violation the defect is expected
+/// to cause; returns that seed. The range is the one the range tests run without defects, so
+/// a failure here is the defect's doing.
 fn find(defect: Defect) -> u64 {
+    let mut other = 0;
     for seed in 0..DEFECT_SEEDS_MAX {
         let mut o = Options::for_seed(seed);
         o.defect = Some(defect);
         let r = sim::run(o);
-        if !r.passed() {
-            eprintln!("{defect:?} found by seed {seed}: {}", r.violations.join(" | "));
+        if r.passed() {
+            continue;
+        }
+        if matches(defect, &r.violations) {
+            eprintln!(
+                "{defect:?} found by seed {seed} (after {other} seeds that failed otherwise):\n  {}",
+                r.violations.join("\n  ")
+            );
             return seed;
         }
+        other += 1;
+        eprintln!(
+            "{defect:?}: seed {seed} failed without the expected violation {:?}:\n  {}",
+            expected(defect),
+            r.violations.join("\n  ")
+        );
     }
-    panic!("{defect:?} was not found within {DEFECT_SEEDS_MAX} seeds");
+    panic!("{defect:?} was not found within {DEFECT_SEEDS_MAX} seeds ({other} failed otherwise)");
 }
 
 #[test]

@@ -265,6 +265,9 @@ pub struct Invoker<T: Transport> {
     queued: BTreeMap<InvocationId, u32>,
     /// Reading the Runnable index: `Some(cursor)` while a pass is under way.
     refill: Option<Option<(u64, InvocationId)>>,
+    /// Another pass is due when the one under way ends: it was asked for while the cursor
+    /// may already have been past what asked.
+    refill_again: bool,
     /// A new refill pass is due at this time (after the store could not be read).
     refill_at_ms: Option<u64>,
     /// Attempts were not queued because the waiting set was full.
@@ -305,6 +308,7 @@ impl<T: Transport> Invoker<T> {
                 delayed: BTreeSet::new(),
                 queued: BTreeMap::new(),
                 refill: None,
+                refill_again: false,
                 refill_at_ms: None,
                 delayed_overflowed: false,
                 done_tx,
@@ -399,14 +403,15 @@ impl<T: Transport> Invoker<T> {
         self.delayed.clear();
         self.queued.clear();
         self.refill = l.as_ref().map(|_| None);
+        self.refill_again = false;
         self.refill_at_ms = None;
         self.delayed_overflowed = false;
         self.leader = l;
     }
 
     fn take_overflow(&mut self) {
-        if self.overflow.refill.swap(false, Ordering::SeqCst) && self.refill.is_none() {
-            self.refill = Some(None);
+        if self.overflow.refill.swap(false, Ordering::SeqCst) {
+            self.want_refill();
         }
         let lost: Vec<InvocationId> = {
             let mut l = self.overflow.lost.lock().unwrap_or_else(|p| p.into_inner());
@@ -496,9 +501,7 @@ impl<T: Transport> Invoker<T> {
             self.delayed.insert((not_before_ms, id, attempt));
         } else {
             if self.ready.len() >= self.ctx.opts.queue_max {
-                if self.refill.is_none() {
-                    self.refill = Some(None);
-                }
+                self.want_refill();
                 return false;
             }
             self.ready.push_back((id, attempt));
@@ -519,9 +522,7 @@ impl<T: Transport> Invoker<T> {
         let now = self.ctx.clock.now_ms();
         if self.refill_at_ms.is_some_and(|t| t <= now) {
             self.refill_at_ms = None;
-            if self.refill.is_none() {
-                self.refill = Some(None);
-            }
+            self.want_refill();
         }
         while let Some(&(due, id, attempt)) = self.delayed.first() {
             if due > now || self.ready.len() >= self.ctx.opts.queue_max {
@@ -530,12 +531,12 @@ impl<T: Transport> Invoker<T> {
             self.delayed.pop_first();
             self.ready.push_back((id, attempt));
         }
-        if self.delayed_overflowed && self.delayed.len() < self.ctx.opts.queue_max / 2 {
+        // At least one free place: with `queue_max` 1, half of it is none, and the pass would
+        // never come.
+        if self.delayed_overflowed && self.delayed.len() < (self.ctx.opts.queue_max / 2).max(1) {
             // Attempts were left in the store when the waiting set was full: a new pass.
             self.delayed_overflowed = false;
-            if self.refill.is_none() {
-                self.refill = Some(None);
-            }
+            self.want_refill();
         }
         let mut paged = false;
         while self.running.len() < self.ctx.opts.inflight_max {
@@ -584,8 +585,10 @@ impl<T: Transport> Invoker<T> {
         let mut last = cursor;
         for (seq, id, st) in rows {
             if let Some(st) = st {
-                if !self.running.contains_key(&id)
-                    && !self.queued.contains_key(&id)
+                // An older attempt still running or queued does not count: the newer one
+                // replaces it (as for a hint), or nothing would start it once the old ends.
+                if self.running.get(&id).is_none_or(|r| r.attempt < st.attempt)
+                    && self.queued.get(&id).is_none_or(|a| *a < st.attempt)
                     && !self.enqueue(id, st.attempt, st.next_retry_at_ms)
                     && self.ready.len() >= self.ctx.opts.queue_max
                 {
@@ -596,7 +599,25 @@ impl<T: Transport> Invoker<T> {
             }
             last = Some((seq, id));
         }
-        self.refill = if complete { None } else { Some(last) };
+        self.refill = match (complete, std::mem::take(&mut self.refill_again)) {
+            (false, again) => {
+                self.refill_again = again;
+                Some(last)
+            }
+            (true, true) => Some(None),
+            (true, false) => None,
+        };
+    }
+
+    /// Asks for a pass over the Runnable index from its start. A pass under way may be past
+    /// what asked (a dropped hint, an attempt the full queue could not take), so another
+    /// follows it.
+    fn want_refill(&mut self) {
+        if self.refill.is_none() {
+            self.refill = Some(None);
+        } else {
+            self.refill_again = true;
+        }
     }
 
     /// Starts the attempt if it is still due; `false` (the attempt is queued again, first)

@@ -18,8 +18,11 @@
 //!   stream is closed (bidirectional mode after the server closed it; always in
 //!   request-response mode), naming what it waits for.
 //!
+//! - Reads of the response stream may take several messages at once or cut them anywhere
+//!   (seeded), as network reads do.
+//!
 //! Invariant: everything here is driven by the simulation's seed (latencies, refused
-//! connections) and virtual time.
+//! connections, how reads cut the stream) and virtual time.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -66,6 +69,12 @@ pub struct SdkFaults {
     pub refuse_per_mille: u64,
     /// Largest delay before a message leaves the SDK. Virtual ms.
     pub delay_ms_max: u64,
+    /// A read of the response stream takes every message already sent, as a network read of
+    /// several frames does.
+    pub coalesce: bool,
+    /// A read of the response stream takes a seeded part of what is there, cutting messages
+    /// and their frame headers anywhere.
+    pub fragment: bool,
 }
 
 /// The in-process transport of the simulator.
@@ -85,6 +94,11 @@ pub struct SimConn {
     content_type: String,
     req: Option<mpsc::Sender<Bytes>>,
     resp: mpsc::Receiver<Bytes>,
+    /// Received and not read yet.
+    buf: BytesMut,
+    coalesce: bool,
+    fragment: bool,
+    rng: SimRng,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -116,6 +130,7 @@ impl Transport for SimTransport {
             .send(initial)
             .await
             .map_err(|_| TransportError { code: 500, message: "sim: request closed".into() })?;
+        let name = format!("the SDK of {}/{}", target.service, target.handler);
         let sdk = Sdk {
             world: self.world.clone(),
             log: self.log.clone(),
@@ -126,11 +141,15 @@ impl Transport for SimTransport {
             delay_ms_max: self.faults.delay_ms_max,
             clock: self.clock.clone(),
         };
-        tokio::spawn(sdk.run(req_rx, resp_tx));
+        super::panics::spawn(name, sdk.run(req_rx, resp_tx));
         Ok(SimConn {
             content_type: target.version.content_type().to_string(),
             req: bidi.then_some(req_tx),
             resp: resp_rx,
+            buf: BytesMut::new(),
+            coalesce: self.faults.coalesce,
+            fragment: self.faults.fragment,
+            rng: SimRng::new(self.below(u64::MAX)),
         })
     }
 }
@@ -153,7 +172,22 @@ impl Connection for SimConn {
         self.req = None;
     }
     async fn recv(&mut self) -> Option<Result<Bytes, TransportError>> {
-        self.resp.recv().await.map(Ok)
+        if self.buf.is_empty() {
+            let first = self.resp.recv().await?;
+            self.buf.extend_from_slice(&first);
+            while self.coalesce {
+                match self.resp.try_recv() {
+                    Ok(b) => self.buf.extend_from_slice(&b),
+                    Err(_) => break,
+                }
+            }
+        }
+        let n = if self.fragment {
+            1 + self.rng.below(self.buf.len() as u64) as usize
+        } else {
+            self.buf.len()
+        };
+        Some(Ok(self.buf.split_to(n).freeze()))
     }
 }
 

@@ -1,4 +1,6 @@
 //! The WAL writer thread: group commit, segment rolling, spare preparation, recycling.
+//! The simulator runs the same loop as a future (`Writer::run_async`); only how it waits
+//! differs (`Pace`).
 //!
 //! Loop: take queued requests (blocking only when idle), turn as many as fit into ONE frame
 //! per flush (so a flush is atomic on disk), submit it as a durable write, and while it runs
@@ -13,6 +15,7 @@
 //! - After any error on the durable path the writer poisons the WAL and stops.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::Arc;
 
 use segment_format::{
@@ -231,7 +234,11 @@ impl<D: Disk> Writer<D> {
     pub fn run(mut self) {
         // A panic poisons the WAL like an I/O failure: every appender and reader gets an
         // error naming it, and nothing waits forever on a writer that is gone.
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // Every wait of `Blocking` is over when polled: one poll runs the whole loop.
+            futures_util::FutureExt::now_or_never(self.run_loop(&mut Blocking))
+                .expect("the blocking writer loop never waits for a wake-up")
+        }));
         match r {
             Ok(Ok(())) => {}
             Ok(Err(e)) => self.poison(e),
@@ -246,56 +253,8 @@ impl<D: Disk> Writer<D> {
     /// The loop of [`Writer::run`] as a future (see `Wal::open_inline`): waits for requests
     /// with `.await` instead of blocking, lets `latency` of virtual time pass before reaping
     /// completions, and yields between chunks of background work.
-    pub async fn run_async(mut self, mut latency: impl FnMut() -> std::time::Duration) {
-        let mut open = true;
-        let r: Result<(), WalError> = async {
-            loop {
-                if open && self.pending.is_empty() && self.inflight.is_empty() {
-                    if self.spare_wanted() && !self.prep_paused {
-                        match self.rx.try_recv() {
-                            Ok(r) => self.push(r),
-                            Err(TryRecvError::Empty) => {
-                                self.prep_background()?;
-                                tokio::task::yield_now().await;
-                                continue;
-                            }
-                            Err(TryRecvError::Disconnected) => open = false,
-                        }
-                    } else {
-                        match self.rx.recv().await {
-                            Some(r) => self.push(r),
-                            None => open = false,
-                        }
-                    }
-                }
-                while open && self.pending_bytes < self.opts.flush_bytes_max {
-                    match self.rx.try_recv() {
-                        Ok(r) => self.push(r),
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Disconnected) => open = false,
-                    }
-                }
-                if !open && self.pending.is_empty() && self.inflight.is_empty() {
-                    return Ok(());
-                }
-                while !self.pending.is_empty()
-                    && self.inflight.len() < self.inflight_max
-                    && (self.inflight.is_empty()
-                        || self.pending_bytes >= self.opts.flush_pipeline_bytes_min)
-                {
-                    self.flush_one()?;
-                }
-                if !self.inflight.is_empty() {
-                    tokio::time::sleep(latency()).await;
-                    self.reap(1)?;
-                }
-                if self.spare_urgent() && !self.prep_paused {
-                    self.prep_background()?;
-                }
-            }
-        }
-        .await;
-        if let Err(e) = r {
+    pub async fn run_async(mut self, latency: impl FnMut() -> std::time::Duration) {
+        if let Err(e) = self.run_loop(&mut Inline { latency }).await {
             self.poison(e);
         }
         self.shared.writer_exited();
@@ -306,7 +265,8 @@ impl<D: Disk> Writer<D> {
         self.pending.push_back(r);
     }
 
-    fn run_loop(&mut self) -> Result<(), WalError> {
+    /// The writer loop of both the thread and the inline writer; `pace` is how it waits.
+    async fn run_loop(&mut self, pace: &mut impl Pace) -> Result<(), WalError> {
         let mut open = true;
         loop {
             if open && self.pending.is_empty() && self.inflight.is_empty() {
@@ -315,12 +275,13 @@ impl<D: Disk> Writer<D> {
                         Ok(r) => self.push(r),
                         Err(TryRecvError::Empty) => {
                             self.prep_background()?;
+                            pace.after_background().await;
                             continue;
                         }
                         Err(TryRecvError::Disconnected) => open = false,
                     }
                 } else {
-                    match self.rx.blocking_recv() {
+                    match pace.recv(&mut self.rx).await {
                         Some(r) => self.push(r),
                         None => open = false,
                     }
@@ -344,6 +305,7 @@ impl<D: Disk> Writer<D> {
                 self.flush_one()?;
             }
             if !self.inflight.is_empty() {
+                pace.before_reap().await;
                 self.reap(1)?;
             }
             if self.spare_urgent() && !self.prep_paused {
@@ -925,6 +887,51 @@ impl<D: Disk> Writer<D> {
         while let Ok(r) = self.rx.try_recv() {
             r.fail(err.clone());
         }
+    }
+}
+
+/// How the writer loop waits: the thread blocks, the simulator's inline writer awaits and
+/// lets virtual time pass. One loop body serves both ([`Writer::run_loop`]).
+trait Pace {
+    /// The next request; `None` once every sender is gone.
+    fn recv(&mut self, rx: &mut mpsc::Receiver<Request>) -> impl Future<Output = Option<Request>>;
+    /// After a chunk of background work while idle.
+    fn after_background(&mut self) -> impl Future<Output = ()>;
+    /// Before waiting for completions of the flushes in flight.
+    fn before_reap(&mut self) -> impl Future<Output = ()>;
+}
+
+/// The writer thread's pace: blocks for requests and never returns a pending future, so the
+/// loop adds no wake-ups or task switches to the thread.
+struct Blocking;
+
+impl Pace for Blocking {
+    fn recv(&mut self, rx: &mut mpsc::Receiver<Request>) -> impl Future<Output = Option<Request>> {
+        std::future::ready(rx.blocking_recv())
+    }
+    fn after_background(&mut self) -> impl Future<Output = ()> {
+        std::future::ready(())
+    }
+    fn before_reap(&mut self) -> impl Future<Output = ()> {
+        std::future::ready(())
+    }
+}
+
+/// The inline writer's pace: awaits requests, lets other tasks run between chunks of
+/// background work, and lets a durable write's (virtual) latency pass before reaping.
+struct Inline<L> {
+    latency: L,
+}
+
+impl<L: FnMut() -> std::time::Duration> Pace for Inline<L> {
+    async fn recv(&mut self, rx: &mut mpsc::Receiver<Request>) -> Option<Request> {
+        rx.recv().await
+    }
+    async fn after_background(&mut self) {
+        tokio::task::yield_now().await
+    }
+    async fn before_reap(&mut self) {
+        tokio::time::sleep((self.latency)()).await
     }
 }
 
