@@ -272,6 +272,11 @@ impl Config {
             if v == 0 {
                 return Err(invalid("default-num-partitions", "must be at least 1"));
             }
+            if usize::from(v) > crate::wal::LOGS_MAX {
+                // One log per partition in one WAL, whose checkpoints keep room for this many.
+                let m = format!("must be at most {}", crate::wal::LOGS_MAX);
+                return Err(invalid("default-num-partitions", &m));
+            }
             c.default_num_partitions = v;
         }
         if let Some(i) = raw.ingress {
@@ -546,6 +551,11 @@ mod tests {
         );
         let e = Config::load_from(None, &env(&[("RESTATE_UNKNOWN_THING", "1")]), None).unwrap();
         assert_eq!(e.unknown_keys, vec!["unknown-thing".to_string()]);
+        for n in ["0", "1025"] {
+            let e = Config::load_from(None, &env(&[("RESTATE_DEFAULT_NUM_PARTITIONS", n)]), None)
+                .unwrap_err();
+            assert!(e.to_string().contains("default-num-partitions"), "{e}");
+        }
     }
 
     #[test]

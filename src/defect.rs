@@ -30,10 +30,13 @@ pub enum Defect {
     TimersFromReplay,
     /// (4) A timer whose firing could not be appended is forgotten until restart.
     TimerFiringDropped,
+    /// (2) Records that each fit the log go in one append even when together they do not:
+    /// an SDK's messages read at once fail their invocation, a shuffler batch its partition.
+    AppendsNotSplit,
 }
 
 impl Defect {
-    pub const ALL: [Defect; 8] = [
+    pub const ALL: [Defect; 9] = [
         Defect::ShufflerDropsFailedDelivery,
         Defect::ShufflerTruncatesFirst,
         Defect::ShufflerReorders,
@@ -42,6 +45,7 @@ impl Defect {
         Defect::RetryFromConfig,
         Defect::TimersFromReplay,
         Defect::TimerFiringDropped,
+        Defect::AppendsNotSplit,
     ];
 }
 

@@ -141,6 +141,27 @@ async fn suite<L: Log>(name: &str, log: L) {
     );
     assert_ne!(log.identity(), 0, "{name}: a log store has an identity");
 
+    // One append carries at most `append_bytes_max`: a record alone may use all of it;
+    // records that each fit but not together are refused whole, and nothing is written.
+    let c = LogId(3);
+    let max = log.append_bytes_max();
+    assert!(max >= 64 * 1024, "{name}: {max}");
+    log.append(c, 0, vec![vec![7; max]]).await.unwrap();
+    let tail = log.tail(c).lsn_durable;
+    let half = max / 2 + 1;
+    assert!(
+        matches!(
+            log.append(c, 0, vec![vec![8; half], vec![9; half]]).await,
+            Err(LogError::TooLarge { .. })
+        ),
+        "{name}"
+    );
+    assert_eq!(log.tail(c).lsn_durable, tail, "{name}: a refused append wrote nothing");
+    let fits = (max - 2 * ratchet::log::APPEND_RECORD_OVERHEAD_BYTES) / 2;
+    let last = log.append(c, 0, vec![vec![8; fits], vec![9; fits]]).await.unwrap();
+    assert_eq!(last, tail.next().next(), "{name}");
+    log.trim(c, last).await.unwrap();
+
     // Log id 0 is reserved.
     assert!(
         matches!(log.append(LogId(0), 0, vec![vec![1]]).await, Err(LogError::ReservedLog)),

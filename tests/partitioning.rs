@@ -1,4 +1,4 @@
-//! Keys spread evenly over partitions.
+//! Keys spread evenly over partitions, and appends split to fit the log.
 //!
 //! Goal: object and workflow keys land on partitions in equal shares, whatever their shape:
 //! sequential names that differ only at the end (`user-0` … `user-99999`), short numbered
@@ -75,3 +75,29 @@ fn the_hash_is_frozen() {
 
 /// `partition_key_of` of "a", "user-0", "acct15" (xxh3-64, seed 0).
 const PINNED: [u64; 3] = [0xE6C6_32B6_1E96_4E1F, 0xF92B_CD19_1370_A1E0, 0x37B3_2D60_E218_7F35];
+
+#[test]
+fn appends_are_split_in_order_within_the_log_limit() {
+    use ratchet::log::APPEND_RECORD_OVERHEAD_BYTES as O;
+    use ratchet::partition::split_appends;
+    let max = 1000;
+    let bodies: Vec<Vec<u8>> = [300, 300, 300, 5000, 10, 950 - O, 1]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| vec![i as u8; n])
+        .collect();
+    let chunks = split_appends(bodies.clone(), max);
+    // Order and contents are kept.
+    assert_eq!(chunks.concat(), bodies);
+    for c in &chunks {
+        let bytes: usize = c.iter().map(|b| b.len() + O).sum();
+        // Within the limit, unless one record alone is over it (the log refuses that one).
+        assert!(bytes <= max || c.len() == 1, "{bytes}");
+    }
+    let sizes: Vec<Vec<usize>> = chunks.iter().map(|c| c.iter().map(Vec::len).collect()).collect();
+    assert_eq!(
+        sizes,
+        vec![vec![300, 300], vec![300], vec![5000], vec![10], vec![950 - O], vec![1]]
+    );
+    assert!(split_appends(Vec::new(), max).is_empty());
+}

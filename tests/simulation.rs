@@ -179,6 +179,7 @@ fn expected(defect: Defect) -> &'static [&'static [&'static str]] {
         Defect::RetryFromConfig => &[&["the store rebuilt from the log differs"]],
         Defect::TimersFromReplay => &[&["timer", "fired", "times"]],
         Defect::TimerFiringDropped => &[&["rows left in Timers"]],
+        Defect::AppendsNotSplit => &[&["RA1005", "over the log's limit"]],
     }
 }
 
@@ -248,6 +249,11 @@ fn defect_retry_from_config_is_found() {
 #[test]
 fn defect_timers_from_replay_is_found() {
     find(Defect::TimersFromReplay);
+}
+
+#[test]
+fn defect_appends_not_split_is_found() {
+    find(Defect::AppendsNotSplit);
 }
 
 #[test]

@@ -698,8 +698,8 @@ impl Machine {
         let message = crate::codes::message(
             code,
             format!(
-                "the attempt's effects ({bytes} bytes in one append) are over the log's limit of \
-                 {limit_bytes} bytes"
+                "an effect of the attempt ({bytes} bytes as a log record) is over the log's \
+                 limit of {limit_bytes} bytes"
             ),
         );
         self.phase = Phase::Done;

@@ -214,9 +214,6 @@ impl RunningSet {
     fn get(&self, id: &InvocationId) -> Option<&Running> {
         self.map.get(id)
     }
-    fn contains_key(&self, id: &InvocationId) -> bool {
-        self.map.contains_key(id)
-    }
     fn keys(&self) -> impl Iterator<Item = &InvocationId> {
         self.map.keys()
     }

@@ -55,6 +55,9 @@ impl MemLog {
     }
 }
 
+/// The most one append to a [`MemLog`] carries: the WAL's largest record.
+const MEM_APPEND_BYTES_MAX: usize = segment_format::RECORD_BODY_BYTES_MAX;
+
 impl Log for MemLog {
     type Reader = MemReader;
 
@@ -62,9 +65,20 @@ impl Log for MemLog {
         self.inner.identity
     }
 
+    fn append_bytes_max(&self) -> usize {
+        MEM_APPEND_BYTES_MAX
+    }
+
     async fn append(&self, log: LogId, epoch: u64, bodies: Vec<Vec<u8>>) -> Result<Lsn, LogError> {
         if log == LOG_ID_CONTROL {
             return Err(LogError::ReservedLog);
+        }
+        let bytes = crate::wal::append_bytes(&bodies);
+        if bytes > MEM_APPEND_BYTES_MAX && bodies.len() > 1 {
+            return Err(LogError::TooLarge { bytes, limit_bytes: MEM_APPEND_BYTES_MAX });
+        }
+        if let Some(b) = bodies.iter().find(|b| b.len() > MEM_APPEND_BYTES_MAX) {
+            return Err(LogError::TooLarge { bytes: b.len(), limit_bytes: MEM_APPEND_BYTES_MAX });
         }
         let last = {
             let mut logs = self.logs();

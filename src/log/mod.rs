@@ -14,6 +14,10 @@
 //!   last LSN written before it, which is where the new writer's records start after.
 //! - `identity()` names the log store: a partition store records it and refuses to be applied
 //!   from any other.
+//! - One append carries at most `append_bytes_max()` bytes, counting each record's body plus
+//!   [`APPEND_RECORD_OVERHEAD_BYTES`]; past that it fails with `TooLarge` and writes nothing.
+//!   A record alone may use all of it. Producers with many records split them
+//!   (`partition::Handle::append_as` does).
 //!
 //! The trait is shaped so that a replicated log (the cluster add-on: a chain of segments,
 //! sealed at an f-majority and extended by the metadata store) can stand behind it unchanged:
@@ -30,12 +34,20 @@ pub use segment_format::{LogId, Lsn, Record};
 
 pub use crate::wal::{LogTail, WalError as LogError};
 
+/// What a record costs an append besides its body, for [`Log::append_bytes_max`]: the WAL's
+/// frame header and alignment. Bytes.
+pub const APPEND_RECORD_OVERHEAD_BYTES: usize =
+    segment_format::FRAME_HEADER_BYTES + segment_format::FRAME_ALIGN_BYTES;
+
 /// A set of logs addressed by [`LogId`].
 pub trait Log: Send + Sync + 'static {
     type Reader: LogReader;
 
     /// The identity of this log store (the WAL's id; a random id for `MemLog`).
     fn identity(&self) -> u64;
+    /// The most one append may carry: the sum of its records' body bytes plus
+    /// [`APPEND_RECORD_OVERHEAD_BYTES`] each.
+    fn append_bytes_max(&self) -> usize;
     /// Appends `bodies` as consecutive records for a writer of `epoch`; resolves to the last
     /// LSN once durable, or `Fenced` if the log was sealed at a higher epoch first.
     fn append(
@@ -68,6 +80,9 @@ impl Log for crate::wal::Wal {
     fn identity(&self) -> u64 {
         self.id()
     }
+    fn append_bytes_max(&self) -> usize {
+        crate::wal::Wal::append_bytes_max(self)
+    }
     fn append(
         &self,
         log: LogId,
@@ -97,6 +112,7 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a
 /// seam and not on one implementation. Every [`Log`] is a `DynLog`.
 pub trait DynLog: Send + Sync + std::fmt::Debug + 'static {
     fn identity(&self) -> u64;
+    fn append_bytes_max(&self) -> usize;
     fn append(
         &self,
         log: LogId,
@@ -121,6 +137,9 @@ pub type SharedLog = std::sync::Arc<dyn DynLog>;
 impl<L: Log + std::fmt::Debug> DynLog for L {
     fn identity(&self) -> u64 {
         Log::identity(self)
+    }
+    fn append_bytes_max(&self) -> usize {
+        Log::append_bytes_max(self)
     }
     fn append(
         &self,

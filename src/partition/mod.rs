@@ -198,12 +198,17 @@ impl Handle {
 
     /// Appends records as a writer of `epoch` (the leader's own writers: attempts, timers,
     /// the shuffler's truncations): `Fenced` once a newer leader took over.
+    ///
+    /// Records that together exceed what one log append carries go in several appends, in
+    /// order; an error may then come after some of them are durable. Every producer copes:
+    /// the records are effects an attempt's replay finds in the journal, or deliveries the
+    /// receiver deduplicates.
     pub async fn append_as(
         &self,
         epoch: u64,
         mut records: Vec<Record>,
     ) -> Result<Lsn, AppendError> {
-        let bodies = records
+        let bodies: Vec<Vec<u8>> = records
             .iter_mut()
             .map(|r| {
                 let mut h = r.header.unwrap_or_default();
@@ -212,11 +217,39 @@ impl Handle {
                 r.encode_to_vec()
             })
             .collect();
-        self.log
-            .append(log_of(self.id), epoch, bodies)
-            .await
-            .map_err(|e| AppendError::from_log(self.id, e))
+        let mut last = None;
+        for chunk in split_appends(bodies, self.log.append_bytes_max()) {
+            let lsn = self
+                .log
+                .append(log_of(self.id), epoch, chunk)
+                .await
+                .map_err(|e| AppendError::from_log(self.id, e))?;
+            last = Some(lsn);
+        }
+        Ok(last.unwrap_or_else(|| self.log.tail(log_of(self.id)).lsn_durable))
     }
+}
+
+/// Splits bodies, in order, into appends of at most `max` bytes each (counted as the log
+/// counts them); a body over `max` goes alone, for the log to refuse with its limit.
+pub fn split_appends(bodies: Vec<Vec<u8>>, max: usize) -> Vec<Vec<Vec<u8>>> {
+    if crate::defect::active(crate::defect::Defect::AppendsNotSplit) {
+        return vec![bodies];
+    }
+    let mut out: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut bytes = 0;
+    for b in bodies {
+        let size = b.len() + crate::log::APPEND_RECORD_OVERHEAD_BYTES;
+        match out.last_mut() {
+            Some(cur) if bytes + size <= max => cur.push(b),
+            _ => {
+                out.push(vec![b]);
+                bytes = 0;
+            }
+        }
+        bytes += size;
+    }
+    out
 }
 
 /// Ingress requests waiting for an invocation's outcome, keyed by request id.

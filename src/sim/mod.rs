@@ -553,7 +553,6 @@ fn run_life(
         };
         let wal_ctl = wal_disk.control();
         let wal_opts = wal_options(clock.clone(), options.big_messages);
-        let record_bytes_max = wal_opts.record_bytes_max();
         if last {
             // Whoever filled the disk freed space before the last life.
             wal_ctl.set_capacity_bytes(None);
@@ -603,9 +602,7 @@ fn run_life(
             faults: sdk::SdkFaults {
                 refuse_per_mille: if last { 0 } else { rng.below(60) },
                 delay_ms_max: rng.below(5),
-                // Not with large messages: several of them in one read fail the invocation
-                // (the invoker appends what one read decoded at once; see docs/simulation.md).
-                coalesce: !options.big_messages && rng.below(3) == 0,
+                coalesce: rng.below(3) == 0,
                 fragment: rng.below(3) == 0,
             },
             clock: clock.clone(),
@@ -674,11 +671,6 @@ fn run_life(
             popts.recovery_delay_max = Duration::from_millis(500);
             popts.trim_log = options.trim_log;
             popts.shuffler.batch_entries_max = 1 + rng.below(8) as usize;
-            // The default (1 MiB) is more than a WAL of 1 MiB segments takes in one append, and
-            // the shuffler's append then fails for good (the runtime has the same gap for
-            // `wal.segment-size` up to about 1 MiB; see docs/simulation.md).
-            popts.shuffler.append_bytes_max =
-                popts.shuffler.append_bytes_max.min(record_bytes_max / 2);
             if rng.below(2) == 0 {
                 // Byte bounds that split batches and appends often (one entry always goes):
                 // of small messages, or of large ones.

@@ -88,6 +88,10 @@ impl WalError {
     }
 }
 
+/// Logs one WAL holds at most, so that a segment's checkpoint record always leaves room for
+/// a record of [`Options::record_bytes_max`] (a partition has one log).
+pub const LOGS_MAX: usize = 1024;
+
 /// Where and how the WAL runs. Limits are named with their unit last.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -148,10 +152,18 @@ impl Options {
         Ok(())
     }
 
-    /// The largest record body this configuration accepts: it must fit an empty segment with
-    /// its checkpoint record.
+    /// The largest record body this configuration accepts, and the most one append may carry
+    /// (bodies plus `log::APPEND_RECORD_OVERHEAD_BYTES` each): it must fit an empty segment
+    /// after its checkpoint record, which has an entry per log. Room is kept for the
+    /// checkpoint of [`LOGS_MAX`] logs, or an eighth of the segment if that is less (tests use
+    /// tiny segments); the writer still refuses, with `TooLarge`, what does not fit.
     pub fn record_bytes_max(&self) -> usize {
-        let room = self.segment_bytes as usize - 2 * segment_format::SEGMENT_HEADER_BYTES - 1024;
+        let segment = self.segment_bytes as usize;
+        let checkpoint = (segment_format::checkpoint_body_bytes(LOGS_MAX)
+            + 2 * segment_format::FRAME_HEADER_BYTES
+            + segment_format::FRAME_ALIGN_BYTES)
+            .min(segment / 8);
+        let room = segment.saturating_sub(2 * segment_format::SEGMENT_HEADER_BYTES + checkpoint);
         RECORD_BODY_BYTES_MAX.min(room)
     }
 }
@@ -334,6 +346,15 @@ impl Wal {
         if let Some(b) = bodies.iter().find(|b| b.len() > self.record_bytes_max) {
             return Err(WalError::TooLarge { bytes: b.len(), limit_bytes: self.record_bytes_max });
         }
+        if bodies.len() > 1 {
+            let total = append_bytes(&bodies);
+            if total > self.record_bytes_max {
+                return Err(WalError::TooLarge {
+                    bytes: total,
+                    limit_bytes: self.record_bytes_max,
+                });
+            }
+        }
         if bodies.is_empty() {
             return Ok(self.tail(log).lsn_durable);
         }
@@ -385,6 +406,11 @@ impl Wal {
             Ok(r) => r,
             Err(_) => Err(self.dropped_error().await),
         }
+    }
+
+    /// The most one append may carry (see `log::Log::append_bytes_max`).
+    pub fn append_bytes_max(&self) -> usize {
+        self.record_bytes_max
     }
 
     /// The identity of this WAL, chosen when it was created and written into every segment
@@ -442,4 +468,9 @@ pub(crate) fn parse_numbered(name: &str, ext: &str) -> Option<u64> {
         return None;
     }
     u64::from_str_radix(stem, 16).ok()
+}
+
+/// What an append of `bodies` counts against `Options::record_bytes_max`.
+pub fn append_bytes(bodies: &[Vec<u8>]) -> usize {
+    bodies.iter().map(|b| b.len() + crate::log::APPEND_RECORD_OVERHEAD_BYTES).sum()
 }
