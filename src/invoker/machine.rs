@@ -84,7 +84,8 @@ pub struct Config {
 pub enum Output {
     /// Bytes for the request stream.
     Send(Bytes),
-    /// Effects to append (in one append) and await before anything else.
+    /// Effects to append, in order, and await before anything else (one log append unless
+    /// they exceed what one carries: `partition::Handle::append_as` splits them).
     Append(Vec<Record>),
     /// Close the request stream: the SDK finishes or suspends.
     CloseRequest,
@@ -648,7 +649,7 @@ impl Machine {
     }
 
     /// Ends the attempt with a failure: the effects decoded so far, then `Failed` carrying
-    /// the decision, in one append.
+    /// the decision, in one `Output::Append` (the failure always last).
     fn fail(
         &mut self,
         code: u32,
