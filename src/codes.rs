@@ -22,6 +22,8 @@ pub enum Code {
     MessageTooLarge,
     /// A handler that may not write state tried to.
     StateWriteNotAllowed,
+    /// An invocation or awakeable id in a command or a request is malformed.
+    InvalidId,
     /// The disk is full: new work is refused until space returns; nothing accepted is lost.
     DiskFull,
     /// The partition owning the request is not running (starting, recovering, or stopped).
@@ -32,13 +34,14 @@ pub enum Code {
 
 impl Code {
     /// Every code, for the documentation check.
-    pub const ALL: [Code; 9] = [
+    pub const ALL: [Code; 10] = [
         Code::StateKeyTooLarge,
         Code::JournalTooLong,
         Code::InboxFull,
         Code::KeyTooLarge,
         Code::MessageTooLarge,
         Code::StateWriteNotAllowed,
+        Code::InvalidId,
         Code::DiskFull,
         Code::PartitionUnavailable,
         Code::Overloaded,
@@ -52,6 +55,7 @@ impl Code {
             Code::KeyTooLarge => "RA1004",
             Code::MessageTooLarge => "RA1005",
             Code::StateWriteNotAllowed => "RA1006",
+            Code::InvalidId => "RA1007",
             Code::DiskFull => "RA2001",
             Code::PartitionUnavailable => "RA2002",
             Code::Overloaded => "RA2003",
@@ -65,7 +69,7 @@ impl Code {
             Code::StateKeyTooLarge | Code::KeyTooLarge | Code::MessageTooLarge => 413,
             Code::JournalTooLong => 413,
             Code::InboxFull => 429,
-            Code::StateWriteNotAllowed => 400,
+            Code::StateWriteNotAllowed | Code::InvalidId => 400,
             Code::Overloaded => 429,
             Code::DiskFull | Code::PartitionUnavailable => 503,
         }

@@ -301,6 +301,7 @@ fn sends_and_responses_go_through_the_outbox_in_emission_order() {
         invocation_id: Bytes::copy_from_slice(&id(99).to_bytes()),
         completion_id: 5,
         outcome: None,
+        notification_ty: 0,
     }));
     assert!(apply_all(&fsm, &store, &[resp]).is_empty());
 }

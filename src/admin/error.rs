@@ -36,6 +36,10 @@ pub enum AdminError {
     HandlerNotFound { service: String, handler: String },
     #[error("Conflict: {0}")]
     Conflict(String),
+    #[error("The requested invocation '{0}' does not exist")]
+    InvocationNotFound(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("PUT deployment is deprecated, use PATCH instead")]
     DeprecatedPutDeployment,
     #[error("{0}")]
@@ -66,7 +70,9 @@ impl AdminError {
             | AdminError::InvalidBody(_) => StatusCode::BAD_REQUEST,
             AdminError::DeploymentNotFound(_)
             | AdminError::ServiceNotFound(_)
-            | AdminError::HandlerNotFound { .. } => StatusCode::NOT_FOUND,
+            | AdminError::HandlerNotFound { .. }
+            | AdminError::InvocationNotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::DeprecatedPutDeployment => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::Discovery(d) => discovery_status(d),

@@ -125,6 +125,8 @@ fn api_routes(api: Api) -> Router {
         .route("/services/{service}", get(get_service).patch(modify_service))
         .route("/services/{service}/handlers", get(list_handlers))
         .route("/services/{service}/handlers/{handler}", get(get_handler))
+        .route("/invocations/{id}", axum::routing::delete(delete_invocation))
+        .route("/invocations/{id}/{op}", axum::routing::patch(patch_invocation))
         .with_state(api)
 }
 
@@ -477,4 +479,110 @@ mod tests {
             assert_eq!(text.parse::<DeploymentId>(), Ok(id));
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invocations: cancel, kill, purge.
+
+/// What an invocation operation does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InvocationOp {
+    Cancel,
+    Kill,
+    Purge,
+}
+
+#[derive(Debug, Deserialize)]
+struct DeleteInvocationParams {
+    mode: Option<String>,
+}
+
+/// `DELETE /invocations/{id}?mode=Cancel|Kill|Purge` (deprecated form): 202.
+async fn delete_invocation(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Query(params): Query<DeleteInvocationParams>,
+) -> Result<Response, AdminError> {
+    let op = match params.mode.as_deref() {
+        None | Some("Cancel" | "cancel") => InvocationOp::Cancel,
+        Some("Kill" | "kill") => InvocationOp::Kill,
+        Some("Purge" | "purge") => InvocationOp::Purge,
+        Some(other) => {
+            return Err(AdminError::InvalidField {
+                field: "mode",
+                reason: format!("unknown mode '{other}'; use Cancel, Kill or Purge"),
+            })
+        }
+    };
+    invocation_op(&api, &id, op).await?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// `PATCH /invocations/{id}/cancel|kill|purge`.
+async fn patch_invocation(
+    State(api): State<Api>,
+    Path((id, op)): Path<(String, String)>,
+) -> Result<Response, AdminError> {
+    let op = match op.as_str() {
+        "cancel" => InvocationOp::Cancel,
+        "kill" => InvocationOp::Kill,
+        "purge" => InvocationOp::Purge,
+        "purge-journal" | "pause" | "resume" | "restart-as-new" => {
+            return Err(AdminError::NotImplemented("This invocation operation"))
+        }
+        _ => return Ok(StatusCode::NOT_FOUND.into_response()),
+    };
+    Ok(invocation_op(&api, &id, op).await?.into_response())
+}
+
+/// Checks the invocation's phase and appends the record that does `op` to its partition.
+/// Answers 200 when the operation is done once the record applies, 202 when the handler
+/// reacts to it (a cancel of a running invocation).
+async fn invocation_op(api: &Api, id: &str, op: InvocationOp) -> Result<StatusCode, AdminError> {
+    use crate::fsm::{record, FsmRead, Kill, Phase, Record, Signal, SIGNAL_CANCEL};
+    let invocation: crate::protocol::ids::InvocationId = id.parse().map_err(|e| {
+        AdminError::InvalidPathParam { param: "invocation_id", reason: format!("{e}") }
+    })?;
+    let router = api
+        .state
+        .partitions
+        .as_ref()
+        .ok_or_else(|| AdminError::Unavailable("this node runs no partitions".into()))?;
+    let handle = router.for_key(invocation.partition_key);
+    let store = handle.store().ok_or_else(|| {
+        AdminError::Unavailable(format!(
+            "the partition of invocation '{id}' is not running; retry shortly"
+        ))
+    })?;
+    let status = store
+        .begin_read()
+        .and_then(|r| r.status(&invocation))
+        .map_err(|e| AdminError::Internal(format!("cannot read the invocation: {e}")))?
+        .ok_or_else(|| AdminError::InvocationNotFound(id.to_string()))?;
+    drop(store);
+    let completed = status.phase() == Phase::Completed;
+    let raw = bytes::Bytes::copy_from_slice(&invocation.to_bytes());
+    let (kind, answer) = match op {
+        InvocationOp::Cancel | InvocationOp::Kill if completed => {
+            return Err(AdminError::Conflict(format!("the invocation '{id}' is completed")))
+        }
+        InvocationOp::Purge if !completed => {
+            return Err(AdminError::Conflict(format!(
+                "the invocation '{id}' is not completed; cancel or kill it first"
+            )))
+        }
+        InvocationOp::Cancel => {
+            let done_now = matches!(status.phase(), Phase::Scheduled | Phase::Inboxed);
+            let sig = Signal { invocation_id: raw, index: SIGNAL_CANCEL, ..Signal::default() };
+            let answer = if done_now { StatusCode::OK } else { StatusCode::ACCEPTED };
+            (record::Kind::Signal(sig), answer)
+        }
+        InvocationOp::Kill => (record::Kind::Kill(Kill { invocation_id: raw }), StatusCode::OK),
+        InvocationOp::Purge => (record::Kind::Purge(Kill { invocation_id: raw }), StatusCode::OK),
+    };
+    handle
+        .append(vec![Record { header: None, kind: Some(kind) }])
+        .await
+        .map_err(|e| AdminError::Unavailable(format!("cannot append the request: {e}")))?;
+    Ok(answer)
 }

@@ -31,7 +31,7 @@ use bytes::Bytes;
 use prost::Message;
 
 use crate::codes::Code;
-use crate::protocol::ids::InvocationId;
+use crate::protocol::ids::{AwakeableId, InvocationId};
 use crate::protocol::messages as pm;
 use crate::store::StoreError;
 
@@ -99,13 +99,20 @@ pub mod ty {
     pub const SLEEP: u16 = 0x040C;
     pub const CALL: u16 = 0x040D;
     pub const ONE_WAY_CALL: u16 = 0x040E;
+    pub const SEND_SIGNAL: u16 = 0x0410;
     pub const RUN: u16 = 0x0411;
+    pub const ATTACH_INVOCATION: u16 = 0x0412;
+    pub const GET_INVOCATION_OUTPUT: u16 = 0x0413;
+    pub const COMPLETE_AWAKEABLE: u16 = 0x0414;
     pub const N_GET_LAZY_STATE: u16 = 0x8002;
     pub const N_GET_LAZY_STATE_KEYS: u16 = 0x8006;
     pub const N_SLEEP: u16 = 0x800C;
     pub const N_CALL: u16 = 0x800D;
     pub const N_CALL_INVOCATION_ID: u16 = 0x800E;
     pub const N_RUN: u16 = 0x8011;
+    pub const N_ATTACH_INVOCATION: u16 = 0x8012;
+    pub const N_GET_INVOCATION_OUTPUT: u16 = 0x8013;
+    pub const N_SIGNAL: u16 = 0xFBFF;
 }
 
 /// A timer with this completion id starts a scheduled invocation instead of completing one.
@@ -157,6 +164,63 @@ fn decode<M: Message + Default>(what: &str, payload: &[u8]) -> Result<M, ApplyEr
     M::decode(payload).map_err(|e| invalid(format!("{what}: {e}")))
 }
 
+/// Which notification of an invocation: a completion, a signal by index, or a named signal.
+#[derive(Clone, Copy, Debug)]
+enum Nid<'a> {
+    Completion(u32),
+    Signal(u32),
+    Named(&'a str),
+}
+
+fn signal_notification(sig: &Signal) -> Bytes {
+    let result = match &sig.outcome {
+        Some(o) => outcome_result(o),
+        None => pm::NotificationResult::Void(pm::Void {}),
+    };
+    let n = if sig.name.is_empty() {
+        pm::Notification::signal(sig.index, result)
+    } else {
+        pm::Notification::named_signal(sig.name.clone(), result)
+    };
+    Bytes::from(n.encode_to_vec())
+}
+
+/// The outcome a signal carries (`None`: void).
+fn signal_outcome(r: Option<pm::SignalResult>) -> Option<Outcome> {
+    match r {
+        None | Some(pm::SignalResult::Void(_)) => None,
+        Some(pm::SignalResult::Value(v)) => {
+            Some(Outcome { result: Some(outcome::Result::Value(v.content)) })
+        }
+        Some(pm::SignalResult::Failure(f)) => Some(failure_outcome(f.code, f.message)),
+    }
+}
+
+fn awakeable_outcome(r: Option<pm::AwakeableResult>) -> Option<Outcome> {
+    match r {
+        None => None,
+        Some(pm::AwakeableResult::Value(v)) => {
+            Some(Outcome { result: Some(outcome::Result::Value(v.content)) })
+        }
+        Some(pm::AwakeableResult::Failure(f)) => Some(failure_outcome(f.code, f.message)),
+    }
+}
+
+/// The invocation an attach or get-output command targets. Only plain invocation ids so far.
+pub fn attach_target(t: Option<&pm::InvocationTarget>) -> Result<InvocationId, Violation> {
+    let bad = |detail: String| Violation { code: Code::InvalidId, detail };
+    match t {
+        Some(pm::InvocationTarget::InvocationId(s)) => {
+            s.parse().map_err(|e| bad(format!("bad invocation id '{s}': {e}")))
+        }
+        Some(_) => {
+            Err(bad("attaching by workflow or idempotency key is not supported by this server yet"
+                .into()))
+        }
+        None => Err(bad("attach or get-output without a target".into())),
+    }
+}
+
 fn notification(completion_id: u32, result: pm::NotificationResult) -> Bytes {
     pm::Notification::completion(completion_id, result).encode_to_vec().into()
 }
@@ -194,6 +258,10 @@ enum Cmd {
     Sleep(pm::SleepCommandMessage),
     Call(pm::CallCommandMessage),
     Send(pm::OneWayCallCommandMessage),
+    SendSignal(pm::SendSignalCommandMessage),
+    CompleteAwakeable(pm::CompleteAwakeableCommandMessage),
+    Attach(pm::AttachInvocationCommandMessage),
+    GetOutput(pm::GetInvocationOutputCommandMessage),
     Other,
 }
 
@@ -273,16 +341,26 @@ impl Fsm {
                         r.completion_id,
                         outcome_result(r.outcome.as_ref().unwrap_or(&default)),
                     );
-                    self.notify(
-                        s,
-                        &id,
-                        &mut st,
-                        ty::N_CALL,
-                        payload,
-                        r.completion_id,
-                        now_ms,
-                        out,
-                    )?;
+                    let t = match u16::try_from(r.notification_ty) {
+                        Ok(0) => ty::N_CALL,
+                        Ok(t @ (ty::N_ATTACH_INVOCATION | ty::N_GET_INVOCATION_OUTPUT)) => t,
+                        _ => return Err(invalid("response with an unknown notification type")),
+                    };
+                    let nid = Nid::Completion(r.completion_id);
+                    self.notify(s, &id, &mut st, t, payload, nid, now_ms, out)?;
+                }
+            }
+            Some(record::Kind::Signal(sig)) => self.on_signal(s, sig, now_ms, out)?,
+            Some(record::Kind::Attach(a)) => self.on_attach(s, a, out)?,
+            Some(record::Kind::Kill(k)) => {
+                let id = id_of(&k.invocation_id)?;
+                self.kill(s, &id, now_ms, out)?;
+            }
+            Some(record::Kind::Purge(k)) => {
+                let id = id_of(&k.invocation_id)?;
+                if s.status(&id)?.is_some_and(|st| st.phase() == Phase::Completed) {
+                    s.journal_delete(&id)?;
+                    s.delete_status(&id)?;
                 }
             }
             Some(record::Kind::TruncateOutbox(t)) => s.outbox_truncate(t.seq_through)?,
@@ -421,6 +499,7 @@ impl Fsm {
         st.attempt += 1;
         st.waiting_completions.clear();
         st.waiting_signals.clear();
+        st.waiting_named_signals.clear();
         st.modified_ms = now_ms;
         st.next_retry_at_ms = if delay_ms > 0 { now_ms.saturating_add(delay_ms) } else { 0 };
         s.put_status(id, st)?;
@@ -477,10 +556,13 @@ impl Fsm {
                     p.completion_id,
                     outcome_result(p.outcome.as_ref().unwrap_or(&default)),
                 );
-                self.notify(s, &id, &mut st, ty::N_RUN, payload, p.completion_id, now_ms, out)
+                let nid = Nid::Completion(p.completion_id);
+                self.notify(s, &id, &mut st, ty::N_RUN, payload, nid, now_ms, out)
             }
             Some(effect::Kind::Suspended(w)) => {
-                let ready = w.completions.iter().any(|c| st.completed_ids.contains(c));
+                let ready = w.completions.iter().any(|c| st.completed_ids.contains(c))
+                    || w.signals.iter().any(|i| st.signals_received.contains(i))
+                    || w.named_signals.iter().any(|n| st.named_signals_received.contains(n));
                 if ready
                     || (w.completions.is_empty()
                         && w.signals.is_empty()
@@ -493,6 +575,7 @@ impl Fsm {
                 st.phase = Phase::Suspended as i32;
                 st.waiting_completions = w.completions.clone();
                 st.waiting_signals = w.signals.clone();
+                st.waiting_named_signals = w.named_signals.clone();
                 s.put_status(&id, &st)?;
                 Ok(())
             }
@@ -570,6 +653,14 @@ impl Fsm {
             ty::SLEEP => Cmd::Sleep(decode("sleep", &c.payload)?),
             ty::CALL => Cmd::Call(decode("call", &c.payload)?),
             ty::ONE_WAY_CALL => Cmd::Send(decode("send", &c.payload)?),
+            ty::SEND_SIGNAL => Cmd::SendSignal(decode("send signal", &c.payload)?),
+            ty::COMPLETE_AWAKEABLE => {
+                Cmd::CompleteAwakeable(decode("complete awakeable", &c.payload)?)
+            }
+            ty::ATTACH_INVOCATION => Cmd::Attach(decode("attach invocation", &c.payload)?),
+            ty::GET_INVOCATION_OUTPUT => {
+                Cmd::GetOutput(decode("get invocation output", &c.payload)?)
+            }
             // Output, Run, eager state reads, custom entries: journaled as they are.
             _ => Cmd::Other,
         };
@@ -593,6 +684,24 @@ impl Fsm {
             Cmd::GetLazyState(m) => limits::check_state_key(&st.service, &st.key, &m.key).err(),
             Cmd::Call(m) => limits::check_object_key(&m.key).err(),
             Cmd::Send(m) => limits::check_object_key(&m.key).err(),
+            Cmd::SendSignal(m) => m
+                .target_invocation_id
+                .parse::<InvocationId>()
+                .map_err(|e| Violation {
+                    code: Code::InvalidId,
+                    detail: format!("bad invocation id '{}': {e}", m.target_invocation_id),
+                })
+                .err(),
+            Cmd::CompleteAwakeable(m) => m
+                .awakeable_id
+                .parse::<AwakeableId>()
+                .map_err(|e| Violation {
+                    code: Code::InvalidId,
+                    detail: format!("bad awakeable id '{}': {e}", m.awakeable_id),
+                })
+                .err(),
+            Cmd::Attach(m) => attach_target(m.target.as_ref()).err(),
+            Cmd::GetOutput(m) => attach_target(m.target.as_ref()).err(),
             _ => None,
         });
         if let Some(v) = violation {
@@ -621,7 +730,7 @@ impl Fsm {
                     &mut st,
                     ty::N_GET_LAZY_STATE,
                     payload,
-                    m.result_completion_id,
+                    Nid::Completion(m.result_completion_id),
                     now_ms,
                     out,
                 );
@@ -649,7 +758,7 @@ impl Fsm {
                     &mut st,
                     ty::N_GET_LAZY_STATE_KEYS,
                     payload,
-                    m.result_completion_id,
+                    Nid::Completion(m.result_completion_id),
                     now_ms,
                     out,
                 );
@@ -666,6 +775,7 @@ impl Fsm {
                 let caller = Caller {
                     invocation_id: Bytes::copy_from_slice(&id.to_bytes()),
                     completion_id: m.result_completion_id,
+                    notification_ty: 0,
                 };
                 let call = Call {
                     service: &m.service_name,
@@ -692,10 +802,188 @@ impl Fsm {
                 };
                 return self.call(s, id, &mut st, index, c.callee_kind, call, now_ms, out);
             }
+            Cmd::SendSignal(m) => {
+                let target: InvocationId = m
+                    .target_invocation_id
+                    .parse()
+                    .map_err(|_| invalid("send signal to a malformed id"))?;
+                let (index, name) = match m.signal_id {
+                    Some(pm::SignalId::Idx(i)) => (i, String::new()),
+                    Some(pm::SignalId::Name(n)) => (0, n),
+                    None => return Err(invalid("send signal without a signal id")),
+                };
+                let sig = Signal {
+                    invocation_id: Bytes::copy_from_slice(&target.to_bytes()),
+                    index,
+                    name,
+                    outcome: signal_outcome(m.result),
+                };
+                self.deliver(s, target.partition_key, record::Kind::Signal(sig), out)?;
+            }
+            Cmd::CompleteAwakeable(m) => {
+                let a: AwakeableId =
+                    m.awakeable_id.parse().map_err(|_| invalid("malformed awakeable id"))?;
+                let sig = Signal {
+                    invocation_id: Bytes::copy_from_slice(&a.invocation_id.to_bytes()),
+                    index: a.signal_index,
+                    name: String::new(),
+                    outcome: awakeable_outcome(m.result),
+                };
+                let pk = a.invocation_id.partition_key;
+                self.deliver(s, pk, record::Kind::Signal(sig), out)?;
+            }
+            Cmd::Attach(m) => {
+                let target = attach_target(m.target.as_ref()).map_err(|v| invalid(v.detail))?;
+                self.attach_from(s, id, target, m.result_completion_id, false, out)?;
+            }
+            Cmd::GetOutput(m) => {
+                let target = attach_target(m.target.as_ref()).map_err(|v| invalid(v.detail))?;
+                self.attach_from(s, id, target, m.result_completion_id, true, out)?;
+            }
             Cmd::Other => {}
         }
         s.put_status(id, &st)?;
         Ok(())
+    }
+
+    /// Asks `target`'s partition for its result, to complete `completion_id` of `caller`.
+    fn attach_from<S: FsmStore>(
+        &self,
+        s: &mut S,
+        caller: &InvocationId,
+        target: InvocationId,
+        completion_id: u32,
+        now: bool,
+        out: &mut Vec<Action>,
+    ) -> Result<(), ApplyError> {
+        let notification_ty =
+            u32::from(if now { ty::N_GET_INVOCATION_OUTPUT } else { ty::N_ATTACH_INVOCATION });
+        let sink = Sink {
+            kind: Some(sink::Kind::Caller(Caller {
+                invocation_id: Bytes::copy_from_slice(&caller.to_bytes()),
+                completion_id,
+                notification_ty,
+            })),
+        };
+        let a = Attach {
+            invocation_id: Bytes::copy_from_slice(&target.to_bytes()),
+            sink: Some(sink),
+            now,
+        };
+        self.deliver(s, target.partition_key, record::Kind::Attach(a), out)
+    }
+
+    /// A signal reached its invocation: cancel ends one that has not started; otherwise the
+    /// signal joins the journal (once per index: an awakeable's first completion wins).
+    fn on_signal<S: FsmStore>(
+        &self,
+        s: &mut S,
+        sig: &Signal,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), ApplyError> {
+        let id = id_of(&sig.invocation_id)?;
+        let Some(mut st) = s.status(&id)? else { return Ok(()) };
+        if sig.name.is_empty() && sig.index == 0 {
+            return Err(invalid("signal without an index or a name"));
+        }
+        match st.phase() {
+            Phase::Completed => Ok(()),
+            Phase::Scheduled | Phase::Inboxed
+                if sig.name.is_empty() && sig.index == SIGNAL_CANCEL =>
+            {
+                self.complete(s, &id, st, failure_outcome(409, "canceled".into()), now_ms, out)
+            }
+            _ => {
+                let payload = signal_notification(sig);
+                let nid = if sig.name.is_empty() {
+                    Nid::Signal(sig.index)
+                } else {
+                    Nid::Named(&sig.name)
+                };
+                self.notify(s, &id, &mut st, ty::N_SIGNAL, payload, nid, now_ms, out)
+            }
+        }
+    }
+
+    /// Someone wants an invocation's result: now (get-output: void while it runs) or when it
+    /// ends (attach). An unknown invocation answers 404.
+    fn on_attach<S: FsmStore>(
+        &self,
+        s: &mut S,
+        a: &Attach,
+        out: &mut Vec<Action>,
+    ) -> Result<(), ApplyError> {
+        let id = id_of(&a.invocation_id)?;
+        let Some(sink) = &a.sink else { return Err(invalid("attach without a sink")) };
+        match s.status(&id)? {
+            None => self.answer(s, sink, &id, &failure_outcome(404, "not found".into()), out),
+            Some(st) if st.phase() == Phase::Completed => {
+                let o = st.outcome.clone().unwrap_or_default();
+                self.answer(s, sink, &id, &o, out)
+            }
+            Some(_) if a.now => self.answer(s, sink, &id, &Outcome::default(), out),
+            Some(mut st) => {
+                if !st.sinks.contains(sink) {
+                    st.sinks.push(sink.clone());
+                    s.put_status(&id, &st)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends an invocation without running its handler again, and kills the calls it waits
+    /// on (not its one-way sends).
+    fn kill<S: FsmStore>(
+        &self,
+        s: &mut S,
+        id: &InvocationId,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), ApplyError> {
+        let Some(st) = s.status(id)? else { return Ok(()) };
+        if st.phase() == Phase::Completed {
+            return Ok(());
+        }
+        // Calls whose result is not in the journal yet: their invocation ids came back in
+        // invocation-id notifications.
+        let mut pending: Vec<u32> = Vec::new();
+        let mut ids: Vec<(u32, String)> = Vec::new();
+        for (t, payload) in s.journal(id, st.journal_len)? {
+            match t {
+                ty::CALL => {
+                    if let Ok(m) = pm::CallCommandMessage::decode(payload) {
+                        if !st.completed_ids.contains(&m.result_completion_id) {
+                            pending.push(m.invocation_id_notification_idx);
+                        }
+                    }
+                }
+                ty::N_CALL_INVOCATION_ID => {
+                    if let Ok(n) = pm::Notification::decode(payload) {
+                        if let (
+                            Some(pm::NotificationId::CompletionId(c)),
+                            Some(pm::NotificationResult::InvocationId(callee)),
+                        ) = (n.id, n.result)
+                        {
+                            ids.push((c, callee));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (c, callee) in ids {
+            if !pending.contains(&c) {
+                continue;
+            }
+            if let Ok(callee) = callee.parse::<InvocationId>() {
+                let k = Kill { invocation_id: Bytes::copy_from_slice(&callee.to_bytes()) };
+                self.deliver(s, callee.partition_key, record::Kind::Kill(k), out)?;
+            }
+        }
+        out.push(Action::Abort { id: *id });
+        self.complete(s, id, st, failure_outcome(409, "killed".into()), now_ms, out)
     }
 
     /// Creates the callee of a call or send (a delivery through the outbox) and completes the
@@ -747,14 +1035,15 @@ impl Fsm {
             st,
             ty::N_CALL_INVOCATION_ID,
             payload,
-            call.id_notification,
+            Nid::Completion(call.id_notification),
             now_ms,
             out,
         )
     }
 
     /// Appends a notification to the journal, forwards it to a running attempt, or resumes a
-    /// suspended invocation waiting for it. Ignores a completion id already present.
+    /// suspended invocation waiting for it. Ignores a completion id or signal index already
+    /// present (named signals queue).
     #[allow(clippy::too_many_arguments)]
     fn notify<S: FsmStore>(
         &self,
@@ -763,11 +1052,16 @@ impl Fsm {
         st: &mut Status,
         t: u16,
         payload: Bytes,
-        completion_id: u32,
+        nid: Nid<'_>,
         now_ms: u64,
         out: &mut Vec<Action>,
     ) -> Result<(), ApplyError> {
-        if st.phase() == Phase::Completed || st.completed_ids.contains(&completion_id) {
+        let seen = match nid {
+            Nid::Completion(c) => st.completed_ids.contains(&c),
+            Nid::Signal(i) => st.signals_received.contains(&i),
+            Nid::Named(_) => false,
+        };
+        if st.phase() == Phase::Completed || seen {
             s.put_status(id, st)?;
             return Ok(());
         }
@@ -777,7 +1071,22 @@ impl Fsm {
         let index = st.journal_len;
         s.journal_put(id, index, t, &payload)?;
         st.journal_len += 1;
-        st.completed_ids.push(completion_id);
+        let awaited = match nid {
+            Nid::Completion(c) => {
+                st.completed_ids.push(c);
+                st.waiting_completions.contains(&c)
+            }
+            Nid::Signal(i) => {
+                st.signals_received.push(i);
+                st.waiting_signals.contains(&i)
+            }
+            Nid::Named(n) => {
+                if !st.named_signals_received.iter().any(|x| x == n) {
+                    st.named_signals_received.push(n.to_string());
+                }
+                st.waiting_named_signals.iter().any(|x| x == n)
+            }
+        };
         st.modified_ms = now_ms;
         match st.phase() {
             Phase::Invoked => {
@@ -785,9 +1094,7 @@ impl Fsm {
                 out.push(Action::Notify { id: *id, attempt: st.attempt, index, ty: t, payload });
                 Ok(())
             }
-            Phase::Suspended if st.waiting_completions.contains(&completion_id) => {
-                self.new_attempt(s, id, st, 0, now_ms, out)
-            }
+            Phase::Suspended if awaited => self.new_attempt(s, id, st, 0, now_ms, out),
             _ => {
                 s.put_status(id, st)?;
                 Ok(())
@@ -814,7 +1121,8 @@ impl Fsm {
             return Ok(());
         }
         let payload = notification(t.completion_id, pm::NotificationResult::Void(pm::Void {}));
-        self.notify(s, &id, &mut st, ty::N_SLEEP, payload, t.completion_id, now_ms, out)
+        let nid = Nid::Completion(t.completion_id);
+        self.notify(s, &id, &mut st, ty::N_SLEEP, payload, nid, now_ms, out)
     }
 
     /// The result of an ended invocation: its last output command.
@@ -854,6 +1162,7 @@ impl Fsm {
                         invocation_id: c.invocation_id.clone(),
                         completion_id: c.completion_id,
                         outcome: Some(outcome.clone()),
+                        notification_ty: c.notification_ty,
                     };
                     self.deliver(s, caller.partition_key, record::Kind::Response(response), out)?;
                 }
@@ -886,6 +1195,10 @@ impl Fsm {
         st.journal_len = 0;
         st.completed_ids.clear();
         st.waiting_completions.clear();
+        st.waiting_signals.clear();
+        st.waiting_named_signals.clear();
+        st.signals_received.clear();
+        st.named_signals_received.clear();
         st.next_retry_at_ms = 0;
         st.modified_ms = now_ms;
         s.put_status(id, &st)?;

@@ -94,6 +94,7 @@ pub trait FsmRead {
 /// Typed writes the state machine uses; any [`WriteView`] has them.
 pub trait FsmStore: FsmRead {
     fn put_status(&mut self, id: &InvocationId, st: &Status) -> Result<(), StoreError>;
+    fn delete_status(&mut self, id: &InvocationId) -> Result<(), StoreError>;
     fn journal_put(
         &mut self,
         id: &InvocationId,
@@ -339,6 +340,9 @@ impl<W: WriteView> FsmStore for W {
             &schema::invocation_status_key(&id.to_bytes()),
             &st.encode_to_vec(),
         )
+    }
+    fn delete_status(&mut self, id: &InvocationId) -> Result<(), StoreError> {
+        self.delete(Table::InvocationStatus, &schema::invocation_status_key(&id.to_bytes()))
     }
     fn journal_put(
         &mut self,

@@ -15,7 +15,7 @@ use crate::protocol::ids::InvocationId;
 pub struct Record {
     #[prost(message, optional, tag = "15")]
     pub header: Option<RecordHeader>,
-    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6")]
+    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub kind: Option<record::Kind>,
 }
 
@@ -57,7 +57,56 @@ pub mod record {
         /// The shuffler delivered every outbox entry up to a sequence number durably.
         #[prost(message, tag = "6")]
         TruncateOutbox(super::TruncateOutbox),
+        /// A signal for an invocation: an awakeable's completion, a named signal, or cancel
+        /// (index 1).
+        #[prost(message, tag = "7")]
+        Signal(super::Signal),
+        /// Someone waits for an invocation's result (attach) or asks for it now (output).
+        #[prost(message, tag = "8")]
+        Attach(super::Attach),
+        /// End an invocation and the calls it waits on, without running handler code.
+        #[prost(message, tag = "9")]
+        Kill(super::Kill),
+        /// Forget a completed invocation.
+        #[prost(message, tag = "10")]
+        Purge(super::Kill),
     }
+}
+
+/// The built-in signal index of cancellation.
+pub const SIGNAL_CANCEL: u32 = 1;
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Signal {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub invocation_id: Bytes,
+    /// The signal index (1 = cancel, from 17 awakeables); 0 when `name` is set.
+    #[prost(uint32, tag = "2")]
+    pub index: u32,
+    #[prost(string, tag = "3")]
+    pub name: String,
+    /// No result: void.
+    #[prost(message, optional, tag = "4")]
+    pub outcome: Option<Outcome>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Attach {
+    /// The invocation whose result is wanted.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub invocation_id: Bytes,
+    /// Who gets it.
+    #[prost(message, optional, tag = "2")]
+    pub sink: Option<Sink>,
+    /// Answer now, with void while the invocation runs (get-output), instead of waiting.
+    #[prost(bool, tag = "3")]
+    pub now: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Kill {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub invocation_id: Bytes,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
@@ -169,6 +218,10 @@ pub struct Caller {
     pub invocation_id: Bytes,
     #[prost(uint32, tag = "2")]
     pub completion_id: u32,
+    /// The notification the caller's journal gets (0: a call's result; else an attach's or a
+    /// get-output's).
+    #[prost(uint32, tag = "3")]
+    pub notification_ty: u32,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -312,6 +365,9 @@ pub struct InvocationResponse {
     pub completion_id: u32,
     #[prost(message, optional, tag = "3")]
     pub outcome: Option<Outcome>,
+    /// The notification the caller's journal gets (0: a call's result).
+    #[prost(uint32, tag = "4")]
+    pub notification_ty: u32,
 }
 
 /// Where an invocation is in its life.
@@ -384,6 +440,16 @@ pub struct Status {
     /// The current attempt starts no earlier than this (retry backoff). Ms since the epoch.
     #[prost(uint64, tag = "22")]
     pub next_retry_at_ms: u64,
+    /// Signal indexes whose notification is in the journal (the first completion of an
+    /// awakeable wins; later ones are ignored).
+    #[prost(uint32, repeated, tag = "23")]
+    pub signals_received: Vec<u32>,
+    /// Named signals a suspended invocation waits for.
+    #[prost(string, repeated, tag = "24")]
+    pub waiting_named_signals: Vec<String>,
+    /// Names of the named signals whose notification is in the journal.
+    #[prost(string, repeated, tag = "25")]
+    pub named_signals_received: Vec<String>,
 }
 
 /// What the shell must do after a record was applied (and its transaction committed).

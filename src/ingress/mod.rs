@@ -26,11 +26,12 @@ use http_body_util::BodyExt;
 
 use crate::codes::{self, Code};
 use crate::fsm::{
-    limits, outcome, partition_key_of, record, sink, Header, Invoke, Outcome, Record, Sink,
+    limits, outcome, partition_key_of, record, sink, Attach, Failure, FsmRead, Header, Invoke,
+    Outcome, Phase, Record, Signal, Sink, Status,
 };
 use crate::partition::{AppendError, Router};
 use crate::protocol::discovery::ServiceType;
-use crate::protocol::ids::{splitmix64, InvocationId};
+use crate::protocol::ids::{splitmix64, AwakeableId, InvocationId};
 use crate::schema::{HandlerSchema, Registry};
 
 /// Limits of the ingress.
@@ -186,7 +187,10 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
     if !(2..=7).contains(&(path.matches('/').count())) || segs.iter().any(|s| s.is_empty()) {
         return error(StatusCode::BAD_REQUEST, format!("bad path: {path}"));
     }
-    if segs[0] == "restate" || segs[0] == "openapi" {
+    if segs[0] == "restate" {
+        return restate_route(&st, &segs, req).await;
+    }
+    if segs[0] == "openapi" {
         return error(StatusCode::NOT_FOUND, "not found");
     }
     let schema = st.registry.snapshot();
@@ -304,8 +308,136 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
     }
     drop(_body_permit);
     match rx.await {
-        Ok((id, outcome)) => respond(&id, handler, outcome),
+        Ok((id, outcome)) => respond(&id, Some(handler), outcome),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down; the invocation continues and can be retried safely only with an idempotency key"),
+    }
+}
+
+/// The `/restate/...` namespace: awakeables, attach and output.
+async fn restate_route(st: &IngressState, segs: &[&str], req: Request<Body>) -> Response {
+    match segs {
+        ["restate", "awakeables" | "a", id, verb @ ("resolve" | "reject")] => {
+            complete_awakeable(st, id, *verb == "resolve", req).await
+        }
+        ["restate", "invocation", id, verb @ ("attach" | "output")]
+        | ["restate", verb @ ("attach" | "output"), id] => {
+            if req.method() != Method::GET {
+                return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            }
+            let id: InvocationId = match id.parse() {
+                Ok(id) => id,
+                Err(e) => {
+                    return coded(Code::InvalidId, format!("bad invocation id '{id}': {e}"));
+                }
+            };
+            invocation_result(st, id, *verb == "attach").await
+        }
+        _ => error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// `POST /restate/a/{id}/resolve|reject`: the body is the value (resolve) or the failure
+/// message (reject, code 500). 202 once the signal is durable in the owner's partition.
+async fn complete_awakeable(
+    st: &IngressState,
+    id: &str,
+    resolve: bool,
+    req: Request<Body>,
+) -> Response {
+    if req.method() != Method::POST {
+        return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    }
+    let a: AwakeableId = match id.parse() {
+        Ok(a) => a,
+        Err(e) => return coded(Code::InvalidId, format!("bad awakeable id '{id}': {e}")),
+    };
+    let (body, _permit) = match read_body(st, req.into_body()).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let result = if resolve {
+        outcome::Result::Value(body)
+    } else {
+        outcome::Result::Failure(Failure {
+            code: 500,
+            message: String::from_utf8_lossy(&body).into_owned(),
+        })
+    };
+    let sig = Signal {
+        invocation_id: Bytes::copy_from_slice(&a.invocation_id.to_bytes()),
+        index: a.signal_index,
+        name: String::new(),
+        outcome: Some(Outcome { result: Some(result) }),
+    };
+    let target = st.router.for_key(a.invocation_id.partition_key);
+    let rec = Record { header: None, kind: Some(record::Kind::Signal(sig)) };
+    match target.append(vec![rec]).await {
+        Ok(_) => StatusCode::ACCEPTED.into_response(),
+        Err(e) => append_error(e),
+    }
+}
+
+/// An invocation's result: now (`output`: 470 while it runs) or when it ends (`attach`).
+async fn invocation_result(st: &IngressState, id: InvocationId, attach: bool) -> Response {
+    let target = st.router.for_key(id.partition_key).clone();
+    let Some(store) = target.store() else {
+        return not_running(&st.router).unwrap_or_else(|| {
+            coded(Code::PartitionUnavailable, "the invocation's partition is not running")
+        });
+    };
+    let status = match store.begin_read().and_then(|r| r.status(&id)) {
+        Ok(s) => s,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read the invocation: {e}"),
+            )
+        }
+    };
+    drop(store);
+    let schema = st.registry.snapshot();
+    let handler_of = |st: &Status| {
+        schema.service(&st.service).and_then(|s| s.handlers.get(&st.handler)).cloned()
+    };
+    match status {
+        Some(s) if s.phase() == Phase::Completed => {
+            let h = handler_of(&s);
+            return respond(&id, h.as_ref(), s.outcome.unwrap_or_default());
+        }
+        None if !attach => return error(StatusCode::NOT_FOUND, "invocation not found"),
+        Some(_) if !attach => {
+            return error(
+                StatusCode::from_u16(470).unwrap_or(StatusCode::CONFLICT),
+                "the invocation exists but has not completed yet",
+            )
+        }
+        _ => {}
+    }
+    let (request_id, rx, _guard) = st.router.waiters.register();
+    let a = Attach {
+        invocation_id: Bytes::copy_from_slice(&id.to_bytes()),
+        sink: Some(Sink { kind: Some(sink::Kind::Ingress(request_id)) }),
+        now: false,
+    };
+    let rec = Record { header: None, kind: Some(record::Kind::Attach(a)) };
+    if let Err(e) = target.append(vec![rec]).await {
+        return append_error(e);
+    }
+    match rx.await {
+        Ok((id, outcome)) => {
+            let handler = match st.router.for_key(id.partition_key).store() {
+                Some(store) => match store.begin_read().and_then(|r| r.status(&id)) {
+                    Ok(Some(s)) => handler_of(&s),
+                    _ => None,
+                },
+                None => None,
+            };
+            respond(&id, handler.as_ref(), outcome)
+        }
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down; attach again to get the result",
+        ),
     }
 }
 
@@ -376,7 +508,7 @@ fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-fn respond(id: &InvocationId, handler: &HandlerSchema, outcome: Outcome) -> Response {
+fn respond(id: &InvocationId, handler: Option<&HandlerSchema>, outcome: Outcome) -> Response {
     let mut r = match outcome.result {
         Some(outcome::Result::Failure(f)) => {
             let status = StatusCode::from_u16(f.code as u16)
@@ -397,9 +529,10 @@ fn respond(id: &InvocationId, handler: &HandlerSchema, outcome: Outcome) -> Resp
     r
 }
 
-/// Success body with the content type from the handler's registered output rule.
-fn ok_body(handler: &HandlerSchema, v: Bytes) -> Response {
-    let (ct, if_empty) = match &handler.output {
+/// Success body with the content type from the handler's registered output rule (JSON when
+/// the handler is gone from the schema).
+fn ok_body(handler: Option<&HandlerSchema>, v: Bytes) -> Response {
+    let (ct, if_empty) = match handler.and_then(|h| h.output.as_ref()) {
         Some(o) => (o.content_type.clone(), o.set_content_type_if_empty.unwrap_or(false)),
         None => (Some("application/json".to_string()), false),
     };

@@ -148,6 +148,9 @@ pub struct Machine {
     waits: BTreeMap<u32, Wait>,
     /// `ctx.run` closures started (Run command seen) without a proposal yet.
     runs_open: BTreeSet<u32>,
+    /// The SDK said (V7 `AwaitingOn`) that it waits for a signal (an awakeable, a named
+    /// signal): something outside, like a call's result. Stale once a notification is sent.
+    awaiting_signal: bool,
 }
 
 impl Machine {
@@ -211,6 +214,7 @@ impl Machine {
             last_activity: now,
             waits: BTreeMap::new(),
             runs_open: BTreeSet::new(),
+            awaiting_signal: false,
         };
         m.replayed(&attempt.journal);
         (m, out.freeze())
@@ -243,6 +247,9 @@ impl Machine {
             }
             Cmd::Run(m) => {
                 self.runs_open.insert(m.result_completion_id);
+            }
+            Cmd::AttachInvocation(m) => {
+                self.waits.insert(m.result_completion_id, Wait::External);
             }
             other => {
                 if let Some(cid) = other.result_completion_id() {
@@ -285,7 +292,7 @@ impl Machine {
 
     /// When the suspension rule closes the stream, if it applies now.
     fn suspend_after(&self, now_ms: u64, now: Instant) -> Option<Instant> {
-        if !self.runs_open.is_empty() || self.waits.is_empty() {
+        if !self.runs_open.is_empty() || (self.waits.is_empty() && !self.awaiting_signal) {
             return None;
         }
         if self.waits.values().any(|w| *w == Wait::Soon) {
@@ -297,7 +304,7 @@ impl Machine {
             .filter_map(|w| if let Wait::Timer(t) = w { Some(*t) } else { None })
             .min();
         let quiet_since = self.last_sdk_activity;
-        let external = self.waits.values().any(|w| *w == Wait::External);
+        let external = self.awaiting_signal || self.waits.values().any(|w| *w == Wait::External);
         match earliest_timer {
             // Waiting for a call too: it may complete soon, give it `external_after`.
             _ if external => Some(quiet_since + self.cfg.suspend.external_after),
@@ -349,6 +356,7 @@ impl Machine {
             return;
         }
         self.journal_len += 1;
+        self.awaiting_signal = false;
         if let Ok(n) = decode_notification(ty, payload.clone()) {
             self.track_notification(&n);
         }
@@ -563,7 +571,17 @@ impl Machine {
                 self.fail(e.code, message, e.next_retry_delay, counts, false);
                 true
             }
-            Message::AwaitingOn(_) => false,
+            Message::AwaitingOn(a) => {
+                let mut w = Suspended::default();
+                if let Some(f) = &a.awaiting_on {
+                    flatten(f, &mut w);
+                }
+                // Cancellation is in every wait of an SDK with implicit cancellation: only
+                // other signals say the SDK waits for something outside.
+                self.awaiting_signal = w.signals.iter().any(|&i| i != fsm::SIGNAL_CANCEL)
+                    || !w.named_signals.is_empty();
+                false
+            }
         }
     }
 
@@ -612,13 +630,25 @@ impl Machine {
             }
             Cmd::Call(m) => limits::check_object_key(&m.key).map_err(violation),
             Cmd::OneWayCall(m) => limits::check_object_key(&m.key).map_err(violation),
-            Cmd::GetPromise(_)
-            | Cmd::PeekPromise(_)
-            | Cmd::CompletePromise(_)
-            | Cmd::SendSignal(_)
-            | Cmd::AttachInvocation(_)
-            | Cmd::GetInvocationOutput(_)
-            | Cmd::CompleteAwakeable(_) => Err((
+            Cmd::SendSignal(m) => m
+                .target_invocation_id
+                .parse::<crate::protocol::ids::InvocationId>()
+                .map(|_| ())
+                .map_err(|e| {
+                    invalid_id(format!("bad invocation id '{}': {e}", m.target_invocation_id))
+                }),
+            Cmd::CompleteAwakeable(m) => m
+                .awakeable_id
+                .parse::<crate::protocol::ids::AwakeableId>()
+                .map(|_| ())
+                .map_err(|e| invalid_id(format!("bad awakeable id '{}': {e}", m.awakeable_id))),
+            Cmd::AttachInvocation(m) => {
+                crate::fsm::attach_target(m.target.as_ref()).map(|_| ()).map_err(violation)
+            }
+            Cmd::GetInvocationOutput(m) => {
+                crate::fsm::attach_target(m.target.as_ref()).map(|_| ()).map_err(violation)
+            }
+            Cmd::GetPromise(_) | Cmd::PeekPromise(_) | Cmd::CompletePromise(_) => Err((
                 501,
                 format!(
                     "{} is not supported by this server version yet",
@@ -690,6 +720,11 @@ impl Machine {
             retry_in_ms,
         }));
     }
+}
+
+fn invalid_id(detail: String) -> (u32, String) {
+    let code = Code::InvalidId;
+    (u32::from(code.http_status()), crate::codes::message(code, detail))
 }
 
 impl Machine {

@@ -251,9 +251,70 @@ const core = restate.service({
   },
 });
 
+// Awakeables, signals, cancel, kill and attach (tests/e2e_model.rs). Ids the tests need are
+// published into the stats map (inside ctx.run, so once per invocation).
+function publish(ctx, name, value) {
+  return ctx.run(`publish ${name}`, () => {
+    stats.set(name, value);
+  });
+}
+
+async function outcomeOf(promise) {
+  try {
+    return { value: await promise };
+  } catch (e) {
+    if (e instanceof restate.TerminalError) {
+      return { error: e.message, code: e.code };
+    }
+    throw e;
+  }
+}
+
+const signals = restate.service({
+  name: "Signals",
+  handlers: {
+    // Creates an awakeable, publishes its id as `awk:<tag>`, returns how it was completed.
+    awaitAwakeable: async (ctx, tag) => {
+      const { id, promise } = ctx.awakeable();
+      await publish(ctx, `awk:${tag}`, id);
+      const result = await outcomeOf(promise);
+      bump(`awk-done:${tag}`);
+      return result;
+    },
+    resolve: async (ctx, req) => {
+      ctx.resolveAwakeable(req.id, req.value);
+      return "resolved";
+    },
+    reject: async (ctx, req) => {
+      ctx.rejectAwakeable(req.id, req.reason);
+      return "rejected";
+    },
+    // Publishes its own invocation id as `sig:<tag>`, then waits for the named signal "go".
+    awaitSignal: async (ctx, tag) => {
+      await publish(ctx, `sig:${tag}`, ctx.request().id);
+      return outcomeOf(ctx.signal("go"));
+    },
+    sendSignal: async (ctx, req) => {
+      ctx.invocation(req.id).signal("go").resolve(req.value);
+      return "sent";
+    },
+    // Calls Sleeper.sleep and publishes the child's invocation id as `child:<tag>`.
+    callSleep: async (ctx, req) => {
+      const child = ctx.serviceClient(sleeper).sleep({ tag: req.tag, ms: req.ms });
+      await publish(ctx, `child:${req.tag}`, await child.invocationId);
+      return child;
+    },
+    attachTo: async (ctx, id) => outcomeOf(ctx.invocation(id).attach()),
+    cancelIt: async (ctx, id) => {
+      ctx.invocation(id).cancel();
+      return "cancelled";
+    },
+  },
+});
+
 const args = parseArgs(process.argv.slice(2));
 
-const services = [greeter, counter, lazyCounter, runner, sleeper, caller, seq, core];
+const services = [greeter, counter, lazyCounter, runner, sleeper, caller, seq, core, signals];
 const handler = args.requestResponse
   ? restate.createEndpointHandler({ services, bidirectional: false })
   : restate.createEndpointHandler({ services });

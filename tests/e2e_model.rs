@@ -1,0 +1,268 @@
+//! End-to-end tests of the programming model beyond calls and state, with the real
+//! TypeScript SDK: awakeables (completed from handlers and from the ingress), named signals,
+//! cancel and kill (from the admin API and from handlers), attach and get-output (from
+//! handlers and from the ingress), and their durability across a SIGKILL.
+//!
+//! Goal: what a Restate user observes holds on Ratchet — the first completion of an
+//! awakeable wins and later ones are accepted and ignored; cancel reaches a running handler as
+//! a terminal 409 and ends a queued one at once; kill ends the whole call tree without running
+//! handler code; attach waits for the result, output answers 470 while there is none; bad ids
+//! are 400 and unknown invocations 404; a waiting invocation survives a crash and completes
+//! exactly once.
+//!
+//! Method: each test starts a fresh fixture (`tests/support`) with the TS test service, whose
+//! `Signals` service publishes the ids a test needs (awakeable ids, its own invocation id,
+//! its child's id) into the service's stats map. Every wait has a deadline.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use support::{Deadline, Fixture, Sdk, Sdks};
+
+/// Waits until the TS service published `name` and returns it.
+async fn published(fx: &mut Fixture, name: &str) -> String {
+    let deadline = Deadline::after(Duration::from_secs(20), &format!("`{name}` to be published"));
+    loop {
+        if let Some(v) = fx.stats(Sdk::Ts).await[name].as_str() {
+            return v.to_string();
+        }
+        deadline.tick().await;
+    }
+}
+
+/// Starts a handler with `/send` and returns its invocation id.
+async fn send(fx: &mut Fixture, path: &str, body: Value) -> String {
+    let r = fx.call(&format!("{path}/send"), body).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    r.json()["invocationId"].as_str().expect("invocationId").to_string()
+}
+
+async fn attach(fx: &mut Fixture, id: &str) -> support::Reply {
+    fx.ingress("GET", &format!("/restate/invocation/{id}/attach"), None).await
+}
+
+async fn post_raw(fx: &mut Fixture, path: &str, body: &'static str) -> support::Reply {
+    let url = fx.ingress_url(path);
+    let ct = [("content-type", "application/json")];
+    fx.request(
+        "POST",
+        &url,
+        Some(Bytes::from_static(body.as_bytes())),
+        &ct,
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+fn assert_reply(r: &support::Reply, status: u16, body: Value) {
+    assert_eq!(r.status, status, "{}", r.text());
+    assert_eq!(r.json(), body);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Awakeables and signals
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awakeables_complete_from_the_ingress_once() {
+    let mut fx = Fixture::start("awakeable_ingress", Sdks::Ts).await;
+    let inv = send(&mut fx, "/Signals/awaitAwakeable", json!("a")).await;
+    let awk = published(&mut fx, "awk:a").await;
+    assert!(awk.starts_with("sign_1") && awk.len() == 44, "{awk}");
+
+    // Output while it waits: 470.
+    let r = fx.ingress("GET", &format!("/restate/invocation/{inv}/output"), None).await;
+    assert_eq!(r.status, 470, "{}", r.text());
+    assert_eq!(r.json()["message"], "the invocation exists but has not completed yet");
+
+    let r = post_raw(&mut fx, &format!("/restate/a/{awk}/resolve"), "\"first\"").await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_reply(&attach(&mut fx, &inv).await, 200, json!({"value": "first"}));
+    // A second completion is accepted and ignored.
+    let r = post_raw(&mut fx, &format!("/restate/awakeables/{awk}/resolve"), "\"second\"").await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = fx.ingress("GET", &format!("/restate/output/{inv}"), None).await;
+    assert_reply(&r, 200, json!({"value": "first"}));
+    assert_eq!(fx.stat(Sdk::Ts, "awk-done:a").await, 1);
+
+    // Reject from the ingress: the body is the message, the code 500.
+    let inv = send(&mut fx, "/Signals/awaitAwakeable", json!("b")).await;
+    let awk = published(&mut fx, "awk:b").await;
+    let r = post_raw(&mut fx, &format!("/restate/awakeables/{awk}/reject"), "no way").await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_reply(&attach(&mut fx, &inv).await, 200, json!({"error": "no way", "code": 500}));
+
+    // Bad input.
+    let r = post_raw(&mut fx, "/restate/a/sign_1garbage/resolve", "1").await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.json()["message"].as_str().unwrap().contains("bad awakeable id"), "{}", r.text());
+    let r = fx.ingress("GET", &format!("/restate/a/{awk}/resolve"), None).await;
+    assert_eq!(r.status, 405, "{}", r.text());
+    let r = fx.ingress("GET", "/restate/invocation/inv_1nope/output", None).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awakeables_and_signals_complete_from_handlers() {
+    let mut fx = Fixture::start("awakeable_handlers", Sdks::Ts).await;
+    let inv = send(&mut fx, "/Signals/awaitAwakeable", json!("h1")).await;
+    let awk = published(&mut fx, "awk:h1").await;
+    let r = fx.call("/Signals/resolve", json!({"id": awk, "value": {"n": 7}})).await;
+    assert_reply(&r, 200, json!("resolved"));
+    assert_reply(&attach(&mut fx, &inv).await, 200, json!({"value": {"n": 7}}));
+
+    let inv = send(&mut fx, "/Signals/awaitAwakeable", json!("h2")).await;
+    let awk = published(&mut fx, "awk:h2").await;
+    let r = fx.call("/Signals/reject", json!({"id": awk, "reason": "denied"})).await;
+    assert_reply(&r, 200, json!("rejected"));
+    let got = attach(&mut fx, &inv).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(got.json()["error"], "denied");
+
+    // A named signal sent to an invocation by id.
+    let inv = send(&mut fx, "/Signals/awaitSignal", json!("s1")).await;
+    let own = published(&mut fx, "sig:s1").await;
+    assert_eq!(own, inv);
+    let r = fx.call("/Signals/sendSignal", json!({"id": inv, "value": "go!"})).await;
+    assert_reply(&r, 200, json!("sent"));
+    assert_reply(&attach(&mut fx, &inv).await, 200, json!({"value": "go!"}));
+
+    // A handler completing a malformed awakeable id fails with a terminal 400, at once.
+    let r = fx.call("/Signals/resolve", json!({"id": "sign_1bad", "value": 1})).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.json()["message"].as_str().unwrap().contains("RA1007"), "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_awaited_awakeable_survives_a_crash_and_completes_once() {
+    let mut fx = Fixture::start("awakeable_sigkill", Sdks::Ts).await;
+    let inv = send(&mut fx, "/Signals/awaitAwakeable", json!("k")).await;
+    let awk = published(&mut fx, "awk:k").await;
+    fx.kill9_server();
+    fx.restart_server().await;
+    let r = post_raw(&mut fx, &format!("/restate/a/{awk}/resolve"), "\"after\"").await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_reply(&attach(&mut fx, &inv).await, 200, json!({"value": "after"}));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fx.stat(Sdk::Ts, "awk-done:k").await, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cancel and kill
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_reaches_the_handler_or_ends_a_queued_invocation() {
+    let mut fx = Fixture::start("cancel", Sdks::Ts).await;
+    let inv = send(&mut fx, "/Sleeper/sleep", json!({"ms": 600_000, "tag": "c"})).await;
+    let deadline = Deadline::after(Duration::from_secs(20), "the sleeper to start");
+    while fx.stat(Sdk::Ts, "sleep-before:c").await == 0 {
+        deadline.tick().await;
+    }
+    let r = fx.admin("PATCH", &format!("/invocations/{inv}/cancel"), None).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let got = attach(&mut fx, &inv).await;
+    assert_eq!(got.status, 409, "{}", got.text());
+    assert_eq!(got.json()["source"], "invocation");
+    assert_eq!(fx.stat(Sdk::Ts, "sleep-after:c").await, 0, "the handler went on after cancel");
+    // Completed: cancel and kill are conflicts; purge forgets it.
+    let r = fx.admin("PATCH", &format!("/invocations/{inv}/cancel"), None).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    let r = fx.admin("PATCH", &format!("/invocations/{inv}/kill"), None).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    let r = fx.admin("PATCH", &format!("/invocations/{inv}/purge"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let deadline = Deadline::after(Duration::from_secs(10), "the purge to apply");
+    loop {
+        let r = fx.ingress("GET", &format!("/restate/invocation/{inv}/output"), None).await;
+        if r.status == 404 {
+            break;
+        }
+        deadline.tick().await;
+    }
+
+    // A delayed send is cancelled at once (200) and never runs.
+    let r = fx.call("/Sleeper/sleep/send?delay=1h", json!({"ms": 1, "tag": "late"})).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let late = r.json()["invocationId"].as_str().unwrap().to_string();
+    let r = fx.admin("PATCH", &format!("/invocations/{late}/cancel"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = attach(&mut fx, &late).await;
+    assert_eq!(got.status, 409, "{}", got.text());
+    assert_eq!(got.json()["message"], "canceled");
+
+    // Cancel from a handler, through the deprecated DELETE form as well.
+    let a = send(&mut fx, "/Sleeper/sleep", json!({"ms": 600_000, "tag": "c2"})).await;
+    let r = fx.call("/Signals/cancelIt", json!(a)).await;
+    assert_reply(&r, 200, json!("cancelled"));
+    assert_eq!(attach(&mut fx, &a).await.status, 409);
+    let b = send(&mut fx, "/Sleeper/sleep", json!({"ms": 600_000, "tag": "c3"})).await;
+    let r = fx.admin("DELETE", &format!("/invocations/{b}?mode=cancel"), None).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(attach(&mut fx, &b).await.status, 409);
+
+    // Bad input.
+    let r = fx.admin("PATCH", "/invocations/inv_1nope/cancel", None).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let unknown = "inv_105k1wlNFHb201SZwviYzes2mjOamuMJWw";
+    let r = fx.admin("PATCH", &format!("/invocations/{unknown}/kill"), None).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = fx.admin("DELETE", &format!("/invocations/{b}?mode=maybe"), None).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_ends_the_call_tree_without_running_handler_code() {
+    let mut fx = Fixture::start("kill", Sdks::Ts).await;
+    let parent = send(&mut fx, "/Signals/callSleep", json!({"ms": 600_000, "tag": "k"})).await;
+    let child = published(&mut fx, "child:k").await;
+    let deadline = Deadline::after(Duration::from_secs(20), "the child to start");
+    while fx.stat(Sdk::Ts, "sleep-before:k").await == 0 {
+        deadline.tick().await;
+    }
+    let r = fx.admin("PATCH", &format!("/invocations/{parent}/kill"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    for id in [&parent, &child] {
+        let got = attach(&mut fx, id).await;
+        assert_eq!(got.status, 409, "{}", got.text());
+        assert_eq!(got.json()["message"], "killed", "{id}");
+    }
+    assert_eq!(fx.stat(Sdk::Ts, "sleep-after:k").await, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attach and output
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_and_output_from_handlers_and_the_ingress() {
+    let mut fx = Fixture::start("attach", Sdks::Ts).await;
+    let r = fx.call("/Greeter/greet", json!("Ada")).await;
+    let done = r.invocation_id();
+    let r = fx.ingress("GET", &format!("/restate/invocation/{done}/output"), None).await;
+    assert_reply(&r, 200, json!("Hello Ada!"));
+    assert_eq!(r.header("x-restate-id"), Some(done.as_str()));
+    // From a handler: attach to a finished invocation, and to one that finishes later.
+    assert_reply(
+        &fx.call("/Signals/attachTo", json!(done)).await,
+        200,
+        json!({"value": "Hello Ada!"}),
+    );
+    let later = send(&mut fx, "/Sleeper/sleep", json!({"ms": 300, "tag": "at"})).await;
+    let r = fx.call("/Signals/attachTo", json!(later)).await;
+    assert_reply(&r, 200, json!({"value": "slept 300 ms"}));
+    // Unknown invocations: 404 from attach (an invocation failure), from output (ingress).
+    let unknown = "inv_105k1wlNFHb201SZwviYzes2mjOamuMJWw";
+    let r = attach(&mut fx, unknown).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = fx.ingress("GET", &format!("/restate/output/{unknown}"), None).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["source"], "ingress");
+    let r = fx.call("/Signals/attachTo", json!(unknown)).await;
+    assert_reply(&r, 200, json!({"error": "not found", "code": 404}));
+    let r = fx.ingress("POST", &format!("/restate/invocation/{done}/attach"), None).await;
+    assert_eq!(r.status, 405, "{}", r.text());
+}
