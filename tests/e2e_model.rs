@@ -266,3 +266,113 @@ async fn attach_and_output_from_handlers_and_the_ingress() {
     let r = fx.ingress("POST", &format!("/restate/invocation/{done}/attach"), None).await;
     assert_eq!(r.status, 405, "{}", r.text());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Workflows and durable promises
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_runs_once_and_its_promise_completes_once() {
+    let mut fx = Fixture::start("workflow", Sdks::Ts).await;
+    let r = fx.call("/Approval/w1/run/send", json!("req-1")).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json()["status"], "Accepted");
+    let id = r.json()["invocationId"].as_str().unwrap().to_string();
+    // A second submission is the same workflow.
+    let r = fx.call("/Approval/w1/run/send", json!("req-2")).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json(), json!({"invocationId": id, "status": "PreviouslyAccepted"}));
+    let r = fx.call("/Approval/w1/run", json!("req-3")).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.json()["message"], "the workflow method was already invoked");
+
+    let r = fx.ingress("GET", "/restate/workflow/Approval/w1/output", None).await;
+    assert_eq!(r.status, 470, "{}", r.text());
+    let deadline = Deadline::after(Duration::from_secs(20), "the workflow to wait");
+    while fx.call("/Approval/w1/status", json!(null)).await.json() != json!("waiting") {
+        deadline.tick().await;
+    }
+    assert_reply(&fx.call("/Approval/w1/peek", json!(null)).await, 200, json!(null));
+    assert_reply(&fx.call("/Approval/w1/approve", json!("yes")).await, 200, json!("approved"));
+    // Completing twice: the handler sees 409.
+    let r = fx.call("/Approval/w1/approve", json!("again")).await;
+    assert_reply(&r, 200, json!({"error": "promise was already completed", "code": 409}));
+    assert_reply(&fx.call("/Approval/w1/peek", json!(null)).await, 200, json!("yes"));
+
+    let want = json!({"input": "req-1", "decision": {"value": "yes"}});
+    let r = fx.ingress("GET", "/restate/workflow/Approval/w1/attach", None).await;
+    assert_reply(&r, 200, want.clone());
+    assert_eq!(r.header("x-restate-id"), Some(id.as_str()));
+    assert_reply(&fx.ingress("GET", "/restate/workflow/Approval/w1/output", None).await, 200, want);
+    assert_eq!(fx.stat(Sdk::Ts, "wf-run:w1").await, 1);
+    // After completion: a send is still PreviouslyAccepted, a call still 409.
+    let r = fx.call("/Approval/w1/run/send", json!("req-4")).await;
+    assert_eq!(r.json()["status"], "PreviouslyAccepted");
+    assert_eq!(fx.call("/Approval/w1/run", json!("req-5")).await.status, 409);
+    // Unknown workflow key: 404.
+    let r = fx.ingress("GET", "/restate/workflow/Approval/nope/output", None).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    // Idempotency keys are refused on workflow run handlers.
+    let url = fx.ingress_url("/Approval/w2/run");
+    let h = [("content-type", "application/json"), ("idempotency-key", "x")];
+    let r =
+        fx.request("POST", &url, Some(Bytes::from_static(b"1")), &h, Duration::from_secs(10)).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_waiting_on_its_promise_survives_a_crash() {
+    let mut fx = Fixture::start("workflow_sigkill", Sdks::Ts).await;
+    assert_eq!(fx.call("/Approval/k/run/send", json!("r")).await.status, 202);
+    let deadline = Deadline::after(Duration::from_secs(20), "the workflow to wait");
+    while fx.call("/Approval/k/status", json!(null)).await.json() != json!("waiting") {
+        deadline.tick().await;
+    }
+    fx.kill9_server();
+    fx.restart_server().await;
+    assert_reply(&fx.call("/Approval/k/deny", json!("nope")).await, 200, json!("denied"));
+    let r = fx.ingress("GET", "/restate/workflow/Approval/k/attach", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["decision"]["error"], "nope");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fx.stat(Sdk::Ts, "wf-after:k").await, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idempotency keys
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_requests_run_once_and_answer_alike() {
+    let mut fx = Fixture::start("idempotency", Sdks::Ts).await;
+    let url = fx.ingress_url("/Idem/once");
+    let h = [("content-type", "application/json"), ("idempotency-key", "key-1")];
+    let body = || Some(Bytes::from_static(b"\"a\""));
+    let first = fx.request("POST", &url, body(), &h, Duration::from_secs(10)).await;
+    assert_reply(&first, 200, json!({"tag": "a", "n": 1}));
+    assert!(first.header("idempotency-expires").is_none());
+    let id = first.invocation_id();
+    let again = fx.request("POST", &url, body(), &h, Duration::from_secs(10)).await;
+    assert_reply(&again, 200, json!({"tag": "a", "n": 1}));
+    assert_eq!(again.invocation_id(), id);
+    assert!(again.header("idempotency-expires").unwrap().ends_with("+00:00"), "{again:?}");
+    let send_url = fx.ingress_url("/Idem/once/send");
+    let r = fx.request("POST", &send_url, body(), &h, Duration::from_secs(10)).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json(), json!({"invocationId": id, "status": "PreviouslyAccepted"}));
+    assert_eq!(fx.stat(Sdk::Ts, "idem:a").await, 1);
+    // Attach and output by service, handler and idempotency key.
+    let r = fx.ingress("GET", "/restate/invocation/Idem/once/key-1/output", None).await;
+    assert_reply(&r, 200, json!({"tag": "a", "n": 1}));
+    let r = fx.ingress("GET", "/restate/invocation/Idem/once/key-2/output", None).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    // Another key is another invocation.
+    let h2 = [("content-type", "application/json"), ("idempotency-key", "key-2")];
+    let r = fx.request("POST", &url, body(), &h2, Duration::from_secs(10)).await;
+    assert_reply(&r, 200, json!({"tag": "a", "n": 2}));
+    assert_ne!(r.invocation_id(), id);
+    // From a handler: two calls with one key run once.
+    let r = fx.call("/Idem/callTwice", json!("h")).await;
+    assert_reply(&r, 200, json!([{"tag": "h", "n": 1}, {"tag": "h", "n": 1}]));
+    assert_eq!(fx.stat(Sdk::Ts, "idem:h").await, 1);
+}

@@ -412,3 +412,196 @@ fn applying_the_same_records_gives_the_same_actions_and_store() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Signals, kill, attach, promises, workflows
+// ---------------------------------------------------------------------------------------------
+
+fn signal(n: u128, index: u32, value: &'static [u8]) -> Record {
+    rec(record::Kind::Signal(ratchet::fsm::Signal {
+        invocation_id: Bytes::copy_from_slice(&id(n).to_bytes()),
+        index,
+        name: String::new(),
+        outcome: Some(Outcome { result: Some(outcome::Result::Value(Bytes::from_static(value))) }),
+    }))
+}
+
+fn suspended_on_signal(n: u128, attempt: u32, index: u32) -> Record {
+    effect_of(
+        n,
+        attempt,
+        effect::Kind::Suspended(ratchet::fsm::Suspended {
+            completions: vec![],
+            signals: vec![index],
+            named_signals: vec![],
+        }),
+    )
+}
+
+fn outbox(store: &PartitionStore) -> Vec<record::Kind> {
+    let r = store.begin_read().unwrap();
+    r.outbox_from(0, 100, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter_map(|(_, e)| e.record.and_then(|r| r.kind))
+        .collect()
+}
+
+#[test]
+fn an_awakeables_first_completion_wins_and_resumes_the_invocation() {
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    apply_all(&fsm, &store, &[invoke(1, HandlerKind::Service, "", 11)]);
+    let a = apply_all(&fsm, &store, &[suspended_on_signal(1, 1, 17)]);
+    assert!(a.is_empty(), "{a:?}");
+    assert_eq!(status(&store, 1).phase(), Phase::Suspended);
+    // Another signal index does not wake it; 17 does, once.
+    let a = apply_all(&fsm, &store, &[signal(1, 18, b"other")]);
+    assert!(started(&a).is_empty());
+    let a = apply_all(&fsm, &store, &[signal(1, 17, b"first"), signal(1, 17, b"second")]);
+    assert_eq!(started(&a), vec![(1, 2)]);
+    let st = status(&store, 1);
+    assert_eq!(st.journal_len, 3, "input and two signals; the second 17 was ignored");
+    let journal = store.begin_read().unwrap().journal(&id(1), st.journal_len).unwrap();
+    assert_eq!(journal[2].0, 0xFBFF);
+    assert!(journal[2].1.windows(5).any(|w| w == b"first"));
+    // Suspending on a signal already received resumes at once.
+    let a = apply_all(&fsm, &store, &[suspended_on_signal(1, 2, 17)]);
+    assert_eq!(started(&a), vec![(1, 3)]);
+}
+
+#[test]
+fn cancel_ends_a_queued_invocation_and_kill_ends_a_running_one_with_its_calls() {
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    apply_all(
+        &fsm,
+        &store,
+        &[invoke(1, HandlerKind::Exclusive, "k", 11), invoke(2, HandlerKind::Exclusive, "k", 12)],
+    );
+    assert_eq!(status(&store, 2).phase(), Phase::Inboxed);
+    let a = apply_all(&fsm, &store, &[signal(2, 1, b"")]);
+    assert_eq!(failure_of(&replies(&a)[0].2), (409, "canceled".to_string()));
+    // A running invocation gets the cancel signal in its journal, live.
+    let a = apply_all(&fsm, &store, &[signal(1, 1, b"")]);
+    assert!(
+        matches!(&a[..], [Action::Notify { ty: 0xFBFF, .. }]),
+        "cancel reaches the running attempt: {a:?}"
+    );
+    // Kill: the call it waits on is killed too (through the outbox), then it ends.
+    let call = ratchet::protocol::messages::CallCommandMessage {
+        service_name: "Counter".into(),
+        handler_name: "add".into(),
+        key: "other".into(),
+        invocation_id_notification_idx: 1,
+        result_completion_id: 2,
+        ..Default::default()
+    };
+    let cmd = effect::Kind::Command(Command {
+        ty: 0x040D,
+        payload: call.encode_to_vec().into(),
+        callee_kind: HandlerKind::Exclusive as i32,
+    });
+    apply_all(&fsm, &store, &[effect_of(1, 1, cmd)]);
+    let callee = match &outbox(&store)[..] {
+        [record::Kind::Invoke(i)] => i.invocation_id.clone(),
+        other => panic!("expected the callee's Invoke, got {other:?}"),
+    };
+    let kill = rec(record::Kind::Kill(ratchet::fsm::Kill {
+        invocation_id: Bytes::copy_from_slice(&id(1).to_bytes()),
+    }));
+    let a = apply_all(&fsm, &store, std::slice::from_ref(&kill));
+    assert!(a.iter().any(|x| matches!(x, Action::Abort { .. })), "{a:?}");
+    assert_eq!(failure_of(&replies(&a)[0].2), (409, "killed".to_string()));
+    match &outbox(&store)[1..] {
+        [record::Kind::Kill(k)] => assert_eq!(k.invocation_id, callee),
+        other => panic!("expected a Kill for the callee, got {other:?}"),
+    }
+    // Killing it again changes nothing.
+    assert!(apply_all(&fsm, &store, &[kill]).is_empty());
+}
+
+#[test]
+fn attach_answers_now_later_or_not_found() {
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    let attach = |n: u128, request: u64, now: bool| {
+        rec(record::Kind::Attach(ratchet::fsm::Attach {
+            invocation_id: Bytes::copy_from_slice(&id(n).to_bytes()),
+            sink: Some(ratchet::fsm::Sink { kind: Some(sink::Kind::Ingress(request)) }),
+            now,
+        }))
+    };
+    let a = apply_all(&fsm, &store, &[attach(9, 90, false)]);
+    assert_eq!(failure_of(&replies(&a)[0].2), (404, "not found".to_string()));
+    apply_all(&fsm, &store, &[invoke(1, HandlerKind::Service, "", 11)]);
+    // get-output while it runs: void at once; attach: when it ends.
+    let a = apply_all(&fsm, &store, &[attach(1, 91, true), attach(1, 92, false)]);
+    assert_eq!(replies(&a), vec![(91, 1, Outcome::default())]);
+    let a = apply_all(&fsm, &store, &finish(1, 1, b"\"done\""));
+    let got: Vec<u64> = replies(&a).iter().map(|r| r.0).collect();
+    assert_eq!(got, vec![11, 92]);
+    let a = apply_all(&fsm, &store, &[attach(1, 93, false)]);
+    assert_eq!(
+        replies(&a)[0].2.result,
+        Some(outcome::Result::Value(Bytes::from_static(b"\"done\"")))
+    );
+}
+
+#[test]
+fn a_workflow_runs_once_and_its_promise_wakes_the_waiter() {
+    use ratchet::protocol::messages as pm;
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    let wf = ratchet::fsm::workflow_id("Wf", "w");
+    let run = |request: u64| {
+        rec(record::Kind::Invoke(Invoke {
+            invocation_id: Bytes::copy_from_slice(&wf.to_bytes()),
+            service: "Wf".into(),
+            handler: "run".into(),
+            key: "w".into(),
+            kind: HandlerKind::WorkflowRun as i32,
+            input: Bytes::new(),
+            headers: vec![],
+            sink: Some(ratchet::fsm::Sink { kind: Some(sink::Kind::Ingress(request)) }),
+            execute_at_ms: 0,
+        }))
+    };
+    let a = apply_all(&fsm, &store, &[run(1)]);
+    assert_eq!(started(&a).len(), 1);
+    let a = apply_all(&fsm, &store, &[run(2)]);
+    let r = replies(&a);
+    assert_eq!(failure_of(&r[0].2), (409, "the workflow method was already invoked".to_string()));
+    let wf_effect = |kind: effect::Kind| {
+        rec(record::Kind::Effect(Effect {
+            invocation_id: Bytes::copy_from_slice(&wf.to_bytes()),
+            attempt: 1,
+            kind: Some(kind),
+        }))
+    };
+    let get = pm::GetPromiseCommandMessage {
+        key: "p".into(),
+        result_completion_id: 1,
+        name: String::new(),
+    };
+    apply_all(&fsm, &store, &[wf_effect(command(0x0409, get.encode_to_vec()))]);
+    let complete = |v: &'static [u8], cid: u32| pm::CompletePromiseCommandMessage {
+        key: "p".into(),
+        completion: Some(pm::PromiseCompletion::Value(Value { content: Bytes::from_static(v) })),
+        result_completion_id: cid,
+        name: String::new(),
+    };
+    // Completed (by the run itself here): the waiter's notification, then the completion's.
+    let a =
+        apply_all(&fsm, &store, &[wf_effect(command(0x040B, complete(b"yes", 2).encode_to_vec()))]);
+    let tys: Vec<u16> = a
+        .iter()
+        .filter_map(|x| if let Action::Notify { ty, .. } = x { Some(*ty) } else { None })
+        .collect();
+    assert_eq!(tys, vec![0x8009, 0x800B]);
+    // A second completion answers 409.
+    let a =
+        apply_all(&fsm, &store, &[wf_effect(command(0x040B, complete(b"no", 3).encode_to_vec()))]);
+    match &a[..] {
+        [Action::Notify { ty: 0x800B, payload, .. }] => {
+            assert!(payload.windows(9).any(|w| w == b"completed"), "{payload:?}")
+        }
+        other => panic!("expected one 0x800B, got {other:?}"),
+    }
+}

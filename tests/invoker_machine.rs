@@ -658,9 +658,12 @@ fn a_shared_handler_writing_state_gives_up() {
 }
 
 #[test]
-fn an_unsupported_command_gives_up_with_501() {
-    // Why: this server lacks durable promises; retrying cannot help.
-    let mut r = Run::start(config(), &attempt());
+fn a_promise_command_outside_a_workflow_gives_up_with_400() {
+    // Why: only workflows have durable promises; retrying cannot help.
+    let mut a = attempt();
+    a.kind = HandlerKind::Service;
+    a.key = String::new();
+    let mut r = Run::start(config(), &a);
     let get_promise = pm::GetPromiseCommandMessage {
         key: "p".to_string(),
         result_completion_id: 1,
@@ -671,8 +674,40 @@ fn an_unsupported_command_gives_up_with_501() {
         true,
     );
     assert!(before.is_empty());
-    assert_eq!((f.code, f.give_up), (501, true));
-    assert!(f.message.contains("GetPromiseCommandMessage"), "{}", f.message);
+    assert_eq!((f.code, f.give_up), (400, true));
+    assert!(f.message.starts_with("[RA1006]"), "{}", f.message);
+}
+
+#[test]
+fn a_malformed_awakeable_or_invocation_id_gives_up_with_400() {
+    // Why: a malformed id can never become valid; the SDK hears at once.
+    for (ty, payload) in [
+        (
+            MessageType::COMPLETE_AWAKEABLE_COMMAND,
+            pm::CompleteAwakeableCommandMessage {
+                awakeable_id: "sign_1nope".into(),
+                result: None,
+                name: String::new(),
+            }
+            .encode_to_vec(),
+        ),
+        (
+            MessageType::SEND_SIGNAL_COMMAND,
+            pm::SendSignalCommandMessage {
+                target_invocation_id: "inv_1nope".into(),
+                signal_id: Some(pm::SignalId::Idx(1)),
+                result: None,
+                entry_name: String::new(),
+            }
+            .encode_to_vec(),
+        ),
+    ] {
+        let mut r = Run::start(config(), &attempt());
+        let (before, f, _) = failed(r.data(0, &frames(&[(ty, payload)])), true);
+        assert!(before.is_empty());
+        assert_eq!((f.code, f.give_up), (400, true));
+        assert!(f.message.starts_with("[RA1007]"), "{}", f.message);
+    }
 }
 
 #[test]

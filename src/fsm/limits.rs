@@ -63,6 +63,21 @@ pub fn check_state_key(service: &str, key: &str, name: &[u8]) -> Result<(), Viol
     Ok(())
 }
 
+/// Checks a durable promise operation: only handlers of a workflow (keyed) have promises, and
+/// the promise name is stored like a state key.
+pub fn check_promise(st: &super::Status, name: &str) -> Result<(), Violation> {
+    if !st.kind().is_keyed() {
+        return Err(Violation::new(
+            Code::StateWriteNotAllowed,
+            format!(
+                "handler {}/{} has no durable promises (only workflows do)",
+                st.service, st.handler
+            ),
+        ));
+    }
+    check_state_key(&st.service, &st.key, name.as_bytes())
+}
+
 /// Checks an object or workflow key.
 pub fn check_object_key(key: &str) -> Result<(), Violation> {
     if key.len() > OBJECT_KEY_BYTES_MAX {

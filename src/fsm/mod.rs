@@ -96,6 +96,9 @@ pub mod ty {
     pub const CLEAR_STATE: u16 = 0x0404;
     pub const CLEAR_ALL_STATE: u16 = 0x0405;
     pub const GET_LAZY_STATE_KEYS: u16 = 0x0406;
+    pub const GET_PROMISE: u16 = 0x0409;
+    pub const PEEK_PROMISE: u16 = 0x040A;
+    pub const COMPLETE_PROMISE: u16 = 0x040B;
     pub const SLEEP: u16 = 0x040C;
     pub const CALL: u16 = 0x040D;
     pub const ONE_WAY_CALL: u16 = 0x040E;
@@ -106,6 +109,9 @@ pub mod ty {
     pub const COMPLETE_AWAKEABLE: u16 = 0x0414;
     pub const N_GET_LAZY_STATE: u16 = 0x8002;
     pub const N_GET_LAZY_STATE_KEYS: u16 = 0x8006;
+    pub const N_GET_PROMISE: u16 = 0x8009;
+    pub const N_PEEK_PROMISE: u16 = 0x800A;
+    pub const N_COMPLETE_PROMISE: u16 = 0x800B;
     pub const N_SLEEP: u16 = 0x800C;
     pub const N_CALL: u16 = 0x800D;
     pub const N_CALL_INVOCATION_ID: u16 = 0x800E;
@@ -150,6 +156,53 @@ pub fn callee_id(
         None => mix64(caller.partition_key ^ mix64(u64::from(journal_index) + 0x51)),
     };
     InvocationId { partition_key, uuid: (u128::from(hi) << 64) | u128::from(lo) }
+}
+
+/// A deterministic uuid over length-prefixed parts (xxh3-128). Frozen like the partition key:
+/// workflow and idempotent invocation ids are on disk and in clients' hands.
+fn uuid_of(tag: &[u8], parts: &[&[u8]]) -> u128 {
+    let mut buf = Vec::with_capacity(tag.len() + parts.iter().map(|p| p.len() + 4).sum::<usize>());
+    buf.extend_from_slice(tag);
+    for p in parts {
+        buf.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        buf.extend_from_slice(p);
+    }
+    xxhash_rust::xxh3::xxh3_128(&buf)
+}
+
+/// The id of a workflow's `run` invocation: one per (workflow, key), so a second submission
+/// finds the first.
+pub fn workflow_id(service: &str, key: &str) -> InvocationId {
+    InvocationId {
+        partition_key: partition_key_of(key),
+        uuid: uuid_of(b"wf", &[service.as_bytes(), key.as_bytes()]),
+    }
+}
+
+/// The id of an invocation made with an idempotency key: one per (service, object key,
+/// handler, idempotency key). Keyed invocations live with their object; others are placed by
+/// the idempotency key.
+pub fn idempotent_id(
+    service: &str,
+    key: Option<&str>,
+    handler: &str,
+    idempotency_key: &str,
+) -> InvocationId {
+    let partition_key = match key {
+        Some(k) => partition_key_of(k),
+        None => partition_key_of(idempotency_key),
+    };
+    let uuid = uuid_of(
+        b"ik",
+        &[
+            service.as_bytes(),
+            key.unwrap_or("").as_bytes(),
+            &[u8::from(key.is_some())],
+            handler.as_bytes(),
+            idempotency_key.as_bytes(),
+        ],
+    );
+    InvocationId { partition_key, uuid }
 }
 
 fn invalid(reason: impl Into<String>) -> ApplyError {
@@ -262,6 +315,9 @@ enum Cmd {
     CompleteAwakeable(pm::CompleteAwakeableCommandMessage),
     Attach(pm::AttachInvocationCommandMessage),
     GetOutput(pm::GetInvocationOutputCommandMessage),
+    GetPromise(pm::GetPromiseCommandMessage),
+    PeekPromise(pm::PeekPromiseCommandMessage),
+    CompletePromise(pm::CompletePromiseCommandMessage),
     Other,
 }
 
@@ -276,6 +332,7 @@ struct Call<'a> {
     execute_at_ms: u64,
     /// Completion id of the caller's invocation-id notification.
     id_notification: u32,
+    idempotency_key: Option<&'a str>,
 }
 
 /// The state machine of one partition. Stateless itself: everything lives in the store.
@@ -392,10 +449,14 @@ impl Fsm {
     ) -> Result<(), ApplyError> {
         let id = id_of(&inv.invocation_id)?;
         if let Some(mut st) = s.status(&id)? {
-            // The same id twice: only a producer bug can do this (deliveries are
-            // de-duplicated). Attach the new waiter, if any, once.
+            // The same id again: a workflow submitted twice or an idempotent request repeated
+            // (deliveries themselves are de-duplicated). A workflow runs once: a second call
+            // of `run` fails; a repeated idempotent call gets the first one's result.
             if let Some(sink) = &inv.sink {
-                if st.phase() == Phase::Completed {
+                if inv.kind == HandlerKind::WorkflowRun as i32 {
+                    let o = failure_outcome(409, "the workflow method was already invoked".into());
+                    self.answer(s, sink, &id, &o, out)?;
+                } else if st.phase() == Phase::Completed {
                     let o = st.outcome.clone().unwrap_or_default();
                     self.answer(s, sink, &id, &o, out)?;
                 } else if !st.sinks.contains(sink) {
@@ -661,6 +722,9 @@ impl Fsm {
             ty::GET_INVOCATION_OUTPUT => {
                 Cmd::GetOutput(decode("get invocation output", &c.payload)?)
             }
+            ty::GET_PROMISE => Cmd::GetPromise(decode("get promise", &c.payload)?),
+            ty::PEEK_PROMISE => Cmd::PeekPromise(decode("peek promise", &c.payload)?),
+            ty::COMPLETE_PROMISE => Cmd::CompletePromise(decode("complete promise", &c.payload)?),
             // Output, Run, eager state reads, custom entries: journaled as they are.
             _ => Cmd::Other,
         };
@@ -702,6 +766,11 @@ impl Fsm {
                 .err(),
             Cmd::Attach(m) => attach_target(m.target.as_ref()).err(),
             Cmd::GetOutput(m) => attach_target(m.target.as_ref()).err(),
+            Cmd::GetPromise(pm::GetPromiseCommandMessage { key, .. })
+            | Cmd::PeekPromise(pm::PeekPromiseCommandMessage { key, .. })
+            | Cmd::CompletePromise(pm::CompletePromiseCommandMessage { key, .. }) => {
+                limits::check_promise(&st, key).err()
+            }
             _ => None,
         });
         if let Some(v) = violation {
@@ -786,6 +855,7 @@ impl Fsm {
                     sink: Some(Sink { kind: Some(sink::Kind::Caller(caller)) }),
                     execute_at_ms: 0,
                     id_notification: m.invocation_id_notification_idx,
+                    idempotency_key: m.idempotency_key.as_deref().filter(|k| !k.is_empty()),
                 };
                 return self.call(s, id, &mut st, index, c.callee_kind, call, now_ms, out);
             }
@@ -799,6 +869,7 @@ impl Fsm {
                     sink: None,
                     execute_at_ms: m.invoke_time,
                     id_notification: m.invocation_id_notification_idx,
+                    idempotency_key: m.idempotency_key.as_deref().filter(|k| !k.is_empty()),
                 };
                 return self.call(s, id, &mut st, index, c.callee_kind, call, now_ms, out);
             }
@@ -839,6 +910,91 @@ impl Fsm {
             Cmd::GetOutput(m) => {
                 let target = attach_target(m.target.as_ref()).map_err(|v| invalid(v.detail))?;
                 self.attach_from(s, id, target, m.result_completion_id, true, out)?;
+            }
+            Cmd::GetPromise(m) => {
+                let mut p = s.promise(&st.service, &st.key, &m.key)?.unwrap_or_default();
+                if let Some(o) = &p.outcome {
+                    let payload = notification(m.result_completion_id, outcome_result(o));
+                    let nid = Nid::Completion(m.result_completion_id);
+                    return self.notify(
+                        s,
+                        id,
+                        &mut st,
+                        ty::N_GET_PROMISE,
+                        payload,
+                        nid,
+                        now_ms,
+                        out,
+                    );
+                }
+                let me = Caller {
+                    invocation_id: Bytes::copy_from_slice(&id.to_bytes()),
+                    completion_id: m.result_completion_id,
+                    notification_ty: u32::from(ty::N_GET_PROMISE),
+                };
+                if !p.listeners.contains(&me) {
+                    p.listeners.push(me);
+                }
+                s.put_promise(&st.service, &st.key, &m.key, &p)?;
+            }
+            Cmd::PeekPromise(m) => {
+                let p = s.promise(&st.service, &st.key, &m.key)?.unwrap_or_default();
+                let result = match &p.outcome {
+                    Some(o) => outcome_result(o),
+                    None => pm::NotificationResult::Void(pm::Void {}),
+                };
+                let payload = notification(m.result_completion_id, result);
+                let nid = Nid::Completion(m.result_completion_id);
+                return self.notify(s, id, &mut st, ty::N_PEEK_PROMISE, payload, nid, now_ms, out);
+            }
+            Cmd::CompletePromise(m) => {
+                let mut p = s.promise(&st.service, &st.key, &m.key)?.unwrap_or_default();
+                let result = if p.outcome.is_some() {
+                    pm::NotificationResult::Failure(pm::Failure {
+                        code: 409,
+                        message: "promise was already completed".into(),
+                        metadata: Vec::new(),
+                    })
+                } else {
+                    let o = match m.completion {
+                        Some(pm::PromiseCompletion::Value(v)) => {
+                            Outcome { result: Some(outcome::Result::Value(v.content)) }
+                        }
+                        Some(pm::PromiseCompletion::Failure(f)) => {
+                            failure_outcome(f.code, f.message)
+                        }
+                        None => Outcome { result: Some(outcome::Result::Value(Bytes::new())) },
+                    };
+                    let listeners = std::mem::take(&mut p.listeners);
+                    p.outcome = Some(o.clone());
+                    s.put_promise(&st.service, &st.key, &m.key, &p)?;
+                    // Waiters are invocations of this workflow key, so of this partition.
+                    for l in listeners {
+                        let Ok(lid) = InvocationId::from_bytes(&l.invocation_id) else { continue };
+                        let payload = notification(l.completion_id, outcome_result(&o));
+                        let nid = Nid::Completion(l.completion_id);
+                        let t = ty::N_GET_PROMISE;
+                        if lid == *id {
+                            // It awaits the promise it completes: `st` is its status in hand.
+                            self.notify(s, id, &mut st, t, payload, nid, now_ms, out)?;
+                        } else if let Some(mut lst) = s.status(&lid)? {
+                            self.notify(s, &lid, &mut lst, t, payload, nid, now_ms, out)?;
+                        }
+                    }
+                    pm::NotificationResult::Void(pm::Void {})
+                };
+                let payload = notification(m.result_completion_id, result);
+                let nid = Nid::Completion(m.result_completion_id);
+                return self.notify(
+                    s,
+                    id,
+                    &mut st,
+                    ty::N_COMPLETE_PROMISE,
+                    payload,
+                    nid,
+                    now_ms,
+                    out,
+                );
             }
             Cmd::Other => {}
         }
@@ -1008,7 +1164,11 @@ impl Fsm {
             )));
         }
         let keyed = kind.is_keyed().then_some(call.key);
-        let callee = callee_id(caller, index, keyed);
+        let callee = match (call.idempotency_key, kind) {
+            (_, HandlerKind::WorkflowRun) => workflow_id(call.service, call.key),
+            (Some(ik), _) => idempotent_id(call.service, keyed, call.handler, ik),
+            (None, _) => callee_id(caller, index, keyed),
+        };
         let invoke = Invoke {
             invocation_id: Bytes::copy_from_slice(&callee.to_bytes()),
             service: call.service.to_string(),

@@ -1,7 +1,7 @@
 //! The state machine's view of the partition store: typed operations on invocation statuses,
-//! journals, object state, inboxes, locks, timers, the outbox, the de-duplication table and
-//! the Runnable index, implemented once over the store's RocksDB-shaped views with the key
-//! encodings of `store::schema`.
+//! journals, object state, inboxes, locks, timers, workflow promises, the outbox, the
+//! de-duplication table and the Runnable index, implemented once over the store's
+//! RocksDB-shaped views with the key encodings of `store::schema`.
 //!
 //! Invariants:
 //! - This is the only place where the state machine's types meet store keys, so a change of
@@ -18,7 +18,9 @@ use crate::protocol::ids::InvocationId;
 use crate::store::{schema, ReadView, Scan, StoreError, Table, WriteView};
 
 use super::limits::JOURNAL_ENTRIES_MAX;
-use super::{record, InvokeAttempt, OutboxEntry, Phase, Record, RecordHeader, Status};
+use super::{
+    record, InvokeAttempt, OutboxEntry, Phase, PromiseEntry, Record, RecordHeader, Status,
+};
 
 fn corrupt(table: Table, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt { table, detail: detail.to_string() }
@@ -64,6 +66,12 @@ pub trait FsmRead {
     /// Entries queued in one object's inbox (an upper bound once entries leave from the
     /// middle; exact while they leave only from the front).
     fn inbox_len(&self, service: &str, key: &str) -> Result<u64, StoreError>;
+    fn promise(
+        &self,
+        service: &str,
+        key: &str,
+        name: &str,
+    ) -> Result<Option<PromiseEntry>, StoreError>;
     fn leader_epoch(&self) -> Result<u64, StoreError>;
     /// Highest outbox sequence number applied from `producer` (0: none yet).
     fn dedup_seq(&self, producer: u32) -> Result<u64, StoreError>;
@@ -95,6 +103,13 @@ pub trait FsmRead {
 pub trait FsmStore: FsmRead {
     fn put_status(&mut self, id: &InvocationId, st: &Status) -> Result<(), StoreError>;
     fn delete_status(&mut self, id: &InvocationId) -> Result<(), StoreError>;
+    fn put_promise(
+        &mut self,
+        service: &str,
+        key: &str,
+        name: &str,
+        p: &PromiseEntry,
+    ) -> Result<(), StoreError>;
     fn journal_put(
         &mut self,
         id: &InvocationId,
@@ -254,6 +269,18 @@ impl<R: ReadView> FsmRead for R {
             None => Ok(None),
         }
     }
+    fn promise(
+        &self,
+        service: &str,
+        key: &str,
+        name: &str,
+    ) -> Result<Option<PromiseEntry>, StoreError> {
+        let t = Table::Promises;
+        match self.get(t, &schema::promise_key(service, key.as_bytes(), name.as_bytes()))? {
+            Some(v) => PromiseEntry::decode(v.as_slice()).map(Some).map_err(|e| corrupt(t, e)),
+            None => Ok(None),
+        }
+    }
     fn inbox_len(&self, service: &str, key: &str) -> Result<u64, StoreError> {
         let prefix = schema::inbox_prefix(service, key.as_bytes());
         let Some((last, _)) = self.last_in_prefix(Table::Inbox, &prefix)? else { return Ok(0) };
@@ -340,6 +367,16 @@ impl<W: WriteView> FsmStore for W {
             &schema::invocation_status_key(&id.to_bytes()),
             &st.encode_to_vec(),
         )
+    }
+    fn put_promise(
+        &mut self,
+        service: &str,
+        key: &str,
+        name: &str,
+        p: &PromiseEntry,
+    ) -> Result<(), StoreError> {
+        let k = schema::promise_key(service, key.as_bytes(), name.as_bytes());
+        self.put(Table::Promises, &k, &p.encode_to_vec())
     }
     fn delete_status(&mut self, id: &InvocationId) -> Result<(), StoreError> {
         self.delete(Table::InvocationStatus, &schema::invocation_status_key(&id.to_bytes()))

@@ -73,6 +73,16 @@ pub mod record {
     }
 }
 
+/// A workflow's durable promise: its result once completed, and who waits for it until then
+/// (invocations of the same workflow key, so of this partition).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PromiseEntry {
+    #[prost(message, optional, tag = "1")]
+    pub outcome: Option<Outcome>,
+    #[prost(message, repeated, tag = "2")]
+    pub listeners: Vec<Caller>,
+}
+
 /// The built-in signal index of cancellation.
 pub const SIGNAL_CANCEL: u32 = 1;
 

@@ -26,8 +26,8 @@ use http_body_util::BodyExt;
 
 use crate::codes::{self, Code};
 use crate::fsm::{
-    limits, outcome, partition_key_of, record, sink, Attach, Failure, FsmRead, Header, Invoke,
-    Outcome, Phase, Record, Signal, Sink, Status,
+    idempotent_id, limits, outcome, partition_key_of, record, sink, workflow_id, Attach, Failure,
+    FsmRead, HandlerKind, Header, Invoke, Outcome, Phase, Record, Signal, Sink, Status,
 };
 use crate::partition::{AppendError, Router};
 use crate::protocol::discovery::ServiceType;
@@ -236,10 +236,23 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
     if req.method() != Method::GET && req.method() != Method::POST {
         return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     }
-    if req.headers().contains_key("idempotency-key") {
+    let idempotency_key = match req.headers().get("idempotency-key") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(k) if !k.is_empty() => Some(k.to_string()),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad header 'idempotency-key': not visible ASCII",
+                )
+            }
+        },
+    };
+    let workflow_run = handler.kind.fsm_kind() == HandlerKind::WorkflowRun;
+    if idempotency_key.is_some() && workflow_run {
         return error(
-            StatusCode::NOT_IMPLEMENTED,
-            "idempotency keys are not supported by this server version yet",
+            StatusCode::BAD_REQUEST,
+            "cannot use the idempotency key with workflow handlers; the workflow key deduplicates",
         );
     }
     let delay_ms = match delay_of(req.uri().query()) {
@@ -270,11 +283,50 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
     }
 
     let kind = handler.kind.fsm_kind();
-    let (random_pk, uuid) = st.ids.next();
-    let partition_key = if keyed { partition_key_of(&key) } else { random_pk };
-    let id = InvocationId { partition_key, uuid };
+    let id = if workflow_run {
+        workflow_id(&service.name, &key)
+    } else if let Some(ik) = &idempotency_key {
+        idempotent_id(&service.name, keyed.then_some(key.as_str()), &handler.name, ik)
+    } else {
+        let (random_pk, uuid) = st.ids.next();
+        let partition_key = if keyed { partition_key_of(&key) } else { random_pk };
+        InvocationId { partition_key, uuid }
+    };
+    let deterministic = workflow_run || idempotency_key.is_some();
     let execute_at_ms = delay_ms.map(|d| st.clock.now_ms() + d).unwrap_or(0);
-    let target = st.router.for_key(partition_key).clone();
+    let target = st.router.for_key(id.partition_key).clone();
+    // A workflow or idempotent request seen before: a send says so, a repeated idempotent
+    // call gets the stored result. (Two first requests racing both append; the state machine
+    // keeps the first and treats the second as a duplicate.)
+    if deterministic {
+        let existing = match target.store() {
+            Some(store) => match store.begin_read().and_then(|r| r.status(&id)) {
+                Ok(s) => s,
+                Err(e) => {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("cannot read the invocation: {e}"),
+                    )
+                }
+            },
+            None => {
+                return not_running(&st.router).unwrap_or_else(|| {
+                    coded(Code::PartitionUnavailable, "the invocation's partition is not running")
+                })
+            }
+        };
+        match existing {
+            Some(_) if send => return accepted(&id, "PreviouslyAccepted", 0),
+            Some(prev) if prev.phase() == Phase::Completed && !workflow_run => {
+                let mut r = respond(&id, Some(handler), prev.outcome.unwrap_or_default());
+                let expires = prev.modified_ms.saturating_add(IDEMPOTENCY_RETENTION_MS);
+                let v = crate::timefmt::rfc3339_ms(expires).replace('Z', "+00:00");
+                r.headers_mut().insert("idempotency-expires", header_value(&v));
+                return r;
+            }
+            _ => {}
+        }
+    }
     let mut invoke = Invoke {
         invocation_id: Bytes::copy_from_slice(&id.to_bytes()),
         service: service.name.clone(),
@@ -291,14 +343,7 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
         if let Err(e) = target.append(vec![rec]).await {
             return append_error(e);
         }
-        let mut body = serde_json::json!({"invocationId": id.to_string(), "status": "Accepted"});
-        if execute_at_ms > 0 {
-            body["executionTime"] =
-                serde_json::Value::String(crate::timefmt::rfc3339_ms(execute_at_ms));
-        }
-        let mut r = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
-        r.headers_mut().insert("x-restate-id", header_value(&id.to_string()));
-        return r;
+        return accepted(&id, "Accepted", execute_at_ms);
     }
     let (request_id, rx, _guard) = st.router.waiters.register();
     invoke.sink = Some(Sink { kind: Some(sink::Kind::Ingress(request_id)) });
@@ -318,6 +363,38 @@ async fn restate_route(st: &IngressState, segs: &[&str], req: Request<Body>) -> 
     match segs {
         ["restate", "awakeables" | "a", id, verb @ ("resolve" | "reject")] => {
             complete_awakeable(st, id, *verb == "resolve", req).await
+        }
+        ["restate", "workflow", name, key, verb @ ("attach" | "output")] => {
+            if req.method() != Method::GET {
+                return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            }
+            let Some(key) = percent_decode(key) else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad path: the key '{key}' is not valid percent-encoded UTF-8"),
+                );
+            };
+            invocation_result(st, workflow_id(name, &key), *verb == "attach").await
+        }
+        ["restate", "invocation", service, handler, ik, verb @ ("attach" | "output")] => {
+            if req.method() != Method::GET {
+                return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            }
+            invocation_result(st, idempotent_id(service, None, handler, ik), *verb == "attach")
+                .await
+        }
+        ["restate", "invocation", service, key, handler, ik, verb @ ("attach" | "output")] => {
+            if req.method() != Method::GET {
+                return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            }
+            let Some(key) = percent_decode(key) else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad path: the key '{key}' is not valid percent-encoded UTF-8"),
+                );
+            };
+            let id = idempotent_id(service, Some(&key), handler, ik);
+            invocation_result(st, id, *verb == "attach").await
         }
         ["restate", "invocation", id, verb @ ("attach" | "output")]
         | ["restate", verb @ ("attach" | "output"), id] => {
@@ -439,6 +516,22 @@ async fn invocation_result(st: &IngressState, id: InvocationId, attach: bool) ->
             "the server is shutting down; attach again to get the result",
         ),
     }
+}
+
+/// How long the result of an idempotent invocation is kept (Restate's default), reported in
+/// `idempotency-expires`.
+const IDEMPOTENCY_RETENTION_MS: u64 = 24 * 3_600_000;
+
+/// The 202 answer to a send.
+fn accepted(id: &InvocationId, status: &str, execute_at_ms: u64) -> Response {
+    let mut body = serde_json::json!({"invocationId": id.to_string(), "status": status});
+    if execute_at_ms > 0 {
+        body["executionTime"] =
+            serde_json::Value::String(crate::timefmt::rfc3339_ms(execute_at_ms));
+    }
+    let mut r = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
+    r.headers_mut().insert("x-restate-id", header_value(&id.to_string()));
+    r
 }
 
 /// A 503 naming the partitions that do not run, if any.

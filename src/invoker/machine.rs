@@ -251,6 +251,9 @@ impl Machine {
             Cmd::AttachInvocation(m) => {
                 self.waits.insert(m.result_completion_id, Wait::External);
             }
+            Cmd::GetPromise(m) => {
+                self.waits.insert(m.result_completion_id, Wait::External);
+            }
             other => {
                 if let Some(cid) = other.result_completion_id() {
                     self.waits.insert(cid, Wait::Soon);
@@ -648,13 +651,24 @@ impl Machine {
             Cmd::GetInvocationOutput(m) => {
                 crate::fsm::attach_target(m.target.as_ref()).map(|_| ()).map_err(violation)
             }
-            Cmd::GetPromise(_) | Cmd::PeekPromise(_) | Cmd::CompletePromise(_) => Err((
-                501,
-                format!(
-                    "{} is not supported by this server version yet",
-                    pm::message_name(c.message_type()).unwrap_or("this command")
-                ),
-            )),
+            Cmd::GetPromise(pm::GetPromiseCommandMessage { key, .. })
+            | Cmd::PeekPromise(pm::PeekPromiseCommandMessage { key, .. })
+            | Cmd::CompletePromise(pm::CompletePromiseCommandMessage { key, .. }) => {
+                if !self.kind.is_keyed() {
+                    let code = Code::StateWriteNotAllowed;
+                    return Err((
+                        u32::from(code.http_status()),
+                        crate::codes::message(
+                            code,
+                            format!(
+                                "handler {}/{} has no durable promises (only workflows do)",
+                                self.service, self.handler
+                            ),
+                        ),
+                    ));
+                }
+                limits::check_state_key(&self.service, &self.key, key.as_bytes()).map_err(violation)
+            }
             _ => Ok(()),
         }
     }

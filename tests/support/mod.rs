@@ -43,8 +43,19 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const LOG_TAIL_LINES: usize = 60;
 
 /// Services of the TypeScript test service (`tests/services/ts/service.mjs`).
-pub const TS_SERVICES: [&str; 9] =
-    ["Caller", "Core", "Counter", "Greeter", "LazyCounter", "Runner", "Seq", "Signals", "Sleeper"];
+pub const TS_SERVICES: [&str; 11] = [
+    "Approval",
+    "Caller",
+    "Core",
+    "Counter",
+    "Greeter",
+    "Idem",
+    "LazyCounter",
+    "Runner",
+    "Seq",
+    "Signals",
+    "Sleeper",
+];
 /// Services of the Rust test service (`tests/services/rust`).
 pub const RUST_SERVICES: [&str; 3] = ["RustCounter", "RustGreeter", "RustRunner"];
 

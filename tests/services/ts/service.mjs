@@ -312,9 +312,71 @@ const signals = restate.service({
   },
 });
 
+// A workflow: `run` waits for the promise "approval" that a shared handler resolves.
+const approval = restate.workflow({
+  name: "Approval",
+  handlers: {
+    run: async (ctx, req) => {
+      bump(`wf-run:${ctx.key}`);
+      ctx.set("status", "waiting");
+      const decision = await outcomeOf(ctx.promise("approval").get());
+      ctx.set("status", "decided");
+      await ctx.run("after", () => bump(`wf-after:${ctx.key}`));
+      return { input: req, decision };
+    },
+    approve: async (ctx, value) => {
+      try {
+        await ctx.promise("approval").resolve(value);
+        return "approved";
+      } catch (e) {
+        if (e instanceof restate.TerminalError) {
+          return { error: e.message, code: e.code };
+        }
+        throw e;
+      }
+    },
+    deny: async (ctx, reason) => {
+      await ctx.promise("approval").reject(reason);
+      return "denied";
+    },
+    peek: async (ctx) => (await ctx.promise("approval").peek()) ?? null,
+    status: async (ctx) => (await ctx.get("status")) ?? null,
+  },
+});
+
+// Counts executions per idempotency test tag.
+const idem = restate.service({
+  name: "Idem",
+  handlers: {
+    once: async (ctx, tag) => {
+      const n = await ctx.run("count", () => bump(`idem:${tag}`));
+      return { tag, n };
+    },
+    // Calls Idem.once twice with one idempotency key from a handler.
+    callTwice: async (ctx, tag) => {
+      const opts = restate.rpc.opts({ idempotencyKey: `k-${tag}` });
+      const a = await ctx.serviceClient(idem).once(tag, opts);
+      const b = await ctx.serviceClient(idem).once(tag, opts);
+      return [a, b];
+    },
+  },
+});
+
 const args = parseArgs(process.argv.slice(2));
 
-const services = [greeter, counter, lazyCounter, runner, sleeper, caller, seq, core, signals];
+const services = [
+  greeter,
+  counter,
+  lazyCounter,
+  runner,
+  sleeper,
+  caller,
+  seq,
+  core,
+  signals,
+  approval,
+  idem,
+];
 const handler = args.requestResponse
   ? restate.createEndpointHandler({ services, bidirectional: false })
   : restate.createEndpointHandler({ services });
