@@ -376,3 +376,43 @@ async fn idempotent_requests_run_once_and_answer_alike() {
     assert_reply(&r, 200, json!([{"tag": "h", "n": 1}, {"tag": "h", "n": 1}]));
     assert_eq!(fx.stat(Sdk::Ts, "idem:h").await, 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Retention
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_invocations_are_kept_for_their_retention_then_purged() {
+    let mut fx = Fixture::start("retention", Sdks::Ts).await;
+    // Brief keeps completions for 1 s (journalRetention and idempotencyRetention).
+    let r = fx.call("/Brief/once", json!("a")).await;
+    assert_reply(&r, 200, json!({"tag": "a", "n": 1}));
+    let id = r.invocation_id();
+    let url = fx.ingress_url("/Brief/once");
+    let h = [("content-type", "application/json"), ("idempotency-key", "r1")];
+    let body = || Some(Bytes::from_static(b"\"i\""));
+    let first = fx.request("POST", &url, body(), &h, Duration::from_secs(10)).await;
+    assert_reply(&first, 200, json!({"tag": "i", "n": 1}));
+    let output = format!("/restate/invocation/{id}/output");
+    assert_eq!(fx.ingress("GET", &output, None).await.status, 200);
+    // Greeter keeps the default 24 h.
+    let g = fx.call("/Greeter/greet", json!("x")).await.invocation_id();
+
+    let deadline = Deadline::after(Duration::from_secs(10), "the retention to pass");
+    while fx.ingress("GET", &output, None).await.status != 404 {
+        deadline.tick().await;
+    }
+    // The idempotency key is free again: a new execution.
+    let again = fx.request("POST", &url, body(), &h, Duration::from_secs(10)).await;
+    assert_reply(&again, 200, json!({"tag": "i", "n": 2}));
+    let r = fx.ingress("GET", &format!("/restate/invocation/{g}/output"), None).await;
+    assert_reply(&r, 200, json!("Hello x!"));
+    // A restart keeps the armed retention: the new idempotent invocation goes too.
+    fx.kill9_server();
+    fx.restart_server().await;
+    let ik_output = "/restate/invocation/Brief/once/r1/output";
+    let deadline = Deadline::after(Duration::from_secs(10), "the retention to pass after restart");
+    while fx.ingress("GET", ik_output, None).await.status != 404 {
+        deadline.tick().await;
+    }
+}

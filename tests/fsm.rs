@@ -43,6 +43,7 @@ fn invoke(n: u128, kind: HandlerKind, key: &str, request: u64) -> Record {
         headers: vec![],
         sink: Some(ratchet::fsm::Sink { kind: Some(sink::Kind::Ingress(request)) }),
         execute_at_ms: 0,
+        retention_ms: None,
     }))
 }
 
@@ -55,7 +56,12 @@ fn effect_of(n: u128, attempt: u32, kind: effect::Kind) -> Record {
 }
 
 fn command(ty: u16, payload: Vec<u8>) -> effect::Kind {
-    effect::Kind::Command(Command { ty: u32::from(ty), payload: payload.into(), callee_kind: 0 })
+    effect::Kind::Command(Command {
+        ty: u32::from(ty),
+        payload: payload.into(),
+        callee_kind: 0,
+        callee_retention_ms: None,
+    })
 }
 
 /// Output + End: the invocation finishes with `value`.
@@ -260,6 +266,7 @@ fn sends_and_responses_go_through_the_outbox_in_emission_order() {
             ty: 0x040E,
             payload: m.encode_to_vec().into(),
             callee_kind: HandlerKind::Exclusive as i32,
+            callee_retention_ms: None,
         })
     };
     let a = apply_all(&fsm, &store, &[effect_of(1, 1, send(1, 1)), effect_of(1, 1, send(2, 2))]);
@@ -499,6 +506,7 @@ fn cancel_ends_a_queued_invocation_and_kill_ends_a_running_one_with_its_calls() 
         ty: 0x040D,
         payload: call.encode_to_vec().into(),
         callee_kind: HandlerKind::Exclusive as i32,
+        callee_retention_ms: None,
     });
     apply_all(&fsm, &store, &[effect_of(1, 1, cmd)]);
     let callee = match &outbox(&store)[..] {
@@ -561,6 +569,7 @@ fn a_workflow_runs_once_and_its_promise_wakes_the_waiter() {
             headers: vec![],
             sink: Some(ratchet::fsm::Sink { kind: Some(sink::Kind::Ingress(request)) }),
             execute_at_ms: 0,
+            retention_ms: None,
         }))
     };
     let a = apply_all(&fsm, &store, &[run(1)]);

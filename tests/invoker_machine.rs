@@ -79,6 +79,9 @@ fn handler(name: &str, kind: SchemaHandlerKind) -> (String, HandlerSchema) {
             metadata: BTreeMap::new(),
             inactivity_timeout_ms: None,
             abort_timeout_ms: None,
+            idempotency_retention_ms: None,
+            journal_retention_ms: None,
+            workflow_completion_retention_ms: None,
         },
     )
 }
@@ -314,6 +317,8 @@ fn command(ty: u16, payload: &[u8], callee_kind: HandlerKind) -> effect::Kind {
         ty: u32::from(ty),
         payload: Bytes::copy_from_slice(payload),
         callee_kind: callee_kind as i32,
+        callee_retention_ms: (callee_kind != HandlerKind::Unspecified)
+            .then_some(ratchet::schema::DEFAULT_RETENTION_MS),
     })
 }
 

@@ -123,6 +123,8 @@ pub mod ty {
 
 /// A timer with this completion id starts a scheduled invocation instead of completing one.
 pub const TIMER_START: u32 = 0;
+/// A timer with this completion id ends a completed invocation's retention.
+pub const TIMER_PURGE: u32 = u32::MAX;
 
 /// The name of [`partition_key_of`]'s function, recorded in each data directory
 /// (`metadata/node.json`), which then refuses to start under another.
@@ -333,6 +335,7 @@ struct Call<'a> {
     /// Completion id of the caller's invocation-id notification.
     id_notification: u32,
     idempotency_key: Option<&'a str>,
+    retention_ms: Option<u64>,
 }
 
 /// The state machine of one partition. Stateless itself: everything lives in the store.
@@ -415,9 +418,8 @@ impl Fsm {
             }
             Some(record::Kind::Purge(k)) => {
                 let id = id_of(&k.invocation_id)?;
-                if s.status(&id)?.is_some_and(|st| st.phase() == Phase::Completed) {
-                    s.journal_delete(&id)?;
-                    s.delete_status(&id)?;
+                if let Some(st) = s.status(&id)? {
+                    self.purge(s, &id, &st)?;
                 }
             }
             Some(record::Kind::TruncateOutbox(t)) => s.outbox_truncate(t.seq_through)?,
@@ -494,6 +496,7 @@ impl Fsm {
             created_ms: now_ms,
             modified_ms: now_ms,
             execute_at_ms: inv.execute_at_ms,
+            retention_ms: inv.retention_ms,
             ..Status::default()
         };
         let input = pm::InputCommandMessage {
@@ -856,6 +859,7 @@ impl Fsm {
                     execute_at_ms: 0,
                     id_notification: m.invocation_id_notification_idx,
                     idempotency_key: m.idempotency_key.as_deref().filter(|k| !k.is_empty()),
+                    retention_ms: c.callee_retention_ms,
                 };
                 return self.call(s, id, &mut st, index, c.callee_kind, call, now_ms, out);
             }
@@ -870,6 +874,7 @@ impl Fsm {
                     execute_at_ms: m.invoke_time,
                     id_notification: m.invocation_id_notification_idx,
                     idempotency_key: m.idempotency_key.as_deref().filter(|k| !k.is_empty()),
+                    retention_ms: c.callee_retention_ms,
                 };
                 return self.call(s, id, &mut st, index, c.callee_kind, call, now_ms, out);
             }
@@ -1183,6 +1188,7 @@ impl Fsm {
                 .collect(),
             sink: call.sink,
             execute_at_ms: call.execute_at_ms,
+            retention_ms: call.retention_ms,
         };
         self.deliver(s, callee.partition_key, record::Kind::Invoke(invoke), out)?;
         let payload = notification(
@@ -1274,6 +1280,14 @@ impl Fsm {
             return Ok(()); // fired already
         }
         let Some(mut st) = s.status(&id)? else { return Ok(()) };
+        if t.completion_id == TIMER_PURGE {
+            // Only the timer armed for this completion: the id may have been purged and used
+            // again since (an idempotency key or a workflow key reused after its retention).
+            if st.purge_at_ms == t.wake_ms {
+                self.purge(s, &id, &st)?;
+            }
+            return Ok(());
+        }
         if t.completion_id == TIMER_START {
             if st.phase() == Phase::Scheduled {
                 return self.start(s, &id, st, now_ms, out);
@@ -1332,6 +1346,26 @@ impl Fsm {
         Ok(())
     }
 
+    /// Forgets a completed invocation (after its retention, or on request): its status, and
+    /// for a workflow run the workflow's state and promises. Anything else is left alone.
+    fn purge<S: FsmStore>(
+        &self,
+        s: &mut S,
+        id: &InvocationId,
+        st: &Status,
+    ) -> Result<(), ApplyError> {
+        if st.phase() != Phase::Completed {
+            return Ok(());
+        }
+        s.journal_delete(id)?;
+        s.delete_status(id)?;
+        if st.kind() == HandlerKind::WorkflowRun {
+            s.state_clear(&st.service, &st.key)?;
+            s.promises_clear(&st.service, &st.key)?;
+        }
+        Ok(())
+    }
+
     /// Ends an invocation: keeps its outcome, drops its journal, answers every waiter, and
     /// hands the object lock to the next in line.
     fn complete<S: FsmStore>(
@@ -1361,7 +1395,21 @@ impl Fsm {
         st.named_signals_received.clear();
         st.next_retry_at_ms = 0;
         st.modified_ms = now_ms;
-        s.put_status(id, &st)?;
+        match st.retention_ms {
+            // Not kept: nobody can attach to it or de-duplicate against it later.
+            Some(0) => self.purge(s, id, &st)?,
+            Some(ms) => {
+                st.purge_at_ms = now_ms.saturating_add(ms);
+                s.timer_put(st.purge_at_ms, id, TIMER_PURGE)?;
+                out.push(Action::Timer {
+                    wake_ms: st.purge_at_ms,
+                    id: *id,
+                    completion_id: TIMER_PURGE,
+                });
+                s.put_status(id, &st)?;
+            }
+            None => s.put_status(id, &st)?,
+        }
         if kind.takes_lock() && s.lock(&service, &key)? == Some(*id) {
             s.clear_lock(&service, &key)?;
             // Hand the key to the next queued invocation, skipping any that are gone.

@@ -103,6 +103,7 @@ pub trait FsmRead {
 pub trait FsmStore: FsmRead {
     fn put_status(&mut self, id: &InvocationId, st: &Status) -> Result<(), StoreError>;
     fn delete_status(&mut self, id: &InvocationId) -> Result<(), StoreError>;
+    fn promises_clear(&mut self, service: &str, key: &str) -> Result<(), StoreError>;
     fn put_promise(
         &mut self,
         service: &str,
@@ -377,6 +378,9 @@ impl<W: WriteView> FsmStore for W {
     ) -> Result<(), StoreError> {
         let k = schema::promise_key(service, key.as_bytes(), name.as_bytes());
         self.put(Table::Promises, &k, &p.encode_to_vec())
+    }
+    fn promises_clear(&mut self, service: &str, key: &str) -> Result<(), StoreError> {
+        self.delete_prefix(Table::Promises, &schema::promise_prefix(service, key.as_bytes()))
     }
     fn delete_status(&mut self, id: &InvocationId) -> Result<(), StoreError> {
         self.delete(Table::InvocationStatus, &schema::invocation_status_key(&id.to_bytes()))

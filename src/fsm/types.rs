@@ -256,6 +256,10 @@ pub struct Invoke {
     /// Run no earlier than this (ms since the Unix epoch); 0 = now.
     #[prost(uint64, tag = "9")]
     pub execute_at_ms: u64,
+    /// Keep the completed invocation this long (0: forget it at once; unset: keep it).
+    /// Decided from the schema by whoever made the record, so replay never consults it.
+    #[prost(uint64, optional, tag = "10")]
+    pub retention_ms: Option<u64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -309,6 +313,9 @@ pub struct Command {
     /// For calls and sends: the callee's handler kind, resolved by the invoker from the schema.
     #[prost(enumeration = "HandlerKind", tag = "3")]
     pub callee_kind: i32,
+    /// For calls and sends: the callee's retention (see [`Invoke::retention_ms`]).
+    #[prost(uint64, optional, tag = "4")]
+    pub callee_retention_ms: Option<u64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -460,6 +467,12 @@ pub struct Status {
     /// Names of the named signals whose notification is in the journal.
     #[prost(string, repeated, tag = "25")]
     pub named_signals_received: Vec<String>,
+    /// From [`Invoke::retention_ms`].
+    #[prost(uint64, optional, tag = "26")]
+    pub retention_ms: Option<u64>,
+    /// When completed and retained: when its purge timer fires (only that timer purges it).
+    #[prost(uint64, tag = "27")]
+    pub purge_at_ms: u64,
 }
 
 /// What the shell must do after a record was applied (and its transaction committed).

@@ -337,6 +337,7 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
         headers,
         sink: None,
         execute_at_ms,
+        retention_ms: Some(handler.retention_ms(idempotency_key.is_some())),
     };
     if send {
         let rec = Record { header: None, kind: Some(record::Kind::Invoke(invoke)) };

@@ -494,12 +494,17 @@ impl Machine {
                     self.fail(code, message, None, true, true);
                     return true;
                 }
+                let ik = |k: &Option<String>| k.as_deref().is_some_and(|k| !k.is_empty());
                 let callee = match &raw.command {
-                    Cmd::Call(m) => self.callee_kind(&m.service_name, &m.handler_name),
-                    Cmd::OneWayCall(m) => self.callee_kind(&m.service_name, &m.handler_name),
-                    _ => Ok(HandlerKind::Unspecified),
+                    Cmd::Call(m) => {
+                        self.callee_kind(&m.service_name, &m.handler_name, ik(&m.idempotency_key))
+                    }
+                    Cmd::OneWayCall(m) => {
+                        self.callee_kind(&m.service_name, &m.handler_name, ik(&m.idempotency_key))
+                    }
+                    _ => Ok((HandlerKind::Unspecified, None)),
                 };
-                let callee = match callee {
+                let (callee, callee_retention_ms) = match callee {
                     Ok(k) => k,
                     Err(message) => {
                         self.fail(404, message, None, true, false);
@@ -513,6 +518,7 @@ impl Machine {
                     ty: u32::from(ty),
                     payload: raw.raw,
                     callee_kind: callee as i32,
+                    callee_retention_ms,
                 }));
                 false
             }
@@ -526,6 +532,7 @@ impl Machine {
                     ty: u32::from(ty),
                     payload,
                     callee_kind: 0,
+                    callee_retention_ms: None,
                 }));
                 false
             }
@@ -673,14 +680,20 @@ impl Machine {
         }
     }
 
-    fn callee_kind(&self, service: &str, handler: &str) -> Result<HandlerKind, String> {
+    /// The callee's handler kind and retention, from the schema.
+    fn callee_kind(
+        &self,
+        service: &str,
+        handler: &str,
+        idempotent: bool,
+    ) -> Result<(HandlerKind, Option<u64>), String> {
         let s = self.schema.service(service).ok_or_else(|| {
             format!("service '{service}' not found, make sure to register it before calling it")
         })?;
         let h = s.handlers.get(handler).ok_or_else(|| {
             format!("the service '{service}' exists, but the handler '{handler}' was not found")
         })?;
-        Ok(h.kind.fsm_kind())
+        Ok((h.kind.fsm_kind(), Some(h.retention_ms(idempotent))))
     }
 
     fn finish(&mut self) {

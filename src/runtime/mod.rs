@@ -31,6 +31,12 @@ use crate::store::PartitionStore;
 use crate::wal::{self, Wal};
 use crate::{admin, ingress, invoker};
 
+/// What the supervisor says of a component that returned without an error.
+const ENDED_UNEXPECTEDLY: &str = "it ended unexpectedly";
+/// How long the supervisor waits, after a component ended without an error, for another to
+/// report the failure that made it end.
+const CAUSE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Facts about a data directory that never change after it was created.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct NodeMeta {
@@ -346,11 +352,34 @@ pub async fn run(
     let fatal = tokio::select! {
         _ = shutdown => None,
         end = tasks.join_next() => Some(match end {
-            Some(Ok((component, Ok(())))) => (component, "it ended unexpectedly".to_string()),
+            Some(Ok((component, Ok(())))) => (component, ENDED_UNEXPECTEDLY.to_string()),
             Some(Ok((component, Err(cause)))) => (component, cause),
             Some(Err(e)) => ("a task".to_string(), format!("it panicked: {e}")),
             None => ("the node".to_string(), "no component is running".to_string()),
         }),
+    };
+    // A component that ended without an error mostly ended because another one failed (its
+    // channel closed): name the failure, when one follows shortly, as the cause.
+    let fatal = match fatal {
+        Some((component, cause)) if cause == ENDED_UNEXPECTEDLY => {
+            let failure = async {
+                loop {
+                    match tasks.join_next().await {
+                        Some(Ok((c, Err(e)))) => return Some((c, e)),
+                        Some(Err(e)) => {
+                            return Some(("a task".to_string(), format!("it panicked: {e}")))
+                        }
+                        Some(Ok((_, Ok(())))) => continue,
+                        None => return None,
+                    }
+                }
+            };
+            match tokio::time::timeout(CAUSE_WAIT, failure).await {
+                Ok(Some(f)) => Some(f),
+                _ => Some((component, cause)),
+            }
+        }
+        other => other,
     };
     match &fatal {
         None => tracing::info!("shutting down"),

@@ -75,6 +75,33 @@ pub struct HandlerSchema {
     pub metadata: BTreeMap<String, String>,
     pub inactivity_timeout_ms: Option<u64>,
     pub abort_timeout_ms: Option<u64>,
+    /// Retention overrides from the manifest (the handler's, else the service's).
+    #[serde(default)]
+    pub idempotency_retention_ms: Option<u64>,
+    #[serde(default)]
+    pub journal_retention_ms: Option<u64>,
+    #[serde(default)]
+    pub workflow_completion_retention_ms: Option<u64>,
+}
+
+/// How long a completed invocation is kept when nothing overrides it (Restate's defaults for
+/// idempotency, workflow completion and journal retention are all 24 hours).
+pub const DEFAULT_RETENTION_MS: u64 = 24 * 3_600_000;
+
+impl HandlerSchema {
+    /// How long a completed invocation of this handler is kept (its result for attach, output
+    /// and de-duplication): the workflow completion retention for a workflow `run`, the
+    /// idempotency retention for a request with an idempotency key, else the journal
+    /// retention. 0: removed when it completes.
+    pub fn retention_ms(&self, idempotent: bool) -> u64 {
+        if self.kind == SchemaHandlerKind::WorkflowRun {
+            return self.workflow_completion_retention_ms.unwrap_or(DEFAULT_RETENTION_MS);
+        }
+        if idempotent {
+            return self.idempotency_retention_ms.unwrap_or(DEFAULT_RETENTION_MS);
+        }
+        self.journal_retention_ms.unwrap_or(DEFAULT_RETENTION_MS)
+    }
 }
 
 /// Serializable mirror of [`HandlerKind`].
@@ -253,6 +280,11 @@ impl Registry {
                         metadata: h.metadata.clone(),
                         inactivity_timeout_ms: h.inactivity_timeout_ms.or(s.inactivity_timeout_ms),
                         abort_timeout_ms: h.abort_timeout_ms.or(s.abort_timeout_ms),
+                        idempotency_retention_ms: h
+                            .idempotency_retention_ms
+                            .or(s.idempotency_retention_ms),
+                        journal_retention_ms: h.journal_retention_ms.or(s.journal_retention_ms),
+                        workflow_completion_retention_ms: h.workflow_completion_retention_ms,
                     },
                 );
             }

@@ -43,8 +43,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const LOG_TAIL_LINES: usize = 60;
 
 /// Services of the TypeScript test service (`tests/services/ts/service.mjs`).
-pub const TS_SERVICES: [&str; 11] = [
+pub const TS_SERVICES: [&str; 12] = [
     "Approval",
+    "Brief",
     "Caller",
     "Core",
     "Counter",

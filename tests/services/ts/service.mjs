@@ -362,6 +362,15 @@ const idem = restate.service({
   },
 });
 
+// Kept for one second after completion (journal and idempotency retention).
+const brief = restate.service({
+  name: "Brief",
+  handlers: {
+    once: async (ctx, tag) => ({ tag, n: await ctx.run("count", () => bump(`brief:${tag}`)) }),
+  },
+  options: { journalRetention: 1000, idempotencyRetention: 1000 },
+});
+
 const args = parseArgs(process.argv.slice(2));
 
 const services = [
@@ -376,6 +385,7 @@ const services = [
   signals,
   approval,
   idem,
+  brief,
 ];
 const handler = args.requestResponse
   ? restate.createEndpointHandler({ services, bidirectional: false })
