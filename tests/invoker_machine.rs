@@ -1123,3 +1123,20 @@ fn a_transport_error_fails_retryably_with_its_code() {
         (502, "connection reset", false, true)
     );
 }
+
+#[test]
+fn a_suspension_waiting_for_nothing_fails_the_attempt_with_back_off() {
+    // Why: resuming such an attempt at once would loop as fast as the SDK answers.
+    let mut r = Run::start(config(), &attempt());
+    let s = pm::SuspensionMessage {
+        waiting_completions: vec![],
+        waiting_signals: vec![],
+        waiting_named_signals: vec![],
+        awaiting_on: None,
+    };
+    let (before, f, _) =
+        failed(r.data(0, &frames(&[(MessageType::SUSPENSION, s.encode_to_vec())])), true);
+    assert!(before.is_empty());
+    assert_eq!((f.code, f.give_up, f.counts), (571, false, true));
+    assert!(f.retry_in_ms > 0, "retried after the policy's delay: {f:?}");
+}

@@ -560,8 +560,8 @@ async fn read_body(
 ) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), Response> {
     let limit = st.limits.request_size_limit_bytes;
     let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
+        coded(
+            Code::MessageTooLarge,
             format!("request body is larger than the limit of {limit} bytes"),
         )
     };

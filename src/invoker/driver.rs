@@ -90,6 +90,8 @@ pub enum AttemptEnd {
     Fenced,
     /// The log failed for good.
     Fatal(AppendError),
+    /// The attempt's task panicked: a bug of this server; the process stops.
+    Panicked(String),
 }
 
 /// Resolves the deployment of an attempt (pinned after its first attempt).

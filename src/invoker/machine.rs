@@ -561,6 +561,13 @@ impl Machine {
                 if let Some(f) = s.awaiting_on {
                     flatten(&f, &mut w);
                 }
+                if w.completions.is_empty() && w.signals.is_empty() && w.named_signals.is_empty() {
+                    // Resuming at once would loop as fast as the SDK answers: a failed
+                    // attempt, retried with the policy's back-off.
+                    let message = "protocol violation: the SDK suspended waiting for nothing";
+                    self.fail(571, message.into(), None, true, false);
+                    return true;
+                }
                 self.effect(effect::Kind::Suspended(w));
                 self.finish();
                 true

@@ -187,6 +187,8 @@ impl Handle {
 pub enum InvokerError {
     #[error("partition {partition} invoker: appending effects: {source}")]
     Append { partition: u16, source: AppendError },
+    #[error("partition {partition} invoker: an attempt of {invocation} panicked: {message}")]
+    Panicked { partition: u16, invocation: InvocationId, message: String },
 }
 
 struct Running {
@@ -195,6 +197,9 @@ struct Running {
     input_bytes: usize,
     notify: mpsc::Sender<(u32, u16, Bytes)>,
     task: JoinHandle<()>,
+    /// Not an attempt: the append of the `Failed` effect that restarts one. Holding the
+    /// invocation's place keeps a refill from starting the same attempt again meanwhile.
+    restarting: bool,
 }
 
 /// The running attempts by invocation, and the bytes of inputs they hold together.
@@ -426,6 +431,10 @@ impl<T: Transport> Invoker<T> {
     /// that asks for a new one, which replays the journal with everything in it.
     fn restart(&mut self, id: InvocationId) {
         let Some(r) = self.running.remove(&id) else { return };
+        if r.restarting {
+            self.running.insert(id, r);
+            return;
+        }
         r.task.abort();
         let Some((epoch, _)) = &self.leader else { return };
         let failed = machine::effect_record(
@@ -442,15 +451,25 @@ impl<T: Transport> Invoker<T> {
         );
         let partition = self.ctx.partition.clone();
         let epoch = *epoch;
-        // If this append fails the invocation stays runnable in the store and the next
-        // refill starts it again.
-        tokio::spawn(async move {
-            if let Err(e) = partition.append_as(epoch, vec![failed]).await {
-                tracing::debug!(invocation = %id, "cannot restart a lagging attempt now: {e}");
-            }
+        let attempt = r.attempt;
+        let done = self.done_tx.clone();
+        // Until the append ends the invocation keeps its place in `running`, so no refill
+        // starts attempt `attempt` a second time; its end is reported like an attempt's: a
+        // full disk retries later, a lost leadership drops it.
+        let task = tokio::spawn(async move {
+            let end = match partition.append_as(epoch, vec![failed]).await {
+                Ok(_) => AttemptEnd::Logged,
+                Err(AppendError::Fenced { .. }) => AttemptEnd::Fenced,
+                Err(AppendError::NoSpace | AppendError::Unavailable { .. }) => {
+                    AttemptEnd::RetryLater
+                }
+                Err(e) => AttemptEnd::Fatal(e),
+            };
+            let _ = done.send((id, attempt, end)).await;
         });
-        // A new pass from the start finds it again if the append above does not land.
-        self.refill = Some(None);
+        let (notify, _) = mpsc::channel(1);
+        self.running
+            .insert(id, Running { attempt, input_bytes: 0, notify, task, restarting: true });
     }
 
     fn command(&mut self, c: Cmd) {
@@ -473,7 +492,11 @@ impl<T: Transport> Invoker<T> {
             }
             Cmd::Notify { id, attempt, index, ty, payload, .. } => {
                 if let Some(r) = self.running.get(&id) {
-                    if r.attempt == attempt && r.notify.try_send((index, ty, payload)).is_err() {
+                    // A restarting attempt needs none: its successor replays the journal.
+                    if r.attempt == attempt
+                        && !r.restarting
+                        && r.notify.try_send((index, ty, payload)).is_err()
+                    {
                         self.restart(id);
                     }
                 }
@@ -672,10 +695,17 @@ impl<T: Transport> Invoker<T> {
         let ctx = self.ctx.clone();
         let done = self.done_tx.clone();
         let task = tokio::spawn(async move {
-            let end = driver::run_attempt(&ctx, epoch, a, notify_rx).await;
+            // A panic must not leave the invocation running for good with its slot taken:
+            // it ends the attempt like any end, as a fatal one.
+            use futures_util::FutureExt;
+            let run = std::panic::AssertUnwindSafe(driver::run_attempt(&ctx, epoch, a, notify_rx));
+            let end = match run.catch_unwind().await {
+                Ok(end) => end,
+                Err(p) => AttemptEnd::Panicked(panic_message(p.as_ref())),
+            };
             let _ = done.send((id, attempt, end)).await;
         });
-        self.running.insert(id, Running { attempt, input_bytes, notify, task });
+        self.running.insert(id, Running { attempt, input_bytes, notify, task, restarting: false });
         true
     }
 
@@ -702,8 +732,19 @@ impl<T: Transport> Invoker<T> {
             AttemptEnd::Fatal(source) => {
                 Err(InvokerError::Append { partition: self.partition(), source })
             }
+            AttemptEnd::Panicked(message) => {
+                Err(InvokerError::Panicked { partition: self.partition(), invocation: id, message })
+            }
         }
     }
+}
+
+/// The text of a panic payload.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
 /// The bytes of an attempt's inputs held while it runs: journal entries and eager state.

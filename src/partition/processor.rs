@@ -437,7 +437,13 @@ impl Processor {
         }
         let exit = exit?;
         if let Ok(e) = leader.task_errors.try_recv() {
-            return Err(e);
+            // The store is being reopened after a full disk: its readers (the shuffler) fail
+            // with it, which is a consequence, not a cause.
+            if let Exit::Recover(reason) = &exit {
+                tracing::debug!(partition = id, "{e} (while recovering: {reason})");
+            } else {
+                return Err(e);
+            }
         }
         Ok(exit)
     }

@@ -83,6 +83,17 @@ fn num_partitions(base: &Path, configured: u16) -> Result<u16, StartError> {
         Ok(bytes) => {
             let mut meta: NodeMeta = serde_json::from_slice(&bytes)
                 .map_err(|e| data_dir_err(base, format!("{}: {e}", path.display())))?;
+            if meta.num_partitions == 0 || usize::from(meta.num_partitions) > wal::LOGS_MAX {
+                return Err(data_dir_err(
+                    base,
+                    format!(
+                        "{}: num_partitions is {}, it must be 1 to {}; the file was edited or damaged",
+                        path.display(),
+                        meta.num_partitions,
+                        wal::LOGS_MAX
+                    ),
+                ));
+            }
             match meta.partition_key_hash.as_deref() {
                 Some(h) if h == crate::fsm::PARTITION_KEY_HASH => {}
                 Some(h) => {
@@ -457,5 +468,12 @@ mod tests {
         std::fs::write(base.join(NODE_META_FILE), other).unwrap();
         let e = num_partitions(base, 2).unwrap_err().to_string();
         assert!(e.contains("fnv1a-64") && e.contains("xxh3-64"), "{e}");
+        // A partition count no node can run is refused, by name.
+        for n in [0u32, 1025] {
+            let bad = format!(r#"{{"num_partitions": {n}, "partition_key_hash": "xxh3-64"}}"#);
+            std::fs::write(base.join(NODE_META_FILE), bad).unwrap();
+            let e = num_partitions(base, 2).unwrap_err().to_string();
+            assert!(e.contains(&format!("num_partitions is {n}")), "{e}");
+        }
     }
 }

@@ -9,7 +9,8 @@
 //! stores), refused and slow SDK connections. A life ends with a crash at a random virtual
 //! time after a random number of scheduler steps: the runtime is dropped mid-flight, and the
 //! next life starts from crash images of every disk (writes in flight dropped, kept or torn).
-//! The last life has no faults and runs until everything settled, then the checks run:
+//! The last life runs until everything settled (it may still see a full disk for a while,
+//! which the server must wait out), then the checks run:
 //!
 //! - every acknowledged invocation finished, exactly once, with the outcome its handler
 //!   gives (success, terminal failure, or the limit violation `Big.set` must produce);

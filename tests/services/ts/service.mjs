@@ -220,12 +220,6 @@ const core = restate.service({
       }
       return "sent";
     },
-    // Sends add(1) then clear() to Counter/key: in emission order the count ends at 0.
-    addThenClear: async (ctx, key) => {
-      ctx.objectSendClient(counter, key).add(1);
-      ctx.objectSendClient(counter, key).clear("count");
-      return "sent";
-    },
     // Holds its attempt for `ms` (not a durable sleep) and records the most attempts that
     // ran at once.
     spin: async (_ctx, ms) => {
