@@ -2,7 +2,12 @@
 //!
 //! Routes in this version: `POST|GET /{Service}/{handler}[/send]`,
 //! `/{Object}/{key}/{handler}[/send]` (whether a key segment is expected follows from the
-//! registered service type), and `GET /restate/health`. Errors are JSON
+//! registered service type; `idempotency-key` and workflow `run` handlers get deterministic
+//! invocation ids), `POST /restate/a|awakeables/{id}/resolve|reject`,
+//! `GET /restate/invocation/{id}/attach|output`, `/restate/attach|output/{id}`,
+//! `/restate/workflow/{name}/{key}/attach|output`,
+//! `/restate/invocation/{service}[/{key}]/{handler}/{idempotency key}/attach|output`, and
+//! `GET /restate/health`. Errors are JSON
 //! `{"code","message","source":"ingress"}` with `x-restate-error-source: ingress`; a terminal
 //! failure of the invocation is `{"code","message","source":"invocation"}` with `x-restate-error-source: invocation`
 //! and the failure's code as status.
