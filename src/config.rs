@@ -72,6 +72,9 @@ pub struct WorkerOptions {
     pub invoker_queue_max: usize,
     /// Negotiate service protocol V7 when the deployment supports it.
     pub protocol_v7: bool,
+    /// How often each partition looks for completed invocations whose retention passed
+    /// (`worker.cleanup-interval`, Restate's default 1 h).
+    pub cleanup_interval: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -102,6 +105,7 @@ impl Default for Config {
                 retry_factor: 2.0,
                 retry_attempts_max: 70,
                 invocations_inflight_max: 10_000,
+                cleanup_interval: Duration::from_secs(3600),
                 invoker_queue_max: 10_000,
                 protocol_v7: false,
             },
@@ -169,6 +173,7 @@ struct RawAdmin {
 #[serde(rename_all = "kebab-case")]
 struct RawWorker {
     invoker: Option<RawInvoker>,
+    cleanup_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -213,6 +218,7 @@ const KNOWN_KEYS: &[&str] = &[
     "worker.invoker.abort-timeout",
     "worker.invoker.in-flight-invocations-limit",
     "worker.invoker.in-memory-queue-length-limit",
+    "worker.cleanup-interval",
     "wal",
     "wal.engine",
     "wal.segment-size",
@@ -309,7 +315,12 @@ impl Config {
         if let Some(a) = raw.admin.and_then(|a| a.bind_address) {
             c.admin.bind_address = parse_addr("admin.bind-address", &a)?;
         }
-        if let Some(inv) = raw.worker.and_then(|w| w.invoker) {
+        let (worker_invoker, cleanup) =
+            raw.worker.map(|w| (w.invoker, w.cleanup_interval)).unwrap_or_default();
+        if let Some(v) = cleanup {
+            c.worker.cleanup_interval = parse_duration("worker.cleanup-interval", &v)?;
+        }
+        if let Some(inv) = worker_invoker {
             if let Some(v) = inv.inactivity_timeout {
                 c.worker.inactivity_timeout =
                     parse_duration("worker.invoker.inactivity-timeout", &v)?;

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use support::{Deadline, Fixture, Sdk, Sdks};
+use support::{Deadline, Fixture, FixtureOptions, Sdk, Sdks};
 
 /// Waits until the TS service published `name` and returns it.
 async fn published(fx: &mut Fixture, name: &str) -> String {
@@ -383,7 +383,9 @@ async fn idempotent_requests_run_once_and_answer_alike() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completed_invocations_are_kept_for_their_retention_then_purged() {
-    let mut fx = Fixture::start("retention", Sdks::Ts).await;
+    let env = vec![("RESTATE_WORKER__CLEANUP_INTERVAL".to_string(), "200ms".to_string())];
+    let o = FixtureOptions { env, ..FixtureOptions::default() };
+    let mut fx = Fixture::start_with("retention", Sdks::Ts, o).await;
     // Brief keeps completions for 1 s (journalRetention and idempotencyRetention).
     let r = fx.call("/Brief/once", json!("a")).await;
     assert_reply(&r, 200, json!({"tag": "a", "n": 1}));

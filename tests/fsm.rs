@@ -614,3 +614,45 @@ fn a_workflow_runs_once_and_its_promise_wakes_the_waiter() {
         other => panic!("expected one 0x800B, got {other:?}"),
     }
 }
+
+#[test]
+fn an_expire_record_purges_only_completed_invocations_whose_retention_passed() {
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    let with_retention = |n: u128, retention_ms: Option<u64>| match invoke(
+        n,
+        HandlerKind::Service,
+        "",
+        10 + n as u64,
+    ) {
+        Record { header, kind: Some(record::Kind::Invoke(mut i)) } => {
+            i.retention_ms = retention_ms;
+            Record { header, kind: Some(record::Kind::Invoke(i)) }
+        }
+        other => other,
+    };
+    let expire = |ns: &[u128]| {
+        rec(record::Kind::Expire(ratchet::fsm::Expire {
+            invocation_ids: ns.iter().map(|n| Bytes::copy_from_slice(&id(*n).to_bytes())).collect(),
+        }))
+    };
+    let mut txn = store.begin_write().unwrap();
+    let mut out = Vec::new();
+    for (n, r) in [(1, Some(5_000)), (2, Some(0)), (3, None), (4, Some(5_000))] {
+        fsm.apply(&mut txn, &with_retention(n, r), 1_000, &mut out).unwrap();
+    }
+    for n in [1, 2, 3] {
+        for r in finish(n, 1, b"1") {
+            fsm.apply(&mut txn, &r, 2_000, &mut out).unwrap();
+        }
+    }
+    // Retention 0: gone at once; unset: kept; 5 s: kept until 7_000.
+    assert!(txn.status(&id(2)).unwrap().is_none());
+    assert_eq!(txn.status(&id(1)).unwrap().unwrap().purge_at_ms, 7_000);
+    fsm.apply(&mut txn, &expire(&[1, 3, 4]), 6_999, &mut out).unwrap();
+    assert!(txn.status(&id(1)).unwrap().is_some(), "not yet");
+    fsm.apply(&mut txn, &expire(&[1, 3, 4]), 7_000, &mut out).unwrap();
+    assert!(txn.status(&id(1)).unwrap().is_none(), "retention passed");
+    assert!(txn.status(&id(3)).unwrap().is_some(), "kept without a retention");
+    assert_eq!(txn.status(&id(4)).unwrap().unwrap().phase(), Phase::Invoked, "running: kept");
+    txn.commit(false).unwrap();
+}

@@ -123,8 +123,6 @@ pub mod ty {
 
 /// A timer with this completion id starts a scheduled invocation instead of completing one.
 pub const TIMER_START: u32 = 0;
-/// A timer with this completion id ends a completed invocation's retention.
-pub const TIMER_PURGE: u32 = u32::MAX;
 
 /// The name of [`partition_key_of`]'s function, recorded in each data directory
 /// (`metadata/node.json`), which then refuses to start under another.
@@ -378,6 +376,7 @@ impl Fsm {
                 record::Kind::Effect(_)
                     | record::Kind::TimerFired(_)
                     | record::Kind::TruncateOutbox(_)
+                    | record::Kind::Expire(_)
             )
         );
         if leaders_own && header.epoch < leader_epoch {
@@ -415,6 +414,16 @@ impl Fsm {
             Some(record::Kind::Kill(k)) => {
                 let id = id_of(&k.invocation_id)?;
                 self.kill(s, &id, now_ms, out)?;
+            }
+            Some(record::Kind::Expire(e)) => {
+                for raw in &e.invocation_ids {
+                    let id = id_of(raw)?;
+                    if let Some(st) = s.status(&id)? {
+                        if st.purge_at_ms != 0 && st.purge_at_ms <= now_ms {
+                            self.purge(s, &id, &st)?;
+                        }
+                    }
+                }
             }
             Some(record::Kind::Purge(k)) => {
                 let id = id_of(&k.invocation_id)?;
@@ -1280,14 +1289,6 @@ impl Fsm {
             return Ok(()); // fired already
         }
         let Some(mut st) = s.status(&id)? else { return Ok(()) };
-        if t.completion_id == TIMER_PURGE {
-            // Only the timer armed for this completion: the id may have been purged and used
-            // again since (an idempotency key or a workflow key reused after its retention).
-            if st.purge_at_ms == t.wake_ms {
-                self.purge(s, &id, &st)?;
-            }
-            return Ok(());
-        }
         if t.completion_id == TIMER_START {
             if st.phase() == Phase::Scheduled {
                 return self.start(s, &id, st, now_ms, out);
@@ -1398,14 +1399,9 @@ impl Fsm {
         match st.retention_ms {
             // Not kept: nobody can attach to it or de-duplicate against it later.
             Some(0) => self.purge(s, id, &st)?,
+            // The leader's retention pass finds it once this passed (see `Record::Expire`).
             Some(ms) => {
-                st.purge_at_ms = now_ms.saturating_add(ms);
-                s.timer_put(st.purge_at_ms, id, TIMER_PURGE)?;
-                out.push(Action::Timer {
-                    wake_ms: st.purge_at_ms,
-                    id: *id,
-                    completion_id: TIMER_PURGE,
-                });
+                st.purge_at_ms = now_ms.saturating_add(ms).max(1);
                 s.put_status(id, &st)?;
             }
             None => s.put_status(id, &st)?,

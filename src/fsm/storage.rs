@@ -97,6 +97,13 @@ pub trait FsmRead {
         after: Option<(u64, InvocationId, u32)>,
         limit: usize,
     ) -> Result<Vec<(u64, InvocationId, u32)>, StoreError>;
+    /// Statuses of invocations with an id greater than `after` (or from the start), at most
+    /// `limit`, in id order.
+    fn statuses_after(
+        &self,
+        after: Option<InvocationId>,
+        limit: usize,
+    ) -> Result<Vec<(InvocationId, Status)>, StoreError>;
 }
 
 /// Typed writes the state machine uses; any [`WriteView`] has them.
@@ -318,6 +325,25 @@ impl<R: ReadView> FsmRead for R {
                 let seq = schema::decode_outbox_key(&k)?;
                 let e = OutboxEntry::decode(v.as_slice()).map_err(|e| corrupt(t, e))?;
                 Ok((seq, e))
+            })
+            .collect()
+    }
+    fn statuses_after(
+        &self,
+        after: Option<InvocationId>,
+        limit: usize,
+    ) -> Result<Vec<(InvocationId, Status)>, StoreError> {
+        let t = Table::InvocationStatus;
+        let start = match after {
+            Some(id) => schema::key_after(&schema::invocation_status_key(&id.to_bytes())),
+            None => Vec::new(),
+        };
+        let end = [0xFFu8; schema::INVOCATION_ID_BYTES + 1];
+        let rows = self.scan_range(t, &start, &end, limit)?;
+        rows.into_iter()
+            .map(|(k, v)| {
+                let st = Status::decode(v.as_slice()).map_err(|e| corrupt(t, e))?;
+                Ok((parse_id(t, &k)?, st))
             })
             .collect()
     }

@@ -15,7 +15,7 @@ use crate::protocol::ids::InvocationId;
 pub struct Record {
     #[prost(message, optional, tag = "15")]
     pub header: Option<RecordHeader>,
-    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
+    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
     pub kind: Option<record::Kind>,
 }
 
@@ -70,6 +70,10 @@ pub mod record {
         /// Forget a completed invocation.
         #[prost(message, tag = "10")]
         Purge(super::Kill),
+        /// Forget these completed invocations if their retention has passed by the record's
+        /// time (the leader's retention pass found them).
+        #[prost(message, tag = "11")]
+        Expire(super::Expire),
     }
 }
 
@@ -111,6 +115,12 @@ pub struct Attach {
     /// Answer now, with void while the invocation runs (get-output), instead of waiting.
     #[prost(bool, tag = "3")]
     pub now: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Expire {
+    #[prost(bytes = "bytes", repeated, tag = "1")]
+    pub invocation_ids: Vec<Bytes>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -470,7 +480,7 @@ pub struct Status {
     /// From [`Invoke::retention_ms`].
     #[prost(uint64, optional, tag = "26")]
     pub retention_ms: Option<u64>,
-    /// When completed and retained: when its purge timer fires (only that timer purges it).
+    /// When completed and retained: when its retention ends (0: kept).
     #[prost(uint64, tag = "27")]
     pub purge_at_ms: u64,
 }

@@ -16,6 +16,7 @@
 //!   durable and applied.
 
 pub mod processor;
+pub mod retention;
 pub mod shuffler;
 pub mod timers;
 

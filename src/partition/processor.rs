@@ -74,6 +74,7 @@ pub struct Options {
     /// store from the whole log).
     pub trim_log: bool,
     pub shuffler: shuffler::Options,
+    pub retention: super::retention::Options,
 }
 
 impl Options {
@@ -90,6 +91,7 @@ impl Options {
             recovery_delay_max: Duration::from_secs(5),
             trim_log: true,
             shuffler: shuffler::Options::default(),
+            retention: super::retention::Options::default(),
         }
     }
 }
@@ -415,6 +417,18 @@ impl Processor {
         ));
         leader.tasks.push(supervised(
             id,
+            errors_tx.clone(),
+            expire(
+                self.opts.retention.clone(),
+                self.handle.clone(),
+                epoch,
+                store.clone(),
+                self.clock.clone(),
+                stop_rx.clone(),
+            ),
+        ));
+        leader.tasks.push(supervised(
+            id,
             errors_tx,
             fire_timers(
                 self.handle.clone(),
@@ -671,6 +685,24 @@ async fn shuffle(
     match shuffler::run(opts, me, epoch, store, router, wake, stop.clone()).await {
         Ok(()) => wait_stopped(stop).await,
         Err(source) => Err(ProcessorError::Shuffler { partition, source }),
+    }
+}
+
+async fn expire(
+    opts: super::retention::Options,
+    me: Handle,
+    epoch: u64,
+    store: Arc<PartitionStore>,
+    clock: SharedClock,
+    stop: watch::Receiver<bool>,
+) -> Result<(), ProcessorError> {
+    let partition = me.id;
+    match super::retention::run(opts, me, epoch, store, clock, stop.clone()).await {
+        Ok(()) => wait_stopped(stop).await,
+        Err(e) => Err(ProcessorError::Stopped {
+            partition,
+            source: format!("the retention pass failed: {e}").into(),
+        }),
     }
 }
 

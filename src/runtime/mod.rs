@@ -282,8 +282,10 @@ pub async fn run(
         tasks.spawn(async move {
             (format!("the invoker of partition {i}"), inv.run().await.map_err(|e| e.to_string()))
         });
+        let mut popts = processor::Options::new(i);
+        popts.retention.interval = config.worker.cleanup_interval;
         let p = processor::Processor::new(
-            processor::Options::new(i),
+            popts,
             log.clone(),
             open,
             Fsm::new(i),

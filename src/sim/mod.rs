@@ -966,25 +966,15 @@ fn archive(
     }
 }
 
-/// Whether a Timers key is a completed invocation's retention timer.
-fn is_purge_timer(key: &[u8]) -> bool {
-    crate::store::schema::decode_timer_key(key).is_ok_and(|(_, _, c)| c == fsm::TIMER_PURGE)
-}
-
-/// Whether nothing is left to do: no invocation in flight, no delivery, no timer (but
-/// retention timers).
+/// Whether nothing is left to do: no invocation in flight, no delivery, no timer.
 fn quiet(router: &Router, n: u16) -> bool {
     for p in 0..n {
         let Some(store) = router.partitions[usize::from(p)].store() else { return false };
         let Ok(r) = store.begin_read() else { return false };
-        for t in [Table::Runnable, Table::Outbox, Table::Inbox] {
+        for t in [Table::Runnable, Table::Outbox, Table::Timers, Table::Inbox] {
             if !r.scan_prefix(t, &[], 1).map(|v| v.is_empty()).unwrap_or(false) {
                 return false;
             }
-        }
-        match r.scan_prefix(Table::Timers, &[], usize::MAX) {
-            Ok(rows) if rows.iter().all(|(k, _)| is_purge_timer(k)) => {}
-            _ => return false,
         }
         let Ok(statuses) = r.scan_prefix(Table::InvocationStatus, &[], usize::MAX) else {
             return false;
@@ -1027,9 +1017,7 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
             Table::ObjectLock,
             Table::Journal,
         ] {
-            // Retention timers of completed invocations stay armed long after settling.
-            let left =
-                tables[&t].iter().filter(|(k, _)| t != Table::Timers || !is_purge_timer(k)).count();
+            let left = tables[&t].len();
             if left > 0 {
                 v.push(format!("partition {p}: {left} rows left in {t:?} after settling"));
             }
