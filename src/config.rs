@@ -66,6 +66,8 @@ pub struct WorkerOptions {
     pub retry_max_interval: Duration,
     pub retry_factor: f64,
     pub retry_attempts_max: u32,
+    /// When the attempts are used up: pause the invocation (Restate's default) or fail it.
+    pub retry_pause_on_max: bool,
     /// Invocations being attempted at once per partition before new ones wait.
     pub invocations_inflight_max: usize,
     /// Attempts waiting in memory per partition (`worker.invoker.in-memory-queue-length-limit`).
@@ -104,6 +106,7 @@ impl Default for Config {
                 retry_max_interval: Duration::from_secs(60),
                 retry_factor: 2.0,
                 retry_attempts_max: 70,
+                retry_pause_on_max: true,
                 invocations_inflight_max: 10_000,
                 cleanup_interval: Duration::from_secs(3600),
                 invoker_queue_max: 10_000,
@@ -142,6 +145,7 @@ struct Raw {
     ingress: Option<RawIngress>,
     admin: Option<RawAdmin>,
     worker: Option<RawWorker>,
+    invocation: Option<RawInvocation>,
     rocksdb_total_memory_size: Option<toml::Value>,
     bifrost: Option<RawBifrost>,
     // Ratchet's own keys.
@@ -187,6 +191,22 @@ struct RawInvoker {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+struct RawInvocation {
+    default_retry_policy: Option<RawRetryPolicy>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawRetryPolicy {
+    initial_interval: Option<String>,
+    exponentiation_factor: Option<f64>,
+    max_attempts: Option<u32>,
+    max_interval: Option<String>,
+    on_max_attempts: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 struct RawWal {
     engine: Option<String>,
     segment_size: Option<toml::Value>,
@@ -219,6 +239,13 @@ const KNOWN_KEYS: &[&str] = &[
     "worker.invoker.in-flight-invocations-limit",
     "worker.invoker.in-memory-queue-length-limit",
     "worker.cleanup-interval",
+    "invocation",
+    "invocation.default-retry-policy",
+    "invocation.default-retry-policy.initial-interval",
+    "invocation.default-retry-policy.exponentiation-factor",
+    "invocation.default-retry-policy.max-attempts",
+    "invocation.default-retry-policy.max-interval",
+    "invocation.default-retry-policy.on-max-attempts",
     "wal",
     "wal.engine",
     "wal.segment-size",
@@ -314,6 +341,40 @@ impl Config {
         }
         if let Some(a) = raw.admin.and_then(|a| a.bind_address) {
             c.admin.bind_address = parse_addr("admin.bind-address", &a)?;
+        }
+        if let Some(p) = raw.invocation.and_then(|i| i.default_retry_policy) {
+            let key = "invocation.default-retry-policy";
+            if let Some(v) = p.initial_interval {
+                c.worker.retry_initial_interval =
+                    parse_duration(&format!("{key}.initial-interval"), &v)?;
+            }
+            if let Some(v) = p.max_interval {
+                c.worker.retry_max_interval = parse_duration(&format!("{key}.max-interval"), &v)?;
+            }
+            if let Some(v) = p.exponentiation_factor {
+                if !(v.is_finite() && v >= 1.0) {
+                    return Err(invalid(
+                        "invocation.default-retry-policy.exponentiation-factor",
+                        "expected a number of at least 1.0",
+                    ));
+                }
+                c.worker.retry_factor = v;
+            }
+            if let Some(v) = p.max_attempts {
+                c.worker.retry_attempts_max = v.max(1);
+            }
+            if let Some(v) = p.on_max_attempts {
+                c.worker.retry_pause_on_max = match v.to_ascii_lowercase().as_str() {
+                    "pause" => true,
+                    "kill" => false,
+                    _ => {
+                        return Err(invalid(
+                            "invocation.default-retry-policy.on-max-attempts",
+                            "expected pause or kill",
+                        ))
+                    }
+                };
+            }
         }
         let (worker_invoker, cleanup) =
             raw.worker.map(|w| (w.invoker, w.cleanup_interval)).unwrap_or_default();

@@ -418,3 +418,73 @@ async fn completed_invocations_are_kept_for_their_retention_then_purged() {
         deadline.tick().await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Retries, pause and resume
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn used_up_retries_pause_and_resume_runs_again() {
+    let mut fx = Fixture::start("pause_resume", Sdks::Ts).await;
+    // Flaky's own policy: 2 attempts, then pause.
+    let inv = send(&mut fx, "/Flaky/work", json!("p")).await;
+    let deadline = Deadline::after(Duration::from_secs(20), "two attempts");
+    while fx.stat(Sdk::Ts, "attempts:p").await < 2 {
+        deadline.tick().await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fx.stat(Sdk::Ts, "attempts:p").await, 2, "paused: no third attempt");
+    let r = fx.admin("PATCH", &format!("/invocations/{inv}/pause"), None).await;
+    assert_eq!(r.status, 200, "already paused: {}", r.text());
+    assert_eq!(fx.ingress("GET", &format!("/restate/output/{inv}"), None).await.status, 470);
+    // Bad input to resume.
+    let r = fx.admin("PATCH", &format!("/invocations/{inv}/resume?deployment=dp_nope"), None).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    // Fixed (the handler now succeeds), resumed: it completes.
+    assert_reply(&fx.call("/Flaky/allow", json!("p")).await, 200, json!("allowed"));
+    let r = fx.admin("PATCH", &format!("/invocations/{inv}/resume"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_reply(&attach(&mut fx, &inv).await, 200, json!("done after 3 attempts"));
+    let r = fx.admin("PATCH", &format!("/invocations/{inv}/resume"), None).await;
+    assert_eq!(r.status, 409, "completed: {}", r.text());
+
+    // A running invocation paused on request, then resumed.
+    let s = send(&mut fx, "/Sleeper/sleep", json!({"ms": 1500, "tag": "pz"})).await;
+    let deadline = Deadline::after(Duration::from_secs(20), "the sleeper to start");
+    while fx.stat(Sdk::Ts, "sleep-before:pz").await == 0 {
+        deadline.tick().await;
+    }
+    let r = fx.admin("PATCH", &format!("/invocations/{s}/pause"), None).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let deadline = Deadline::after(Duration::from_secs(10), "the pause to apply");
+    while fx.admin("PATCH", &format!("/invocations/{s}/pause"), None).await.status != 200 {
+        deadline.tick().await;
+    }
+    let r = fx.admin("PATCH", &format!("/invocations/{s}/resume?deployment=latest"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_reply(&attach(&mut fx, &s).await, 200, json!("slept 1500 ms"));
+    assert_eq!(fx.stat(Sdk::Ts, "sleep-after:pz").await, 1);
+
+    // Not started yet: 425.
+    let r = fx.call("/Sleeper/sleep/send?delay=1h", json!({"ms": 1, "tag": "later"})).await;
+    let later = r.json()["invocationId"].as_str().unwrap().to_string();
+    let r = fx.admin("PATCH", &format!("/invocations/{later}/resume"), None).await;
+    assert_eq!(r.status, 425, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_retry_policy_comes_from_the_configuration() {
+    let env = [
+        ("RESTATE_INVOCATION__DEFAULT_RETRY_POLICY__MAX_ATTEMPTS", "3"),
+        ("RESTATE_INVOCATION__DEFAULT_RETRY_POLICY__INITIAL_INTERVAL", "10ms"),
+        ("RESTATE_INVOCATION__DEFAULT_RETRY_POLICY__ON_MAX_ATTEMPTS", "kill"),
+    ];
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let o = FixtureOptions { env, ..FixtureOptions::default() };
+    let mut fx = Fixture::start_with("retry_config", Sdks::Ts, o).await;
+    let r = fx.call("/Stubborn/work", json!("k")).await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    let msg = r.json()["message"].as_str().unwrap().to_string();
+    assert!(msg.starts_with("invocation failed after 3 attempts"), "{msg}");
+    assert_eq!(fx.stat(Sdk::Ts, "attempts:k").await, 3);
+}

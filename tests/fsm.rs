@@ -84,6 +84,7 @@ fn failed(retry_in_ms: u64, give_up: bool) -> effect::Kind {
         counts: true,
         retry_in_ms,
         give_up,
+        pause: false,
     })
 }
 
@@ -655,4 +656,40 @@ fn an_expire_record_purges_only_completed_invocations_whose_retention_passed() {
     assert!(txn.status(&id(3)).unwrap().is_some(), "kept without a retention");
     assert_eq!(txn.status(&id(4)).unwrap().unwrap().phase(), Phase::Invoked, "running: kept");
     txn.commit(false).unwrap();
+}
+
+#[test]
+fn a_paused_invocation_waits_for_resume_and_then_runs_a_new_attempt() {
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    apply_all(&fsm, &store, &[invoke(1, HandlerKind::Service, "", 11)]);
+    let pause = effect::Kind::Failed(Failed {
+        code: 500,
+        message: "paused".into(),
+        retry_after_ms: None,
+        counts: true,
+        retry_in_ms: 0,
+        give_up: false,
+        pause: true,
+    });
+    let a = apply_all(&fsm, &store, &[effect_of(1, 1, pause)]);
+    assert!(a.is_empty(), "{a:?}");
+    assert_eq!(status(&store, 1).phase(), Phase::Paused);
+    assert!(runnable(&store).is_empty(), "a paused invocation is not runnable");
+    let raw = Bytes::copy_from_slice(&id(1).to_bytes());
+    let resume = rec(record::Kind::Resume(ratchet::fsm::Resume {
+        invocation_id: raw.clone(),
+        deployment_id: "latest".into(),
+    }));
+    let a = apply_all(&fsm, &store, &[resume]);
+    assert_eq!(started(&a), vec![(1, 2)]);
+    let st = status(&store, 1);
+    assert_eq!((st.phase(), st.failures, st.deployment_id.as_str()), (Phase::Invoked, 0, ""));
+    // Paused on request: the attempt is stopped.
+    let a = apply_all(
+        &fsm,
+        &store,
+        &[rec(record::Kind::Pause(ratchet::fsm::Kill { invocation_id: raw }))],
+    );
+    assert!(matches!(&a[..], [Action::Abort { .. }]), "{a:?}");
+    assert_eq!(status(&store, 1).phase(), Phase::Paused);
 }

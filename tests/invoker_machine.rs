@@ -56,6 +56,7 @@ fn config() -> Config {
             factor: 2.0,
             max_interval_ms: 10_000,
             attempts_max: ATTEMPTS_MAX,
+            pause_on_max: false,
         },
         suspend: SuspendPolicy {
             quiet: Duration::from_millis(20),
@@ -82,6 +83,7 @@ fn handler(name: &str, kind: SchemaHandlerKind) -> (String, HandlerSchema) {
             idempotency_retention_ms: None,
             journal_retention_ms: None,
             workflow_completion_retention_ms: None,
+            retry_policy: Default::default(),
         },
     )
 }
@@ -535,6 +537,7 @@ fn a_run_proposal_and_an_error_in_one_chunk_keep_the_proposal_ahead_of_the_failu
             counts: true,
             retry_in_ms: INITIAL_RETRY_MS,
             give_up: false,
+            pause: false,
         }
     );
     assert_eq!(
@@ -594,6 +597,7 @@ fn an_sdk_chosen_retry_delay_is_used_and_does_not_count_against_the_budget() {
             counts: false,
             retry_in_ms: 7_000,
             give_up: false,
+            pause: false,
         }
     );
 }
@@ -1139,4 +1143,37 @@ fn a_suspension_waiting_for_nothing_fails_the_attempt_with_back_off() {
     assert!(before.is_empty());
     assert_eq!((f.code, f.give_up, f.counts), (571, false, true));
     assert!(f.retry_in_ms > 0, "retried after the policy's delay: {f:?}");
+}
+
+#[test]
+fn used_up_attempts_pause_by_default_and_the_sdk_may_ask_to_pause_or_fail() {
+    // Why: Restate pauses an invocation whose retries are used up (on-max-attempts = pause),
+    // so nothing is lost to a bug that a new deployment fixes; V7 SDKs choose per error.
+    let mut cfg = config();
+    cfg.retry.pause_on_max = true;
+    let mut a = attempt();
+    a.failures = ATTEMPTS_MAX - 1;
+    let mut r = Run::start(cfg.clone(), &a);
+    let (_, f, _) = failed(r.data(0, &frames(&[error(500, "boom", None)])), true);
+    assert_eq!((f.pause, f.give_up, f.retry_in_ms), (true, false, 0));
+    assert!(f.message.starts_with("invocation paused after"), "{}", f.message);
+    let with_behavior = |b: pm::ErrorBehavior| {
+        let m = pm::ErrorMessage {
+            code: 500,
+            message: "x".into(),
+            stacktrace: String::new(),
+            related_command_index: None,
+            related_command_name: None,
+            related_command_type: None,
+            next_retry_delay: None,
+            behavior: b as i32,
+        };
+        (MessageType::ERROR, m.encode_to_vec())
+    };
+    let mut r = Run::start(cfg.clone(), &attempt());
+    let (_, f, _) = failed(r.data(0, &frames(&[with_behavior(pm::ErrorBehavior::Pause)])), true);
+    assert_eq!((f.pause, f.give_up), (true, false));
+    let mut r = Run::start(cfg, &attempt());
+    let (_, f, _) = failed(r.data(0, &frames(&[with_behavior(pm::ErrorBehavior::Fail)])), true);
+    assert_eq!((f.pause, f.give_up), (false, true));
 }

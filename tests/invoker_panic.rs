@@ -64,6 +64,7 @@ fn schema() -> Schema {
         idempotency_retention_ms: None,
         journal_retention_ms: None,
         workflow_completion_retention_ms: None,
+        retry_policy: Default::default(),
     };
     let s = ServiceSchema {
         name: "Svc".into(),

@@ -40,6 +40,8 @@ pub enum AdminError {
     InvocationNotFound(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    TooEarly(String),
     #[error("PUT deployment is deprecated, use PATCH instead")]
     DeprecatedPutDeployment,
     #[error("{0}")]
@@ -73,6 +75,7 @@ impl AdminError {
             | AdminError::HandlerNotFound { .. }
             | AdminError::InvocationNotFound(_) => StatusCode::NOT_FOUND,
             AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::TooEarly(_) => StatusCode::TOO_EARLY,
             AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::DeprecatedPutDeployment => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::Discovery(d) => discovery_status(d),

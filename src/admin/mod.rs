@@ -1,5 +1,6 @@
 //! The admin API (default port 9070): health, version negotiation, deployment registration,
-//! the read side of the schema registry, and invocation cancel / kill / purge, in the shapes
+//! the read side of the schema registry, and invocation cancel / kill / purge / pause /
+//! resume, in the shapes
 //! the `restate` CLI 1.7 and the web UI expect.
 //!
 //! This module owns the HTTP surface only. Registration runs discovery
@@ -485,11 +486,14 @@ mod tests {
 // Invocations: cancel, kill, purge.
 
 /// What an invocation operation does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum InvocationOp {
     Cancel,
     Kill,
     Purge,
+    Pause,
+    /// With the deployment to pin (empty: keep; `latest`; a `dp_…` id).
+    Resume(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -518,16 +522,39 @@ async fn delete_invocation(
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-/// `PATCH /invocations/{id}/cancel|kill|purge`.
+#[derive(Debug, Deserialize)]
+struct PatchInvocationParams {
+    deployment: Option<String>,
+}
+
+/// `PATCH /invocations/{id}/cancel|kill|purge|pause|resume`.
 async fn patch_invocation(
     State(api): State<Api>,
     Path((id, op)): Path<(String, String)>,
+    Query(params): Query<PatchInvocationParams>,
 ) -> Result<Response, AdminError> {
     let op = match op.as_str() {
         "cancel" => InvocationOp::Cancel,
         "kill" => InvocationOp::Kill,
         "purge" => InvocationOp::Purge,
-        "purge-journal" | "pause" | "resume" | "restart-as-new" => {
+        "pause" => InvocationOp::Pause,
+        "resume" => {
+            let d = match params.deployment.as_deref() {
+                None | Some("keep" | "Keep") => String::new(),
+                Some("latest" | "Latest") => "latest".to_string(),
+                Some(d) => {
+                    if api.state.registry.snapshot().deployment(d).is_none() {
+                        return Err(AdminError::InvalidField {
+                            field: "deployment",
+                            reason: format!("deployment '{d}' does not exist"),
+                        });
+                    }
+                    d.to_string()
+                }
+            };
+            InvocationOp::Resume(d)
+        }
+        "purge-journal" | "restart-as-new" => {
             return Err(AdminError::NotImplemented("This invocation operation"))
         }
         _ => return Ok(StatusCode::NOT_FOUND.into_response()),
@@ -539,7 +566,7 @@ async fn patch_invocation(
 /// Answers 200 when the operation is done once the record applies, 202 when the handler
 /// reacts to it (a cancel of a running invocation).
 async fn invocation_op(api: &Api, id: &str, op: InvocationOp) -> Result<StatusCode, AdminError> {
-    use crate::fsm::{record, FsmRead, Kill, Phase, Record, Signal, SIGNAL_CANCEL};
+    use crate::fsm::{record, FsmRead, Kill, Phase, Record, Resume, Signal, SIGNAL_CANCEL};
     let invocation: crate::protocol::ids::InvocationId = id.parse().map_err(|e| {
         AdminError::InvalidPathParam { param: "invocation_id", reason: format!("{e}") }
     })?;
@@ -578,6 +605,29 @@ async fn invocation_op(api: &Api, id: &str, op: InvocationOp) -> Result<StatusCo
             (record::Kind::Signal(sig), answer)
         }
         InvocationOp::Kill => (record::Kind::Kill(Kill { invocation_id: raw }), StatusCode::OK),
+        InvocationOp::Pause => match status.phase() {
+            Phase::Paused => return Ok(StatusCode::OK),
+            Phase::Invoked | Phase::Suspended => {
+                (record::Kind::Pause(Kill { invocation_id: raw }), StatusCode::ACCEPTED)
+            }
+            _ => {
+                return Err(AdminError::Conflict(format!(
+                    "the invocation '{id}' is not running; only running invocations can be paused"
+                )))
+            }
+        },
+        InvocationOp::Resume(deployment_id) => match status.phase() {
+            Phase::Paused | Phase::Invoked | Phase::Suspended => {
+                let r = Resume { invocation_id: raw, deployment_id };
+                (record::Kind::Resume(r), StatusCode::OK)
+            }
+            Phase::Scheduled | Phase::Inboxed => {
+                return Err(AdminError::TooEarly(format!(
+                    "the invocation '{id}' has not started yet"
+                )))
+            }
+            _ => return Err(AdminError::Conflict(format!("the invocation '{id}' is completed"))),
+        },
         InvocationOp::Purge => (record::Kind::Purge(Kill { invocation_id: raw }), StatusCode::OK),
     };
     handle

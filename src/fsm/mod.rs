@@ -69,13 +69,21 @@ pub struct RetryPolicy {
     pub initial_ms: u64,
     pub factor: f64,
     pub max_interval_ms: u64,
-    /// Attempts including the first; when used up the invocation fails.
+    /// Attempts including the first.
     pub attempts_max: u32,
+    /// When the attempts are used up: pause (Restate's default) instead of failing.
+    pub pause_on_max: bool,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { initial_ms: 500, factor: 2.0, max_interval_ms: 60_000, attempts_max: 70 }
+        RetryPolicy {
+            initial_ms: 500,
+            factor: 2.0,
+            max_interval_ms: 60_000,
+            attempts_max: 70,
+            pause_on_max: true,
+        }
     }
 }
 
@@ -425,6 +433,34 @@ impl Fsm {
                     }
                 }
             }
+            Some(record::Kind::Pause(k)) => {
+                let id = id_of(&k.invocation_id)?;
+                if let Some(mut st) = s.status(&id)? {
+                    if matches!(st.phase(), Phase::Invoked | Phase::Suspended) {
+                        out.push(Action::Abort { id });
+                        self.leave_runnable(s, &id, &mut st)?;
+                        st.phase = Phase::Paused as i32;
+                        st.next_retry_at_ms = 0;
+                        st.modified_ms = now_ms;
+                        s.put_status(&id, &st)?;
+                    }
+                }
+            }
+            Some(record::Kind::Resume(r)) => {
+                let id = id_of(&r.invocation_id)?;
+                if let Some(mut st) = s.status(&id)? {
+                    if matches!(st.phase(), Phase::Paused | Phase::Invoked) {
+                        match r.deployment_id.as_str() {
+                            "" => {}
+                            "latest" => st.deployment_id.clear(),
+                            d => st.deployment_id = d.to_string(),
+                        }
+                        // A fresh retry budget: whoever resumed it changed something.
+                        st.failures = 0;
+                        self.new_attempt(s, &id, &mut st, 0, now_ms, out)?;
+                    }
+                }
+            }
             Some(record::Kind::Purge(k)) => {
                 let id = id_of(&k.invocation_id)?;
                 if let Some(st) = s.status(&id)? {
@@ -676,6 +712,13 @@ impl Fsm {
                 if f.give_up {
                     let outcome = failure_outcome(f.code, f.message.clone());
                     return self.complete(s, &id, st, outcome, now_ms, out);
+                }
+                if f.pause {
+                    self.leave_runnable(s, &id, &mut st)?;
+                    st.phase = Phase::Paused as i32;
+                    st.next_retry_at_ms = 0;
+                    s.put_status(&id, &st)?;
+                    return Ok(());
                 }
                 self.new_attempt(s, &id, &mut st, f.retry_in_ms, now_ms, out)
             }

@@ -15,7 +15,7 @@ use crate::protocol::ids::InvocationId;
 pub struct Record {
     #[prost(message, optional, tag = "15")]
     pub header: Option<RecordHeader>,
-    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11")]
+    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13")]
     pub kind: Option<record::Kind>,
 }
 
@@ -74,6 +74,12 @@ pub mod record {
         /// time (the leader's retention pass found them).
         #[prost(message, tag = "11")]
         Expire(super::Expire),
+        /// Stop a running or suspended invocation until it is resumed.
+        #[prost(message, tag = "12")]
+        Pause(super::Kill),
+        /// Run a paused invocation again (or a retry now), optionally on another deployment.
+        #[prost(message, tag = "13")]
+        Resume(super::Resume),
     }
 }
 
@@ -121,6 +127,15 @@ pub struct Attach {
 pub struct Expire {
     #[prost(bytes = "bytes", repeated, tag = "1")]
     pub invocation_ids: Vec<Bytes>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Resume {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub invocation_id: Bytes,
+    /// Pin this deployment instead (empty: keep the pinned one; `latest`: choose anew).
+    #[prost(string, tag = "2")]
+    pub deployment_id: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -371,6 +386,9 @@ pub struct Failed {
     /// No further attempt: the invocation completes with the failure `code` and `message`.
     #[prost(bool, tag = "6")]
     pub give_up: bool,
+    /// No further attempt until resumed: the invocation is paused.
+    #[prost(bool, tag = "7")]
+    pub pause: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -412,6 +430,8 @@ pub enum Phase {
     Suspended = 4,
     /// Finished; kept for its result.
     Completed = 5,
+    /// Stopped after its retries were used up (or on request); runs again when resumed.
+    Paused = 6,
 }
 
 /// Everything the state machine keeps about one invocation (besides its journal).

@@ -193,6 +193,12 @@ impl Machine {
         for (ty, payload) in &attempt.journal {
             encode_frame(*ty, 0, payload, &mut out);
         }
+        let mut cfg = cfg;
+        if let Some(h) =
+            schema.service(&attempt.service).and_then(|s| s.handlers.get(&attempt.handler))
+        {
+            cfg.retry = h.retry(&cfg.retry);
+        }
         let mut m = Machine {
             decoder: Decoder::with_message_bytes_max(cfg.message_bytes_max),
             phase: if cfg.bidi { Phase::Streaming } else { Phase::Closed { at: now } },
@@ -585,7 +591,11 @@ impl Machine {
                 };
                 // A delay the SDK chose does not use up the retry budget.
                 let counts = e.next_retry_delay.is_none();
-                self.fail(e.code, message, e.next_retry_delay, counts, false);
+                match pm::ErrorBehavior::try_from(e.behavior) {
+                    Ok(pm::ErrorBehavior::Fail) => self.fail(e.code, message, None, true, true),
+                    Ok(pm::ErrorBehavior::Pause) => self.pause(e.code, message),
+                    _ => self.fail(e.code, message, e.next_retry_delay, counts, false),
+                }
                 true
             }
             Message::AwaitingOn(a) => {
@@ -726,10 +736,16 @@ impl Machine {
             return;
         }
         let failures = self.failures + u32::from(counts);
+        let mut pause = false;
         let (give_up, retry_in_ms, message) = if terminal {
             (true, 0, message)
         } else if failures >= self.cfg.retry.attempts_max.max(1) {
-            (true, 0, format!("invocation failed after {failures} attempts: {message}"))
+            if self.cfg.retry.pause_on_max {
+                pause = true;
+                (false, 0, format!("invocation paused after {failures} attempts: {message}"))
+            } else {
+                (true, 0, format!("invocation failed after {failures} attempts: {message}"))
+            }
         } else {
             let delay = retry_after_ms.unwrap_or_else(|| self.cfg.retry.delay_ms(failures.max(1)));
             (false, delay, message)
@@ -741,6 +757,7 @@ impl Machine {
             counts,
             retry_in_ms,
             give_up,
+            pause,
         }));
         self.flush_pending();
         if self.phase == Phase::Streaming {
@@ -752,6 +769,35 @@ impl Machine {
             message,
             give_up,
             retry_in_ms,
+        }));
+    }
+}
+
+impl Machine {
+    /// The SDK asked to pause the invocation (V7 `ErrorMessage.behavior = PAUSE`).
+    fn pause(&mut self, code: u32, message: String) {
+        if self.phase == Phase::Done {
+            return;
+        }
+        self.effect(effect::Kind::Failed(Failed {
+            code,
+            message: message.clone(),
+            retry_after_ms: None,
+            counts: true,
+            retry_in_ms: 0,
+            give_up: false,
+            pause: true,
+        }));
+        self.flush_pending();
+        if self.phase == Phase::Streaming {
+            self.outputs.push_back(Output::CloseRequest);
+        }
+        self.phase = Phase::Done;
+        self.outputs.push_back(Output::Done(Verdict::Failed {
+            code,
+            message,
+            give_up: false,
+            retry_in_ms: 0,
         }));
     }
 }
@@ -783,6 +829,7 @@ impl Machine {
                 counts: true,
                 retry_in_ms: 0,
                 give_up: true,
+                pause: false,
             }),
         )
     }

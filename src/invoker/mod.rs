@@ -447,6 +447,7 @@ impl<T: Transport> Invoker<T> {
                 counts: false,
                 retry_in_ms: 0,
                 give_up: false,
+                pause: false,
             }),
         );
         let partition = self.ctx.partition.clone();

@@ -246,6 +246,7 @@ pub async fn run(
         factor: config.worker.retry_factor,
         max_interval_ms: config.worker.retry_max_interval.as_millis() as u64,
         attempts_max: config.worker.retry_attempts_max,
+        pause_on_max: config.worker.retry_pause_on_max,
     };
     // A message must fit one log record with room for the record's own fields.
     let message_bytes_max = (record_bytes_max.saturating_sub(64 * 1024)).min(32 << 20) as u32;

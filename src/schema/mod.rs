@@ -82,6 +82,9 @@ pub struct HandlerSchema {
     pub journal_retention_ms: Option<u64>,
     #[serde(default)]
     pub workflow_completion_retention_ms: Option<u64>,
+    /// The manifest's retry policy overrides (the handler's fields over the service's).
+    #[serde(default)]
+    pub retry_policy: discovery::RetryPolicy,
 }
 
 /// How long a completed invocation is kept when nothing overrides it (Restate's defaults for
@@ -89,6 +92,26 @@ pub struct HandlerSchema {
 pub const DEFAULT_RETENTION_MS: u64 = 24 * 3_600_000;
 
 impl HandlerSchema {
+    /// The retry policy of this handler's invocations: the manifest's overrides on top of the
+    /// server's default.
+    pub fn retry(&self, default: &crate::fsm::RetryPolicy) -> crate::fsm::RetryPolicy {
+        let p = &self.retry_policy;
+        crate::fsm::RetryPolicy {
+            initial_ms: p.initial_interval_ms.unwrap_or(default.initial_ms),
+            factor: p
+                .exponentiation_factor
+                .filter(|f| f.is_finite() && *f >= 1.0)
+                .unwrap_or(default.factor),
+            max_interval_ms: p.max_interval_ms.unwrap_or(default.max_interval_ms),
+            attempts_max: p.max_attempts.map(|a| a.max(1)).unwrap_or(default.attempts_max),
+            pause_on_max: match p.on_max_attempts {
+                Some(discovery::OnMaxAttempts::Pause) => true,
+                Some(discovery::OnMaxAttempts::Kill) => false,
+                None => default.pause_on_max,
+            },
+        }
+    }
+
     /// How long a completed invocation of this handler is kept (its result for attach, output
     /// and de-duplication): the workflow completion retention for a workflow `run`, the
     /// idempotency retention for a request with an idempotency key, else the journal
@@ -285,6 +308,28 @@ impl Registry {
                             .or(s.idempotency_retention_ms),
                         journal_retention_ms: h.journal_retention_ms.or(s.journal_retention_ms),
                         workflow_completion_retention_ms: h.workflow_completion_retention_ms,
+                        retry_policy: discovery::RetryPolicy {
+                            initial_interval_ms: h
+                                .retry_policy
+                                .initial_interval_ms
+                                .or(s.retry_policy.initial_interval_ms),
+                            max_interval_ms: h
+                                .retry_policy
+                                .max_interval_ms
+                                .or(s.retry_policy.max_interval_ms),
+                            max_attempts: h
+                                .retry_policy
+                                .max_attempts
+                                .or(s.retry_policy.max_attempts),
+                            exponentiation_factor: h
+                                .retry_policy
+                                .exponentiation_factor
+                                .or(s.retry_policy.exponentiation_factor),
+                            on_max_attempts: h
+                                .retry_policy
+                                .on_max_attempts
+                                .or(s.retry_policy.on_max_attempts),
+                        },
                     },
                 );
             }

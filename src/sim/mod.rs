@@ -68,8 +68,13 @@ const EPOCH_MS: u64 = 1_767_225_600_000;
 /// After the last fault, everything must have settled within this much virtual time.
 const SETTLE_MS_MAX: u64 = 120_000;
 /// The retry policy of the rebuild from the log; every life configures a different one.
-const REBUILD_RETRY: fsm::RetryPolicy =
-    fsm::RetryPolicy { initial_ms: 1, factor: 1.0, max_interval_ms: 1, attempts_max: 1 };
+const REBUILD_RETRY: fsm::RetryPolicy = fsm::RetryPolicy {
+    initial_ms: 1,
+    factor: 1.0,
+    max_interval_ms: 1,
+    attempts_max: 1,
+    pause_on_max: false,
+};
 
 /// What one run does; [`Options::for_seed`] derives everything from the seed.
 #[derive(Clone, Debug)]
@@ -289,6 +294,7 @@ fn schema(request_response: bool) -> Schema {
                     idempotency_retention_ms: None,
                     journal_retention_ms: None,
                     workflow_completion_retention_ms: None,
+                    retry_policy: Default::default(),
                 };
                 (h.to_string(), hs)
             })
@@ -618,6 +624,7 @@ fn run_life(
             factor: [1.5, 2.0, 3.0][rng.below(3) as usize],
             max_interval_ms: 100 + rng.below(900),
             attempts_max: 100 + rng.below(900) as u32,
+            pause_on_max: false,
         };
         // A quarter of the lives have tiny queues: every hint, notification and refill
         // meets a full queue, so the paths that must not lose one run all the time.

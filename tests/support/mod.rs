@@ -43,12 +43,13 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const LOG_TAIL_LINES: usize = 60;
 
 /// Services of the TypeScript test service (`tests/services/ts/service.mjs`).
-pub const TS_SERVICES: [&str; 12] = [
+pub const TS_SERVICES: [&str; 14] = [
     "Approval",
     "Brief",
     "Caller",
     "Core",
     "Counter",
+    "Flaky",
     "Greeter",
     "Idem",
     "LazyCounter",
@@ -56,6 +57,7 @@ pub const TS_SERVICES: [&str; 12] = [
     "Seq",
     "Signals",
     "Sleeper",
+    "Stubborn",
 ];
 /// Services of the Rust test service (`tests/services/rust`).
 pub const RUST_SERVICES: [&str; 3] = ["RustCounter", "RustGreeter", "RustRunner"];

@@ -365,6 +365,31 @@ const brief = restate.service({
   options: { journalRetention: 1000, idempotencyRetention: 1000 },
 });
 
+// Fails with a retryable error until `allow(tag)` was called. Flaky pauses after two
+// attempts (its own retry policy); Stubborn follows the server's default policy.
+const allowed = new Set();
+function failingHandlers() {
+  return {
+    work: async (_ctx, tag) => {
+      const n = bump(`attempts:${tag}`);
+      if (!allowed.has(tag)) {
+        throw new Error(`not yet (attempt ${n})`);
+      }
+      return `done after ${n} attempts`;
+    },
+    allow: async (_ctx, tag) => {
+      allowed.add(tag);
+      return "allowed";
+    },
+  };
+}
+const flaky = restate.service({
+  name: "Flaky",
+  handlers: failingHandlers(),
+  options: { retryPolicy: { maxAttempts: 2, onMaxAttempts: "pause", initialInterval: 10 } },
+});
+const stubborn = restate.service({ name: "Stubborn", handlers: failingHandlers() });
+
 const args = parseArgs(process.argv.slice(2));
 
 const services = [
@@ -380,6 +405,8 @@ const services = [
   approval,
   idem,
   brief,
+  flaky,
+  stubborn,
 ];
 const handler = args.requestResponse
   ? restate.createEndpointHandler({ services, bidirectional: false })
