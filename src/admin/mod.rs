@@ -1,7 +1,6 @@
 //! The admin API (default port 9070): health, version negotiation, deployment registration,
 //! the read side of the schema registry, and invocation cancel / kill / purge / pause /
-//! resume, in the shapes
-//! the `restate` CLI 1.7 and the web UI expect.
+//! resume, in the shapes the `restate` CLI 1.7 and the web UI expect.
 //!
 //! This module owns the HTTP surface only. Registration runs discovery
 //! ([`crate::protocol::discovery`]) and hands the manifest to [`Registry::register`], which
