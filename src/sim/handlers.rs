@@ -6,8 +6,9 @@
 //! `Log.append`), side effects and durable sleeps (`Worker.work`), calls and sends between
 //! partitions in emission order (`Caller`), messages of hundreds of KiB that the shuffler must
 //! split by bytes (`Caller.send_big` to `Sink.put`, which checks each payload), retryable and
-//! terminal failures (`Flaky`), a command over a limit (`Big.set`), and a panicking SDK
-//! (`Flaky.panic`, planned only by the test of panic reporting).
+//! terminal failures (`Flaky`), a command over a limit (`Big.set`), awakeables completed
+//! through another partition's outbox, twice, of which only the first counts (`Awk`), and a
+//! panicking SDK (`Flaky.panic`, planned only by the test of panic reporting).
 
 use bytes::Bytes;
 
@@ -30,6 +31,7 @@ pub const SERVICES: &[ServiceDef] = &[
     ("Flaky", ServiceType::Service, &[("flaky", false), ("fail", false), ("panic", false)]),
     ("Big", ServiceType::VirtualObject, &[("set", true)]),
     ("Sink", ServiceType::VirtualObject, &[("put", true)]),
+    ("Awk", ServiceType::Service, &[("wait", false), ("resolve", false)]),
 ];
 
 /// Bytes of the state key `Big.set` writes: over the store's key limit.
@@ -41,6 +43,26 @@ fn text(b: &Bytes) -> String {
 
 fn int(b: &Bytes) -> i64 {
     text(b).trim().parse().unwrap_or(0)
+}
+
+/// Creates an awakeable and sends its id with the input to `Awk.resolve`, which completes it
+/// twice; returns what completed it (the first completion: the input).
+async fn awk_wait(ctx: Ctx) -> HandlerResult {
+    let (id, index) = ctx.awakeable();
+    let input = text(&ctx.input());
+    ctx.send("Awk", "resolve", "", Bytes::from(format!("{id}|{input}")))?;
+    ctx.await_awakeable(index).await
+}
+
+/// Input `id|value`: resolves the awakeable with `value`, then again with something else
+/// (which the server must ignore).
+async fn awk_resolve(ctx: Ctx) -> HandlerResult {
+    let input = text(&ctx.input());
+    let (id, value) =
+        input.split_once('|').ok_or(HandlerError::Terminal(400, "bad input".into()))?;
+    ctx.resolve_awakeable(id, Bytes::from(value.to_string()))?;
+    ctx.resolve_awakeable(id, Bytes::from_static(b"second"))?;
+    Ok(Bytes::new())
 }
 
 async fn counter_add(ctx: Ctx) -> HandlerResult {
@@ -181,6 +203,8 @@ pub fn handler(service: &str, handler: &str, ctx: Ctx) -> Option<HandlerFuture> 
         ("Flaky", "fail") => Box::pin(flaky_fail(ctx)),
         ("Flaky", "panic") => Box::pin(flaky_panic(ctx)),
         ("Big", "set") => Box::pin(big_set(ctx)),
+        ("Awk", "wait") => Box::pin(awk_wait(ctx)),
+        ("Awk", "resolve") => Box::pin(awk_resolve(ctx)),
         _ => return None,
     })
 }

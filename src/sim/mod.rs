@@ -150,6 +150,8 @@ impl Report {
 #[derive(Clone, Debug, PartialEq)]
 enum Expect {
     Success,
+    /// Success with exactly this output.
+    Output(String),
     /// A terminal failure whose message starts with this (code, prefix).
     Failure(u32, &'static str),
     /// Refused by `apply` without a trace: its key is over the limit. The client appends it
@@ -390,7 +392,11 @@ fn plan(rng: &mut SimRng, options: &Options, horizon_ms: u64) -> Vec<Planned> {
                     Expect::Success,
                 )
             }
-            75..=84 => ("Flaky", "flaky", String::new(), String::new(), Expect::Success),
+            75..=79 => ("Flaky", "flaky", String::new(), String::new(), Expect::Success),
+            80..=84 => {
+                let v = format!("v{i}");
+                ("Awk", "wait", String::new(), v.clone(), Expect::Output(v))
+            }
             85..=91 => {
                 ("Flaky", "fail", String::new(), String::new(), Expect::Failure(418, "bad input"))
             }
@@ -1066,6 +1072,7 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
         let got = st.outcome.as_ref().and_then(|o| o.result.clone());
         match (&p.expect, got) {
             (Expect::Success, Some(outcome::Result::Value(_))) => {}
+            (Expect::Output(want), Some(outcome::Result::Value(v))) if v == want.as_bytes() => {}
             (Expect::Failure(code, prefix), Some(outcome::Result::Failure(f)))
                 if f.code == *code && f.message.starts_with(prefix) => {}
             (e, got) => v.push(format!(

@@ -220,6 +220,10 @@ pub struct Core {
     next_cid: u32,
     completions: BTreeMap<u32, NotificationResult>,
     awaiting: Vec<u32>,
+    /// Awakeable signal indexes handed out so far (the next is 17 + this).
+    awakeables: u32,
+    signals: BTreeMap<u32, NotificationResult>,
+    awaiting_signals: Vec<u32>,
     out: Vec<Bytes>,
     mismatch: Option<String>,
     /// Something the server must never do, seen by this SDK.
@@ -313,6 +317,52 @@ impl Ctx {
                 }
             }
         })
+    }
+
+    /// A new awakeable: its `sign_1…` id and its signal index.
+    pub fn awakeable(&self) -> (String, u32) {
+        let mut c = self.core();
+        let index = 17 + c.awakeables;
+        c.awakeables += 1;
+        let invocation_id = c.id.unwrap_or(InvocationId { partition_key: 0, uuid: 0 });
+        let id = crate::protocol::ids::AwakeableId { invocation_id, signal_index: index };
+        (id.to_string(), index)
+    }
+
+    /// Waits for the awakeable with signal `index`: its value, or its failure as terminal.
+    pub async fn await_awakeable(&self, index: u32) -> HandlerResult {
+        let core = self.core.clone();
+        let r = std::future::poll_fn(move |_cx: &mut Context<'_>| {
+            let mut c = lock(&core);
+            match c.signals.get(&index) {
+                Some(r) => Poll::Ready(r.clone()),
+                None => {
+                    c.awaiting_signals.push(index);
+                    Poll::Pending
+                }
+            }
+        })
+        .await;
+        match r {
+            NotificationResult::Value(v) => Ok(v.content),
+            NotificationResult::Failure(f) => Err(HandlerError::Terminal(f.code, f.message)),
+            _ => Ok(Bytes::new()),
+        }
+    }
+
+    /// Resolves an awakeable (of any invocation) with `value`.
+    pub fn resolve_awakeable(&self, id: &str, value: Bytes) -> Result<(), HandlerError> {
+        self.command(MessageType::COMPLETE_AWAKEABLE_COMMAND, "resolve", || {
+            frame(
+                MessageType::COMPLETE_AWAKEABLE_COMMAND,
+                &pm::CompleteAwakeableCommandMessage {
+                    awakeable_id: id.to_string(),
+                    result: Some(pm::AwakeableResult::Value(pm::Value { content: value.clone() })),
+                    name: "resolve".into(),
+                },
+            )
+        })?;
+        Ok(())
     }
 
     /// Reads a state key: from the eager state when it is complete (or has the key), else
@@ -571,6 +621,7 @@ impl Sdk {
         let waker = noop_waker();
         loop {
             lock(&core).awaiting.clear();
+            lock(&core).awaiting_signals.clear();
             let poll = fut.as_mut().poll(&mut Context::from_waker(&waker));
             let out = std::mem::take(&mut lock(&core).out);
             for b in out {
@@ -629,10 +680,14 @@ impl Sdk {
                     let mut waiting = lock(&core).awaiting.clone();
                     waiting.sort_unstable();
                     waiting.dedup();
+                    let mut signals = lock(&core).awaiting_signals.clone();
+                    signals.sort_unstable();
+                    signals.dedup();
                     Some(vec![frame(
                         MessageType::SUSPENSION,
                         &pm::SuspensionMessage {
                             waiting_completions: waiting,
+                            waiting_signals: signals,
                             ..Default::default()
                         },
                     )])
@@ -678,13 +733,23 @@ fn take_entry(c: &mut Core, ty: u16, payload: Bytes) {
         return;
     }
     if let Ok(n) = decode_notification(ty, payload) {
-        if let (Some(NotificationId::CompletionId(cid)), Some(r)) = (n.id, n.result) {
-            if c.completions.insert(cid, r).is_some() {
-                // A server bug: the SDK got the same completion twice (in the replayed journal
-                // and live, or live twice).
-                c.protocol_violation =
-                    Some(format!("the server sent completion {cid} a second time"));
+        match (n.id, n.result) {
+            (Some(NotificationId::CompletionId(cid)), Some(r)) => {
+                if c.completions.insert(cid, r).is_some() {
+                    // A server bug: the SDK got the same completion twice (in the replayed
+                    // journal and live, or live twice).
+                    c.protocol_violation =
+                        Some(format!("the server sent completion {cid} a second time"));
+                }
             }
+            (Some(NotificationId::SignalId(i)), Some(r)) => {
+                // An awakeable completes once: the server keeps the first completion only.
+                if c.signals.insert(i, r).is_some() {
+                    c.protocol_violation =
+                        Some(format!("the server sent signal {i} a second time"));
+                }
+            }
+            _ => {}
         }
     }
 }
