@@ -734,20 +734,19 @@ fn take_entry(c: &mut Core, ty: u16, payload: Bytes) {
     }
     if let Ok(n) = decode_notification(ty, payload) {
         match (n.id, n.result) {
-            (Some(NotificationId::CompletionId(cid)), Some(r)) => {
-                if c.completions.insert(cid, r).is_some() {
-                    // A server bug: the SDK got the same completion twice (in the replayed
-                    // journal and live, or live twice).
-                    c.protocol_violation =
-                        Some(format!("the server sent completion {cid} a second time"));
-                }
+            // A server bug: the SDK got the same completion twice (in the replayed journal
+            // and live, or live twice).
+            (Some(NotificationId::CompletionId(cid)), Some(r))
+                if c.completions.insert(cid, r.clone()).is_some() =>
+            {
+                c.protocol_violation =
+                    Some(format!("the server sent completion {cid} a second time"));
             }
-            (Some(NotificationId::SignalId(i)), Some(r)) => {
-                // An awakeable completes once: the server keeps the first completion only.
-                if c.signals.insert(i, r).is_some() {
-                    c.protocol_violation =
-                        Some(format!("the server sent signal {i} a second time"));
-                }
+            // An awakeable completes once: the server keeps the first completion only.
+            (Some(NotificationId::SignalId(i)), Some(r))
+                if c.signals.insert(i, r.clone()).is_some() =>
+            {
+                c.protocol_violation = Some(format!("the server sent signal {i} a second time"));
             }
             _ => {}
         }
