@@ -1177,3 +1177,13 @@ fn used_up_attempts_pause_by_default_and_the_sdk_may_ask_to_pause_or_fail() {
     let (_, f, _) = failed(r.data(0, &frames(&[with_behavior(pm::ErrorBehavior::Fail)])), true);
     assert_eq!((f.pause, f.give_up), (false, true));
 }
+
+#[test]
+fn a_journal_mismatch_pauses_the_invocation() {
+    // Why: replaying a journal that does not match the code fails the same way every time;
+    // Restate pauses it (nothing of the diverging attempt is appended) until it is resumed.
+    let mut r = Run::start(config(), &attempt());
+    let (before, f, _) = failed(r.data(0, &frames(&[error(570, "journal mismatch", None)])), true);
+    assert!(before.is_empty());
+    assert_eq!((f.code, f.pause, f.give_up), (570, true, false));
+}

@@ -594,6 +594,9 @@ impl Machine {
                 match pm::ErrorBehavior::try_from(e.behavior) {
                     Ok(pm::ErrorBehavior::Fail) => self.fail(e.code, message, None, true, true),
                     Ok(pm::ErrorBehavior::Pause) => self.pause(e.code, message),
+                    // A journal mismatch (non-deterministic code, or a changed deployment)
+                    // repeats on every retry: pause until someone fixes and resumes it.
+                    _ if e.code == JOURNAL_MISMATCH => self.pause(e.code, message),
                     _ => self.fail(e.code, message, e.next_retry_delay, counts, false),
                 }
                 true
@@ -801,6 +804,9 @@ impl Machine {
         }));
     }
 }
+
+/// The SDK's error code for a journal that does not match the handler's code.
+const JOURNAL_MISMATCH: u32 = 570;
 
 fn invalid_id(detail: String) -> (u32, String) {
     let code = Code::InvalidId;
