@@ -299,6 +299,15 @@ const signals = restate.service({
       return child;
     },
     attachTo: async (ctx, id) => outcomeOf(ctx.invocation(id).attach()),
+    // A call into another SDK's service by name (the Python test service's PyGreeter).
+    callPy: async (ctx, name) =>
+      ctx.genericCall({
+        service: "PyGreeter",
+        method: "greet",
+        parameter: name,
+        inputSerde: restate.serde.json,
+        outputSerde: restate.serde.json,
+      }),
     cancelIt: async (ctx, id) => {
       ctx.invocation(id).cancel();
       return "cancelled";
