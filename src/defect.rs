@@ -33,10 +33,13 @@ pub enum Defect {
     /// (2) Records that each fit the log go in one append even when together they do not:
     /// an SDK's messages read at once fail their invocation, a shuffler batch its partition.
     AppendsNotSplit,
+    /// (programming model) A signal index already in the journal is taken again: an
+    /// awakeable's later completions are delivered too, not only the first.
+    SignalTakenTwice,
 }
 
 impl Defect {
-    pub const ALL: [Defect; 9] = [
+    pub const ALL: [Defect; 10] = [
         Defect::ShufflerDropsFailedDelivery,
         Defect::ShufflerTruncatesFirst,
         Defect::ShufflerReorders,
@@ -46,6 +49,7 @@ impl Defect {
         Defect::TimersFromReplay,
         Defect::TimerFiringDropped,
         Defect::AppendsNotSplit,
+        Defect::SignalTakenTwice,
     ];
 }
 

@@ -180,6 +180,7 @@ fn expected(defect: Defect) -> &'static [&'static [&'static str]] {
         Defect::TimersFromReplay => &[&["timer", "fired", "times"]],
         Defect::TimerFiringDropped => &[&["rows left in Timers"]],
         Defect::AppendsNotSplit => &[&["RA1005", "over the log's limit"]],
+        Defect::SignalTakenTwice => &[&["sent signal", "a second time"], &["Awk/wait", "expected"]],
     }
 }
 
@@ -259,4 +260,9 @@ fn defect_appends_not_split_is_found() {
 #[test]
 fn defect_timer_firing_dropped_is_found() {
     find(Defect::TimerFiringDropped);
+}
+
+#[test]
+fn defect_signal_taken_twice_is_found() {
+    find(Defect::SignalTakenTwice);
 }

@@ -1276,7 +1276,10 @@ impl Fsm {
     ) -> Result<(), ApplyError> {
         let seen = match nid {
             Nid::Completion(c) => st.completed_ids.contains(&c),
-            Nid::Signal(i) => st.signals_received.contains(&i),
+            Nid::Signal(i) => {
+                st.signals_received.contains(&i)
+                    && !crate::defect::active(crate::defect::Defect::SignalTakenTwice)
+            }
             Nid::Named(_) => false,
         };
         if st.phase() == Phase::Completed || seen {

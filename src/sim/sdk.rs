@@ -630,7 +630,10 @@ impl Sdk {
                     return;
                 }
             }
-            if let Some(v) = lock(&core).protocol_violation.take() {
+            // One statement per lock: a guard in an `if let` scrutinee lives through its body,
+            // and locking again there deadlocked the run instead of reporting the violation.
+            let violation = lock(&core).protocol_violation.take();
+            if let Some(v) = violation {
                 let id = lock(&core).id.map(|i| i.to_string()).unwrap_or_default();
                 lock(&self.world).violation(format!("SDK of {id}: {v}"));
             }
