@@ -81,7 +81,8 @@ async fn awakeables_complete_from_the_ingress_once() {
     let r = post_raw(&mut fx, &format!("/restate/a/{awk}/resolve"), "\"first\"").await;
     assert_eq!(r.status, 202, "{}", r.text());
     assert_reply(&attach(&mut fx, &inv).await, 200, json!({"value": "first"}));
-    // A second completion is accepted and ignored.
+    // A completion after the invocation ended is accepted and ignored (the first-completion
+    // rule for a waiting invocation is pinned in tests/fsm.rs and the simulator).
     let r = post_raw(&mut fx, &format!("/restate/awakeables/{awk}/resolve"), "\"second\"").await;
     assert_eq!(r.status, 202, "{}", r.text());
     let r = fx.ingress("GET", &format!("/restate/output/{inv}"), None).await;
@@ -95,7 +96,16 @@ async fn awakeables_complete_from_the_ingress_once() {
     assert_eq!(r.status, 202, "{}", r.text());
     assert_reply(&attach(&mut fx, &inv).await, 200, json!({"error": "no way", "code": 500}));
 
-    // Bad input.
+    // Bad input: a malformed id, and a well-formed one whose index is a built-in signal (1 is
+    // cancel), not an awakeable.
+    let cancel_id = ratchet::protocol::ids::AwakeableId {
+        invocation_id: inv.parse().unwrap(),
+        signal_index: 1,
+    }
+    .to_string();
+    let r = post_raw(&mut fx, &format!("/restate/a/{cancel_id}/resolve"), "1").await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("not an awakeable"), "{}", r.text());
     let r = post_raw(&mut fx, "/restate/a/sign_1garbage/resolve", "1").await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.json()["message"].as_str().unwrap().contains("bad awakeable id"), "{}", r.text());
@@ -193,6 +203,7 @@ async fn cancel_reaches_the_handler_or_ends_a_queued_invocation() {
     let got = attach(&mut fx, &late).await;
     assert_eq!(got.status, 409, "{}", got.text());
     assert_eq!(got.json()["message"], "canceled");
+    assert_eq!(fx.stat(Sdk::Ts, "sleep-attempt:late").await, 0, "a cancelled send ran");
 
     // Cancel from a handler, through the deprecated DELETE form as well.
     let a = send(&mut fx, "/Sleeper/sleep", json!({"ms": 600_000, "tag": "c2"})).await;

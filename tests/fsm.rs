@@ -693,3 +693,32 @@ fn a_paused_invocation_waits_for_resume_and_then_runs_a_new_attempt() {
     assert!(matches!(&a[..], [Action::Abort { .. }]), "{a:?}");
     assert_eq!(status(&store, 1).phase(), Phase::Paused);
 }
+
+#[test]
+fn attach_targets_by_workflow_and_idempotency_key_name_the_deterministic_ids() {
+    use ratchet::fsm::{attach_target, idempotent_id, parse_awakeable, workflow_id};
+    use ratchet::protocol::messages as pm;
+    let w = pm::InvocationTarget::Workflow(pm::WorkflowTarget {
+        workflow_name: "Wf".into(),
+        workflow_key: "k".into(),
+        scope: None,
+    });
+    assert_eq!(attach_target(Some(&w)).unwrap(), workflow_id("Wf", "k"));
+    let i = pm::InvocationTarget::IdempotentRequest(pm::IdempotentRequestTarget {
+        service_name: "Svc".into(),
+        service_key: None,
+        handler_name: "h".into(),
+        idempotency_key: "ik".into(),
+        scope: None,
+    });
+    assert_eq!(attach_target(Some(&i)).unwrap(), idempotent_id("Svc", None, "h", "ik"));
+    assert_ne!(idempotent_id("Svc", None, "h", "ik"), idempotent_id("Svc", Some(""), "h", "ik"));
+    assert_eq!(attach_target(None).unwrap_err().code, Code::InvalidId);
+    // Awakeable ids: only signal indexes from 17.
+    let awk = |index| {
+        ratchet::protocol::ids::AwakeableId { invocation_id: id(1), signal_index: index }
+            .to_string()
+    };
+    assert!(parse_awakeable(&awk(17)).is_ok());
+    assert_eq!(parse_awakeable(&awk(1)).unwrap_err().code, Code::InvalidId);
+}

@@ -616,13 +616,20 @@ async fn invocation_op(api: &Api, id: &str, op: InvocationOp) -> Result<StatusCo
             }
         },
         InvocationOp::Resume(deployment_id) => match status.phase() {
-            Phase::Paused | Phase::Invoked | Phase::Suspended => {
+            // Paused, or backing off (then the retry fires now); a running attempt is left
+            // alone by the state machine.
+            Phase::Paused | Phase::Invoked => {
                 let r = Resume { invocation_id: raw, deployment_id };
                 (record::Kind::Resume(r), StatusCode::OK)
             }
             Phase::Scheduled | Phase::Inboxed => {
                 return Err(AdminError::TooEarly(format!(
                     "the invocation '{id}' has not started yet"
+                )))
+            }
+            Phase::Suspended => {
+                return Err(AdminError::Conflict(format!(
+                    "the invocation '{id}' is suspended, not paused; it resumes by itself"
                 )))
             }
             _ => return Err(AdminError::Conflict(format!("the invocation '{id}' is completed"))),

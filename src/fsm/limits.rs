@@ -13,6 +13,9 @@ use crate::store::schema::{self, KEY_BYTES_MAX};
 pub const JOURNAL_ENTRIES_MAX: u32 = 65_536;
 /// Invocations waiting in one virtual object's inbox.
 pub const INBOX_ENTRIES_MAX: u64 = 1_000_000;
+/// Waiters (attached requests and callers) one invocation keeps: each is in its status,
+/// which every record of the invocation rewrites.
+pub const SINKS_MAX: usize = 256;
 /// An object or workflow key. Bytes.
 pub const OBJECT_KEY_BYTES_MAX: usize = 16 * 1024;
 /// A state key. Bytes. The stored key (service, object key and state key, escaped) must also

@@ -267,19 +267,54 @@ fn awakeable_outcome(r: Option<pm::AwakeableResult>) -> Option<Outcome> {
     }
 }
 
-/// The invocation an attach or get-output command targets. Only plain invocation ids so far.
+/// Awakeables created by SDKs have signal indexes from 17; lower ones are built-in signals
+/// (1 is cancel) that an awakeable id must not reach.
+pub const AWAKEABLE_INDEX_MIN: u32 = 17;
+
+/// An awakeable id, checked: well-formed, and an awakeable's signal index.
+pub fn parse_awakeable(id: &str) -> Result<AwakeableId, Violation> {
+    let bad = |detail: String| Violation { code: Code::InvalidId, detail };
+    let a: AwakeableId = id.parse().map_err(|e| bad(format!("bad awakeable id '{id}': {e}")))?;
+    if a.signal_index < AWAKEABLE_INDEX_MIN {
+        return Err(bad(format!(
+            "bad awakeable id '{id}': signal index {} is not an awakeable's",
+            a.signal_index
+        )));
+    }
+    Ok(a)
+}
+
+/// The invocation an attach or get-output command targets: by id, by workflow key, or by
+/// idempotency key.
 pub fn attach_target(t: Option<&pm::InvocationTarget>) -> Result<InvocationId, Violation> {
     let bad = |detail: String| Violation { code: Code::InvalidId, detail };
     match t {
         Some(pm::InvocationTarget::InvocationId(s)) => {
             s.parse().map_err(|e| bad(format!("bad invocation id '{s}': {e}")))
         }
-        Some(_) => {
-            Err(bad("attaching by workflow or idempotency key is not supported by this server yet"
-                .into()))
+        Some(pm::InvocationTarget::Workflow(w)) => {
+            Ok(workflow_id(&w.workflow_name, &w.workflow_key))
         }
+        Some(pm::InvocationTarget::IdempotentRequest(r)) => Ok(idempotent_id(
+            &r.service_name,
+            r.service_key.as_deref(),
+            &r.handler_name,
+            &r.idempotency_key,
+        )),
         None => Err(bad("attach or get-output without a target".into())),
     }
+}
+
+/// The answer to a waiter past [`limits::SINKS_MAX`]: retry later (nothing is attached).
+fn too_many_waiters() -> Outcome {
+    let code = Code::Overloaded;
+    failure_outcome(
+        u32::from(code.http_status()),
+        crate::codes::message(
+            code,
+            format!("the invocation has {} waiters already; attach again later", limits::SINKS_MAX),
+        ),
+    )
 }
 
 fn notification(completion_id: u32, result: pm::NotificationResult) -> Bytes {
@@ -449,7 +484,10 @@ impl Fsm {
             Some(record::Kind::Resume(r)) => {
                 let id = id_of(&r.invocation_id)?;
                 if let Some(mut st) = s.status(&id)? {
-                    if matches!(st.phase(), Phase::Paused | Phase::Invoked) {
+                    // A paused one runs again; a backing-off one retries now. A running
+                    // attempt is left alone.
+                    let backing_off = st.phase() == Phase::Invoked && st.next_retry_at_ms > now_ms;
+                    if st.phase() == Phase::Paused || backing_off {
                         match r.deployment_id.as_str() {
                             "" => {}
                             "latest" => st.deployment_id.clear(),
@@ -507,6 +545,9 @@ impl Fsm {
                     let o = st.outcome.clone().unwrap_or_default();
                     self.answer(s, sink, &id, &o, out)?;
                 } else if !st.sinks.contains(sink) {
+                    if st.sinks.len() >= limits::SINKS_MAX {
+                        return self.answer(s, sink, &id, &too_many_waiters(), out);
+                    }
                     st.sinks.push(sink.clone());
                     s.put_status(&id, &st)?;
                 }
@@ -811,14 +852,7 @@ impl Fsm {
                     detail: format!("bad invocation id '{}': {e}", m.target_invocation_id),
                 })
                 .err(),
-            Cmd::CompleteAwakeable(m) => m
-                .awakeable_id
-                .parse::<AwakeableId>()
-                .map_err(|e| Violation {
-                    code: Code::InvalidId,
-                    detail: format!("bad awakeable id '{}': {e}", m.awakeable_id),
-                })
-                .err(),
+            Cmd::CompleteAwakeable(m) => parse_awakeable(&m.awakeable_id).err(),
             Cmd::Attach(m) => attach_target(m.target.as_ref()).err(),
             Cmd::GetOutput(m) => attach_target(m.target.as_ref()).err(),
             Cmd::GetPromise(pm::GetPromiseCommandMessage { key, .. })
@@ -949,8 +983,7 @@ impl Fsm {
                 self.deliver(s, target.partition_key, record::Kind::Signal(sig), out)?;
             }
             Cmd::CompleteAwakeable(m) => {
-                let a: AwakeableId =
-                    m.awakeable_id.parse().map_err(|_| invalid("malformed awakeable id"))?;
+                let a = parse_awakeable(&m.awakeable_id).map_err(|v| invalid(v.detail))?;
                 let sig = Signal {
                     invocation_id: Bytes::copy_from_slice(&a.invocation_id.to_bytes()),
                     index: a.signal_index,
@@ -1138,6 +1171,9 @@ impl Fsm {
             Some(_) if a.now => self.answer(s, sink, &id, &Outcome::default(), out),
             Some(mut st) => {
                 if !st.sinks.contains(sink) {
+                    if st.sinks.len() >= limits::SINKS_MAX {
+                        return self.answer(s, sink, &id, &too_many_waiters(), out);
+                    }
                     st.sinks.push(sink.clone());
                     s.put_status(&id, &st)?;
                 }

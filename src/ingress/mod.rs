@@ -36,7 +36,7 @@ use crate::fsm::{
 };
 use crate::partition::{AppendError, Router};
 use crate::protocol::discovery::ServiceType;
-use crate::protocol::ids::{splitmix64, AwakeableId, InvocationId};
+use crate::protocol::ids::{splitmix64, InvocationId};
 use crate::schema::{HandlerSchema, Registry};
 
 /// Limits of the ingress.
@@ -323,10 +323,9 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
         match existing {
             Some(_) if send => return accepted(&id, "PreviouslyAccepted", 0),
             Some(prev) if prev.phase() == Phase::Completed && !workflow_run => {
+                let purge_at_ms = prev.purge_at_ms;
                 let mut r = respond(&id, Some(handler), prev.outcome.unwrap_or_default());
-                let expires = prev.modified_ms.saturating_add(IDEMPOTENCY_RETENTION_MS);
-                let v = crate::timefmt::rfc3339_ms(expires).replace('Z', "+00:00");
-                r.headers_mut().insert("idempotency-expires", header_value(&v));
+                expires_header(&mut r, purge_at_ms);
                 return r;
             }
             _ => {}
@@ -386,20 +385,23 @@ async fn restate_route(st: &IngressState, segs: &[&str], req: Request<Body>) -> 
             if req.method() != Method::GET {
                 return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             }
-            invocation_result(st, idempotent_id(service, None, handler, ik), *verb == "attach")
-                .await
+            let (Some(service), Some(handler), Some(ik)) =
+                (percent_decode(service), percent_decode(handler), percent_decode(ik))
+            else {
+                return error(StatusCode::BAD_REQUEST, "bad path: not valid percent-encoded UTF-8");
+            };
+            let id = idempotent_id(&service, None, &handler, &ik);
+            invocation_result(st, id, *verb == "attach").await
         }
         ["restate", "invocation", service, key, handler, ik, verb @ ("attach" | "output")] => {
             if req.method() != Method::GET {
                 return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             }
-            let Some(key) = percent_decode(key) else {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("bad path: the key '{key}' is not valid percent-encoded UTF-8"),
-                );
+            let decoded = [service, key, handler, ik].map(|p| percent_decode(p));
+            let [Some(service), Some(key), Some(handler), Some(ik)] = decoded else {
+                return error(StatusCode::BAD_REQUEST, "bad path: not valid percent-encoded UTF-8");
             };
-            let id = idempotent_id(service, Some(&key), handler, ik);
+            let id = idempotent_id(&service, Some(&key), &handler, &ik);
             invocation_result(st, id, *verb == "attach").await
         }
         ["restate", "invocation", id, verb @ ("attach" | "output")]
@@ -430,9 +432,9 @@ async fn complete_awakeable(
     if req.method() != Method::POST {
         return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     }
-    let a: AwakeableId = match id.parse() {
+    let a = match crate::fsm::parse_awakeable(id) {
         Ok(a) => a,
-        Err(e) => return coded(Code::InvalidId, format!("bad awakeable id '{id}': {e}")),
+        Err(v) => return coded(v.code, v.detail),
     };
     let (body, _permit) = match read_body(st, req.into_body()).await {
         Ok(b) => b,
@@ -485,7 +487,10 @@ async fn invocation_result(st: &IngressState, id: InvocationId, attach: bool) ->
     match status {
         Some(s) if s.phase() == Phase::Completed => {
             let h = handler_of(&s);
-            return respond(&id, h.as_ref(), s.outcome.unwrap_or_default());
+            let purge_at_ms = s.purge_at_ms;
+            let mut r = respond(&id, h.as_ref(), s.outcome.unwrap_or_default());
+            expires_header(&mut r, purge_at_ms);
+            return r;
         }
         None if !attach => return error(StatusCode::NOT_FOUND, "invocation not found"),
         Some(_) if !attach => {
@@ -524,9 +529,14 @@ async fn invocation_result(st: &IngressState, id: InvocationId, attach: bool) ->
     }
 }
 
-/// How long the result of an idempotent invocation is kept (Restate's default), reported in
-/// `idempotency-expires`.
-const IDEMPOTENCY_RETENTION_MS: u64 = 24 * 3_600_000;
+/// `idempotency-expires`: when a retained completed invocation is forgotten (RFC 3339 with
+/// `+00:00`, as Restate writes it); none when it is kept without a retention.
+fn expires_header(r: &mut Response, purge_at_ms: u64) {
+    if purge_at_ms > 0 {
+        let v = crate::timefmt::rfc3339_ms(purge_at_ms).replace('Z', "+00:00");
+        r.headers_mut().insert("idempotency-expires", header_value(&v));
+    }
+}
 
 /// The 202 answer to a send.
 fn accepted(id: &InvocationId, status: &str, execute_at_ms: u64) -> Response {

@@ -667,11 +667,9 @@ impl Machine {
                 .map_err(|e| {
                     invalid_id(format!("bad invocation id '{}': {e}", m.target_invocation_id))
                 }),
-            Cmd::CompleteAwakeable(m) => m
-                .awakeable_id
-                .parse::<crate::protocol::ids::AwakeableId>()
-                .map(|_| ())
-                .map_err(|e| invalid_id(format!("bad awakeable id '{}': {e}", m.awakeable_id))),
+            Cmd::CompleteAwakeable(m) => {
+                crate::fsm::parse_awakeable(&m.awakeable_id).map(|_| ()).map_err(violation)
+            }
             Cmd::AttachInvocation(m) => {
                 crate::fsm::attach_target(m.target.as_ref()).map(|_| ()).map_err(violation)
             }
