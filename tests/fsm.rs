@@ -722,3 +722,32 @@ fn attach_targets_by_workflow_and_idempotency_key_name_the_deterministic_ids() {
     assert!(parse_awakeable(&awk(17)).is_ok());
     assert_eq!(parse_awakeable(&awk(1)).unwrap_err().code, Code::InvalidId);
 }
+
+#[test]
+fn an_invocation_keeps_a_bounded_number_of_waiters() {
+    // Why: every attach would otherwise grow the status that each record rewrites.
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    apply_all(&fsm, &store, &[invoke(1, HandlerKind::Service, "", 11)]);
+    let attach = |request: u64| {
+        rec(record::Kind::Attach(ratchet::fsm::Attach {
+            invocation_id: Bytes::copy_from_slice(&id(1).to_bytes()),
+            sink: Some(ratchet::fsm::Sink { kind: Some(sink::Kind::Ingress(request)) }),
+            now: false,
+        }))
+    };
+    let records: Vec<Record> =
+        (0..limits::SINKS_MAX as u64 + 5).map(|r| attach(1000 + r)).collect();
+    let a = apply_all(&fsm, &store, &records);
+    assert_eq!(
+        status(&store, 1).sinks.len(),
+        limits::SINKS_MAX,
+        "the invocation's own sink plus attaches"
+    );
+    let refused = replies(&a);
+    assert_eq!(refused.len(), 6, "the attaches past the cap are answered at once");
+    for (_, _, o) in &refused {
+        let (code, message) = failure_of(o);
+        assert_eq!(code, 429);
+        assert!(message.starts_with("[RA2003]"), "{message}");
+    }
+}
