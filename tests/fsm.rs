@@ -44,6 +44,7 @@ fn invoke(n: u128, kind: HandlerKind, key: &str, request: u64) -> Record {
         sink: Some(ratchet::fsm::Sink { kind: Some(sink::Kind::Ingress(request)) }),
         execute_at_ms: 0,
         retention_ms: None,
+        ack_request: 0,
     }))
 }
 
@@ -571,6 +572,7 @@ fn a_workflow_runs_once_and_its_promise_wakes_the_waiter() {
             sink: Some(ratchet::fsm::Sink { kind: Some(sink::Kind::Ingress(request)) }),
             execute_at_ms: 0,
             retention_ms: None,
+            ack_request: 0,
         }))
     };
     let a = apply_all(&fsm, &store, &[run(1)]);
@@ -750,4 +752,24 @@ fn an_invocation_keeps_a_bounded_number_of_waiters() {
         assert_eq!(code, 429);
         assert!(message.starts_with("[RA2003]"), "{message}");
     }
+}
+
+#[test]
+fn a_send_learns_whether_it_created_the_invocation_or_found_it() {
+    // Why: a workflow or idempotent send answers Accepted or PreviouslyAccepted, and only the
+    // applied log knows which (another send may have been appended first).
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    let send = |ack: u64| match invoke(1, HandlerKind::Service, "", 0) {
+        Record { header, kind: Some(record::Kind::Invoke(mut i)) } => {
+            i.sink = None;
+            i.ack_request = ack;
+            Record { header, kind: Some(record::Kind::Invoke(i)) }
+        }
+        other => other,
+    };
+    let a = apply_all(&fsm, &store, &[send(7), send(8)]);
+    let acks: Vec<(u64, Outcome)> = replies(&a).into_iter().map(|(r, _, o)| (r, o)).collect();
+    let value =
+        |v: &'static [u8]| Outcome { result: Some(outcome::Result::Value(Bytes::from_static(v))) };
+    assert_eq!(acks, vec![(7, value(b"Accepted")), (8, value(b"PreviouslyAccepted"))]);
 }

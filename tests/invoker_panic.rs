@@ -148,6 +148,7 @@ async fn scenario(panic: bool, wait: Duration) -> (Option<String>, usize) {
             sink: None,
             execute_at_ms: 0,
             retention_ms: None,
+            ack_request: 0,
         })),
     };
     handle.append(vec![rec]).await.unwrap();

@@ -129,6 +129,10 @@ pub mod ty {
     pub const N_SIGNAL: u16 = 0xFBFF;
 }
 
+/// What a send's `ack_request` hears: the invocation was created by it, or existed already.
+pub const ACK_NEW: &[u8] = b"Accepted";
+pub const ACK_PREVIOUSLY: &[u8] = b"PreviouslyAccepted";
+
 /// A timer with this completion id starts a scheduled invocation instead of completing one.
 pub const TIMER_START: u32 = 0;
 
@@ -533,7 +537,14 @@ impl Fsm {
         out: &mut Vec<Action>,
     ) -> Result<(), ApplyError> {
         let id = id_of(&inv.invocation_id)?;
-        if let Some(mut st) = s.status(&id)? {
+        let existing = s.status(&id)?;
+        if inv.ack_request != 0 {
+            let status = if existing.is_some() { ACK_PREVIOUSLY } else { ACK_NEW };
+            let outcome =
+                Outcome { result: Some(outcome::Result::Value(Bytes::from_static(status))) };
+            out.push(Action::IngressReply { request_id: inv.ack_request, id, outcome });
+        }
+        if let Some(mut st) = existing {
             // The same id again: a workflow submitted twice or an idempotent request repeated
             // (deliveries themselves are de-duplicated). A workflow runs once: a second call
             // of `run` fails; a repeated idempotent call gets the first one's result.
@@ -1277,6 +1288,7 @@ impl Fsm {
             sink: call.sink,
             execute_at_ms: call.execute_at_ms,
             retention_ms: call.retention_ms,
+            ack_request: 0,
         };
         self.deliver(s, callee.partition_key, record::Kind::Invoke(invoke), out)?;
         let payload = notification(

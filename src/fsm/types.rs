@@ -285,6 +285,10 @@ pub struct Invoke {
     /// Decided from the schema by whoever made the record, so replay never consults it.
     #[prost(uint64, optional, tag = "10")]
     pub retention_ms: Option<u64>,
+    /// An ingress request of this process generation waiting to hear whether this send
+    /// created the invocation (`Accepted`) or found it (`PreviouslyAccepted`); 0: none.
+    #[prost(uint64, tag = "11")]
+    pub ack_request: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -342,13 +342,36 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
         sink: None,
         execute_at_ms,
         retention_ms: Some(handler.retention_ms(idempotency_key.is_some())),
+        ack_request: 0,
     };
-    if send {
+    if send && !deterministic {
         let rec = Record { header: None, kind: Some(record::Kind::Invoke(invoke)) };
         if let Err(e) = target.append(vec![rec]).await {
             return append_error(e);
         }
         return accepted(&id, "Accepted", execute_at_ms);
+    }
+    if send {
+        // Whether this send created the workflow or idempotent invocation is known only once
+        // its record is applied (another request may have come first): wait for that.
+        let (request_id, rx, _guard) = st.router.waiters.register();
+        invoke.ack_request = request_id;
+        let rec = Record { header: None, kind: Some(record::Kind::Invoke(invoke)) };
+        if let Err(e) = target.append(vec![rec]).await {
+            return append_error(e);
+        }
+        return match rx.await {
+            Ok((_, o)) => {
+                let previously = matches!(&o.result,
+                    Some(outcome::Result::Value(v)) if v.as_ref() == crate::fsm::ACK_PREVIOUSLY);
+                let status = if previously { "PreviouslyAccepted" } else { "Accepted" };
+                accepted(&id, status, execute_at_ms)
+            }
+            Err(_) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is shutting down; the send is durable, send it again to learn its status",
+            ),
+        };
     }
     let (request_id, rx, _guard) = st.router.waiters.register();
     invoke.sink = Some(Sink { kind: Some(sink::Kind::Ingress(request_id)) });

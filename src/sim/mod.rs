@@ -814,6 +814,7 @@ async fn client(world: Arc<Mutex<World>>, router: Router, clock: SharedClock, st
                 sink: None,
                 execute_at_ms: 0,
                 retention_ms: None,
+                ack_request: 0,
             })),
         };
         let target = router.for_key(p.id.partition_key).clone();
