@@ -715,12 +715,18 @@ impl Machine {
     }
 
     fn finish(&mut self) {
+        self.end(Verdict::Finished);
+    }
+
+    /// Ends the attempt: the pending effects in one `Output::Append`, the request stream
+    /// closed, then the verdict.
+    fn end(&mut self, verdict: Verdict) {
         self.flush_pending();
         if self.phase == Phase::Streaming {
             self.outputs.push_back(Output::CloseRequest);
         }
         self.phase = Phase::Done;
-        self.outputs.push_back(Output::Done(Verdict::Finished));
+        self.outputs.push_back(Output::Done(verdict));
     }
 
     /// Ends the attempt with a failure: the effects decoded so far, then `Failed` carrying
@@ -751,26 +757,28 @@ impl Machine {
             let delay = retry_after_ms.unwrap_or_else(|| self.cfg.retry.delay_ms(failures.max(1)));
             (false, delay, message)
         };
-        self.effect(effect::Kind::Failed(Failed {
+        self.end_failed(Failed {
             code,
-            message: message.clone(),
+            message,
             retry_after_ms,
             counts,
             retry_in_ms,
             give_up,
             pause,
-        }));
-        self.flush_pending();
-        if self.phase == Phase::Streaming {
-            self.outputs.push_back(Output::CloseRequest);
-        }
-        self.phase = Phase::Done;
-        self.outputs.push_back(Output::Done(Verdict::Failed {
-            code,
-            message,
-            give_up,
-            retry_in_ms,
-        }));
+        });
+    }
+
+    /// Ends the attempt with `f`: the effects decoded so far, then `f` last, in one
+    /// `Output::Append`; the request stream closed; the verdict repeating the decision.
+    fn end_failed(&mut self, f: Failed) {
+        let verdict = Verdict::Failed {
+            code: f.code,
+            message: f.message.clone(),
+            give_up: f.give_up,
+            retry_in_ms: f.retry_in_ms,
+        };
+        self.effect(effect::Kind::Failed(f));
+        self.end(verdict);
     }
 }
 
@@ -780,26 +788,15 @@ impl Machine {
         if self.phase == Phase::Done {
             return;
         }
-        self.effect(effect::Kind::Failed(Failed {
+        self.end_failed(Failed {
             code,
-            message: message.clone(),
+            message,
             retry_after_ms: None,
             counts: true,
             retry_in_ms: 0,
             give_up: false,
             pause: true,
-        }));
-        self.flush_pending();
-        if self.phase == Phase::Streaming {
-            self.outputs.push_back(Output::CloseRequest);
-        }
-        self.phase = Phase::Done;
-        self.outputs.push_back(Output::Done(Verdict::Failed {
-            code,
-            message,
-            give_up: false,
-            retry_in_ms: 0,
-        }));
+        });
     }
 }
 
