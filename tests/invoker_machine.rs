@@ -67,25 +67,7 @@ fn config() -> Config {
 }
 
 fn handler(name: &str, kind: SchemaHandlerKind) -> (String, HandlerSchema) {
-    (
-        name.to_string(),
-        HandlerSchema {
-            name: name.to_string(),
-            kind,
-            public: true,
-            lazy_state: false,
-            input: None,
-            output: None,
-            documentation: None,
-            metadata: BTreeMap::new(),
-            inactivity_timeout_ms: None,
-            abort_timeout_ms: None,
-            idempotency_retention_ms: None,
-            journal_retention_ms: None,
-            workflow_completion_retention_ms: None,
-            retry_policy: Default::default(),
-        },
-    )
+    (name.to_string(), HandlerSchema::new(name, kind))
 }
 
 fn service(name: &str, ty: ServiceType, handlers: Vec<(String, HandlerSchema)>) -> ServiceSchema {

@@ -50,22 +50,7 @@ impl Transport for Flaky {
 }
 
 fn schema() -> Schema {
-    let h = HandlerSchema {
-        name: "h".into(),
-        kind: SchemaHandlerKind::Service,
-        public: true,
-        lazy_state: false,
-        input: None,
-        output: None,
-        documentation: None,
-        metadata: BTreeMap::new(),
-        inactivity_timeout_ms: None,
-        abort_timeout_ms: None,
-        idempotency_retention_ms: None,
-        journal_retention_ms: None,
-        workflow_completion_retention_ms: None,
-        retry_policy: Default::default(),
-    };
+    let h = HandlerSchema::new("h", SchemaHandlerKind::Service);
     let s = ServiceSchema {
         name: "Svc".into(),
         ty: ServiceType::Service,

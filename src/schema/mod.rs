@@ -92,6 +92,27 @@ pub struct HandlerSchema {
 pub const DEFAULT_RETENTION_MS: u64 = 24 * 3_600_000;
 
 impl HandlerSchema {
+    /// A public handler of `kind` with nothing else declared (what a manifest that says only
+    /// a name and a type gives).
+    pub fn new(name: &str, kind: SchemaHandlerKind) -> HandlerSchema {
+        HandlerSchema {
+            name: name.to_string(),
+            kind,
+            public: true,
+            lazy_state: false,
+            input: None,
+            output: None,
+            documentation: None,
+            metadata: BTreeMap::new(),
+            inactivity_timeout_ms: None,
+            abort_timeout_ms: None,
+            idempotency_retention_ms: None,
+            journal_retention_ms: None,
+            workflow_completion_retention_ms: None,
+            retry_policy: discovery::RetryPolicy::default(),
+        }
+    }
+
     /// The retry policy of this handler's invocations: the manifest's overrides on top of the
     /// server's default.
     pub fn retry(&self, default: &crate::fsm::RetryPolicy) -> crate::fsm::RetryPolicy {

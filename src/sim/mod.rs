@@ -282,22 +282,8 @@ fn schema(request_response: bool) -> Schema {
                     (_, true) => SchemaHandlerKind::Exclusive,
                     (_, false) => SchemaHandlerKind::Shared,
                 };
-                let hs = HandlerSchema {
-                    name: h.to_string(),
-                    kind,
-                    public: true,
-                    lazy_state: *name == "Log",
-                    input: None,
-                    output: None,
-                    documentation: None,
-                    metadata: BTreeMap::new(),
-                    inactivity_timeout_ms: None,
-                    abort_timeout_ms: None,
-                    idempotency_retention_ms: None,
-                    journal_retention_ms: None,
-                    workflow_completion_retention_ms: None,
-                    retry_policy: Default::default(),
-                };
+                let hs =
+                    HandlerSchema { lazy_state: *name == "Log", ..HandlerSchema::new(h, kind) };
                 (h.to_string(), hs)
             })
             .collect();
