@@ -304,21 +304,9 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
     // call gets the stored result. (Two first requests racing both append; the state machine
     // keeps the first and treats the second as a duplicate.)
     if deterministic {
-        let existing = match target.store() {
-            Some(store) => match store.begin_read().and_then(|r| r.status(&id)) {
-                Ok(s) => s,
-                Err(e) => {
-                    return error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("cannot read the invocation: {e}"),
-                    )
-                }
-            },
-            None => {
-                return not_running(&st.router).unwrap_or_else(|| {
-                    coded(Code::PartitionUnavailable, "the invocation's partition is not running")
-                })
-            }
+        let existing = match read_status(&st, &target, &id) {
+            Ok(s) => s,
+            Err(r) => return *r,
         };
         match existing {
             Some(_) if send => return accepted(&id, "PreviouslyAccepted", 0),
@@ -485,24 +473,33 @@ async fn complete_awakeable(
     }
 }
 
+/// An invocation's status from its partition's store, or the answer when it cannot be read
+/// (the partition does not run: 503; the store failed: 500).
+fn read_status(
+    st: &IngressState,
+    target: &crate::partition::Handle,
+    id: &InvocationId,
+) -> Result<Option<Status>, Box<Response>> {
+    let Some(store) = target.store() else {
+        return Err(Box::new(not_running(&st.router).unwrap_or_else(|| {
+            coded(Code::PartitionUnavailable, "the invocation's partition is not running")
+        })));
+    };
+    store.begin_read().and_then(|r| r.status(id)).map_err(|e| {
+        Box::new(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read the invocation: {e}"),
+        ))
+    })
+}
+
 /// An invocation's result: now (`output`: 470 while it runs) or when it ends (`attach`).
 async fn invocation_result(st: &IngressState, id: InvocationId, attach: bool) -> Response {
     let target = st.router.for_key(id.partition_key).clone();
-    let Some(store) = target.store() else {
-        return not_running(&st.router).unwrap_or_else(|| {
-            coded(Code::PartitionUnavailable, "the invocation's partition is not running")
-        });
-    };
-    let status = match store.begin_read().and_then(|r| r.status(&id)) {
+    let status = match read_status(st, &target, &id) {
         Ok(s) => s,
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot read the invocation: {e}"),
-            )
-        }
+        Err(r) => return *r,
     };
-    drop(store);
     let schema = st.registry.snapshot();
     let handler_of = |st: &Status| {
         schema.service(&st.service).and_then(|s| s.handlers.get(&st.handler)).cloned()
@@ -536,13 +533,10 @@ async fn invocation_result(st: &IngressState, id: InvocationId, attach: bool) ->
     }
     match rx.await {
         Ok((id, outcome)) => {
-            let handler = match st.router.for_key(id.partition_key).store() {
-                Some(store) => match store.begin_read().and_then(|r| r.status(&id)) {
-                    Ok(Some(s)) => handler_of(&s),
-                    _ => None,
-                },
-                None => None,
-            };
+            let handler = read_status(st, st.router.for_key(id.partition_key), &id)
+                .ok()
+                .flatten()
+                .and_then(|s| handler_of(&s));
             respond(&id, handler.as_ref(), outcome)
         }
         Err(_) => error(
