@@ -14,9 +14,9 @@ use bytes::Bytes;
 use prost::Message;
 use ratchet::codes::Code;
 use ratchet::fsm::{
-    effect, limits, outcome, record, sink, Action, AnnounceLeader, Applied, Command, Effect, End,
-    Failed, Fsm, FsmRead, HandlerKind, InvocationResponse, Invoke, Outcome, Phase, Record,
-    RecordHeader, Status, TruncateOutbox,
+    effect, limits, outcome, record, sink, Action, AnnounceLeader, Applied, ApplyError, Command,
+    Effect, End, Failed, Fsm, FsmRead, FsmStore, HandlerKind, InvocationResponse, Invoke, Outcome,
+    Phase, Record, RecordHeader, Status, TruncateOutbox,
 };
 use ratchet::protocol::ids::InvocationId;
 use ratchet::protocol::messages::{
@@ -53,6 +53,7 @@ fn effect_of(n: u128, attempt: u32, kind: effect::Kind) -> Record {
         invocation_id: Bytes::copy_from_slice(&id(n).to_bytes()),
         attempt,
         kind: Some(kind),
+        life: 0,
     }))
 }
 
@@ -89,11 +90,54 @@ fn failed(retry_in_ms: u64, give_up: bool) -> effect::Kind {
     })
 }
 
+/// Applies `r` at `lsn`. An effect built with life 0 is stamped with the current life of its
+/// invocation, as the invoker stamps the life of the status it started the attempt from.
+fn apply_at<S: FsmStore>(
+    fsm: &Fsm,
+    txn: &mut S,
+    r: &Record,
+    lsn: u64,
+    now_ms: u64,
+    out: &mut Vec<Action>,
+) -> Result<Applied, ApplyError> {
+    let mut r = r.clone();
+    if let Some(record::Kind::Effect(e)) = &mut r.kind {
+        if e.life == 0 {
+            let id = InvocationId::from_bytes(&e.invocation_id).unwrap();
+            e.life = txn.status(&id).unwrap().map_or(0, |st| st.life);
+        }
+    }
+    fsm.apply(txn, &r, lsn, now_ms, out)
+}
+
+/// [`apply_at`] with the record's time as its LSN (the tests that apply one by one count up).
+fn apply<S: FsmStore>(
+    fsm: &Fsm,
+    txn: &mut S,
+    r: &Record,
+    now_ms: u64,
+    out: &mut Vec<Action>,
+) -> Result<Applied, ApplyError> {
+    apply_at(fsm, txn, r, now_ms, now_ms, out)
+}
+
+thread_local! {
+    /// The last LSN applied to each store (by address), so the records of successive
+    /// `apply_all` calls follow each other in one log.
+    static LSNS: std::cell::RefCell<std::collections::HashMap<usize, u64>> = Default::default();
+}
+
 fn apply_all(fsm: &Fsm, store: &PartitionStore, records: &[Record]) -> Vec<Action> {
     let mut txn = store.begin_write().unwrap();
     let mut out = Vec::new();
     for (i, r) in records.iter().enumerate() {
-        fsm.apply(&mut txn, r, 1_000 + i as u64, &mut out).unwrap();
+        let lsn = LSNS.with(|l| {
+            let mut l = l.borrow_mut();
+            let last = l.entry(store as *const PartitionStore as usize).or_insert(0);
+            *last += 1;
+            *last
+        });
+        apply_at(fsm, &mut txn, r, lsn, 1_000 + i as u64, &mut out).unwrap();
     }
     txn.commit(false).unwrap();
     out
@@ -202,24 +246,24 @@ fn the_leaders_own_records_of_a_superseded_epoch_are_ignored() {
     let announce = |e: u64| rec(record::Kind::AnnounceLeader(AnnounceLeader { epoch: e }));
     let mut txn = store.begin_write().unwrap();
     let mut out = Vec::new();
-    assert_eq!(fsm.apply(&mut txn, &announce(1), 1, &mut out).unwrap(), Applied::Yes);
+    assert_eq!(apply(&fsm, &mut txn, &announce(1), 1, &mut out).unwrap(), Applied::Yes);
     let first = epoch(1, invoke(1, HandlerKind::Service, "", 11));
-    assert_eq!(fsm.apply(&mut txn, &first, 2, &mut out).unwrap(), Applied::Yes);
-    assert_eq!(fsm.apply(&mut txn, &announce(2), 3, &mut out).unwrap(), Applied::Yes);
+    assert_eq!(apply(&fsm, &mut txn, &first, 2, &mut out).unwrap(), Applied::Yes);
+    assert_eq!(apply(&fsm, &mut txn, &announce(2), 3, &mut out).unwrap(), Applied::Yes);
     // An effect of the attempt that epoch 1 ran: that leadership is over.
     for r in finish(1, 1, b"late") {
-        assert_eq!(fsm.apply(&mut txn, &epoch(1, r), 4, &mut out).unwrap(), Applied::Superseded);
+        assert_eq!(apply(&fsm, &mut txn, &epoch(1, r), 4, &mut out).unwrap(), Applied::Superseded);
     }
     assert_eq!(txn.status(&id(1)).unwrap().unwrap().phase(), Phase::Invoked);
     // An ingress request the log acknowledged under epoch 1 still counts.
     let accepted = epoch(1, invoke(2, HandlerKind::Service, "", 12));
-    assert_eq!(fsm.apply(&mut txn, &accepted, 5, &mut out).unwrap(), Applied::Yes);
+    assert_eq!(apply(&fsm, &mut txn, &accepted, 5, &mut out).unwrap(), Applied::Yes);
     // The current leader's effects count.
     for r in finish(1, 1, b"now") {
-        assert_eq!(fsm.apply(&mut txn, &epoch(2, r), 6, &mut out).unwrap(), Applied::Yes);
+        assert_eq!(apply(&fsm, &mut txn, &epoch(2, r), 6, &mut out).unwrap(), Applied::Yes);
     }
     // An older announcement changes nothing.
-    assert_eq!(fsm.apply(&mut txn, &announce(1), 7, &mut out).unwrap(), Applied::Superseded);
+    assert_eq!(apply(&fsm, &mut txn, &announce(1), 7, &mut out).unwrap(), Applied::Superseded);
     assert_eq!(txn.leader_epoch().unwrap(), 2);
     txn.commit(false).unwrap();
     assert_eq!(started(&out), vec![(1, 1), (2, 1)]);
@@ -237,14 +281,14 @@ fn deliveries_are_deduplicated_by_producer_and_sequence() {
     let mut txn = store.begin_write().unwrap();
     let mut out = Vec::new();
     let first = from(3, 10, invoke(1, HandlerKind::Service, "", 0));
-    assert_eq!(fsm.apply(&mut txn, &first, 1, &mut out).unwrap(), Applied::Yes);
+    assert_eq!(apply(&fsm, &mut txn, &first, 1, &mut out).unwrap(), Applied::Yes);
     // The same delivery again, and an older one of the same producer: dropped.
-    assert_eq!(fsm.apply(&mut txn, &first, 2, &mut out).unwrap(), Applied::Duplicate);
+    assert_eq!(apply(&fsm, &mut txn, &first, 2, &mut out).unwrap(), Applied::Duplicate);
     let older = from(3, 9, invoke(2, HandlerKind::Service, "", 0));
-    assert_eq!(fsm.apply(&mut txn, &older, 3, &mut out).unwrap(), Applied::Duplicate);
+    assert_eq!(apply(&fsm, &mut txn, &older, 3, &mut out).unwrap(), Applied::Duplicate);
     // Another producer has its own sequence.
     let other = from(4, 1, invoke(3, HandlerKind::Service, "", 0));
-    assert_eq!(fsm.apply(&mut txn, &other, 4, &mut out).unwrap(), Applied::Yes);
+    assert_eq!(apply(&fsm, &mut txn, &other, 4, &mut out).unwrap(), Applied::Yes);
     txn.commit(false).unwrap();
     assert_eq!(started(&out), vec![(1, 1), (3, 1)]);
     let r = store.begin_read().unwrap();
@@ -311,6 +355,7 @@ fn sends_and_responses_go_through_the_outbox_in_emission_order() {
         completion_id: 5,
         outcome: None,
         notification_ty: 0,
+        life: 0,
     }));
     assert!(apply_all(&fsm, &store, &[resp]).is_empty());
 }
@@ -585,6 +630,7 @@ fn a_workflow_runs_once_and_its_promise_wakes_the_waiter() {
             invocation_id: Bytes::copy_from_slice(&wf.to_bytes()),
             attempt: 1,
             kind: Some(kind),
+            life: 0,
         }))
     };
     let get = pm::GetPromiseCommandMessage {
@@ -641,19 +687,19 @@ fn an_expire_record_purges_only_completed_invocations_whose_retention_passed() {
     let mut txn = store.begin_write().unwrap();
     let mut out = Vec::new();
     for (n, r) in [(1, Some(5_000)), (2, Some(0)), (3, None), (4, Some(5_000))] {
-        fsm.apply(&mut txn, &with_retention(n, r), 1_000, &mut out).unwrap();
+        apply(&fsm, &mut txn, &with_retention(n, r), 1_000, &mut out).unwrap();
     }
     for n in [1, 2, 3] {
         for r in finish(n, 1, b"1") {
-            fsm.apply(&mut txn, &r, 2_000, &mut out).unwrap();
+            apply(&fsm, &mut txn, &r, 2_000, &mut out).unwrap();
         }
     }
     // Retention 0: gone at once; unset: kept; 5 s: kept until 7_000.
     assert!(txn.status(&id(2)).unwrap().is_none());
     assert_eq!(txn.status(&id(1)).unwrap().unwrap().purge_at_ms, 7_000);
-    fsm.apply(&mut txn, &expire(&[1, 3, 4]), 6_999, &mut out).unwrap();
+    apply(&fsm, &mut txn, &expire(&[1, 3, 4]), 6_999, &mut out).unwrap();
     assert!(txn.status(&id(1)).unwrap().is_some(), "not yet");
-    fsm.apply(&mut txn, &expire(&[1, 3, 4]), 7_000, &mut out).unwrap();
+    apply(&fsm, &mut txn, &expire(&[1, 3, 4]), 7_000, &mut out).unwrap();
     assert!(txn.status(&id(1)).unwrap().is_none(), "retention passed");
     assert!(txn.status(&id(3)).unwrap().is_some(), "kept without a retention");
     assert_eq!(txn.status(&id(4)).unwrap().unwrap().phase(), Phase::Invoked, "running: kept");
@@ -772,4 +818,88 @@ fn a_send_learns_whether_it_created_the_invocation_or_found_it() {
     let value =
         |v: &'static [u8]| Outcome { result: Some(outcome::Result::Value(Bytes::from_static(v))) };
     assert_eq!(acks, vec![(7, value(b"Accepted")), (8, value(b"PreviouslyAccepted"))]);
+}
+
+#[test]
+fn a_recreated_id_gets_nothing_addressed_to_its_earlier_life() {
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    let raw = Bytes::copy_from_slice(&id(1).to_bytes());
+    let call = |completion: u32| {
+        let m = ratchet::protocol::messages::CallCommandMessage {
+            service_name: "Counter".into(),
+            handler_name: "add".into(),
+            key: "other".into(),
+            invocation_id_notification_idx: completion - 1,
+            result_completion_id: completion,
+            ..Default::default()
+        };
+        effect::Kind::Command(Command {
+            ty: 0x040D,
+            payload: m.encode_to_vec().into(),
+            callee_kind: HandlerKind::Exclusive as i32,
+            callee_retention_ms: None,
+        })
+    };
+    let sleep = ratchet::protocol::messages::SleepCommandMessage {
+        wake_up_time: 5_000,
+        result_completion_id: 3,
+        name: String::new(),
+    };
+    // First life: a call (journal index 1) and a sleep, then killed and purged.
+    apply_all(&fsm, &store, &[invoke(1, HandlerKind::WorkflowRun, "k", 11)]);
+    apply_all(&fsm, &store, &[effect_of(1, 1, call(2))]);
+    apply_all(&fsm, &store, &[effect_of(1, 1, command(0x040C, sleep.encode_to_vec()))]);
+    let first_life = status(&store, 1).life;
+    let first_callee = match &outbox(&store)[..] {
+        [record::Kind::Invoke(i)] => i.invocation_id.clone(),
+        other => panic!("expected the callee's Invoke, got {other:?}"),
+    };
+    let kill = rec(record::Kind::Kill(ratchet::fsm::Kill { invocation_id: raw.clone() }));
+    let purge = rec(record::Kind::Purge(ratchet::fsm::Kill { invocation_id: raw.clone() }));
+    apply_all(&fsm, &store, &[kill, purge]);
+    assert!(store.begin_read().unwrap().status(&id(1)).unwrap().is_none(), "purged");
+
+    // Second life of the same id.
+    apply_all(&fsm, &store, &[invoke(1, HandlerKind::WorkflowRun, "k", 12)]);
+    let second = status(&store, 1);
+    assert_ne!(second.life, first_life);
+    assert_eq!((second.phase(), second.attempt, second.journal_len), (Phase::Invoked, 1, 1));
+    // The old attempt's late effect (same attempt number), the old sleep's timer and the old
+    // call's answer all miss.
+    let mut stale = finish(1, 1, b"stale");
+    for r in &mut stale {
+        if let Some(record::Kind::Effect(e)) = &mut r.kind {
+            e.life = first_life;
+        }
+    }
+    let timer = rec(record::Kind::TimerFired(ratchet::fsm::TimerFired {
+        invocation_id: raw.clone(),
+        completion_id: 3,
+        wake_ms: 5_000,
+    }));
+    let answer = |life: u64| {
+        rec(record::Kind::Response(InvocationResponse {
+            invocation_id: raw.clone(),
+            completion_id: 2,
+            outcome: None,
+            notification_ty: 0,
+            life,
+        }))
+    };
+    let a = apply_all(&fsm, &store, &[stale, vec![timer, answer(first_life)]].concat());
+    assert!(a.is_empty(), "nothing reaches the second life: {a:?}");
+    let after = status(&store, 1);
+    assert_eq!((after.phase(), after.journal_len), (Phase::Invoked, 1));
+    assert!(after.completed_ids.is_empty(), "{after:?}");
+    // The same call at the same journal index makes a new callee.
+    apply_all(&fsm, &store, &[effect_of(1, 1, call(2))]);
+    let second_callee = match outbox(&store).last() {
+        Some(record::Kind::Invoke(i)) => i.invocation_id.clone(),
+        other => panic!("expected the callee's Invoke, got {other:?}"),
+    };
+    assert_ne!(second_callee, first_callee);
+    // Its own answer does arrive.
+    let a = apply_all(&fsm, &store, &[answer(second.life)]);
+    assert!(matches!(&a[..], [Action::Notify { ty: 0x800D, .. }]), "{a:?}");
+    assert_eq!(status(&store, 1).completed_ids, vec![1, 2]);
 }

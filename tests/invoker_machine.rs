@@ -125,6 +125,7 @@ fn input_entry() -> (u16, Bytes) {
 fn attempt() -> InvokeAttempt {
     InvokeAttempt {
         id: invocation_id(),
+        life: 9,
         attempt: 4,
         service: "Counter".to_string(),
         handler: "add".to_string(),
@@ -286,9 +287,15 @@ fn effects(records: &[Record]) -> Vec<effect::Kind> {
     records
         .iter()
         .map(|r| match &r.kind {
-            Some(record::Kind::Effect(Effect { invocation_id, attempt, kind: Some(kind) })) => {
+            Some(record::Kind::Effect(Effect {
+                invocation_id,
+                attempt,
+                kind: Some(kind),
+                life,
+            })) => {
                 assert_eq!(invocation_id, &id, "effect of another invocation: {r:?}");
                 assert_eq!(*attempt, 4, "effect of another attempt: {r:?}");
+                assert_eq!(*life, 9, "effect of another life: {r:?}");
                 kind.clone()
             }
             other => panic!("not an effect record: {other:?}"),

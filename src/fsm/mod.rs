@@ -154,14 +154,18 @@ fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The id of the invocation a call/send creates: a pure function of the caller and the
-/// journal position, so re-applying the command yields the same callee.
+/// The id of the invocation a call/send creates: a pure function of the caller, its life
+/// (see `Status::life`) and the journal position, so re-applying the command yields the same
+/// callee and a re-created caller id gets new ones.
 pub fn callee_id(
     caller: &InvocationId,
+    caller_life: u64,
     journal_index: u32,
     keyed_key: Option<&str>,
 ) -> InvocationId {
-    let hi = mix64(caller.uuid as u64 ^ mix64(u64::from(journal_index) + 1));
+    // Life 0 (statuses from before lives) mixes nothing: their callees keep their ids.
+    let life = if caller_life == 0 { 0 } else { mix64(caller_life ^ 0x6C69_6665) };
+    let hi = mix64(caller.uuid as u64 ^ mix64(u64::from(journal_index) + 1) ^ life);
     let lo = mix64((caller.uuid >> 64) as u64 ^ hi ^ 0x9E37_79B9_7F4A_7C15);
     let partition_key = match keyed_key {
         Some(key) => partition_key_of(key),
@@ -398,11 +402,13 @@ impl Fsm {
         Fsm { partition, defect_retry: None }
     }
 
-    /// Applies one record. `now_ms` is the record's timestamp.
+    /// Applies one record. `lsn` is its position in the partition's log and `now_ms` its
+    /// timestamp.
     pub fn apply<S: FsmStore>(
         &self,
         s: &mut S,
         record: &Record,
+        lsn: u64,
         now_ms: u64,
         out: &mut Vec<Action>,
     ) -> Result<Applied, ApplyError> {
@@ -436,12 +442,13 @@ impl Fsm {
             s.set_dedup_seq(header.producer, header.producer_seq)?;
         }
         match &record.kind {
-            Some(record::Kind::Invoke(inv)) => self.on_invoke(s, inv, now_ms, out)?,
+            Some(record::Kind::Invoke(inv)) => self.on_invoke(s, inv, lsn, now_ms, out)?,
             Some(record::Kind::Effect(e)) => self.on_effect(s, e, now_ms, out)?,
             Some(record::Kind::TimerFired(t)) => self.on_timer(s, t, now_ms, out)?,
             Some(record::Kind::Response(r)) => {
                 let id = id_of(&r.invocation_id)?;
-                if let Some(mut st) = s.status(&id)? {
+                // An answer to a call of an earlier life of a re-created id is not for this one.
+                if let Some(mut st) = s.status(&id)?.filter(|st| st.life == r.life) {
                     let default = Outcome::default();
                     let payload = notification(
                         r.completion_id,
@@ -533,6 +540,7 @@ impl Fsm {
         &self,
         s: &mut S,
         inv: &Invoke,
+        lsn: u64,
         now_ms: u64,
         out: &mut Vec<Action>,
     ) -> Result<(), ApplyError> {
@@ -594,6 +602,7 @@ impl Fsm {
             modified_ms: now_ms,
             execute_at_ms: inv.execute_at_ms,
             retention_ms: inv.retention_ms,
+            life: lsn.max(1),
             ..Status::default()
         };
         let input = pm::InputCommandMessage {
@@ -608,7 +617,7 @@ impl Fsm {
         s.journal_put(&id, 0, ty::INPUT, &input.encode_to_vec())?;
         st.journal_len = 1;
         if inv.execute_at_ms > now_ms {
-            s.timer_put(inv.execute_at_ms, &id, TIMER_START)?;
+            s.timer_put(inv.execute_at_ms, &id, TIMER_START, st.life)?;
             s.put_status(&id, &st)?;
             out.push(Action::Timer { wake_ms: inv.execute_at_ms, id, completion_id: TIMER_START });
             return Ok(());
@@ -695,8 +704,8 @@ impl Fsm {
     ) -> Result<(), ApplyError> {
         let id = id_of(&e.invocation_id)?;
         let Some(mut st) = s.status(&id)? else { return Ok(()) };
-        if st.phase() != Phase::Invoked || st.attempt != e.attempt {
-            return Ok(()); // from a superseded attempt
+        if st.phase() != Phase::Invoked || st.attempt != e.attempt || st.life != e.life {
+            return Ok(()); // from a superseded attempt, or an earlier life of the id
         }
         st.modified_ms = now_ms;
         match &e.kind {
@@ -933,7 +942,7 @@ impl Fsm {
                 );
             }
             Cmd::Sleep(m) => {
-                s.timer_put(m.wake_up_time, id, m.result_completion_id)?;
+                s.timer_put(m.wake_up_time, id, m.result_completion_id, st.life)?;
                 out.push(Action::Timer {
                     wake_ms: m.wake_up_time,
                     id: *id,
@@ -945,6 +954,7 @@ impl Fsm {
                     invocation_id: Bytes::copy_from_slice(&id.to_bytes()),
                     completion_id: m.result_completion_id,
                     notification_ty: 0,
+                    life: st.life,
                 };
                 let call = Call {
                     service: &m.service_name,
@@ -1006,11 +1016,11 @@ impl Fsm {
             }
             Cmd::Attach(m) => {
                 let target = attach_target(m.target.as_ref()).map_err(|v| invalid(v.detail))?;
-                self.attach_from(s, id, target, m.result_completion_id, false, out)?;
+                self.attach_from(s, (id, &st), target, m.result_completion_id, false, out)?;
             }
             Cmd::GetOutput(m) => {
                 let target = attach_target(m.target.as_ref()).map_err(|v| invalid(v.detail))?;
-                self.attach_from(s, id, target, m.result_completion_id, true, out)?;
+                self.attach_from(s, (id, &st), target, m.result_completion_id, true, out)?;
             }
             Cmd::GetPromise(m) => {
                 let mut p = s.promise(&st.service, &st.key, &m.key)?.unwrap_or_default();
@@ -1032,6 +1042,7 @@ impl Fsm {
                     invocation_id: Bytes::copy_from_slice(&id.to_bytes()),
                     completion_id: m.result_completion_id,
                     notification_ty: u32::from(ty::N_GET_PROMISE),
+                    life: st.life,
                 };
                 if !p.listeners.contains(&me) {
                     p.listeners.push(me);
@@ -1078,7 +1089,7 @@ impl Fsm {
                         if lid == *id {
                             // It awaits the promise it completes: `st` is its status in hand.
                             self.notify(s, id, &mut st, t, payload, nid, now_ms, out)?;
-                        } else if let Some(mut lst) = s.status(&lid)? {
+                        } else if let Some(mut lst) = s.status(&lid)?.filter(|x| x.life == l.life) {
                             self.notify(s, &lid, &mut lst, t, payload, nid, now_ms, out)?;
                         }
                     }
@@ -1103,11 +1114,12 @@ impl Fsm {
         Ok(())
     }
 
-    /// Asks `target`'s partition for its result, to complete `completion_id` of `caller`.
+    /// Asks `target`'s partition for its result, to complete `completion_id` of `caller`
+    /// (of life `caller_st.life`).
     fn attach_from<S: FsmStore>(
         &self,
         s: &mut S,
-        caller: &InvocationId,
+        (caller, caller_st): (&InvocationId, &Status),
         target: InvocationId,
         completion_id: u32,
         now: bool,
@@ -1120,6 +1132,7 @@ impl Fsm {
                 invocation_id: Bytes::copy_from_slice(&caller.to_bytes()),
                 completion_id,
                 notification_ty,
+                life: caller_st.life,
             })),
         };
         let a = Attach {
@@ -1271,7 +1284,7 @@ impl Fsm {
         let callee = match (call.idempotency_key, kind) {
             (_, HandlerKind::WorkflowRun) => workflow_id(call.service, call.key),
             (Some(ik), _) => idempotent_id(call.service, keyed, call.handler, ik),
-            (None, _) => callee_id(caller, index, keyed),
+            (None, _) => callee_id(caller, st.life, index, keyed),
         };
         let invoke = Invoke {
             invocation_id: Bytes::copy_from_slice(&callee.to_bytes()),
@@ -1379,10 +1392,11 @@ impl Fsm {
         out: &mut Vec<Action>,
     ) -> Result<(), ApplyError> {
         let id = id_of(&t.invocation_id)?;
-        if !s.timer_delete(t.wake_ms, &id, t.completion_id)? {
+        let Some(life) = s.timer_delete(t.wake_ms, &id, t.completion_id)? else {
             return Ok(()); // fired already
-        }
-        let Some(mut st) = s.status(&id)? else { return Ok(()) };
+        };
+        // A timer of an earlier life of a re-created id (its sleep died with it).
+        let Some(mut st) = s.status(&id)?.filter(|st| st.life == life) else { return Ok(()) };
         if t.completion_id == TIMER_START {
             if st.phase() == Phase::Scheduled {
                 return self.start(s, &id, st, now_ms, out);
@@ -1432,6 +1446,7 @@ impl Fsm {
                         completion_id: c.completion_id,
                         outcome: Some(outcome.clone()),
                         notification_ty: c.notification_ty,
+                        life: c.life,
                     };
                     self.deliver(s, caller.partition_key, record::Kind::Response(response), out)?;
                 }

@@ -140,19 +140,21 @@ pub trait FsmStore: FsmRead {
     fn inbox_push(&mut self, service: &str, key: &str, id: &InvocationId)
         -> Result<(), StoreError>;
     fn inbox_pop(&mut self, service: &str, key: &str) -> Result<Option<InvocationId>, StoreError>;
+    /// Arms a timer of life `life` of `id` (see `Status::life`).
     fn timer_put(
         &mut self,
         wake_ms: u64,
         id: &InvocationId,
         completion_id: u32,
+        life: u64,
     ) -> Result<(), StoreError>;
-    /// Deletes a timer; returns whether it existed.
+    /// Deletes a timer; returns the life it was armed for, if it existed.
     fn timer_delete(
         &mut self,
         wake_ms: u64,
         id: &InvocationId,
         completion_id: u32,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<u64>, StoreError>;
     fn set_leader_epoch(&mut self, epoch: u64) -> Result<(), StoreError>;
     fn set_dedup_seq(&mut self, producer: u32, seq: u64) -> Result<(), StoreError>;
     /// Appends a delivery of `kind` to the partition owning `partition_key`, stamped with
@@ -476,21 +478,28 @@ impl<W: WriteView> FsmStore for W {
         wake_ms: u64,
         id: &InvocationId,
         completion_id: u32,
+        life: u64,
     ) -> Result<(), StoreError> {
-        self.put(Table::Timers, &schema::timer_key(wake_ms, &id.to_bytes(), completion_id), &[])
+        let key = schema::timer_key(wake_ms, &id.to_bytes(), completion_id);
+        self.put(Table::Timers, &key, &life.to_be_bytes())
     }
     fn timer_delete(
         &mut self,
         wake_ms: u64,
         id: &InvocationId,
         completion_id: u32,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         let key = schema::timer_key(wake_ms, &id.to_bytes(), completion_id);
-        if self.get(Table::Timers, &key)?.is_none() {
-            return Ok(false);
-        }
+        let Some(value) = self.get(Table::Timers, &key)? else { return Ok(None) };
+        // Timers armed before lives existed have an empty value: life 0.
+        let life = match value.as_slice() {
+            [] => 0,
+            v => u64::from_be_bytes(
+                v.try_into().map_err(|_| corrupt(Table::Timers, "timer value is not a life"))?,
+            ),
+        };
         self.delete(Table::Timers, &key)?;
-        Ok(true)
+        Ok(Some(life))
     }
     fn set_leader_epoch(&mut self, epoch: u64) -> Result<(), StoreError> {
         self.set_meta_u64(schema::META_LEADER_EPOCH, epoch)
@@ -560,6 +569,7 @@ pub fn load_attempt<R: ReadView>(
         (!st.deployment_id.is_empty()).then(|| (st.deployment_id.clone(), st.protocol_version));
     Ok(Some(InvokeAttempt {
         id: *id,
+        life: st.life,
         attempt,
         service: st.service.clone(),
         handler: st.handler.clone(),

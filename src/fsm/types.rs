@@ -257,6 +257,9 @@ pub struct Caller {
     /// get-output's).
     #[prost(uint32, tag = "3")]
     pub notification_ty: u32,
+    /// The caller's life (see `Status::life`): an answer for an earlier life is dropped.
+    #[prost(uint64, tag = "4")]
+    pub life: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -300,6 +303,10 @@ pub struct Effect {
     pub attempt: u32,
     #[prost(oneof = "effect::Kind", tags = "3, 4, 5, 6, 7, 8")]
     pub kind: Option<effect::Kind>,
+    /// The life of the invocation the attempt ran for (see `Status::life`): attempt numbers
+    /// start again at 1 in a new life, so the number alone cannot tell them apart.
+    #[prost(uint64, tag = "9")]
+    pub life: u64,
 }
 
 pub mod effect {
@@ -417,6 +424,9 @@ pub struct InvocationResponse {
     /// The notification the caller's journal gets (0: a call's result).
     #[prost(uint32, tag = "4")]
     pub notification_ty: u32,
+    /// The caller's life, from its `Caller` sink.
+    #[prost(uint64, tag = "5")]
+    pub life: u64,
 }
 
 /// Where an invocation is in its life.
@@ -507,6 +517,12 @@ pub struct Status {
     /// When completed and retained: when its retention ends (0: kept).
     #[prost(uint64, tag = "27")]
     pub purge_at_ms: u64,
+    /// Which life of its id this is: the LSN of the record that created it. Workflow and
+    /// idempotent ids are deterministic, so an id purged and created again is a new life;
+    /// attempts' effects, timers and answers to its calls carry the life they belong to and
+    /// are dropped when it is not the current one (0: created before lives existed).
+    #[prost(uint64, tag = "28")]
+    pub life: u64,
 }
 
 /// What the shell must do after a record was applied (and its transaction committed).
@@ -531,6 +547,8 @@ pub enum Action {
 #[derive(Clone, Debug, PartialEq)]
 pub struct InvokeAttempt {
     pub id: InvocationId,
+    /// The invocation's life (see `Status::life`), stamped on the attempt's effects.
+    pub life: u64,
     pub attempt: u32,
     pub service: String,
     pub handler: String,

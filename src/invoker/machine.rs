@@ -128,6 +128,7 @@ enum Phase {
 pub struct Machine {
     cfg: Config,
     id: crate::protocol::ids::InvocationId,
+    life: u64,
     attempt: u32,
     service: String,
     handler: String,
@@ -204,6 +205,7 @@ impl Machine {
             phase: if cfg.bidi { Phase::Streaming } else { Phase::Closed { at: now } },
             cfg,
             id: attempt.id,
+            life: attempt.life,
             attempt: attempt.attempt,
             service: attempt.service.clone(),
             handler: attempt.handler.clone(),
@@ -211,7 +213,9 @@ impl Machine {
             kind: attempt.kind,
             failures: attempt.failures,
             schema,
-            pin: pin.map(|p| effect_record(&attempt.id, attempt.attempt, effect::Kind::Pin(p))),
+            pin: pin.map(|p| {
+                effect_record(&attempt.id, attempt.life, attempt.attempt, effect::Kind::Pin(p))
+            }),
             journal_len: attempt.journal.len() as u32,
             replayed_len: attempt.journal.len() as u32,
             pending: Vec::new(),
@@ -489,7 +493,7 @@ impl Machine {
     }
 
     fn effect(&mut self, kind: effect::Kind) {
-        self.pending.push(effect_record(&self.id, self.attempt, kind));
+        self.pending.push(effect_record(&self.id, self.life, self.attempt, kind));
     }
 
     /// Takes one SDK message; `true` when the attempt is over.
@@ -822,6 +826,7 @@ impl Machine {
         self.phase = Phase::Done;
         effect_record(
             &self.id,
+            self.life,
             self.attempt,
             effect::Kind::Failed(Failed {
                 code: u32::from(code.http_status()),
@@ -849,6 +854,7 @@ fn flatten(f: &pm::Future, w: &mut Suspended) {
 /// An effect record of one attempt.
 pub fn effect_record(
     id: &crate::protocol::ids::InvocationId,
+    life: u64,
     attempt: u32,
     kind: effect::Kind,
 ) -> Record {
@@ -858,6 +864,7 @@ pub fn effect_record(
             invocation_id: Bytes::copy_from_slice(&id.to_bytes()),
             attempt,
             kind: Some(kind),
+            life,
         })),
     }
 }

@@ -192,6 +192,8 @@ pub enum InvokerError {
 }
 
 struct Running {
+    /// The invocation's life the attempt runs for, stamped on its effects.
+    life: u64,
     attempt: u32,
     /// Its journal and eager state, counted against `inputs_bytes_max`.
     input_bytes: usize,
@@ -439,6 +441,7 @@ impl<T: Transport> Invoker<T> {
         let Some((epoch, _)) = &self.leader else { return };
         let failed = machine::effect_record(
             &id,
+            r.life,
             r.attempt,
             effect::Kind::Failed(Failed {
                 code: 503,
@@ -469,8 +472,10 @@ impl<T: Transport> Invoker<T> {
             let _ = done.send((id, attempt, end)).await;
         });
         let (notify, _) = mpsc::channel(1);
-        self.running
-            .insert(id, Running { attempt, input_bytes: 0, notify, task, restarting: true });
+        self.running.insert(
+            id,
+            Running { life: r.life, attempt, input_bytes: 0, notify, task, restarting: true },
+        );
     }
 
     fn command(&mut self, c: Cmd) {
@@ -682,6 +687,7 @@ impl<T: Transport> Invoker<T> {
             return true;
         }
         let input_bytes = attempt_input_bytes(&a);
+        let life = a.life;
         let in_use = self.running.input_bytes;
         if !self.running.is_empty() && in_use + input_bytes > self.ctx.opts.inputs_bytes_max {
             // Read again when it is its turn: the inputs are not kept while it waits.
@@ -706,7 +712,8 @@ impl<T: Transport> Invoker<T> {
             };
             let _ = done.send((id, attempt, end)).await;
         });
-        self.running.insert(id, Running { attempt, input_bytes, notify, task, restarting: false });
+        let running = Running { life, attempt, input_bytes, notify, task, restarting: false };
+        self.running.insert(id, running);
         true
     }
 

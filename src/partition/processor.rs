@@ -555,13 +555,15 @@ impl Processor {
         for rec in &batch {
             debug_assert_eq!(rec.lsn, last.next(), "records are applied in LSN order");
             match Record::decode(rec.body.as_slice()) {
-                Ok(r) => match self.fsm.apply(&mut txn, &r, rec.timestamp_ms, &mut actions) {
-                    Ok(_) => {}
-                    Err(ApplyError::Invalid { reason }) => {
-                        tracing::warn!(partition = self.id(), lsn = %rec.lsn, "skipping a record that cannot be applied: {reason}");
+                Ok(r) => {
+                    match self.fsm.apply(&mut txn, &r, rec.lsn.0, rec.timestamp_ms, &mut actions) {
+                        Ok(_) => {}
+                        Err(ApplyError::Invalid { reason }) => {
+                            tracing::warn!(partition = self.id(), lsn = %rec.lsn, "skipping a record that cannot be applied: {reason}");
+                        }
+                        Err(ApplyError::Store(e)) => return Err(e),
                     }
-                    Err(ApplyError::Store(e)) => return Err(e),
-                },
+                }
                 Err(e) => {
                     tracing::warn!(partition = self.id(), lsn = %rec.lsn, "skipping an undecodable record: {e}")
                 }

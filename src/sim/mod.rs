@@ -1193,7 +1193,7 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
                 },
                 _ => None,
             };
-            let applied = fsm.apply(&mut txn, &rec, r.timestamp_ms, &mut actions);
+            let applied = fsm.apply(&mut txn, &rec, r.lsn.0, r.timestamp_ms, &mut actions);
             actions.clear();
             if let Some((id, cid, Some(false))) = before {
                 if txn.status(&id).ok().flatten().is_some_and(|s| s.completed_ids.contains(&cid)) {
