@@ -499,3 +499,80 @@ async fn the_default_retry_policy_comes_from_the_configuration() {
     assert!(msg.starts_with("invocation failed after 3 attempts"), "{msg}");
     assert_eq!(fx.stat(Sdk::Ts, "attempts:k").await, 3);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Restart-as-new
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_as_new_runs_again_from_a_journal_prefix() {
+    let mut fx = Fixture::start("restart_as_new", Sdks::Ts).await;
+    let r = fx.call("/Runner/steps", json!("t")).await;
+    assert_reply(&r, 200, json!({"a": 1, "b": 1}));
+    let old = r.invocation_id();
+    let restart = |q: &str| format!("/invocations/{old}/restart-as-new{q}");
+
+    // From the input only: both steps run again, under a new id.
+    let r = fx.admin("PATCH", &restart(""), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let new = r.json()["new_invocation_id"].as_str().expect("new_invocation_id").to_string();
+    assert!(new.starts_with("inv_") && new != old, "{new}");
+    assert_reply(&attach(&mut fx, &new).await, 200, json!({"a": 2, "b": 2}));
+
+    // Journal: 0 input, 1 run a, 2 its result, 3 run b, 4 its result, 5 output. From entry 2
+    // step `a` is replayed from the journal and only `b` runs.
+    let r = fx.admin("PATCH", &restart("?from=2"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let new = r.json()["new_invocation_id"].as_str().unwrap().to_string();
+    assert_reply(&attach(&mut fx, &new).await, 200, json!({"a": 1, "b": 3}));
+    assert_eq!(fx.stat(Sdk::Ts, "steps-a:t").await, 2);
+    assert_eq!(fx.stat(Sdk::Ts, "steps-b:t").await, 3);
+    // The restarted one can itself be restarted.
+    let r = fx.admin("PATCH", &format!("/invocations/{new}/restart-as-new?from=4"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let newer = r.json()["new_invocation_id"].as_str().unwrap().to_string();
+    assert_reply(&attach(&mut fx, &newer).await, 200, json!({"a": 1, "b": 3}));
+    assert_eq!(fx.stat(Sdk::Ts, "steps-b:t").await, 3, "both steps came from the journal");
+
+    // Bad requests change nothing.
+    let r = fx.admin("PATCH", &restart("?from=1"), None).await;
+    assert_eq!(r.status, 400, "a step without its result: {}", r.text());
+    assert!(r.json()["message"].as_str().unwrap().contains("incomplete"), "{}", r.text());
+    let r = fx.admin("PATCH", &restart("?from=99"), None).await;
+    assert_eq!(r.status, 400, "out of range: {}", r.text());
+    let r = fx.admin("PATCH", &restart("?deployment=dp_nope"), None).await;
+    assert_eq!(r.status, 400, "unknown deployment: {}", r.text());
+    let r = fx.admin("PATCH", "/invocations/inv_nope/restart-as-new", None).await;
+    assert_eq!(r.status, 400, "malformed id: {}", r.text());
+    let unknown = "inv_1aiqX0vFEFNH1Umgre58JiCLgHfTtztYK5";
+    let r = fx.admin("PATCH", &format!("/invocations/{unknown}/restart-as-new"), None).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(fx.stat(Sdk::Ts, "steps-b:t").await, 3);
+    // Still running: 409.
+    let s = send(&mut fx, "/Sleeper/sleep", json!({"ms": 60_000, "tag": "ra"})).await;
+    let r = fx.admin("PATCH", &format!("/invocations/{s}/restart-as-new"), None).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    // A workflow run: 422.
+    let wf = send(&mut fx, "/Approval/ra/run", json!("req")).await;
+    let r = fx.admin("PATCH", &format!("/invocations/{wf}/restart-as-new"), None).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    // Its journal not kept (journalRetention 0; the idempotent result is): 410.
+    let url = fx.ingress_url("/Forgetful/once");
+    let h = [("content-type", "application/json"), ("idempotency-key", "f1")];
+    let body = Some(Bytes::from_static(b"\"f\""));
+    let r = fx.request("POST", &url, body, &h, Duration::from_secs(10)).await;
+    assert_reply(&r, 200, json!("f"));
+    let f = r.invocation_id();
+    let r = fx.admin("PATCH", &format!("/invocations/{f}/restart-as-new"), None).await;
+    assert_eq!(r.status, 410, "{}", r.text());
+
+    // Restarted invocations survive a crash like any other.
+    let r = fx.admin("PATCH", &restart(""), None).await;
+    let last = r.json()["new_invocation_id"].as_str().unwrap().to_string();
+    fx.kill9_server();
+    fx.restart_server().await;
+    let got = attach(&mut fx, &last).await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    let b = got.json()["b"].as_u64().unwrap();
+    assert!((4..=5).contains(&b), "{}", got.text());
+}

@@ -164,7 +164,7 @@ async fn admin_lists_services_and_deployments() {
     }
     for (service, handlers) in [
         ("Greeter", vec!["fail", "greet"]),
-        ("Runner", vec!["once"]),
+        ("Runner", vec!["once", "steps"]),
         ("Sleeper", vec!["sleep"]),
         ("Caller", vec!["addTo", "callFail", "callFailCaught", "greet", "sendAdd"]),
     ] {

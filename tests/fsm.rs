@@ -45,6 +45,7 @@ fn invoke(n: u128, kind: HandlerKind, key: &str, request: u64) -> Record {
         execute_at_ms: 0,
         retention_ms: None,
         ack_request: 0,
+        journal_retention_ms: None,
     }))
 }
 
@@ -63,6 +64,7 @@ fn command(ty: u16, payload: Vec<u8>) -> effect::Kind {
         payload: payload.into(),
         callee_kind: 0,
         callee_retention_ms: None,
+        callee_journal_retention_ms: None,
     })
 }
 
@@ -313,6 +315,7 @@ fn sends_and_responses_go_through_the_outbox_in_emission_order() {
             payload: m.encode_to_vec().into(),
             callee_kind: HandlerKind::Exclusive as i32,
             callee_retention_ms: None,
+            callee_journal_retention_ms: None,
         })
     };
     let a = apply_all(&fsm, &store, &[effect_of(1, 1, send(1, 1)), effect_of(1, 1, send(2, 2))]);
@@ -554,6 +557,7 @@ fn cancel_ends_a_queued_invocation_and_kill_ends_a_running_one_with_its_calls() 
         payload: call.encode_to_vec().into(),
         callee_kind: HandlerKind::Exclusive as i32,
         callee_retention_ms: None,
+        callee_journal_retention_ms: None,
     });
     apply_all(&fsm, &store, &[effect_of(1, 1, cmd)]);
     let callee = match &outbox(&store)[..] {
@@ -618,6 +622,7 @@ fn a_workflow_runs_once_and_its_promise_wakes_the_waiter() {
             execute_at_ms: 0,
             retention_ms: None,
             ack_request: 0,
+            journal_retention_ms: None,
         }))
     };
     let a = apply_all(&fsm, &store, &[run(1)]);
@@ -838,6 +843,7 @@ fn a_recreated_id_gets_nothing_addressed_to_its_earlier_life() {
             payload: m.encode_to_vec().into(),
             callee_kind: HandlerKind::Exclusive as i32,
             callee_retention_ms: None,
+            callee_journal_retention_ms: None,
         })
     };
     let sleep = ratchet::protocol::messages::SleepCommandMessage {
@@ -902,4 +908,31 @@ fn a_recreated_id_gets_nothing_addressed_to_its_earlier_life() {
     let a = apply_all(&fsm, &store, &[answer(second.life)]);
     assert!(matches!(&a[..], [Action::Notify { ty: 0x800D, .. }]), "{a:?}");
     assert_eq!(status(&store, 1).completed_ids, vec![1, 2]);
+}
+
+#[test]
+fn a_restart_prefix_must_hold_the_results_its_commands_wait_for() {
+    use ratchet::fsm::restart::{journal_prefix, PrefixError};
+    use ratchet::protocol::messages::{Notification, NotificationResult, RunCommandMessage, Void};
+    let run = |c: u32| {
+        let m = RunCommandMessage { result_completion_id: c, ..Default::default() };
+        (0x0411u16, Bytes::from(m.encode_to_vec()))
+    };
+    let done = |c: u32| {
+        let n = Notification::completion(c, NotificationResult::Void(Void {}));
+        (0x8011u16, Bytes::from(n.encode_to_vec()))
+    };
+    let cancel = (0xFBFFu16, Bytes::from(Notification::cancel().encode_to_vec()));
+    let input = (0x0400u16, Bytes::new());
+    // input, run 1, cancel, result 1, run 2, result 2
+    let journal = vec![input.clone(), run(1), cancel, done(1), run(2), done(2)];
+    assert_eq!(journal_prefix(&journal, 0).unwrap(), vec![input.clone()]);
+    assert_eq!(
+        journal_prefix(&journal, 1),
+        Err(PrefixError::Incomplete { from: 1, index: 1, completion: 1 })
+    );
+    // The cancel signal is not carried over.
+    assert_eq!(journal_prefix(&journal, 3).unwrap(), vec![input, run(1), done(1)]);
+    assert_eq!(journal_prefix(&journal, 5).unwrap().len(), 5);
+    assert_eq!(journal_prefix(&journal, 6), Err(PrefixError::OutOfRange { from: 6, len: 6 }));
 }

@@ -310,6 +310,8 @@ fn command(ty: u16, payload: &[u8], callee_kind: HandlerKind) -> effect::Kind {
         callee_kind: callee_kind as i32,
         callee_retention_ms: (callee_kind != HandlerKind::Unspecified)
             .then_some(ratchet::schema::DEFAULT_RETENTION_MS),
+        callee_journal_retention_ms: (callee_kind != HandlerKind::Unspecified)
+            .then_some(ratchet::schema::DEFAULT_RETENTION_MS),
     })
 }
 

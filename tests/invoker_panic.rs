@@ -134,6 +134,7 @@ async fn scenario(panic: bool, wait: Duration) -> (Option<String>, usize) {
             execute_at_ms: 0,
             retention_ms: None,
             ack_request: 0,
+            journal_retention_ms: None,
         })),
     };
     handle.append(vec![rec]).await.unwrap();

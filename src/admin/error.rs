@@ -42,6 +42,12 @@ pub enum AdminError {
     Unavailable(String),
     #[error("{0}")]
     TooEarly(String),
+    /// What the request needs is no longer kept (a journal past its retention).
+    #[error("{0}")]
+    Gone(String),
+    /// Understood but not possible for this target (restart-as-new of a workflow).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("PUT deployment is deprecated, use PATCH instead")]
     DeprecatedPutDeployment,
     #[error("{0}")]
@@ -76,6 +82,8 @@ impl AdminError {
             | AdminError::InvocationNotFound(_) => StatusCode::NOT_FOUND,
             AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::TooEarly(_) => StatusCode::TOO_EARLY,
+            AdminError::Gone(_) => StatusCode::GONE,
+            AdminError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::DeprecatedPutDeployment => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::Discovery(d) => discovery_status(d),

@@ -524,6 +524,8 @@ async fn delete_invocation(
 #[derive(Debug, Deserialize)]
 struct PatchInvocationParams {
     deployment: Option<String>,
+    /// restart-as-new: the last journal entry index kept.
+    from: Option<u32>,
 }
 
 /// `PATCH /invocations/{id}/cancel|kill|purge|pause|resume`.
@@ -537,35 +539,46 @@ async fn patch_invocation(
         "kill" => InvocationOp::Kill,
         "purge" => InvocationOp::Purge,
         "pause" => InvocationOp::Pause,
-        "resume" => {
-            let d = match params.deployment.as_deref() {
-                None | Some("keep" | "Keep") => String::new(),
-                Some("latest" | "Latest") => "latest".to_string(),
-                Some(d) => {
-                    if api.state.registry.snapshot().deployment(d).is_none() {
-                        return Err(AdminError::InvalidField {
-                            field: "deployment",
-                            reason: format!("deployment '{d}' does not exist"),
-                        });
-                    }
-                    d.to_string()
-                }
-            };
-            InvocationOp::Resume(d)
+        "resume" => InvocationOp::Resume(deployment_param(&api, params.deployment, "")?),
+        "restart-as-new" => {
+            let deployment = deployment_param(&api, params.deployment, "latest")?;
+            return restart_as_new(&api, &id, params.from.unwrap_or(0), deployment).await;
         }
-        "purge-journal" | "restart-as-new" => {
-            return Err(AdminError::NotImplemented("This invocation operation"))
-        }
+        "purge-journal" => return Err(AdminError::NotImplemented("This invocation operation")),
         _ => return Ok(StatusCode::NOT_FOUND.into_response()),
     };
     Ok(invocation_op(&api, &id, op).await?.into_response())
 }
 
-/// Checks the invocation's phase and appends the record that does `op` to its partition.
-/// Answers 200 when the operation is done once the record applies, 202 when the handler
-/// reacts to it (a cancel of a running invocation).
-async fn invocation_op(api: &Api, id: &str, op: InvocationOp) -> Result<StatusCode, AdminError> {
-    use crate::fsm::{record, FsmRead, Kill, Phase, Record, Resume, Signal, SIGNAL_CANCEL};
+/// The `deployment` query value of resume and restart-as-new: `keep` (empty), `latest`, or a
+/// registered `dp_…` id; `default` when absent.
+fn deployment_param(api: &Api, value: Option<String>, default: &str) -> Result<String, AdminError> {
+    Ok(match value.as_deref() {
+        None => default.to_string(),
+        Some("keep" | "Keep") => String::new(),
+        Some("latest" | "Latest") => "latest".to_string(),
+        Some(d) => {
+            if api.state.registry.snapshot().deployment(d).is_none() {
+                return Err(AdminError::InvalidField {
+                    field: "deployment",
+                    reason: format!("deployment '{d}' does not exist"),
+                });
+            }
+            d.to_string()
+        }
+    })
+}
+
+/// The partition handle of an invocation and its status, or the admin error for a malformed
+/// id, an unknown invocation or a partition that is not running here.
+fn invocation_status(
+    api: &Api,
+    id: &str,
+) -> Result<
+    (crate::protocol::ids::InvocationId, crate::partition::Handle, crate::fsm::Status),
+    AdminError,
+> {
+    use crate::fsm::FsmRead;
     let invocation: crate::protocol::ids::InvocationId = id.parse().map_err(|e| {
         AdminError::InvalidPathParam { param: "invocation_id", reason: format!("{e}") }
     })?;
@@ -574,7 +587,7 @@ async fn invocation_op(api: &Api, id: &str, op: InvocationOp) -> Result<StatusCo
         .partitions
         .as_ref()
         .ok_or_else(|| AdminError::Unavailable("this node runs no partitions".into()))?;
-    let handle = router.for_key(invocation.partition_key);
+    let handle = router.for_key(invocation.partition_key).clone();
     let store = handle.store().ok_or_else(|| {
         AdminError::Unavailable(format!(
             "the partition of invocation '{id}' is not running; retry shortly"
@@ -585,7 +598,75 @@ async fn invocation_op(api: &Api, id: &str, op: InvocationOp) -> Result<StatusCo
         .and_then(|r| r.status(&invocation))
         .map_err(|e| AdminError::Internal(format!("cannot read the invocation: {e}")))?
         .ok_or_else(|| AdminError::InvocationNotFound(id.to_string()))?;
+    Ok((invocation, handle, status))
+}
+
+/// `PATCH /invocations/{id}/restart-as-new?from=&deployment=`: checks what `apply` will
+/// check (completed, not a workflow, journal kept, a complete prefix) so the caller hears why
+/// not, then appends the restart with a new id in the same partition.
+async fn restart_as_new(
+    api: &Api,
+    id: &str,
+    from: u32,
+    deployment_id: String,
+) -> Result<Response, AdminError> {
+    use crate::fsm::{record, FsmRead, HandlerKind, Phase, Record, RestartAsNew};
+    let (invocation, handle, status) = invocation_status(api, id)?;
+    if status.kind() == HandlerKind::WorkflowRun {
+        return Err(AdminError::Unprocessable(format!(
+            "the invocation '{id}' is a workflow run; workflows cannot be restarted as new"
+        )));
+    }
+    if status.phase() != Phase::Completed {
+        return Err(AdminError::Conflict(format!(
+            "the invocation '{id}' is still running; only completed invocations can be \
+             restarted as new"
+        )));
+    }
+    if status.journal_len == 0 {
+        return Err(AdminError::Gone(format!(
+            "the journal of invocation '{id}' is not retained (journal retention), so it cannot \
+             be restarted as new"
+        )));
+    }
+    let store = handle.store().ok_or_else(|| {
+        AdminError::Unavailable(format!(
+            "the partition of invocation '{id}' is not running; retry shortly"
+        ))
+    })?;
+    let journal = store
+        .begin_read()
+        .and_then(|r| r.journal(&invocation, status.journal_len))
+        .map_err(|e| AdminError::Internal(format!("cannot read the journal: {e}")))?;
     drop(store);
+    crate::fsm::restart::journal_prefix(&journal, from)
+        .map_err(|e| AdminError::InvalidField { field: "from", reason: e.to_string() })?;
+    static IDS: std::sync::OnceLock<crate::protocol::ids::IdSource> = std::sync::OnceLock::new();
+    let ids = IDS.get_or_init(|| crate::protocol::ids::IdSource::new(crate::clock::system()));
+    let new_id = crate::protocol::ids::InvocationId {
+        partition_key: invocation.partition_key,
+        uuid: ids.next().1,
+    };
+    let r = RestartAsNew {
+        invocation_id: bytes::Bytes::copy_from_slice(&invocation.to_bytes()),
+        new_invocation_id: bytes::Bytes::copy_from_slice(&new_id.to_bytes()),
+        from,
+        deployment_id,
+    };
+    handle
+        .append(vec![Record { header: None, kind: Some(record::Kind::RestartAsNew(r)) }])
+        .await
+        .map_err(|e| AdminError::Unavailable(format!("cannot append the request: {e}")))?;
+    let body = serde_json::json!({ "new_invocation_id": new_id.to_string() });
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
+}
+
+/// Checks the invocation's phase and appends the record that does `op` to its partition.
+/// Answers 200 when the operation is done once the record applies, 202 when the handler
+/// reacts to it (a cancel of a running invocation).
+async fn invocation_op(api: &Api, id: &str, op: InvocationOp) -> Result<StatusCode, AdminError> {
+    use crate::fsm::{record, Kill, Phase, Record, Resume, Signal, SIGNAL_CANCEL};
+    let (invocation, handle, status) = invocation_status(api, id)?;
     let completed = status.phase() == Phase::Completed;
     let raw = bytes::Bytes::copy_from_slice(&invocation.to_bytes());
     let (kind, answer) = match op {

@@ -24,6 +24,7 @@
 //! - An invocation is in the Runnable index exactly while its phase is `Invoked`.
 
 pub mod limits;
+pub mod restart;
 pub mod storage;
 pub mod types;
 
@@ -385,6 +386,7 @@ struct Call<'a> {
     id_notification: u32,
     idempotency_key: Option<&'a str>,
     retention_ms: Option<u64>,
+    journal_retention_ms: Option<u64>,
 }
 
 /// The state machine of one partition. Stateless itself: everything lives in the store.
@@ -516,6 +518,7 @@ impl Fsm {
                     self.purge(s, &id, &st)?;
                 }
             }
+            Some(record::Kind::RestartAsNew(r)) => self.restart_as_new(s, r, lsn, now_ms, out)?,
             Some(record::Kind::TruncateOutbox(t)) => s.outbox_truncate(t.seq_through)?,
             Some(record::Kind::AnnounceLeader(_)) => {}
             None => return Err(invalid("empty record")),
@@ -602,6 +605,7 @@ impl Fsm {
             modified_ms: now_ms,
             execute_at_ms: inv.execute_at_ms,
             retention_ms: inv.retention_ms,
+            journal_retention_ms: inv.journal_retention_ms,
             life: lsn.max(1),
             ..Status::default()
         };
@@ -967,6 +971,7 @@ impl Fsm {
                     id_notification: m.invocation_id_notification_idx,
                     idempotency_key: m.idempotency_key.as_deref().filter(|k| !k.is_empty()),
                     retention_ms: c.callee_retention_ms,
+                    journal_retention_ms: c.callee_journal_retention_ms,
                 };
                 return self.call(s, id, &mut st, index, c.callee_kind, call, now_ms, out);
             }
@@ -982,6 +987,7 @@ impl Fsm {
                     id_notification: m.invocation_id_notification_idx,
                     idempotency_key: m.idempotency_key.as_deref().filter(|k| !k.is_empty()),
                     retention_ms: c.callee_retention_ms,
+                    journal_retention_ms: c.callee_journal_retention_ms,
                 };
                 return self.call(s, id, &mut st, index, c.callee_kind, call, now_ms, out);
             }
@@ -1302,6 +1308,7 @@ impl Fsm {
             execute_at_ms: call.execute_at_ms,
             retention_ms: call.retention_ms,
             ack_request: 0,
+            journal_retention_ms: call.journal_retention_ms,
         };
         self.deliver(s, callee.partition_key, record::Kind::Invoke(invoke), out)?;
         let payload = notification(
@@ -1456,6 +1463,63 @@ impl Fsm {
         Ok(())
     }
 
+    /// Starts a completed invocation again under a new id from a prefix of its journal. The
+    /// admin API checked the request; anything that changed since (purged, or the new id
+    /// taken) makes this a no-op.
+    fn restart_as_new<S: FsmStore>(
+        &self,
+        s: &mut S,
+        r: &RestartAsNew,
+        lsn: u64,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) -> Result<(), ApplyError> {
+        let (old_id, new_id) = (id_of(&r.invocation_id)?, id_of(&r.new_invocation_id)?);
+        if old_id.partition_key != new_id.partition_key {
+            return Err(invalid("restart-as-new into another partition"));
+        }
+        let Some(old) = s.status(&old_id)? else { return Ok(()) };
+        if old.phase() != Phase::Completed
+            || old.kind() == HandlerKind::WorkflowRun
+            || s.status(&new_id)?.is_some()
+        {
+            return Ok(());
+        }
+        let journal = s.journal(&old_id, old.journal_len)?;
+        let Ok(prefix) = restart::journal_prefix(&journal, r.from) else { return Ok(()) };
+        let (completed_ids, signals_received, named_signals_received) = restart::received(&prefix);
+        let deployment_id = match r.deployment_id.as_str() {
+            "" | "latest" => String::new(),
+            d => d.to_string(),
+        };
+        let protocol_version =
+            if deployment_id == old.deployment_id { old.protocol_version } else { 0 };
+        for (i, (t, payload)) in prefix.iter().enumerate() {
+            s.journal_put(&new_id, i as u32, *t, payload)?;
+        }
+        let st = Status {
+            phase: Phase::Scheduled as i32,
+            service: old.service.clone(),
+            handler: old.handler.clone(),
+            key: old.key.clone(),
+            kind: old.kind,
+            journal_len: prefix.len() as u32,
+            deployment_id,
+            protocol_version,
+            created_ms: now_ms,
+            modified_ms: now_ms,
+            completed_ids,
+            signals_received,
+            named_signals_received,
+            retention_ms: old.retention_ms,
+            journal_retention_ms: old.journal_retention_ms,
+            life: lsn.max(1),
+            restarted_from: r.invocation_id.clone(),
+            ..Status::default()
+        };
+        self.start(s, &new_id, st, now_ms, out)
+    }
+
     /// Forgets a completed invocation (after its retention, or on request): its status, and
     /// for a workflow run the workflow's state and promises. Anything else is left alone.
     fn purge<S: FsmStore>(
@@ -1490,13 +1554,18 @@ impl Fsm {
         for sink in &st.sinks {
             self.answer(s, sink, id, &outcome, out)?;
         }
-        s.journal_delete(id)?;
+        // A kept journal goes with the status when its retention ends (see `purge`).
+        let keep_journal = st.journal_retention_ms.is_some_and(|ms| ms > 0)
+            && st.retention_ms.is_some_and(|ms| ms > 0);
+        if !keep_journal {
+            s.journal_delete(id)?;
+            st.journal_len = 0;
+        }
         self.leave_runnable(s, id, &mut st)?;
         let (service, key, kind) = (st.service.clone(), st.key.clone(), st.kind());
         st.phase = Phase::Completed as i32;
         st.outcome = Some(outcome);
         st.sinks.clear();
-        st.journal_len = 0;
         st.completed_ids.clear();
         st.waiting_completions.clear();
         st.waiting_signals.clear();

@@ -15,7 +15,7 @@ use crate::protocol::ids::InvocationId;
 pub struct Record {
     #[prost(message, optional, tag = "15")]
     pub header: Option<RecordHeader>,
-    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13")]
+    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14")]
     pub kind: Option<record::Kind>,
 }
 
@@ -80,6 +80,9 @@ pub mod record {
         /// Run a paused invocation again (or a retry now), optionally on another deployment.
         #[prost(message, tag = "13")]
         Resume(super::Resume),
+        /// Start a completed invocation again under a new id, from a prefix of its journal.
+        #[prost(message, tag = "14")]
+        RestartAsNew(super::RestartAsNew),
     }
 }
 
@@ -127,6 +130,22 @@ pub struct Attach {
 pub struct Expire {
     #[prost(bytes = "bytes", repeated, tag = "1")]
     pub invocation_ids: Vec<Bytes>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RestartAsNew {
+    /// The completed invocation.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub invocation_id: Bytes,
+    /// The new invocation's id, chosen by whoever asked (same partition key).
+    #[prost(bytes = "bytes", tag = "2")]
+    pub new_invocation_id: Bytes,
+    /// The last journal entry index kept (0: only the input).
+    #[prost(uint32, tag = "3")]
+    pub from: u32,
+    /// Pin this deployment (empty or `latest`: choose anew).
+    #[prost(string, tag = "4")]
+    pub deployment_id: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -292,6 +311,10 @@ pub struct Invoke {
     /// created the invocation (`Accepted`) or found it (`PreviouslyAccepted`); 0: none.
     #[prost(uint64, tag = "11")]
     pub ack_request: u64,
+    /// How long its journal is kept after it completes (unset or 0: dropped at completion).
+    /// Kept journals go with the completed invocation when its retention ends.
+    #[prost(uint64, optional, tag = "12")]
+    pub journal_retention_ms: Option<u64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -352,6 +375,10 @@ pub struct Command {
     /// For calls and sends: the callee's retention (see [`Invoke::retention_ms`]).
     #[prost(uint64, optional, tag = "4")]
     pub callee_retention_ms: Option<u64>,
+    /// For calls and sends: the callee's journal retention (see
+    /// [`Invoke::journal_retention_ms`]).
+    #[prost(uint64, optional, tag = "5")]
+    pub callee_journal_retention_ms: Option<u64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -523,6 +550,12 @@ pub struct Status {
     /// are dropped when it is not the current one (0: created before lives existed).
     #[prost(uint64, tag = "28")]
     pub life: u64,
+    /// See [`Invoke::journal_retention_ms`].
+    #[prost(uint64, optional, tag = "29")]
+    pub journal_retention_ms: Option<u64>,
+    /// The invocation this one was restarted from (restart-as-new; empty: none).
+    #[prost(bytes = "bytes", tag = "30")]
+    pub restarted_from: Bytes,
 }
 
 /// What the shell must do after a record was applied (and its transaction committed).

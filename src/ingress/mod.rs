@@ -19,7 +19,6 @@
 //! `concurrency_max` requests are served at once and request bodies in memory together stay
 //! within `body_bytes_inflight_max`; past either the ingress answers 429 at once.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -36,7 +35,7 @@ use crate::fsm::{
 };
 use crate::partition::{AppendError, Router};
 use crate::protocol::discovery::ServiceType;
-use crate::protocol::ids::{splitmix64, InvocationId};
+use crate::protocol::ids::{IdSource, InvocationId};
 use crate::schema::{HandlerSchema, Registry};
 
 /// Limits of the ingress.
@@ -80,33 +79,6 @@ impl IngressState {
             clock,
             limits,
         }
-    }
-}
-
-/// Fresh invocation uuids: time, a counter and per-process randomness (the state machine
-/// never makes these; ingress is outside it).
-#[derive(Debug)]
-struct IdSource {
-    seed: u64,
-    counter: AtomicU64,
-    clock: crate::clock::SharedClock,
-}
-
-impl IdSource {
-    fn new(clock: crate::clock::SharedClock) -> IdSource {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        IdSource { seed: h.finish(), counter: AtomicU64::new(0), clock }
-    }
-    fn next(&self) -> (u64, u128) {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let ms = self.clock.now_ms();
-        let a = splitmix64(self.seed ^ n);
-        let b = splitmix64(a ^ ms ^ 0x9E37_79B9_7F4A_7C15);
-        // ULID-like: milliseconds first, so ids sort roughly by creation time.
-        let uuid = (u128::from(ms) << 80) | (u128::from(a & 0xFFFF) << 64) | u128::from(b);
-        (splitmix64(b ^ n), uuid)
     }
 }
 
@@ -331,6 +303,7 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
         execute_at_ms,
         retention_ms: Some(handler.retention_ms(idempotency_key.is_some())),
         ack_request: 0,
+        journal_retention_ms: Some(handler.journal_retention_ms()),
     };
     if send && !deterministic {
         let rec = Record { header: None, kind: Some(record::Kind::Invoke(invoke)) };

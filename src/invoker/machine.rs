@@ -512,9 +512,9 @@ impl Machine {
                     Cmd::OneWayCall(m) => {
                         self.callee_kind(&m.service_name, &m.handler_name, ik(&m.idempotency_key))
                     }
-                    _ => Ok((HandlerKind::Unspecified, None)),
+                    _ => Ok((HandlerKind::Unspecified, None, None)),
                 };
-                let (callee, callee_retention_ms) = match callee {
+                let (callee, callee_retention_ms, callee_journal_retention_ms) = match callee {
                     Ok(k) => k,
                     Err(message) => {
                         self.fail(404, message, None, true, false);
@@ -529,6 +529,7 @@ impl Machine {
                     payload: raw.raw,
                     callee_kind: callee as i32,
                     callee_retention_ms,
+                    callee_journal_retention_ms,
                 }));
                 false
             }
@@ -543,6 +544,7 @@ impl Machine {
                     payload,
                     callee_kind: 0,
                     callee_retention_ms: None,
+                    callee_journal_retention_ms: None,
                 }));
                 false
             }
@@ -708,14 +710,14 @@ impl Machine {
         service: &str,
         handler: &str,
         idempotent: bool,
-    ) -> Result<(HandlerKind, Option<u64>), String> {
+    ) -> Result<(HandlerKind, Option<u64>, Option<u64>), String> {
         let s = self.schema.service(service).ok_or_else(|| {
             format!("service '{service}' not found, make sure to register it before calling it")
         })?;
         let h = s.handlers.get(handler).ok_or_else(|| {
             format!("the service '{service}' exists, but the handler '{handler}' was not found")
         })?;
-        Ok((h.kind.fsm_kind(), Some(h.retention_ms(idempotent))))
+        Ok((h.kind.fsm_kind(), Some(h.retention_ms(idempotent)), Some(h.journal_retention_ms())))
     }
 
     fn finish(&mut self) {

@@ -17,6 +17,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Length of a raw invocation id.
 pub const INVOCATION_ID_RAW_BYTES: usize = 24;
@@ -442,5 +443,33 @@ mod tests {
         assert_eq!(parse_base64url(b"Zh"), Err(IdError::MalformedBase64)); // trailing bits
         assert_eq!(parse_base64url(b"Zg="), Err(IdError::MalformedBase64));
         assert_eq!(parse_base64url(b"Z"), Err(IdError::MalformedBase64));
+    }
+}
+
+/// Fresh invocation uuids: time, a counter and per-process randomness (the state machine
+/// never makes these; the ingress and the admin API do, outside it).
+#[derive(Debug)]
+pub struct IdSource {
+    seed: u64,
+    counter: AtomicU64,
+    clock: crate::clock::SharedClock,
+}
+
+impl IdSource {
+    pub fn new(clock: crate::clock::SharedClock) -> IdSource {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        IdSource { seed: h.finish(), counter: AtomicU64::new(0), clock }
+    }
+    /// A random partition key (for unkeyed targets) and a fresh uuid.
+    pub fn next(&self) -> (u64, u128) {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let ms = self.clock.now_ms();
+        let a = splitmix64(self.seed ^ n);
+        let b = splitmix64(a ^ ms ^ 0x9E37_79B9_7F4A_7C15);
+        // ULID-like: milliseconds first, so ids sort roughly by creation time.
+        let uuid = (u128::from(ms) << 80) | (u128::from(a & 0xFFFF) << 64) | u128::from(b);
+        (splitmix64(b ^ n), uuid)
     }
 }

@@ -146,6 +146,13 @@ impl HandlerSchema {
         }
         self.journal_retention_ms.unwrap_or(DEFAULT_RETENTION_MS)
     }
+
+    /// How long a completed invocation's journal is kept (for restart-as-new and
+    /// introspection). 0: dropped when it completes. A kept journal is removed with the
+    /// completed invocation, so at most as long as [`Self::retention_ms`].
+    pub fn journal_retention_ms(&self) -> u64 {
+        self.journal_retention_ms.unwrap_or(DEFAULT_RETENTION_MS)
+    }
 }
 
 /// Serializable mirror of [`HandlerKind`].

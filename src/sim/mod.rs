@@ -801,6 +801,7 @@ async fn client(world: Arc<Mutex<World>>, router: Router, clock: SharedClock, st
                 execute_at_ms: 0,
                 retention_ms: None,
                 ack_request: 0,
+                journal_retention_ms: None,
             })),
         };
         let target = router.for_key(p.id.partition_key).clone();
@@ -1017,7 +1018,21 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
             Table::ObjectLock,
             Table::Journal,
         ] {
-            let left = tables[&t].len();
+            // A completed invocation keeps its journal for its journal retention: exactly its
+            // `journal_len` entries.
+            let kept = |k: &Vec<u8>| {
+                t == Table::Journal
+                    && k.len() == 28
+                    && InvocationId::from_bytes(&k[..24])
+                        .ok()
+                        .and_then(|id| statuses.get(&id))
+                        .is_some_and(|st| {
+                            let index =
+                                u32::from_be_bytes(k[24..28].try_into().unwrap_or_default());
+                            st.phase() == fsm::Phase::Completed && index < st.journal_len
+                        })
+            };
+            let left = tables[&t].iter().filter(|(k, _)| !kept(k)).count();
             if left > 0 {
                 v.push(format!("partition {p}: {left} rows left in {t:?} after settling"));
             }

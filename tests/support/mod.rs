@@ -43,13 +43,14 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const LOG_TAIL_LINES: usize = 60;
 
 /// Services of the TypeScript test service (`tests/services/ts/service.mjs`).
-pub const TS_SERVICES: [&str; 14] = [
+pub const TS_SERVICES: [&str; 15] = [
     "Approval",
     "Brief",
     "Caller",
     "Core",
     "Counter",
     "Flaky",
+    "Forgetful",
     "Greeter",
     "Idem",
     "LazyCounter",

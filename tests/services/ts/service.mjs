@@ -130,6 +130,13 @@ const runner = restate.service({
       const first = await ctx.run("effect", () => bump(`run:${tag}`));
       return first;
     },
+    // Two steps, each counted where it runs: a restart-as-new from a journal prefix that
+    // holds step `a` runs only step `b` again.
+    steps: async (ctx, tag) => {
+      const a = await ctx.run("a", () => bump(`steps-a:${tag}`));
+      const b = await ctx.run("b", () => bump(`steps-b:${tag}`));
+      return { a, b };
+    },
   },
 });
 
@@ -374,6 +381,14 @@ const brief = restate.service({
   options: { journalRetention: 1000, idempotencyRetention: 1000 },
 });
 
+// Keeps no journal after completion (journalRetention 0): an idempotent request's result is
+// kept, but it cannot be restarted as new.
+const forgetful = restate.service({
+  name: "Forgetful",
+  handlers: { once: async (_ctx, tag) => tag },
+  options: { journalRetention: 0 },
+});
+
 // Fails with a retryable error until `allow(tag)` was called. Flaky pauses after two
 // attempts (its own retry policy); Stubborn follows the server's default policy.
 const allowed = new Set();
@@ -414,6 +429,7 @@ const services = [
   approval,
   idem,
   brief,
+  forgetful,
   flaky,
   stubborn,
 ];
