@@ -208,6 +208,16 @@ pub async fn run(
     for key in &config.unknown_keys {
         tracing::warn!("ignoring unknown configuration key `{key}`");
     }
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some(signer) = &config.worker.request_identity {
+        tracing::info!(
+            "signing requests to deployments with request identity key {} (the public key \
+             to give SDKs)",
+            signer.key_id()
+        );
+    }
     let n = num_partitions(&base, config.default_num_partitions)?;
     let budget = Budget::divide(&config, n);
     let clock: SharedClock = crate::clock::system();
