@@ -287,7 +287,7 @@ pub async fn run(
             inv_opts.clone(),
             registry.clone(),
             router.partitions[usize::from(i)].clone(),
-            invoker::http::Http2::default(),
+            invoker::http::Http2::new(config.worker.request_identity.clone()),
             clock.clone(),
         );
         tasks.spawn(async move {
@@ -347,6 +347,7 @@ pub async fn run(
         ingress_endpoint: ingress_url,
         server_version: admin::ADMIN_COMPAT_VERSION.to_string(),
         partitions: Some(router.clone()),
+        request_identity: config.worker.request_identity.clone(),
     });
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let serve = |what: &'static str,
