@@ -9,9 +9,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::protocol::identity::{RequestSigner, VALIDITY_DEFAULT};
 
 /// Everything the node reads from configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +30,8 @@ pub struct Config {
     pub memory: MemoryOptions,
     /// Keys present in the sources that this version does not understand.
     pub unknown_keys: Vec<String>,
+    /// Things worth a warning at start-up (deprecated key names).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -77,6 +82,10 @@ pub struct WorkerOptions {
     /// How often each partition looks for completed invocations whose retention passed
     /// (`worker.cleanup-interval`, Restate's default 1 h).
     pub cleanup_interval: Duration,
+    /// Signs every request to deployments when set: the key of
+    /// `worker.invoker.request-identity-private-key-pem-file`, read at start-up, with the
+    /// token validity of `worker.invoker.request-identity-expiration`.
+    pub request_identity: Option<Arc<RequestSigner>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -111,6 +120,7 @@ impl Default for Config {
                 cleanup_interval: Duration::from_secs(3600),
                 invoker_queue_max: 10_000,
                 protocol_v7: false,
+                request_identity: None,
             },
             wal: WalOptions { engine: "auto".into(), segment_size_bytes: 8 * 1024 * 1024 },
             memory: MemoryOptions {
@@ -119,6 +129,7 @@ impl Default for Config {
                 log_cache_bytes: None,
             },
             unknown_keys: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -148,6 +159,8 @@ struct Raw {
     invocation: Option<RawInvocation>,
     rocksdb_total_memory_size: Option<toml::Value>,
     bifrost: Option<RawBifrost>,
+    /// Restate's old place of `worker.invoker.request-identity-private-key-pem-file`.
+    request_identity_private_key_pem_file: Option<String>,
     // Ratchet's own keys.
     memory_budget: Option<toml::Value>,
     wal: Option<RawWal>,
@@ -187,6 +200,8 @@ struct RawInvoker {
     abort_timeout: Option<String>,
     in_flight_invocations_limit: Option<usize>,
     in_memory_queue_length_limit: Option<usize>,
+    request_identity_private_key_pem_file: Option<String>,
+    request_identity_expiration: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -238,6 +253,9 @@ const KNOWN_KEYS: &[&str] = &[
     "worker.invoker.abort-timeout",
     "worker.invoker.in-flight-invocations-limit",
     "worker.invoker.in-memory-queue-length-limit",
+    "worker.invoker.request-identity-private-key-pem-file",
+    "worker.invoker.request-identity-expiration",
+    "request-identity-private-key-pem-file",
     "worker.cleanup-interval",
     "invocation",
     "invocation.default-retry-policy",
@@ -381,7 +399,22 @@ impl Config {
         if let Some(v) = cleanup {
             c.worker.cleanup_interval = parse_duration("worker.cleanup-interval", &v)?;
         }
+        let mut key_file =
+            raw.request_identity_private_key_pem_file.map(|f| (DEPRECATED_KEY_FILE_KEY, f));
+        if key_file.is_some() {
+            c.warnings.push(format!(
+                "configuration key `{DEPRECATED_KEY_FILE_KEY}` is deprecated; use \
+                 `{KEY_FILE_KEY}` instead"
+            ));
+        }
+        let mut validity = VALIDITY_DEFAULT;
         if let Some(inv) = worker_invoker {
+            if let Some(f) = inv.request_identity_private_key_pem_file {
+                key_file = Some((KEY_FILE_KEY, f));
+            }
+            if let Some(v) = inv.request_identity_expiration {
+                validity = parse_duration("worker.invoker.request-identity-expiration", &v)?;
+            }
             if let Some(v) = inv.inactivity_timeout {
                 c.worker.inactivity_timeout =
                     parse_duration("worker.invoker.inactivity-timeout", &v)?;
@@ -407,6 +440,14 @@ impl Config {
                 c.wal.segment_size_bytes = parse_bytes("wal.segment-size", &v)?;
             }
         }
+        if let Some((key, file)) = key_file {
+            if file.trim().is_empty() {
+                return Err(invalid(key, "is empty; name the PEM file of an Ed25519 private key"));
+            }
+            let signer = RequestSigner::from_pem_file(Path::new(&file), validity)
+                .map_err(|e| invalid(key, &e.to_string()))?;
+            c.worker.request_identity = Some(Arc::new(signer));
+        }
         c.worker.protocol_v7 = env.iter().any(|(k, v)| {
             k == "RESTATE_EXPERIMENTAL_ENABLE_PROTOCOL_V7" && matches!(v.as_str(), "true" | "1")
         });
@@ -422,6 +463,11 @@ pub fn default_partitions() -> u16 {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     cores.clamp(1, 16) as u16
 }
+
+/// Where Restate reads the request identity private key from.
+const KEY_FILE_KEY: &str = "worker.invoker.request-identity-private-key-pem-file";
+/// Restate's deprecated top-level name of [`KEY_FILE_KEY`], still accepted.
+const DEPRECATED_KEY_FILE_KEY: &str = "request-identity-private-key-pem-file";
 
 /// The smallest memory budget accepted. Bytes.
 pub const MEMORY_BUDGET_BYTES_MIN: u64 = 16 * 1024 * 1024;
@@ -628,6 +674,91 @@ mod tests {
                 .unwrap_err();
             assert!(e.to_string().contains("default-num-partitions"), "{e}");
         }
+    }
+
+    /// A test-only key (`openssl genpkey -algorithm ed25519`) and its public key id.
+    const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIHYXQgQIriHN8qdZlCYoC/T2DzEFzzCX2zfE+xDjgl3Y
+-----END PRIVATE KEY-----
+";
+    const KEY_ID: &str = "publickeyv1_A6SeJhTcFFaiQSv8XAFDqCB6rL48XKe1mMw4Fj3MLsoA";
+    const KEY_ENV: &str = "RESTATE_WORKER__INVOKER__REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE";
+
+    #[test]
+    fn request_identity_key_is_read_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, KEY_PEM).unwrap();
+        let key_s = key.display().to_string();
+
+        let c = Config::load_from(None, &[], None).unwrap();
+        assert!(c.worker.request_identity.is_none());
+
+        let c = Config::load_from(None, &env(&[(KEY_ENV, &key_s)]), None).unwrap();
+        let signer = c.worker.request_identity.expect("a signer");
+        assert_eq!(signer.key_id(), KEY_ID);
+        assert_eq!(signer.validity(), Duration::from_secs(60));
+        assert!(c.unknown_keys.is_empty() && c.warnings.is_empty());
+
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            format!(
+                "[worker.invoker]\nrequest-identity-private-key-pem-file = {key_s:?}\n\
+                 request-identity-expiration = \"5m\"\n"
+            ),
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&f), &[], None).unwrap();
+        let signer = c.worker.request_identity.expect("a signer");
+        assert_eq!(signer.validity(), Duration::from_secs(300));
+        assert!(c.unknown_keys.is_empty());
+
+        // Restate's deprecated top-level name still works, with a warning.
+        std::fs::write(&f, format!("request-identity-private-key-pem-file = {key_s:?}\n")).unwrap();
+        let c = Config::load_from(Some(&f), &[], None).unwrap();
+        assert_eq!(c.worker.request_identity.expect("a signer").key_id(), KEY_ID);
+        assert!(c.unknown_keys.is_empty());
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("worker.invoker.request-identity-private-key-pem-file"));
+    }
+
+    #[test]
+    fn bad_request_identity_key_names_the_key_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let not_pem = dir.path().join("not-pem.pem");
+        std::fs::write(&not_pem, "hello\n").unwrap();
+        let rsa_label = dir.path().join("rsa.pem");
+        std::fs::write(
+            &rsa_label,
+            "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        for file in [&missing, &not_pem, &rsa_label] {
+            let shown = file.display().to_string();
+            let e = Config::load_from(None, &env(&[(KEY_ENV, &shown)]), None).unwrap_err();
+            assert!(
+                matches!(e, ConfigError::Invalid { ref key, .. }
+                    if key == "worker.invoker.request-identity-private-key-pem-file"),
+                "{e}"
+            );
+            let text = e.to_string();
+            assert!(
+                text.contains("worker.invoker.request-identity-private-key-pem-file"),
+                "{text}"
+            );
+            assert!(text.contains(&shown), "{text}");
+        }
+        let e = Config::load_from(None, &env(&[(KEY_ENV, "")]), None).unwrap_err();
+        assert!(e.to_string().contains("is empty"), "{e}");
+        let e = Config::load_from(
+            None,
+            &env(&[("RESTATE_WORKER__INVOKER__REQUEST_IDENTITY_EXPIRATION", "soon")]),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("request-identity-expiration"), "{e}");
     }
 
     #[test]

@@ -85,6 +85,7 @@ async fn start() -> Server {
         ingress_endpoint: "http://127.0.0.1:8080/".to_owned(),
         server_version: ADMIN_COMPAT_VERSION.to_owned(),
         partitions: None,
+        request_identity: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -7,14 +7,20 @@
 //! that matter to SDKs (explicit void notifications, header layout, id strings and awakeable
 //! ids from the fact sheet's test vectors, the random-seed function); (3) parse the example
 //! manifest and a table of invalid ones, and check the negotiation table; (4) run the discovery
-//! client against an in-process HTTP/2-only server; (5) feed seeded pseudo-random and mutated
-//! bytes to every decoder and require only typed errors, never a panic.
+//! client against an in-process HTTP/2-only server, and check what a signed discovery and a
+//! signed attempt carry (request identity); (5) feed seeded pseudo-random and mutated bytes to
+//! every decoder and require only typed errors, never a panic.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use prost::Message as _;
 use ratchet::protocol::codec::{self, Command, DecodeError, Message};
 use ratchet::protocol::discovery::{self, DiscoveryError, HandlerKind, ProtocolMode, ServiceType};
 use ratchet::protocol::framing::{self, Decoder, Frame, FrameError, FLAG_REQUESTED_ACK};
+use ratchet::protocol::identity;
 use ratchet::protocol::ids::{self, AwakeableId, DeploymentId, IdError, InvocationId};
 use ratchet::protocol::messages::*;
 use ratchet::protocol::version::{self, ManifestVersion, ServiceProtocolVersion};
@@ -882,7 +888,7 @@ async fn discover_over_h2c() {
         h2c_server::spawn("application/vnd.restate.endpointmanifest.v4+json", EXAMPLE_MANIFEST)
             .await;
     let uri: http::Uri = format!("http://{addr}/prefix/").parse().unwrap();
-    let found = discovery::discover(&uri, &custom_headers()).await.unwrap();
+    let found = discovery::discover(&uri, &custom_headers(), None).await.unwrap();
     assert_eq!(found.manifest_version, ManifestVersion::V4);
     assert_eq!(found.http_version, http::Version::HTTP_2);
     assert_eq!(found.server.as_deref(), Some("test-sdk/1.0"));
@@ -896,29 +902,152 @@ async fn discover_reports_what_to_do() {
         h2c_server::spawn("application/vnd.restate.endpointmanifest.v4+json", EXAMPLE_MANIFEST)
             .await;
     let uri: http::Uri = format!("http://{addr}/wrong?q=1").parse().unwrap();
-    let err = discovery::discover(&uri, &custom_headers()).await.unwrap_err();
+    let err = discovery::discover(&uri, &custom_headers(), None).await.unwrap_err();
     assert!(matches!(err, DiscoveryError::NotFound { .. }), "{err}");
     assert!(err.to_string().contains("check the path"), "{err}");
 
     let addr = h2c_server::spawn("application/json", EXAMPLE_MANIFEST).await;
-    let err = discovery::discover(&format!("http://{addr}").parse().unwrap(), &custom_headers())
-        .await
-        .unwrap_err();
+    let err =
+        discovery::discover(&format!("http://{addr}").parse().unwrap(), &custom_headers(), None)
+            .await
+            .unwrap_err();
     assert!(matches!(err, DiscoveryError::BadContentType { .. }), "{err}");
 
     let addr = h2c_server::spawn("application/vnd.restate.endpointmanifest.v3+json", "{}").await;
-    let err = discovery::discover(&format!("http://{addr}").parse().unwrap(), &custom_headers())
-        .await
-        .unwrap_err();
+    let err =
+        discovery::discover(&format!("http://{addr}").parse().unwrap(), &custom_headers(), None)
+            .await
+            .unwrap_err();
     assert_eq!(err.code(), "manifest_json", "{err}");
 
     // Nothing listens on this port (bound, then dropped).
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let uri: http::Uri = format!("http://127.0.0.1:{port}").parse().unwrap();
-    let err = discovery::discover(&uri, &http::HeaderMap::new()).await.unwrap_err();
+    let err = discovery::discover(&uri, &http::HeaderMap::new(), None).await.unwrap_err();
     assert!(matches!(err, DiscoveryError::Unreachable { .. }), "{err}");
     assert!(err.is_retryable());
     assert!(err.to_string().contains("make sure the service is running and reachable"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request identity: what a signed discovery and a signed attempt put on the wire.
+
+/// An HTTP/2-only server that records the path and headers of every request and answers
+/// `/discover` with the example manifest and anything else with an empty V5 response.
+async fn spawn_recorder() -> (std::net::SocketAddr, Arc<Mutex<Vec<(String, http::HeaderMap)>>>) {
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let record = record.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let path = req.uri().path().to_string();
+                    record.lock().unwrap().push((path.clone(), req.headers().clone()));
+                    async move {
+                        let (ct, body) = if path.ends_with("/discover") {
+                            ("application/vnd.restate.endpointmanifest.v4+json", EXAMPLE_MANIFEST)
+                        } else {
+                            (ServiceProtocolVersion::V5.content_type(), "")
+                        };
+                        let resp = http::Response::builder()
+                            .header("content-type", ct)
+                            .body(http_body_util::Full::new(Bytes::from_static(body.as_bytes())));
+                        Ok::<_, std::convert::Infallible>(resp.unwrap())
+                    }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// The claims of a request's token, after checking its signature with `public`.
+fn verified_claims(
+    headers: &http::HeaderMap,
+    public: &ed25519_dalek::VerifyingKey,
+) -> serde_json::Value {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use ed25519_dalek::Verifier as _;
+    assert_eq!(headers.get(identity::SIGNATURE_SCHEME_HEADER).unwrap(), "v1");
+    assert_eq!(headers.get_all(identity::JWT_HEADER).iter().count(), 1);
+    let token = headers.get(identity::JWT_HEADER).unwrap().to_str().unwrap();
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let signature =
+        ed25519_dalek::Signature::from_slice(&URL_SAFE_NO_PAD.decode(signature).unwrap()).unwrap();
+    public.verify(signed.as_bytes(), &signature).expect("the signature verifies");
+    let claims = signed.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn signed_requests_carry_the_path_relative_to_the_deployment() {
+    use ratchet::invoker::{Target, Transport as _};
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let public = key.verifying_key();
+    let signer = identity::RequestSigner::new(key, Duration::from_secs(60));
+    let (addr, seen) = spawn_recorder().await;
+
+    // Discovery under a path prefix; a forged token among the additional headers is replaced.
+    let uri: http::Uri = format!("http://{addr}/prefix/").parse().unwrap();
+    let mut extra = custom_headers();
+    extra.insert(identity::JWT_HEADER, http::HeaderValue::from_static("forged"));
+    discovery::discover(&uri, &extra, Some(&signer)).await.unwrap();
+    // Unsigned: no identity header at all.
+    discovery::discover(&uri, &custom_headers(), None).await.unwrap();
+
+    // An attempt of a keyed handler on a deployment with a path prefix.
+    let deployment = ratchet::schema::Deployment {
+        id: "dp".into(),
+        uri: format!("http://{addr}/prefix"),
+        bidi: false,
+        http_version: "HTTP/2.0".into(),
+        min_protocol_version: 5,
+        max_protocol_version: 5,
+        sdk_version: None,
+        additional_headers: BTreeMap::new(),
+        metadata: BTreeMap::new(),
+        created_ms: 0,
+        services: Vec::new(),
+    };
+    let target = Target {
+        deployment,
+        version: ServiceProtocolVersion::V5,
+        service: "Counter".into(),
+        handler: "add".into(),
+        invocation_id: "inv_1".into(),
+        key: Some("k/1".into()),
+    };
+    let transport = ratchet::invoker::http::Http2::new(Some(Arc::new(signer)));
+    let conn = transport.open(&target, Bytes::new(), false).await.unwrap();
+    drop(conn);
+
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let (path, headers) = &seen[0];
+    assert_eq!(path, "/prefix/discover");
+    let claims = verified_claims(headers, &public);
+    assert_eq!(claims["aud"], "/discover");
+    assert!(claims.get("sub").is_none(), "{claims}");
+    let (_, headers) = &seen[1];
+    assert!(headers.get(identity::SIGNATURE_SCHEME_HEADER).is_none());
+    assert!(headers.get(identity::JWT_HEADER).is_none());
+    let (path, headers) = &seen[2];
+    assert_eq!(path, "/prefix/invoke/Counter/add");
+    let claims = verified_claims(headers, &public);
+    assert_eq!(claims["aud"], "/invoke/Counter/add");
+    assert_eq!(claims["sub"], "k/1");
+    let (iat, nbf, exp) = (claims["iat"].as_u64(), claims["nbf"].as_u64(), claims["exp"].as_u64());
+    assert_eq!((nbf, exp), (iat.map(|t| t - 60), iat.map(|t| t + 60)));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -127,6 +127,8 @@ fn discovery_status(e: &DiscoveryError) -> StatusCode {
         | D::Timeout { .. }
         | D::NotFound { .. }
         | D::BadStatus { .. }
+        | D::UnauthorizedUnsigned { .. }
+        | D::UnauthorizedSigned { .. }
         | D::BadContentType { .. }
         | D::Body { .. }
         | D::TooLarge { .. }
@@ -145,6 +147,8 @@ pub fn discovery_code(e: &DiscoveryError) -> Option<&'static str> {
         | D::Timeout { .. }
         | D::NotFound { .. }
         | D::BadStatus { .. }
+        | D::UnauthorizedUnsigned { .. }
+        | D::UnauthorizedSigned { .. }
         | D::Body { .. } => Some("META0003"),
         D::BadContentType { .. }
         | D::TooLarge { .. }

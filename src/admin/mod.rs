@@ -67,6 +67,8 @@ pub struct AdminState {
     pub server_version: String,
     /// The node's partitions, whose liveness `GET /health` reports (none: only the API).
     pub partitions: Option<crate::partition::Router>,
+    /// Signs discovery requests when set (`worker.invoker.request-identity-private-key-pem-file`).
+    pub request_identity: Option<Arc<crate::protocol::identity::RequestSigner>>,
 }
 
 /// The admin API version a request came in under.
@@ -194,7 +196,8 @@ async fn register_deployment(State(api): State<Api>, body: Bytes) -> Result<Resp
     let header_map = header_map(&additional_headers)?;
     let force = request.force.unwrap_or(api.version.force_default());
 
-    let discovered = discovery::discover(&uri, &header_map).await?;
+    let identity = api.state.request_identity.as_deref();
+    let discovered = discovery::discover(&uri, &header_map, identity).await?;
 
     // The registry keys deployments by the uri in its normal printed form.
     let uri_key = uri.to_string();

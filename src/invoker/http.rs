@@ -2,7 +2,12 @@
 //! (prior knowledge), the request body streamed from a bounded channel, the response body
 //! read frame by frame.
 //!
-//! Invariant: nothing here interprets protocol bytes; the attempt machine does.
+//! Invariants: nothing here interprets protocol bytes; the attempt machine does. With a
+//! request identity key every request is signed (`aud` = `/invoke/{service}/{handler}`, `sub`
+//! = the object/workflow key), after the deployment's additional headers, so those cannot
+//! replace the signature.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -11,6 +16,7 @@ use hyper::body::Incoming;
 use super::body::ChannelBody;
 use super::driver::{Connection, SendError, Target, Transport, TransportError};
 use crate::protocol::http::{h2c_client, H2cClient};
+use crate::protocol::identity::RequestSigner;
 
 /// Request-body chunks (the start message, then one per notification) queued per attempt;
 /// an SDK that leaves more unread has stopped reading, and the attempt is failed.
@@ -19,6 +25,7 @@ const REQUEST_CHUNKS_QUEUED_MAX: usize = 64;
 /// HTTP/2 (h2c) to SDK deployments.
 pub struct Http2 {
     client: H2cClient<ChannelBody>,
+    identity: Option<Arc<RequestSigner>>,
 }
 
 impl std::fmt::Debug for Http2 {
@@ -27,9 +34,17 @@ impl std::fmt::Debug for Http2 {
     }
 }
 
+/// Unsigned requests.
 impl Default for Http2 {
     fn default() -> Self {
-        Http2 { client: h2c_client() }
+        Http2::new(None)
+    }
+}
+
+impl Http2 {
+    /// Requests signed with `identity`, if given.
+    pub fn new(identity: Option<Arc<RequestSigner>>) -> Http2 {
+        Http2 { client: h2c_client(), identity }
     }
 }
 
@@ -58,8 +73,8 @@ impl Transport for Http2 {
         })?;
         let body_tx = bidi.then_some(body_tx);
         let d = &target.deployment;
-        let uri =
-            format!("{}/invoke/{}/{}", d.uri.trim_end_matches('/'), target.service, target.handler);
+        let path = format!("/invoke/{}/{}", target.service, target.handler);
+        let uri = format!("{}{path}", d.uri.trim_end_matches('/'));
         let ct = target.version.content_type();
         let mut req = http::Request::builder()
             .method(http::Method::POST)
@@ -73,10 +88,13 @@ impl Transport for Http2 {
         for (k, v) in &d.additional_headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        let req = req.body(body).map_err(|e| TransportError {
+        let mut req = req.body(body).map_err(|e| TransportError {
             code: 503,
             message: format!("bad request for {uri}: {e}"),
         })?;
+        if let Some(identity) = &self.identity {
+            identity.sign(req.headers_mut(), &path, target.key.as_deref());
+        }
         let resp = self.client.request(req).await.map_err(|e| TransportError {
             code: 503,
             message: format!("cannot reach deployment {}: {e}", d.uri),

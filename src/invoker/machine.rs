@@ -392,6 +392,10 @@ impl Machine {
                 415 => format!(
                     "[RT0015] the SDK does not support protocol {ct}; re-register the deployment"
                 ),
+                401 => "deployment answered HTTP 401 Unauthorized: it refused the request's \
+                        identity; configure `worker.invoker.request-identity-private-key-pem-file` \
+                        with the private key whose public key the SDK trusts (identityKeys)"
+                    .to_string(),
                 s => format!("deployment answered HTTP {s}"),
             };
             self.fail(u32::from(status), message, None, true, false);

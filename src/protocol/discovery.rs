@@ -11,6 +11,8 @@
 //!   resolves to a [`HandlerKind`], and the protocol range overlaps V5..=V7.
 //! - [`discover`] returns only validated manifests, never blocks longer than
 //!   [`DISCOVERY_TIMEOUT_MS`] and never buffers more than [`MANIFEST_BYTES_MAX`] bytes.
+//! - With a request identity key the request is signed (`aud` = `/discover`), after the
+//!   deployment's additional headers, so those cannot replace the signature.
 //! - Every error says what the operator should do about it.
 
 use std::collections::{BTreeMap, HashSet};
@@ -23,6 +25,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use serde::{Deserialize, Serialize};
 
 use super::http::{h2c_client, H2cClient};
+use super::identity::RequestSigner;
 use super::version::{is_discoverable_range, ManifestVersion, DISCOVERY_ACCEPT};
 
 /// Upper bound for the whole discovery exchange (connect, request, response body).
@@ -288,6 +291,20 @@ pub enum DiscoveryError {
     #[error("GET {uri} returned {status}{body}; check the deployment's logs")]
     BadStatus { uri: String, status: u16, body: String },
     #[error(
+        "GET {uri} returned 401 Unauthorized{body}: the deployment accepts only requests signed \
+         with a request identity key, and this server signs none; set \
+         `worker.invoker.request-identity-private-key-pem-file` to the private key whose public \
+         key the SDK was given (identityKeys)"
+    )]
+    UnauthorizedUnsigned { uri: String, body: String },
+    #[error(
+        "GET {uri} returned 401 Unauthorized{body}: the deployment refused the request signed \
+         with key {key_id}; give the SDK this public key (identityKeys), or configure \
+         `worker.invoker.request-identity-private-key-pem-file` with the private key of one it \
+         trusts"
+    )]
+    UnauthorizedSigned { uri: String, body: String, key_id: String },
+    #[error(
         "GET {uri} answered with content type `{content_type}`, not an endpoint manifest; make \
          sure the uri points at a Restate SDK endpoint (manifest versions v1 to v4 are supported)"
     )]
@@ -370,6 +387,8 @@ impl DiscoveryError {
             DiscoveryError::Timeout { .. } => "discovery_timeout",
             DiscoveryError::NotFound { .. } => "discovery_not_found",
             DiscoveryError::BadStatus { .. } => "discovery_bad_status",
+            DiscoveryError::UnauthorizedUnsigned { .. }
+            | DiscoveryError::UnauthorizedSigned { .. } => "discovery_unauthorized",
             DiscoveryError::BadContentType { .. } => "discovery_bad_content_type",
             DiscoveryError::Body { .. } => "discovery_body",
             DiscoveryError::TooLarge { .. } => "discovery_too_large",
@@ -553,12 +572,14 @@ pub fn discover_uri(base: &Uri) -> Result<Uri, DiscoveryError> {
         .map_err(|e| invalid(&e.to_string()))
 }
 
-/// Fetches, parses and validates the manifest of the deployment at `uri` with a fresh client.
+/// Fetches, parses and validates the manifest of the deployment at `uri` with a fresh client;
+/// the request is signed with `identity`, if given.
 pub async fn discover(
     uri: &Uri,
     additional_headers: &HeaderMap,
+    identity: Option<&RequestSigner>,
 ) -> Result<DiscoveredEndpoint, DiscoveryError> {
-    discover_with(&h2c_client(), uri, additional_headers).await
+    discover_with(&h2c_client(), uri, additional_headers, identity).await
 }
 
 /// [`discover`] with a caller-provided client.
@@ -566,10 +587,11 @@ pub async fn discover_with(
     client: &H2cClient<Empty<Bytes>>,
     uri: &Uri,
     additional_headers: &HeaderMap,
+    identity: Option<&RequestSigner>,
 ) -> Result<DiscoveredEndpoint, DiscoveryError> {
     let target = discover_uri(uri)?;
     let shown = target.to_string();
-    let exchange = exchange(client, target, additional_headers);
+    let exchange = exchange(client, target, additional_headers, identity);
     match tokio::time::timeout(Duration::from_millis(DISCOVERY_TIMEOUT_MS), exchange).await {
         Ok(result) => result,
         Err(_elapsed) => {
@@ -582,6 +604,7 @@ async fn exchange(
     client: &H2cClient<Empty<Bytes>>,
     target: Uri,
     additional_headers: &HeaderMap,
+    identity: Option<&RequestSigner>,
 ) -> Result<DiscoveredEndpoint, DiscoveryError> {
     let shown = target.to_string();
     let mut request =
@@ -595,6 +618,10 @@ async fn exchange(
         }
     }
     headers.insert(ACCEPT, HeaderValue::from_static(DISCOVERY_ACCEPT));
+    if let Some(identity) = identity {
+        // The path relative to the deployment, whatever prefix its uri has.
+        identity.sign(headers, "/discover", None);
+    }
 
     let response = client
         .request(request)
@@ -631,10 +658,16 @@ async fn exchange(
             }
             _ => String::new(),
         };
-        return Err(DiscoveryError::BadStatus {
-            uri: shown,
-            status: status.as_u16(),
-            body: quoted,
+        return Err(match (status, identity) {
+            (StatusCode::UNAUTHORIZED, None) => {
+                DiscoveryError::UnauthorizedUnsigned { uri: shown, body: quoted }
+            }
+            (StatusCode::UNAUTHORIZED, Some(identity)) => DiscoveryError::UnauthorizedSigned {
+                uri: shown,
+                body: quoted,
+                key_id: identity.key_id().to_string(),
+            },
+            _ => DiscoveryError::BadStatus { uri: shown, status: status.as_u16(), body: quoted },
         });
     }
     let content_type = content_type.unwrap_or_default();

@@ -18,6 +18,7 @@ pub mod codec;
 pub mod discovery;
 pub mod framing;
 pub mod http;
+pub mod identity;
 pub mod ids;
 pub mod messages;
 pub mod version;

@@ -208,6 +208,16 @@ pub async fn run(
     for key in &config.unknown_keys {
         tracing::warn!("ignoring unknown configuration key `{key}`");
     }
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some(signer) = &config.worker.request_identity {
+        tracing::info!(
+            "signing requests to deployments with request identity key {} (the public key \
+             to give SDKs)",
+            signer.key_id()
+        );
+    }
     let n = num_partitions(&base, config.default_num_partitions)?;
     let budget = Budget::divide(&config, n);
     let clock: SharedClock = crate::clock::system();
@@ -277,7 +287,7 @@ pub async fn run(
             inv_opts.clone(),
             registry.clone(),
             router.partitions[usize::from(i)].clone(),
-            invoker::http::Http2::default(),
+            invoker::http::Http2::new(config.worker.request_identity.clone()),
             clock.clone(),
         );
         tasks.spawn(async move {
@@ -337,6 +347,7 @@ pub async fn run(
         ingress_endpoint: ingress_url,
         server_version: admin::ADMIN_COMPAT_VERSION.to_string(),
         partitions: Some(router.clone()),
+        request_identity: config.worker.request_identity.clone(),
     });
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let serve = |what: &'static str,

@@ -452,6 +452,8 @@ pub struct Fixture {
     pub server: Server,
     ts: Option<ServiceProc>,
     rust: Option<ServiceProc>,
+    /// Further services a test started ([`Fixture::start_ts_script`]).
+    extra: Vec<Proc>,
     /// Deployment ids by SDK, from registration.
     pub ts_deployment: Option<String>,
     pub rust_deployment: Option<String>,
@@ -499,6 +501,7 @@ impl Fixture {
             dir: Some(dir),
             ts: None,
             rust: None,
+            extra: Vec::new(),
             ts_deployment: None,
             rust_deployment: None,
             client: client.build_http(),
@@ -555,6 +558,38 @@ impl Fixture {
         }
         let proc = Proc::spawn("TS test service (node)", cmd, &self.dir().join("ts-service.log"));
         ServiceProc { proc, port, stats_port }
+    }
+
+    /// Starts `node {script} --port P {args}` in the TS service directory on a free loopback
+    /// port P, owned by the fixture like its other services, and waits until it listens.
+    /// Returns P. The script is not registered.
+    pub async fn start_ts_script(&mut self, script: &str, args: &[&str]) -> u16 {
+        let dir = ts_service_dir();
+        assert!(
+            dir.join("node_modules/@restatedev/restate-sdk").is_dir(),
+            "the TS test service is not installed: run `npm ci --prefix tests/services/ts` \
+             (scripts/test does)"
+        );
+        let [port] = free_ports::<1>();
+        let mut cmd = Command::new("node");
+        cmd.current_dir(&dir).arg(script).arg("--port").arg(port.to_string()).args(args);
+        let log = self.dir().join(format!("{script}-{port}.log"));
+        let mut proc = Proc::spawn(&format!("TS script {script} (node)"), cmd, &log);
+        let deadline = Instant::now() + SERVICE_READY_TIMEOUT;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Some(status) = proc.exited() {
+                panic!(
+                    "{} exited with {status} at start-up; its log:\n{}",
+                    proc.name,
+                    tail(&log, LOG_TAIL_LINES)
+                );
+            }
+            assert!(Instant::now() < deadline, "{script} not listening in time");
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        self.extra.push(proc);
+        port
     }
 
     fn start_rust_service(&self, port: u16, stats_port: u16) -> ServiceProc {
@@ -898,6 +933,7 @@ impl Drop for Fixture {
         }
         self.ts = None;
         self.rust = None;
+        self.extra.clear();
         if std::thread::panicking() {
             // Keep the logs and data of a failed test, and say where they are.
             if let Some(dir) = self.dir.take() {
