@@ -152,18 +152,26 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     r
 }
 
+/// Percent-decodes a path segment; a `%` not followed by two hex digits stays as it is (as in
+/// Restate). `None` when the result is not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
+        let escaped = match b.get(i..i + 3) {
+            Some(&[b'%', h, l]) => char::from(h).to_digit(16).zip(char::from(l).to_digit(16)),
+            _ => None,
+        };
+        match escaped {
+            Some((h, l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
         }
     }
     String::from_utf8(out).ok()
@@ -778,6 +786,7 @@ mod tests {
     #[test]
     fn keys_are_percent_decoded() {
         assert_eq!(percent_decode("a%20b").as_deref(), Some("a b"));
-        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%zz%4").as_deref(), Some("%zz%4"));
+        assert_eq!(percent_decode("%ff"), None);
     }
 }
