@@ -222,6 +222,15 @@ pub fn idempotent_id(
     InvocationId { partition_key, uuid }
 }
 
+/// The id of a workflow or idempotent invocation (`id`) made in a flow-control scope: placed
+/// by the scope. Ratchet runs no scoped invocations yet; this names where one would be.
+pub fn scoped_id(id: InvocationId, scope: &str) -> InvocationId {
+    InvocationId {
+        partition_key: partition_key_of(scope),
+        uuid: uuid_of(b"sc", &[scope.as_bytes(), &id.uuid.to_be_bytes()]),
+    }
+}
+
 fn invalid(reason: impl Into<String>) -> ApplyError {
     ApplyError::Invalid { reason: reason.into() }
 }

@@ -1,12 +1,16 @@
 //! The ingress: Restate's HTTP API for calling handlers (default port 8080).
 //!
 //! Routes in this version: `POST|GET /{Service}/{handler}[/send]`,
-//! `/{Object}/{key}/{handler}[/send]` (whether a key segment is expected follows from the
-//! registered service type; `idempotency-key` and workflow `run` handlers get deterministic
-//! invocation ids), `POST /restate/a|awakeables/{id}/resolve|reject`,
+//! `/{Object}/{key}/{handler}[/send]` and their 1.7 forms `/restate/call|send/{Service}[/{key}]/{handler}`
+//! (whether a key segment is expected follows from the registered service type;
+//! `idempotency-key` and workflow `run` handlers get deterministic invocation ids;
+//! `/restate/scope/{scope}/call|send/...` is refused with 400, as Restate does without its
+//! experimental vqueues), `POST /restate/a|awakeables/{id}/resolve|reject`,
 //! `GET /restate/invocation/{id}/attach|output`, `/restate/attach|output/{id}`,
 //! `/restate/workflow/{name}/{key}/attach|output`,
-//! `/restate/invocation/{service}[/{key}]/{handler}/{idempotency key}/attach|output`, and
+//! `/restate/invocation/{service}[/{key}]/{handler}/{idempotency key}/attach|output`,
+//! `POST /restate/attach|output|lookup` (a JSON body names the invocation: by id, workflow or
+//! idempotency key; lookup answers its id without looking it up), and
 //! `GET /restate/health`. Errors are JSON
 //! `{"code","message","source":"ingress"}` with `x-restate-error-source: ingress`; a terminal
 //! failure of the invocation is `{"code","message","source":"invocation"}` with `x-restate-error-source: invocation`
@@ -30,8 +34,8 @@ use http_body_util::BodyExt;
 
 use crate::codes::{self, Code};
 use crate::fsm::{
-    idempotent_id, limits, outcome, partition_key_of, record, sink, workflow_id, Attach, Failure,
-    FsmRead, HandlerKind, Header, Invoke, Outcome, Phase, Record, Signal, Sink, Status,
+    idempotent_id, limits, outcome, partition_key_of, record, scoped_id, sink, workflow_id, Attach,
+    Failure, FsmRead, HandlerKind, Header, Invoke, Outcome, Phase, Record, Signal, Sink, Status,
 };
 use crate::partition::{AppendError, Router};
 use crate::protocol::discovery::ServiceType;
@@ -124,18 +128,26 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     r
 }
 
+/// Percent-decodes a path segment; a `%` not followed by two hex digits stays as it is (as in
+/// Restate). `None` when the result is not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
+        let escaped = match b.get(i..i + 3) {
+            Some(&[b'%', h, l]) => char::from(h).to_digit(16).zip(char::from(l).to_digit(16)),
+            _ => None,
+        };
+        match escaped {
+            Some((h, l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
         }
     }
     String::from_utf8(out).ok()
@@ -170,33 +182,82 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
     if segs[0] == "openapi" {
         return error(StatusCode::NOT_FOUND, "not found");
     }
+    invoke(&st, req, segs[0], &segs[1..], Form::Legacy, None).await
+}
+
+/// How a request's path names the handler it calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
+    /// `/{service}[/{key}]/{handler}[/send]`: a trailing `send` segment makes it a send.
+    Legacy,
+    /// `/restate/call/{service}[/{key}]/{handler}`.
+    Call,
+    /// `/restate/send/{service}[/{key}]/{handler}`.
+    Send,
+}
+
+/// The answer to a `/restate/...` path of the wrong shape.
+fn bad_restate_path() -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "bad path, expected /restate/call/:service/:handler, /restate/send/:service/:handler, \
+         /restate/scope/:scope/call/:service/:handler, /restate/attach/:invocation_id, \
+         /restate/output/:invocation_id, or /restate/lookup",
+    )
+}
+
+/// A key (object, workflow or scope) from a path segment, or the 400 when it is not UTF-8.
+fn path_key(seg: &str) -> Result<String, Box<Response>> {
+    percent_decode(seg).ok_or_else(|| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("bad path: the key '{seg}' is not valid percent-encoded UTF-8"),
+        ))
+    })
+}
+
+/// Calls or sends to `service`: `rest` is the path after the service segment (see [`Form`]).
+/// A request with a `scope` is refused, as Restate does without its experimental vqueues.
+async fn invoke(
+    st: &IngressState,
+    req: Request<Body>,
+    service: &str,
+    rest: &[&str],
+    form: Form,
+    scope: Option<String>,
+) -> Response {
     let schema = st.registry.snapshot();
-    let Some(service) = schema.service(segs[0]) else {
+    let Some(service) = schema.service(service) else {
         return error(
             StatusCode::NOT_FOUND,
             format!(
-                "service '{}' not found, make sure to register the service before calling it.",
-                segs[0]
+                "service '{service}' not found, make sure to register the service before calling it."
             ),
         );
     };
     let keyed = service.ty != ServiceType::Service;
-    let (key, handler_name, send) = match (keyed, segs.len()) {
-        (false, 2) => (String::new(), segs[1], false),
-        (false, 3) if segs[2] == "send" => (String::new(), segs[1], true),
-        (true, 3) | (true, 4) => {
-            if segs.len() == 4 && segs[3] != "send" {
-                return error(StatusCode::BAD_REQUEST, format!("bad path: {path}"));
-            }
-            let Some(key) = percent_decode(segs[1]) else {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("bad path: the key '{}' is not valid percent-encoded UTF-8", segs[1]),
-                );
-            };
-            (key, segs[2], segs.len() == 4)
+    let arity = if keyed { 2 } else { 1 };
+    let (rest, send) = match form {
+        Form::Legacy if rest.len() == arity + 1 && rest[arity] == "send" => (&rest[..arity], true),
+        Form::Legacy | Form::Call => (rest, false),
+        Form::Send => (rest, true),
+    };
+    if rest.len() != arity {
+        return match form {
+            Form::Legacy => error(
+                StatusCode::BAD_REQUEST,
+                "bad path, expected either /:service-name/:handler or /:object-name/:object-key/:handler",
+            ),
+            Form::Call | Form::Send => bad_restate_path(),
+        };
+    }
+    let (key, handler_name) = if keyed {
+        match path_key(rest[0]) {
+            Ok(key) => (key, rest[1]),
+            Err(r) => return *r,
         }
-        _ => return error(StatusCode::BAD_REQUEST, format!("bad path: {path}")),
+    } else {
+        (String::new(), rest[0])
     };
     let Some(handler) = service.handlers.get(handler_name) else {
         return error(
@@ -209,9 +270,6 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
     };
     if !handler.public {
         return error(StatusCode::BAD_REQUEST, "the invoked service is not public");
-    }
-    if req.method() != Method::GET && req.method() != Method::POST {
-        return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     }
     let idempotency_key = match req.headers().get("idempotency-key") {
         None => None,
@@ -229,8 +287,17 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
     if idempotency_key.is_some() && workflow_run {
         return error(
             StatusCode::BAD_REQUEST,
-            "cannot use the idempotency key with workflow handlers; the workflow key deduplicates",
+            "cannot use the idempotency key with workflow handlers. The handler invocation will already be idempotent by the workflow key itself.",
         );
+    }
+    if let Some(scope) = &scope {
+        if let Err(r) = check_scope(scope) {
+            return *r;
+        }
+        return error(StatusCode::BAD_REQUEST, "scoped invocations require vqueues to be enabled");
+    }
+    if req.method() != Method::GET && req.method() != Method::POST {
+        return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     }
     let delay_ms = match delay_of(req.uri().query()) {
         Ok(d) => d,
@@ -239,7 +306,7 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
     if delay_ms.is_some() && !send {
         return error(
             StatusCode::BAD_REQUEST,
-            "cannot use the delay query parameter with calls; use /send with ?delay=",
+            "cannot use the delay query parameter with calls. The delay is supported only with sends",
         );
     }
     let headers = forwarded_headers(req.headers(), req.uri());
@@ -251,7 +318,7 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
     if let Err(v) = limits::check_object_key(&key) {
         return coded(v.code, &v.detail);
     }
-    let (body, _body_permit) = match read_body(&st, req.into_body()).await {
+    let (body, _body_permit) = match read_body(st, req.into_body()).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -276,7 +343,7 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
     // call gets the stored result. (Two first requests racing both append; the state machine
     // keeps the first and treats the second as a duplicate.)
     if deterministic {
-        let existing = match read_status(&st, &target, &id) {
+        let existing = match read_status(st, &target, &id) {
             Ok(s) => s,
             Err(r) => return *r,
         };
@@ -347,9 +414,30 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
     }
 }
 
-/// The `/restate/...` namespace: awakeables, attach and output.
+/// The `/restate/...` namespace: calls and sends, awakeables, attach, output and lookup.
 async fn restate_route(st: &IngressState, segs: &[&str], req: Request<Body>) -> Response {
     match segs {
+        ["restate", verb @ ("call" | "send"), service, rest @ ..] => {
+            let form = if *verb == "call" { Form::Call } else { Form::Send };
+            invoke(st, req, service, rest, form, None).await
+        }
+        ["restate", "scope", scope, verb @ ("call" | "send"), service, rest @ ..] => {
+            let form = if *verb == "call" { Form::Call } else { Form::Send };
+            match path_key(scope) {
+                Ok(scope) => invoke(st, req, service, rest, form, Some(scope)).await,
+                Err(r) => *r,
+            }
+        }
+        ["restate", verb @ ("attach" | "output")] => match body_target(st, req, "request").await {
+            Ok(id) => invocation_result(st, id, *verb == "attach").await,
+            Err(r) => *r,
+        },
+        ["restate", "lookup"] => match body_target(st, req, "lookup").await {
+            Ok(id) => {
+                axum::Json(serde_json::json!({"invocationId": id.to_string()})).into_response()
+            }
+            Err(r) => *r,
+        },
         ["restate", "awakeables" | "a", id, verb @ ("resolve" | "reject")] => {
             complete_awakeable(st, id, *verb == "resolve", req).await
         }
@@ -357,13 +445,10 @@ async fn restate_route(st: &IngressState, segs: &[&str], req: Request<Body>) -> 
             if req.method() != Method::GET {
                 return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             }
-            let Some(key) = percent_decode(key) else {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("bad path: the key '{key}' is not valid percent-encoded UTF-8"),
-                );
-            };
-            invocation_result(st, workflow_id(name, &key), *verb == "attach").await
+            match path_key(key) {
+                Ok(key) => invocation_result(st, workflow_id(name, &key), *verb == "attach").await,
+                Err(r) => *r,
+            }
         }
         ["restate", "invocation", service, handler, ik, verb @ ("attach" | "output")] => {
             if req.method() != Method::GET {
@@ -393,16 +478,92 @@ async fn restate_route(st: &IngressState, segs: &[&str], req: Request<Body>) -> 
             if req.method() != Method::GET {
                 return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             }
-            let id: InvocationId = match id.parse() {
-                Ok(id) => id,
-                Err(e) => {
-                    return coded(Code::InvalidId, format!("bad invocation id '{id}': {e}"));
-                }
-            };
-            invocation_result(st, id, *verb == "attach").await
+            match parse_id(id) {
+                Ok(id) => invocation_result(st, id, *verb == "attach").await,
+                Err(r) => *r,
+            }
+        }
+        ["restate", "call" | "send" | "scope" | "attach" | "output" | "lookup", ..] => {
+            bad_restate_path()
         }
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+fn parse_id(id: &str) -> Result<InvocationId, Box<Response>> {
+    id.parse()
+        .map_err(|e| Box::new(coded(Code::InvalidId, format!("bad invocation id '{id}': {e}"))))
+}
+
+/// The invocation a JSON body names (`POST /restate/attach|output|lookup`), by id, by
+/// workflow or by idempotency key. Its id is computed, not looked up.
+#[derive(Debug, serde::Deserialize)]
+#[serde(tag = "target", rename_all = "camelCase", rename_all_fields = "camelCase")]
+enum BodyTarget {
+    Workflow {
+        workflow_name: String,
+        workflow_key: String,
+        scope: Option<String>,
+    },
+    IdempotentInvocation {
+        service: String,
+        key: Option<String>,
+        handler: String,
+        idempotency_key: String,
+        scope: Option<String>,
+    },
+    Invocation {
+        invocation_id: String,
+    },
+}
+
+/// Reads a body target (POST only). A body that is not one answers 500 `cannot read body`,
+/// as Restate does.
+async fn body_target(
+    st: &IngressState,
+    req: Request<Body>,
+    what: &str,
+) -> Result<InvocationId, Box<Response>> {
+    if req.method() != Method::POST {
+        return Err(Box::new(error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")));
+    }
+    let (body, _permit) = read_body(st, req.into_body()).await.map_err(Box::new)?;
+    let target: BodyTarget = serde_json::from_slice(&body).map_err(|e| {
+        Box::new(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read body: invalid {what} body: {e}"),
+        ))
+    })?;
+    let (id, scope) = match target {
+        BodyTarget::Invocation { invocation_id } => return parse_id(&invocation_id),
+        BodyTarget::Workflow { workflow_name, workflow_key, scope } => {
+            (workflow_id(&workflow_name, &workflow_key), scope)
+        }
+        BodyTarget::IdempotentInvocation { service, key, handler, idempotency_key, scope } => {
+            (idempotent_id(&service, key.as_deref(), &handler, &idempotency_key), scope)
+        }
+    };
+    match scope {
+        Some(scope) => check_scope(&scope).map(|()| scoped_id(id, &scope)),
+        None => Ok(id),
+    }
+}
+
+/// The longest scope. Bytes.
+const SCOPE_BYTES_MAX: usize = 36;
+
+/// A scope is 1 to [`SCOPE_BYTES_MAX`] of `[a-zA-Z0-9_.-]`, as in Restate.
+fn check_scope(scope: &str) -> Result<(), Box<Response>> {
+    let why = if scope.is_empty() {
+        "value cannot be empty".to_string()
+    } else if scope.len() > SCOPE_BYTES_MAX {
+        format!("value too long: {} bytes (max {SCOPE_BYTES_MAX})", scope.len())
+    } else if !scope.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) {
+        "value contains characters outside the allowed set [a-zA-Z0-9_.-]".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(Box::new(error(StatusCode::BAD_REQUEST, format!("bad scope value: {why}"))))
 }
 
 /// `POST /restate/a/{id}/resolve|reject`: the body is the value (resolve) or the failure
@@ -751,6 +912,7 @@ mod tests {
     #[test]
     fn keys_are_percent_decoded() {
         assert_eq!(percent_decode("a%20b").as_deref(), Some("a b"));
-        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%zz%4").as_deref(), Some("%zz%4"));
+        assert_eq!(percent_decode("%ff"), None);
     }
 }

@@ -249,6 +249,9 @@ const core = restate.service({
       bump("spinBig:done");
       return req.pad.length;
     },
+    // The request headers named in the input, as the handler sees them (null when absent).
+    headers: async (ctx, names) =>
+      Object.fromEntries(names.map((n) => [n, ctx.request().headers.get(n) ?? null])),
   },
 });
 
