@@ -86,6 +86,9 @@ pub struct WorkerOptions {
     /// `worker.invoker.request-identity-private-key-pem-file`, read at start-up, with the
     /// token validity of `worker.invoker.request-identity-expiration`.
     pub request_identity: Option<Arc<RequestSigner>>,
+    /// Retention where services set none (`default-journal-retention`,
+    /// `default-idempotency-retention`, `default-workflow-completion-retention`).
+    pub retention: crate::schema::RetentionDefaults,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -121,6 +124,7 @@ impl Default for Config {
                 invoker_queue_max: 10_000,
                 protocol_v7: false,
                 request_identity: None,
+                retention: crate::schema::RetentionDefaults::default(),
             },
             wal: WalOptions { engine: "auto".into(), segment_size_bytes: 8 * 1024 * 1024 },
             memory: MemoryOptions {
@@ -157,6 +161,10 @@ struct Raw {
     admin: Option<RawAdmin>,
     worker: Option<RawWorker>,
     invocation: Option<RawInvocation>,
+    default_retry_policy: Option<RawRetryPolicy>,
+    default_journal_retention: Option<String>,
+    default_idempotency_retention: Option<String>,
+    default_workflow_completion_retention: Option<String>,
     rocksdb_total_memory_size: Option<toml::Value>,
     bifrost: Option<RawBifrost>,
     /// Restate's old place of `worker.invoker.request-identity-private-key-pem-file`.
@@ -257,6 +265,15 @@ const KNOWN_KEYS: &[&str] = &[
     "worker.invoker.request-identity-expiration",
     "request-identity-private-key-pem-file",
     "worker.cleanup-interval",
+    "default-journal-retention",
+    "default-idempotency-retention",
+    "default-workflow-completion-retention",
+    "default-retry-policy",
+    "default-retry-policy.initial-interval",
+    "default-retry-policy.exponentiation-factor",
+    "default-retry-policy.max-attempts",
+    "default-retry-policy.max-interval",
+    "default-retry-policy.on-max-attempts",
     "invocation",
     "invocation.default-retry-policy",
     "invocation.default-retry-policy.initial-interval",
@@ -360,8 +377,32 @@ impl Config {
         if let Some(a) = raw.admin.and_then(|a| a.bind_address) {
             c.admin.bind_address = parse_addr("admin.bind-address", &a)?;
         }
-        if let Some(p) = raw.invocation.and_then(|i| i.default_retry_policy) {
-            let key = "invocation.default-retry-policy";
+        for (key, v, field) in [
+            ("default-journal-retention", raw.default_journal_retention, 0),
+            ("default-idempotency-retention", raw.default_idempotency_retention, 1),
+            ("default-workflow-completion-retention", raw.default_workflow_completion_retention, 2),
+        ] {
+            let Some(v) = v else { continue };
+            let ms = u64::try_from(parse_duration(key, &v)?.as_millis()).unwrap_or(u64::MAX);
+            let r = &mut c.worker.retention;
+            *[&mut r.journal_ms, &mut r.idempotency_ms, &mut r.workflow_completion_ms][field] = ms;
+        }
+        // Restate 1.7 reads the policy at the top level; `[invocation.default-retry-policy]`
+        // (where earlier notes put it) is still accepted, and the top level wins.
+        let legacy = raw.invocation.and_then(|i| i.default_retry_policy);
+        if legacy.is_some() {
+            c.warnings.push(
+                "configuration key `invocation.default-retry-policy` is not where Restate 1.7 \
+                 reads it; use `[default-retry-policy]`"
+                    .into(),
+            );
+        }
+        let policy = match (raw.default_retry_policy, legacy) {
+            (Some(p), _) => Some(("default-retry-policy", p)),
+            (None, Some(p)) => Some(("invocation.default-retry-policy", p)),
+            (None, None) => None,
+        };
+        if let Some((key, p)) = policy {
             if let Some(v) = p.initial_interval {
                 c.worker.retry_initial_interval =
                     parse_duration(&format!("{key}.initial-interval"), &v)?;
@@ -372,7 +413,7 @@ impl Config {
             if let Some(v) = p.exponentiation_factor {
                 if !(v.is_finite() && v >= 1.0) {
                     return Err(invalid(
-                        "invocation.default-retry-policy.exponentiation-factor",
+                        &format!("{key}.exponentiation-factor"),
                         "expected a number of at least 1.0",
                     ));
                 }
@@ -387,7 +428,7 @@ impl Config {
                     "kill" => false,
                     _ => {
                         return Err(invalid(
-                            "invocation.default-retry-policy.on-max-attempts",
+                            &format!("{key}.on-max-attempts"),
                             "expected pause or kill",
                         ))
                     }
@@ -634,6 +675,43 @@ mod tests {
         assert_eq!(c.base_dir, PathBuf::from("/data"));
         assert_eq!(c.default_num_partitions, 2);
         assert!(c.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn retention_and_retry_defaults_are_top_level_as_in_restate() {
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("RESTATE_DEFAULT_JOURNAL_RETENTION", "2h"),
+                ("RESTATE_DEFAULT_IDEMPOTENCY_RETENTION", "0s"),
+                ("RESTATE_DEFAULT_WORKFLOW_COMPLETION_RETENTION", "3d"),
+                ("RESTATE_DEFAULT_RETRY_POLICY__MAX_ATTEMPTS", "4"),
+                ("RESTATE_INVOCATION__DEFAULT_RETRY_POLICY__MAX_ATTEMPTS", "9"),
+            ]),
+            None,
+        )
+        .unwrap();
+        let r = c.worker.retention;
+        assert_eq!((r.journal_ms, r.idempotency_ms), (2 * 3_600_000, 0));
+        assert_eq!(r.workflow_completion_ms, 3 * 86_400_000);
+        assert_eq!(c.worker.retry_attempts_max, 4, "the top-level policy wins");
+        assert!(c.unknown_keys.is_empty(), "{:?}", c.unknown_keys);
+        assert!(
+            c.warnings.iter().any(|w| w.contains("`[default-retry-policy]`")),
+            "{:?}",
+            c.warnings
+        );
+        let legacy = Config::load_from(
+            None,
+            &env(&[("RESTATE_INVOCATION__DEFAULT_RETRY_POLICY__MAX_ATTEMPTS", "9")]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(legacy.worker.retry_attempts_max, 9, "still accepted alone");
+        let e =
+            Config::load_from(None, &env(&[("RESTATE_DEFAULT_JOURNAL_RETENTION", "soon")]), None)
+                .unwrap_err();
+        assert!(e.to_string().contains("default-journal-retention"), "{e}");
     }
 
     #[test]

@@ -485,10 +485,13 @@ async fn used_up_retries_pause_and_resume_runs_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_retry_policy_comes_from_the_configuration() {
+    // Restate 1.7's names: the policy and the retention defaults are top-level keys.
     let env = [
-        ("RESTATE_INVOCATION__DEFAULT_RETRY_POLICY__MAX_ATTEMPTS", "3"),
-        ("RESTATE_INVOCATION__DEFAULT_RETRY_POLICY__INITIAL_INTERVAL", "10ms"),
-        ("RESTATE_INVOCATION__DEFAULT_RETRY_POLICY__ON_MAX_ATTEMPTS", "kill"),
+        ("RESTATE_DEFAULT_RETRY_POLICY__MAX_ATTEMPTS", "3"),
+        ("RESTATE_DEFAULT_RETRY_POLICY__INITIAL_INTERVAL", "10ms"),
+        ("RESTATE_DEFAULT_RETRY_POLICY__ON_MAX_ATTEMPTS", "kill"),
+        ("RESTATE_DEFAULT_JOURNAL_RETENTION", "0s"),
+        ("RESTATE_DEFAULT_IDEMPOTENCY_RETENTION", "1h"),
     ];
     let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let o = FixtureOptions { env, ..FixtureOptions::default() };
@@ -498,6 +501,32 @@ async fn the_default_retry_policy_comes_from_the_configuration() {
     let msg = r.json()["message"].as_str().unwrap().to_string();
     assert!(msg.starts_with("invocation failed after 3 attempts"), "{msg}");
     assert_eq!(fx.stat(Sdk::Ts, "attempts:k").await, 3);
+    // No journal retention by default: a plain call's result is not kept after it completes,
+    // so it cannot be read again nor restarted as new; an idempotent one's is kept (1 h).
+    let g = fx.call("/Greeter/greet", json!("x")).await;
+    assert_reply(&g, 200, json!("Hello x!"));
+    let output = format!("/restate/invocation/{}/output", g.invocation_id());
+    assert_eq!(fx.ingress("GET", &output, None).await.status, 404);
+    let url = fx.ingress_url("/Greeter/greet");
+    let h = [("content-type", "application/json"), ("idempotency-key", "g1")];
+    let r = fx
+        .request("POST", &url, Some(Bytes::from_static(b"\"y\"")), &h, Duration::from_secs(10))
+        .await;
+    assert_reply(&r, 200, json!("Hello y!"));
+    let again = fx
+        .request("POST", &url, Some(Bytes::from_static(b"\"z\"")), &h, Duration::from_secs(10))
+        .await;
+    assert_reply(&again, 200, json!("Hello y!"));
+    assert!(again.header("idempotency-expires").is_some(), "{:?}", again.headers);
+    let id = r.invocation_id();
+    let output = format!("/restate/invocation/{id}/output");
+    assert_reply(&fx.ingress("GET", &output, None).await, 200, json!("Hello y!"));
+    let r = fx.admin("PATCH", &format!("/invocations/{id}/restart-as-new"), None).await;
+    assert_eq!(r.status, 410, "its journal was not kept: {}", r.text());
+    // The service descriptor reports the server's defaults.
+    let d = fx.admin("GET", "/services/Greeter", None).await.json();
+    assert_eq!(d["idempotency_retention"], "1h", "{d}");
+    assert!(d.get("journal_retention").is_none_or(|v| v.is_null()), "{d}");
 }
 
 // ---------------------------------------------------------------------------------------------

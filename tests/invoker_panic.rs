@@ -83,6 +83,7 @@ fn schema() -> Schema {
         version: 1,
         deployments: BTreeMap::from([("dp".into(), d)]),
         services: BTreeMap::from([("Svc".into(), s)]),
+        retention: Default::default(),
     }
 }
 

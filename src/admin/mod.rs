@@ -253,7 +253,10 @@ async fn register_deployment(State(api): State<Api>, body: Bytes) -> Result<Resp
     }
     let response = RegisterDeploymentResponse {
         id: deployment.id.clone(),
-        services: services.iter().map(|s| service_metadata(s, deployment.bidi)).collect(),
+        services: services
+            .iter()
+            .map(|s| service_metadata(s, deployment.bidi, &api.state.registry.snapshot().retention))
+            .collect(),
         min_protocol_version: deployment.min_protocol_version,
         max_protocol_version: deployment.max_protocol_version,
         sdk_version: deployment.sdk_version.clone(),
@@ -314,7 +317,7 @@ async fn get_deployment(
         .iter()
         .filter_map(|(name, _)| schema.service(name))
         .filter(|s| s.deployment_id == deployment.id)
-        .map(|s| service_metadata(s, deployment.bidi))
+        .map(|s| service_metadata(s, deployment.bidi, &schema.retention))
         .collect();
     Ok(Json(deployment_response(deployment, services)).into_response())
 }
@@ -383,7 +386,7 @@ async fn list_services(State(api): State<Api>) -> Json<ListServicesResponse> {
     let services = schema
         .services
         .values()
-        .map(|s| service_metadata(s, serves_bidi(&schema, &s.name)))
+        .map(|s| service_metadata(s, serves_bidi(&schema, &s.name), &schema.retention))
         .collect();
     Json(ListServicesResponse { services })
 }
@@ -394,7 +397,8 @@ async fn get_service(
 ) -> Result<Response, AdminError> {
     let schema = api.state.registry.snapshot();
     let service = schema.service(&name).ok_or_else(|| AdminError::ServiceNotFound(name.clone()))?;
-    Ok(Json(service_metadata(service, serves_bidi(&schema, &name))).into_response())
+    let bidi = serves_bidi(&schema, &name);
+    Ok(Json(service_metadata(service, bidi, &schema.retention)).into_response())
 }
 
 async fn modify_service(

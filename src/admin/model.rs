@@ -19,14 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use super::format::{friendly_duration_ms, input_description, output_description, rfc3339_utc_ms};
 use crate::protocol::discovery::ServiceType;
-use crate::schema::{Deployment, HandlerSchema, SchemaHandlerKind, ServiceSchema};
+use crate::schema::{
+    Deployment, HandlerSchema, RetentionDefaults, SchemaHandlerKind, ServiceSchema,
+};
 
-/// Retention of idempotent requests when the service sets none.
-pub const IDEMPOTENCY_RETENTION_MS_DEFAULT: u64 = 24 * 60 * 60 * 1_000;
-/// Retention of completed workflows when the service sets none.
-pub const WORKFLOW_COMPLETION_RETENTION_MS_DEFAULT: u64 = 24 * 60 * 60 * 1_000;
-/// Journal retention when the service sets none.
-pub const JOURNAL_RETENTION_MS_DEFAULT: u64 = 24 * 60 * 60 * 1_000;
 /// Inactivity timeout when the service sets none.
 pub const INACTIVITY_TIMEOUT_MS_DEFAULT: u64 = 60 * 1_000;
 /// Abort timeout when the service sets none.
@@ -237,8 +233,13 @@ pub fn handler_type_name(kind: SchemaHandlerKind) -> Option<&'static str> {
 }
 
 /// The descriptor of `service`, whose deployment speaks bidirectional streaming iff `bidi`.
-pub fn service_metadata(service: &ServiceSchema, bidi: bool) -> ServiceMetadata {
-    let journal_retention_ms = service.journal_retention_ms.unwrap_or(JOURNAL_RETENTION_MS_DEFAULT);
+/// Retention the service sets none of is the server's (`d`).
+pub fn service_metadata(
+    service: &ServiceSchema,
+    bidi: bool,
+    d: &RetentionDefaults,
+) -> ServiceMetadata {
+    let journal_retention_ms = service.journal_retention_ms.unwrap_or(d.journal_ms);
     ServiceMetadata {
         name: service.name.clone(),
         ty: service_type_name(service.ty),
@@ -249,10 +250,10 @@ pub fn service_metadata(service: &ServiceSchema, bidi: bool) -> ServiceMetadata 
         revision: service.revision,
         public: service.public,
         idempotency_retention: friendly_duration_ms(
-            service.idempotency_retention_ms.unwrap_or(IDEMPOTENCY_RETENTION_MS_DEFAULT),
+            service.idempotency_retention_ms.unwrap_or(d.idempotency_ms),
         ),
         workflow_completion_retention: (service.ty == ServiceType::Workflow)
-            .then(|| friendly_duration_ms(WORKFLOW_COMPLETION_RETENTION_MS_DEFAULT)),
+            .then(|| friendly_duration_ms(d.workflow_completion_ms)),
         journal_retention: (journal_retention_ms > 0)
             .then(|| friendly_duration_ms(journal_retention_ms)),
         inactivity_timeout: if bidi {

@@ -368,9 +368,9 @@ async fn invoke(
         headers,
         sink: None,
         execute_at_ms,
-        retention_ms: Some(handler.retention_ms(idempotency_key.is_some())),
+        retention_ms: Some(handler.retention_ms(idempotency_key.is_some(), &schema.retention)),
         ack_request: 0,
-        journal_retention_ms: Some(handler.journal_retention_ms()),
+        journal_retention_ms: Some(handler.journal_retention_ms(&schema.retention)),
     };
     if send && !deterministic {
         let rec = Record { header: None, kind: Some(record::Kind::Invoke(invoke)) };

@@ -721,7 +721,12 @@ impl Machine {
         let h = s.handlers.get(handler).ok_or_else(|| {
             format!("the service '{service}' exists, but the handler '{handler}' was not found")
         })?;
-        Ok((h.kind.fsm_kind(), Some(h.retention_ms(idempotent)), Some(h.journal_retention_ms())))
+        let d = &self.schema.retention;
+        Ok((
+            h.kind.fsm_kind(),
+            Some(h.retention_ms(idempotent, d)),
+            Some(h.journal_retention_ms(d)),
+        ))
     }
 
     fn finish(&mut self) {

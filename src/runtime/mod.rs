@@ -244,6 +244,7 @@ pub async fn run(
     let log: SharedLog = wal_.clone();
 
     let registry = Arc::new(Registry::open(&base).map_err(|e| data_dir_err(&base, e))?);
+    registry.set_retention_defaults(config.worker.retention);
     let boot_nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)

@@ -27,6 +27,30 @@ pub struct Schema {
     pub version: u64,
     pub deployments: BTreeMap<String, Deployment>,
     pub services: BTreeMap<String, ServiceSchema>,
+    /// The server's retention defaults. Not persisted: the configuration gives them at each
+    /// start ([`Registry::set_retention_defaults`]).
+    #[serde(skip)]
+    pub retention: RetentionDefaults,
+}
+
+/// Retention where neither handler nor service sets one: Restate's top-level
+/// `default-journal-retention`, `default-idempotency-retention` and
+/// `default-workflow-completion-retention` (24 hours each by default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetentionDefaults {
+    pub journal_ms: u64,
+    pub idempotency_ms: u64,
+    pub workflow_completion_ms: u64,
+}
+
+impl Default for RetentionDefaults {
+    fn default() -> Self {
+        RetentionDefaults {
+            journal_ms: DEFAULT_RETENTION_MS,
+            idempotency_ms: DEFAULT_RETENTION_MS,
+            workflow_completion_ms: DEFAULT_RETENTION_MS,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -137,21 +161,21 @@ impl HandlerSchema {
     /// and de-duplication): the workflow completion retention for a workflow `run`, the
     /// idempotency retention for a request with an idempotency key, else the journal
     /// retention. 0: removed when it completes.
-    pub fn retention_ms(&self, idempotent: bool) -> u64 {
+    pub fn retention_ms(&self, idempotent: bool, d: &RetentionDefaults) -> u64 {
         if self.kind == SchemaHandlerKind::WorkflowRun {
-            return self.workflow_completion_retention_ms.unwrap_or(DEFAULT_RETENTION_MS);
+            return self.workflow_completion_retention_ms.unwrap_or(d.workflow_completion_ms);
         }
         if idempotent {
-            return self.idempotency_retention_ms.unwrap_or(DEFAULT_RETENTION_MS);
+            return self.idempotency_retention_ms.unwrap_or(d.idempotency_ms);
         }
-        self.journal_retention_ms.unwrap_or(DEFAULT_RETENTION_MS)
+        self.journal_retention_ms(d)
     }
 
     /// How long a completed invocation's journal is kept (for restart-as-new and
     /// introspection). 0: dropped when it completes. A kept journal is removed with the
     /// completed invocation, so at most as long as [`Self::retention_ms`].
-    pub fn journal_retention_ms(&self) -> u64 {
-        self.journal_retention_ms.unwrap_or(DEFAULT_RETENTION_MS)
+    pub fn journal_retention_ms(&self, d: &RetentionDefaults) -> u64 {
+        self.journal_retention_ms.unwrap_or(d.journal_ms)
     }
 }
 
@@ -255,6 +279,15 @@ impl Registry {
     /// A registry in memory that persists nothing.
     pub fn in_memory(schema: Schema) -> Registry {
         Registry { path: None, current: RwLock::new(Arc::new(schema)), writer: Mutex::new(()) }
+    }
+
+    /// Sets the server's retention defaults (from the configuration, before serving).
+    pub fn set_retention_defaults(&self, d: RetentionDefaults) {
+        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        let mut schema = Schema::clone(&current);
+        schema.retention = d;
+        *current = Arc::new(schema);
     }
 
     /// The current schema.

@@ -319,7 +319,12 @@ fn schema(request_response: bool) -> Schema {
         created_ms: EPOCH_MS,
         services: services.keys().map(|s| (s.clone(), 1)).collect(),
     };
-    Schema { version: 1, deployments: BTreeMap::from([(dp, deployment)]), services }
+    Schema {
+        version: 1,
+        deployments: BTreeMap::from([(dp, deployment)]),
+        services,
+        retention: Default::default(),
+    }
 }
 
 fn kind_of(service: &str, handler: &str) -> HandlerKind {
