@@ -385,7 +385,26 @@ async fn idempotent_requests_run_once_and_answer_alike() {
     // From a handler: two calls with one key run once.
     let r = fx.call("/Idem/callTwice", json!("h")).await;
     assert_reply(&r, 200, json!([{"tag": "h", "n": 1}, {"tag": "h", "n": 1}]));
-    assert_eq!(fx.stat(Sdk::Ts, "idem:h").await, 1);
+    assert_eq!(fx.stat(Sdk::Ts, "idem:h").await, 1); // Under protocol V6 (the default, as in Restate 1.7) the handler does not see its key.
+    let key_url = fx.ingress_url("/Idem/key");
+    let h3 = [("content-type", "application/json"), ("idempotency-key", "seen-0")];
+    let r = fx.request("POST", &key_url, None, &h3, Duration::from_secs(10)).await;
+    assert_reply(&r, 200, json!(null));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_protocol_v7_a_handler_sees_its_idempotency_key() {
+    let env = vec![("RESTATE_EXPERIMENTAL_ENABLE_PROTOCOL_V7".to_string(), "true".to_string())];
+    let o = FixtureOptions { env, ..FixtureOptions::default() };
+    let mut fx = Fixture::start_with("idempotency_v7", Sdks::Ts, o).await;
+    let key_url = fx.ingress_url("/Idem/key");
+    let h = [("content-type", "application/json"), ("idempotency-key", "seen-1")];
+    let r = fx.request("POST", &key_url, None, &h, Duration::from_secs(10)).await;
+    assert_reply(&r, 200, json!("seen-1"));
+    // From a handler's call, and none without a key.
+    assert_reply(&fx.call("/Idem/callKey", json!("seen-2")).await, 200, json!("seen-2"));
+    let r = fx.request("POST", &key_url, None, &[], Duration::from_secs(10)).await;
+    assert_reply(&r, 200, json!(null));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ fn invoke(n: u128, kind: HandlerKind, key: &str, request: u64) -> Record {
         retention_ms: None,
         ack_request: 0,
         journal_retention_ms: None,
+        idempotency_key: String::new(),
     }))
 }
 
@@ -623,6 +624,7 @@ fn a_workflow_runs_once_and_its_promise_wakes_the_waiter() {
             retention_ms: None,
             ack_request: 0,
             journal_retention_ms: None,
+            idempotency_key: String::new(),
         }))
     };
     let a = apply_all(&fsm, &store, &[run(1)]);

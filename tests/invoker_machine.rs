@@ -140,6 +140,7 @@ fn attempt() -> InvokeAttempt {
         modified_ms: NOW_MS,
         next_retry_at_ms: 0,
         random_seed: 77,
+        idempotency_key: String::new(),
     }
 }
 

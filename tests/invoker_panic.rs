@@ -136,6 +136,7 @@ async fn scenario(panic: bool, wait: Duration) -> (Option<String>, usize) {
             retention_ms: None,
             ack_request: 0,
             journal_retention_ms: None,
+            idempotency_key: String::new(),
         })),
     };
     handle.append(vec![rec]).await.unwrap();

@@ -615,6 +615,7 @@ impl Fsm {
             execute_at_ms: inv.execute_at_ms,
             retention_ms: inv.retention_ms,
             journal_retention_ms: inv.journal_retention_ms,
+            idempotency_key: inv.idempotency_key.clone(),
             life: lsn.max(1),
             ..Status::default()
         };
@@ -1318,6 +1319,7 @@ impl Fsm {
             retention_ms: call.retention_ms,
             ack_request: 0,
             journal_retention_ms: call.journal_retention_ms,
+            idempotency_key: call.idempotency_key.unwrap_or_default().to_string(),
         };
         self.deliver(s, callee.partition_key, record::Kind::Invoke(invoke), out)?;
         let payload = notification(
@@ -1522,6 +1524,7 @@ impl Fsm {
             named_signals_received,
             retention_ms: old.retention_ms,
             journal_retention_ms: old.journal_retention_ms,
+            idempotency_key: old.idempotency_key.clone(),
             life: lsn.max(1),
             restarted_from: r.invocation_id.clone(),
             ..Status::default()

@@ -584,5 +584,6 @@ pub fn load_attempt<R: ReadView>(
         modified_ms: st.modified_ms,
         next_retry_at_ms: st.next_retry_at_ms,
         random_seed: crate::protocol::ids::random_seed(id),
+        idempotency_key: st.idempotency_key.clone(),
     }))
 }

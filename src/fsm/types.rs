@@ -315,6 +315,9 @@ pub struct Invoke {
     /// Kept journals go with the completed invocation when its retention ends.
     #[prost(uint64, optional, tag = "12")]
     pub journal_retention_ms: Option<u64>,
+    /// The idempotency key it was made with (empty: none); the SDK sees it in `StartMessage`.
+    #[prost(string, tag = "13")]
+    pub idempotency_key: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -556,6 +559,9 @@ pub struct Status {
     /// The invocation this one was restarted from (restart-as-new; empty: none).
     #[prost(bytes = "bytes", tag = "30")]
     pub restarted_from: Bytes,
+    /// See [`Invoke::idempotency_key`].
+    #[prost(string, tag = "31")]
+    pub idempotency_key: String,
 }
 
 /// What the shell must do after a record was applied (and its transaction committed).
@@ -602,4 +608,6 @@ pub struct InvokeAttempt {
     pub modified_ms: u64,
     pub next_retry_at_ms: u64,
     pub random_seed: u64,
+    /// The idempotency key it was made with (empty: none).
+    pub idempotency_key: String,
 }

@@ -371,6 +371,7 @@ async fn invoke(
         retention_ms: Some(handler.retention_ms(idempotency_key.is_some(), &schema.retention)),
         ack_request: 0,
         journal_retention_ms: Some(handler.journal_retention_ms(&schema.retention)),
+        idempotency_key: idempotency_key.clone().unwrap_or_default(),
     };
     if send && !deterministic {
         let rec = Record { header: None, kind: Some(record::Kind::Invoke(invoke)) };

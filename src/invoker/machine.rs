@@ -188,7 +188,8 @@ impl Machine {
             random_seed: if cfg.version.has_random_seed() { attempt.random_seed } else { 0 },
             scope: None,
             limit_key: None,
-            idempotency_key: None,
+            idempotency_key: Some(attempt.idempotency_key.clone())
+                .filter(|k| !k.is_empty() && cfg.version.has_futures_and_run_ack()),
         };
         encode_frame(MessageType::START, 0, &start.encode_to_vec(), &mut out);
         for (ty, payload) in &attempt.journal {

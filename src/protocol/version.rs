@@ -64,8 +64,8 @@ impl ServiceProtocolVersion {
         self >= ServiceProtocolVersion::V6
     }
 
-    /// Whether suspensions use the `Future` tree, `AwaitingOnMessage` exists and run proposals
-    /// may request an ack (V7).
+    /// Whether suspensions use the `Future` tree, `AwaitingOnMessage` exists, run proposals
+    /// may request an ack and `StartMessage` carries the idempotency key (V7).
     pub fn has_futures_and_run_ack(self) -> bool {
         self >= ServiceProtocolVersion::V7
     }

@@ -807,6 +807,7 @@ async fn client(world: Arc<Mutex<World>>, router: Router, clock: SharedClock, st
                 retention_ms: None,
                 ack_request: 0,
                 journal_retention_ms: None,
+                idempotency_key: String::new(),
             })),
         };
         let target = router.for_key(p.id.partition_key).clone();

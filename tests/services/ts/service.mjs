@@ -365,6 +365,11 @@ const idem = restate.service({
       const n = await ctx.run("count", () => bump(`idem:${tag}`));
       return { tag, n };
     },
+    // The idempotency key this invocation was made with, as the SDK sees it.
+    key: async (ctx) => ctx.request().idempotencyKey ?? null,
+    // Calls Idem.key with an idempotency key from a handler.
+    callKey: async (ctx, k) =>
+      ctx.serviceClient(idem).key(undefined, restate.rpc.opts({ idempotencyKey: k })),
     // Calls Idem.once twice with one idempotency key from a handler.
     callTwice: async (ctx, tag) => {
       const opts = restate.rpc.opts({ idempotencyKey: `k-${tag}` });
