@@ -60,7 +60,8 @@ pub const TS_SERVICES: [&str; 14] = [
     "Stubborn",
 ];
 /// Services of the Rust test service (`tests/services/rust`).
-pub const RUST_SERVICES: [&str; 3] = ["RustCounter", "RustGreeter", "RustRunner"];
+pub const RUST_SERVICES: [&str; 6] =
+    ["RustApproval", "RustCounter", "RustGreeter", "RustRunner", "RustSignals", "RustTally"];
 
 /// Which SDK services a fixture starts and registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

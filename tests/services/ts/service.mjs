@@ -312,6 +312,33 @@ const signals = restate.service({
       ctx.invocation(id).cancel();
       return "cancelled";
     },
+    // Calls into the Rust test service by name (tests/e2e_rust_model.rs).
+    callRust: async (ctx, name) =>
+      ctx.genericCall({
+        service: "RustGreeter",
+        method: "greet",
+        parameter: name,
+        inputSerde: restate.serde.json,
+        outputSerde: restate.serde.json,
+      }),
+    callRustFail: async (ctx) =>
+      outcomeOf(
+        ctx.genericCall({
+          service: "RustGreeter",
+          method: "fail",
+          parameter: new Uint8Array(0),
+          outputSerde: restate.serde.json,
+        }),
+      ),
+    addRust: async (ctx, req) =>
+      ctx.genericCall({
+        service: "RustCounter",
+        key: req.key,
+        method: "add",
+        parameter: req.n,
+        inputSerde: restate.serde.json,
+        outputSerde: restate.serde.json,
+      }),
   },
 });
 
