@@ -339,6 +339,20 @@ const signals = restate.service({
         inputSerde: restate.serde.json,
         outputSerde: restate.serde.json,
       }),
+    // Records one execution per invocation: `stamp:<tag>` counts them, `stamp-at:<tag>` is
+    // the wall-clock time (ms) of the last one. The target of delayed sends.
+    stamp: async (ctx, tag) => {
+      await ctx.run("stamp", () => {
+        bump(`stamp:${tag}`);
+        stats.set(`stamp-at:${tag}`, Date.now());
+      });
+      return tag;
+    },
+    // Sends stamp(tag) after `ms`; returns the new invocation's id (tests/e2e_durability.rs).
+    sendLater: async (ctx, req) => {
+      const opts = restate.rpc.sendOpts({ delay: req.ms });
+      return ctx.serviceSendClient(signals).stamp(req.tag, opts).invocationId;
+    },
   },
 });
 
