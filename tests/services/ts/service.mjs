@@ -353,6 +353,15 @@ const signals = restate.service({
       const opts = restate.rpc.sendOpts({ delay: req.ms });
       return ctx.serviceSendClient(signals).stamp(req.tag, opts).invocationId;
     },
+    // Attaches to the workflow Approval/<key> from a handler. The SDK attaches by invocation id
+    // only: a send to the workflow's run handler is de-duplicated into the existing workflow
+    // and answers its invocation id, which the handler then attaches to.
+    attachWorkflow: async (ctx, key) => {
+      const id = await ctx.workflowSendClient(approval, key).run("attach").invocationId;
+      return { id, outcome: await outcomeOf(ctx.invocation(id).attach()) };
+    },
+    // Calls the workflow's run handler again from a handler.
+    callWorkflow: async (ctx, key) => outcomeOf(ctx.workflowClient(approval, key).run("again")),
   },
 });
 
