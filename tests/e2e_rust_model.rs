@@ -375,3 +375,40 @@ async fn rust_and_typescript_handlers_call_each_other() {
     assert_reply(&fx.call("/Signals/addRust", json!({"key": "y", "n": 1})).await, 200, json!(5));
     assert_reply(&fx.ingress("GET", "/RustCounter/y/get", None).await, 200, json!(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_kill_reach_across_sdks_to_the_called_child() {
+    let mut fx = Fixture::start("rust_ts_cancel", Sdks::Both).await;
+    // Cancel: the Rust parent's SDK passes the cancellation on to the TS child it waits for.
+    let parent =
+        send(&mut fx, "/RustSignals/callSleepTs", json!({"ms": 600_000, "tag": "c"})).await;
+    let child = published_str(&mut fx, Sdk::Rust, "child:c").await;
+    let deadline = Deadline::after(Duration::from_secs(20), "the TS child to start");
+    while fx.stat(Sdk::Ts, "sleep-before:c").await == 0 {
+        deadline.tick().await;
+    }
+    let r = fx.admin("PATCH", &format!("/invocations/{parent}/cancel"), None).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    for id in [&parent, &child] {
+        let got = attach(&mut fx, id).await;
+        assert_eq!(got.status, 409, "{id}: {}", got.text());
+    }
+    assert_eq!(fx.stat(Sdk::Ts, "sleep-after:c").await, 0, "the child went on after cancel");
+
+    // Kill: the server ends the whole tree.
+    let parent =
+        send(&mut fx, "/RustSignals/callSleepTs", json!({"ms": 600_000, "tag": "k"})).await;
+    let child = published_str(&mut fx, Sdk::Rust, "child:k").await;
+    let deadline = Deadline::after(Duration::from_secs(20), "the TS child to start");
+    while fx.stat(Sdk::Ts, "sleep-before:k").await == 0 {
+        deadline.tick().await;
+    }
+    let r = fx.admin("PATCH", &format!("/invocations/{parent}/kill"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    for id in [&parent, &child] {
+        let got = attach(&mut fx, id).await;
+        assert_eq!(got.status, 409, "{id}: {}", got.text());
+        assert_eq!(got.json()["message"], "killed", "{id}");
+    }
+    assert_eq!(fx.stat(Sdk::Ts, "sleep-after:k").await, 0);
+}

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use restate_sdk::context::RequestTarget;
+use restate_sdk::context::{CallFuture, RequestTarget};
 use restate_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -337,6 +337,29 @@ impl Signals {
         let target = RequestTarget::service("Greeter", "greet");
         let greeting: String = ctx.request(target, name).call().await?;
         Ok(format!("ts said: {greeting}"))
+    }
+
+    /// Calls the TypeScript `Sleeper.sleep` and publishes the child's invocation id as
+    /// `child:<tag>` before waiting for it.
+    #[handler(name = "callSleepTs")]
+    async fn call_sleep_ts(
+        &self,
+        ctx: Context<'_>,
+        req: Json<SleepReq>,
+    ) -> Result<String, HandlerError> {
+        let SleepReq { ms, tag } = req.0;
+        let target = RequestTarget::service("Sleeper", "sleep");
+        let input = Json(serde_json::json!({ "ms": ms, "tag": tag }));
+        let call = ctx.request::<_, String>(target, input).call();
+        let child = call.invocation_handle().await?.invocation_id().to_string();
+        let name = format!("child:{tag}");
+        ctx.run(|| async move {
+            publish(name, Value::from(child));
+            Ok(())
+        })
+        .name("publish")
+        .await?;
+        Ok(call.await?)
     }
 
     /// A TypeScript handler's terminal error, as a Rust caller sees it.
