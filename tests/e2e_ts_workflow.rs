@@ -161,3 +161,51 @@ async fn a_delayed_workflow_is_one_workflow_before_it_starts_and_across_a_crash(
     assert_reply(&r, 200, json!({"id": wf, "outcome": {"value": want}}));
     assert_eq!(fx.stat(support::Sdk::Ts, "wf-run:d").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purged_workflow_can_run_again_and_a_cancelled_one_sees_a_409() {
+    let mut fx = Fixture::start("ts_workflow_purge", Sdks::Ts).await;
+    let first = send(&mut fx, "/Approval/p/run", json!("one")).await;
+    wait_waiting(&mut fx, "p").await;
+    assert_reply(&fx.call("/Approval/p/approve", json!("yes")).await, 200, json!("approved"));
+    let want = json!({"input": "one", "decision": {"value": "yes"}});
+    let r = fx.ingress("GET", "/restate/workflow/Approval/p/attach", None).await;
+    assert_reply(&r, 200, want);
+    // Purged: its result, state and promise are gone; the key can run a new workflow.
+    let r = fx.admin("PATCH", &format!("/invocations/{first}/purge"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let deadline = Deadline::after(Duration::from_secs(10), "the purge to apply");
+    while fx.ingress("GET", "/restate/workflow/Approval/p/output", None).await.status != 404 {
+        deadline.tick().await;
+    }
+    assert_reply(&fx.call("/Approval/p/status", json!(null)).await, 200, json!(null));
+    assert_reply(&fx.call("/Approval/p/peek", json!(null)).await, 200, json!(null));
+    let r = fx.call("/Approval/p/run/send", json!("two")).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(r.json()["status"], "Accepted", "{}", r.text());
+    wait_waiting(&mut fx, "p").await;
+    assert_reply(&fx.call("/Approval/p/approve", json!("again")).await, 200, json!("approved"));
+    let r = fx.ingress("GET", "/restate/workflow/Approval/p/attach", None).await;
+    assert_reply(&r, 200, json!({"input": "two", "decision": {"value": "again"}}));
+    assert_eq!(fx.stat(support::Sdk::Ts, "wf-run:p").await, 2);
+
+    // Cancelled while it waits for its promise: the wait fails with a terminal 409, which this
+    // workflow catches and returns as its decision; every attach sees that result.
+    let wf = send(&mut fx, "/Approval/c/run", json!("x")).await;
+    wait_waiting(&mut fx, "c").await;
+    let attacher = send(&mut fx, "/Signals/attachWorkflow", json!("c")).await;
+    assert_still_running(&mut fx, &attacher).await;
+    let r = fx.admin("PATCH", &format!("/invocations/{wf}/cancel"), None).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let want = json!({"input": "x", "decision": {"error": "Cancelled", "code": 409}});
+    let r = fx.ingress("GET", "/restate/workflow/Approval/c/attach", None).await;
+    assert_reply(&r, 200, want.clone());
+    let r = fx.ingress("GET", &format!("/restate/invocation/{attacher}/attach"), None).await;
+    assert_reply(&r, 200, json!({"id": wf, "outcome": {"value": want}}));
+    assert_eq!(fx.stat(support::Sdk::Ts, "wf-after:c").await, 1);
+    // Completed: a late approval changes nothing.
+    assert_reply(&fx.call("/Approval/c/approve", json!("late")).await, 200, json!("approved"));
+    assert_reply(&fx.call("/Approval/c/peek", json!(null)).await, 200, json!("late"));
+    let r = fx.ingress("GET", "/restate/workflow/Approval/c/output", None).await;
+    assert_reply(&r, 200, want);
+}
