@@ -255,3 +255,62 @@ async fn an_idempotent_delayed_send_is_one_invocation_across_a_crash() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(fx.stat(Sdk::Ts, "idem:t").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_send_queued_behind_a_busy_key_runs_once_across_a_crash() {
+    let mut fx = Fixture::start("delayed_send_inboxed", Sdks::Ts).await;
+    // Counter/q is held for 3 s; an add to it comes due after 0.5 s and must wait its turn.
+    let r = fx.call("/Counter/q/hold/send", json!(3000)).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let deadline = Deadline::after(Duration::from_secs(20), "the hold to start");
+    while fx.stat(Sdk::Ts, "hold:q").await == 0 {
+        deadline.tick().await;
+    }
+    let r = fx.call("/Counter/q/add/send?delay=500ms", json!(5)).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let add = r.json()["invocationId"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_reply(&fx.ingress("GET", "/Counter/q/get", None).await, 200, json!(0));
+    fx.kill9_server();
+    fx.restart_server().await;
+    let r = fx.ingress("GET", &format!("/restate/invocation/{add}/attach"), None).await;
+    assert_reply(&r, 200, json!(5));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_reply(&fx.ingress("GET", "/Counter/q/get", None).await, 200, json!(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_awakeables_and_workflows_waiting_across_a_crash_complete_once() {
+    let mut fx = Fixture::start("rust_waiting_sigkill", Sdks::Rust).await;
+    let r = fx.call("/RustSignals/awaitAwakeable/send", json!("k")).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let inv = r.json()["invocationId"].as_str().unwrap().to_string();
+    let r = fx.call("/RustApproval/k/run/send", json!("r")).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let deadline = Deadline::after(Duration::from_secs(20), "the awakeable id and the workflow");
+    let awk = loop {
+        let stats = fx.stats(Sdk::Rust).await;
+        let waiting = fx.ingress("POST", "/RustApproval/k/status", None).await.json();
+        if let (Some(awk), true) = (stats["awk:k"].as_str(), waiting == json!("waiting")) {
+            break awk.to_string();
+        }
+        deadline.tick().await;
+    };
+    fx.kill9_server();
+    fx.restart_server().await;
+    let url = fx.ingress_url(&format!("/restate/awakeables/{awk}/resolve"));
+    let ct = [("content-type", "application/json")];
+    let body = Some(bytes::Bytes::from_static(b"\"after\""));
+    let r = fx.request("POST", &url, body, &ct, Duration::from_secs(10)).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = fx.ingress("GET", &format!("/restate/invocation/{inv}/attach"), None).await;
+    assert_reply(&r, 200, json!({"value": "after"}));
+    assert_reply(&fx.call("/RustApproval/k/deny", json!("nope")).await, 200, json!("denied"));
+    let r = fx.ingress("GET", "/restate/workflow/RustApproval/k/attach", None).await;
+    assert_reply(&r, 200, json!({"input": "r", "decision": {"error": "nope", "code": 500}}));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let stats = fx.stats(Sdk::Rust).await;
+    assert_eq!(stats["awk-done:k"], 1, "{stats}");
+    assert_eq!(stats["wf-run:k"], 1, "{stats}");
+    assert_eq!(stats["wf-after:k"], 1, "{stats}");
+}
