@@ -412,3 +412,35 @@ async fn cancel_and_kill_reach_across_sdks_to_the_called_child() {
     }
     assert_eq!(fx.stat(Sdk::Ts, "sleep-after:k").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_rust_handler_resumes_for_its_timer_and_for_a_cancel() {
+    // The server suspends an invocation whose stream stays idle for 300 ms.
+    let env =
+        vec![("RESTATE_WORKER__INVOKER__INACTIVITY_TIMEOUT".to_string(), "300ms".to_string())];
+    let o = support::FixtureOptions { env, ..support::FixtureOptions::default() };
+    let mut fx = Fixture::start_with("rust_suspended", Sdks::Rust, o).await;
+    // A 2 s sleep: suspended on the way, resumed by the timer, the effect after it once.
+    let slept = send(&mut fx, "/RustSignals/sleep", json!({"ms": 2000, "tag": "t"})).await;
+    // A long sleep, suspended, then cancelled: the cancel brings it back to fail with 409.
+    let inv = send(&mut fx, "/RustSignals/sleep", json!({"ms": 600_000, "tag": "c"})).await;
+    let deadline = Deadline::after(Duration::from_secs(20), "the sleepers to start");
+    while fx.stat(Sdk::Rust, "sleep-before:c").await == 0 {
+        deadline.tick().await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(fx.stat(Sdk::Rust, "sleep-attempt:c").await, 1, "no new attempt while it sleeps");
+    let r = fx.admin("PATCH", &format!("/invocations/{inv}/cancel"), None).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let got = attach(&mut fx, &inv).await;
+    assert_eq!(got.status, 409, "{}", got.text());
+    let stats = fx.stats(Sdk::Rust).await;
+    assert_eq!(stats["sleep-cancelled:c"], 1, "{stats}");
+    assert_eq!(stats["cancel-code:c"], 409, "{stats}");
+    assert_eq!(stats["sleep-attempt:c"], 2, "the cancel resumed it once: {stats}");
+
+    assert_reply(&attach(&mut fx, &slept).await, 200, json!("slept 2000 ms"));
+    let stats = fx.stats(Sdk::Rust).await;
+    assert_eq!(stats["sleep-after:t"], 1, "{stats}");
+    assert_eq!(stats["sleep-attempt:t"], 2, "suspended once, resumed once: {stats}");
+}
