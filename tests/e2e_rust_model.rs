@@ -444,3 +444,57 @@ async fn a_suspended_rust_handler_resumes_for_its_timer_and_for_a_cancel() {
     assert_eq!(stats["sleep-after:t"], 1, "{stats}");
     assert_eq!(stats["sleep-attempt:t"], 2, "suspended once, resumed once: {stats}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Handler options from the Rust SDK's manifest
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_handler_options_set_retries_ingress_privacy_and_workflow_retention() {
+    let env = vec![("RESTATE_WORKER__CLEANUP_INTERVAL".to_string(), "200ms".to_string())];
+    let o = support::FixtureOptions { env, ..support::FixtureOptions::default() };
+    let mut fx = Fixture::start_with("rust_options", Sdks::Rust, o).await;
+    // `work`: two attempts, then paused until resumed.
+    let inv = send(&mut fx, "/RustFlaky/work", json!("p")).await;
+    let deadline = Deadline::after(Duration::from_secs(20), "two attempts");
+    while fx.stat(Sdk::Rust, "attempts:p").await < 2 {
+        deadline.tick().await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(fx.stat(Sdk::Rust, "attempts:p").await, 2, "paused: no third attempt");
+    let r = fx.ingress("GET", &format!("/restate/invocation/{inv}/output"), None).await;
+    assert_eq!(r.status, 470, "{}", r.text());
+    assert_reply(&fx.call("/RustFlaky/allow", json!("p")).await, 200, json!("allowed"));
+    let r = fx.admin("PATCH", &format!("/invocations/{inv}/resume"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_reply(&attach(&mut fx, &inv).await, 200, json!("done after 3 attempts"));
+
+    // `workOrKill`: three attempts, then it fails for good.
+    let r = fx.call("/RustFlaky/workOrKill", json!("k")).await;
+    assert_eq!(r.status, 500, "{}", r.text());
+    let msg = r.json()["message"].as_str().unwrap_or_default().to_string();
+    assert!(msg.starts_with("invocation failed after 3 attempts"), "{msg}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fx.stat(Sdk::Rust, "attempts:k").await, 3);
+
+    // `hidden` is private to the ingress, not to handlers.
+    let r = fx.call("/RustFlaky/hidden", json!("x")).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_reply(&fx.call("/RustFlaky/callHidden", json!("x")).await, 200, json!("hidden x"));
+
+    // RustBrief keeps a completed workflow for 1 s: then its result and state are gone and
+    // the key runs a new workflow.
+    let r = fx.call("/RustBrief/b/run", json!("one")).await;
+    assert_reply(&r, 200, json!("one #1"));
+    let done = Instant::now();
+    let r = fx.ingress("GET", "/restate/workflow/RustBrief/b/output", None).await;
+    assert_reply(&r, 200, json!("one #1"));
+    assert_reply(&fx.ingress("POST", "/RustBrief/b/status", None).await, 200, json!("ran one"));
+    let deadline = Deadline::after(Duration::from_secs(10), "the workflow retention to pass");
+    while fx.ingress("GET", "/restate/workflow/RustBrief/b/output", None).await.status != 404 {
+        deadline.tick().await;
+    }
+    assert!(done.elapsed() >= Duration::from_millis(900), "purged after {:?}", done.elapsed());
+    assert_reply(&fx.ingress("POST", "/RustBrief/b/status", None).await, 200, json!("none"));
+    assert_reply(&fx.call("/RustBrief/b/run", json!("two")).await, 200, json!("two #2"));
+}

@@ -7,8 +7,10 @@
 //! (a service with a success and a terminal-error handler), `RustCounter` (a virtual object
 //! with eager state), `RustRunner` (ctx.run then a durable sleep), `RustApproval` (a workflow
 //! waiting on a durable promise), `RustSignals` (awakeables, attach, cancel, idempotent calls,
-//! delayed sends and calls into the TypeScript test service) and `RustTally` (a virtual object
-//! that records when and how often it ran, the target of delayed sends). With `--stats-port`,
+//! delayed sends and calls into the TypeScript test service), `RustTally` (a virtual object
+//! that records when and how often it ran, the target of delayed sends), `RustFlaky` (retry
+//! policies and an ingress-private handler from the SDK's handler options) and `RustBrief` (a
+//! workflow with a short completion retention). With `--stats-port`,
 //! a plain HTTP/1 `GET /stats` on `127.0.0.1:M` returns the in-process side-effect counters
 //! and published values (awakeable ids, execution times) as one JSON object, so a test can
 //! check that an effect ran exactly once, and when.
@@ -409,6 +411,86 @@ impl Tally {
     }
 }
 
+/// Tags for which the `RustFlaky` handlers succeed.
+fn allowed() -> &'static Mutex<std::collections::BTreeSet<String>> {
+    static ALLOWED: OnceLock<Mutex<std::collections::BTreeSet<String>>> = OnceLock::new();
+    ALLOWED.get_or_init(|| Mutex::new(std::collections::BTreeSet::new()))
+}
+
+/// Counts the attempt (`attempts:<tag>`); fails with a retryable error until `allow(tag)`.
+fn flaky_attempt(tag: &str) -> Result<String, HandlerError> {
+    let n = bump(format!("attempts:{tag}"));
+    if !allowed().lock().expect("allowed lock poisoned").contains(tag) {
+        return Err(format!("not yet (attempt {n})").into());
+    }
+    Ok(format!("done after {n} attempts"))
+}
+
+struct Flaky;
+
+/// Retry policies from the SDK's handler options: `work` pauses after two attempts, `workOrKill`
+/// fails for good after three. `hidden` is private to the ingress.
+#[service(name = "RustFlaky")]
+impl Flaky {
+    #[handler(invocation_retry_policy(
+        max_attempts = 2,
+        initial_interval = "10ms",
+        on_max_attempts = "pause"
+    ))]
+    async fn work(&self, _ctx: Context<'_>, tag: String) -> Result<String, HandlerError> {
+        flaky_attempt(&tag)
+    }
+
+    #[handler(
+        name = "workOrKill",
+        invocation_retry_policy(
+            max_attempts = 3,
+            initial_interval = "10ms",
+            on_max_attempts = "kill"
+        )
+    )]
+    async fn work_or_kill(&self, _ctx: Context<'_>, tag: String) -> Result<String, HandlerError> {
+        flaky_attempt(&tag)
+    }
+
+    #[handler]
+    async fn allow(&self, _ctx: Context<'_>, tag: String) -> Result<String, HandlerError> {
+        allowed().lock().expect("allowed lock poisoned").insert(tag);
+        Ok("allowed".to_string())
+    }
+
+    #[handler(ingress_private)]
+    async fn hidden(&self, _ctx: Context<'_>, name: String) -> Result<String, HandlerError> {
+        Ok(format!("hidden {name}"))
+    }
+
+    /// Calls the ingress-private `hidden` from a handler.
+    #[handler(name = "callHidden")]
+    async fn call_hidden(&self, ctx: Context<'_>, name: String) -> Result<String, HandlerError> {
+        let target = RequestTarget::service("RustFlaky", "hidden");
+        Ok(ctx.request(target, name).call().await?)
+    }
+}
+
+struct Brief;
+
+/// A workflow kept for one second after it completes (its result, state and promises).
+#[workflow(name = "RustBrief", workflow_completion_retention = "1s")]
+impl Brief {
+    #[handler]
+    async fn run(&self, ctx: WorkflowContext<'_>, req: String) -> Result<String, HandlerError> {
+        let name = format!("brief-run:{}", ctx.key());
+        let n = ctx.run(|| async move { Ok(bump(name)) }).name("count").await?;
+        ctx.set(STATUS, format!("ran {req}"));
+        Ok(format!("{req} #{n}"))
+    }
+
+    #[handler]
+    async fn status(&self, ctx: SharedWorkflowContext<'_>) -> Result<String, HandlerError> {
+        Ok(ctx.get::<String>(STATUS).await?.unwrap_or_else(|| "none".to_string()))
+    }
+}
+
 struct Args {
     port: u16,
     stats_port: Option<u16>,
@@ -490,6 +572,8 @@ async fn main() {
         .bind(Approval)
         .bind(Signals)
         .bind(Tally)
+        .bind(Flaky)
+        .bind(Brief)
         .build();
     let addr = SocketAddr::from(([127, 0, 0, 1], args.port));
     println!("rust-test-service listening on {addr}");
