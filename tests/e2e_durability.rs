@@ -314,3 +314,51 @@ async fn rust_awakeables_and_workflows_waiting_across_a_crash_complete_once() {
     assert_eq!(stats["wf-run:k"], 1, "{stats}");
     assert_eq!(stats["wf-after:k"], 1, "{stats}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_killed_after_its_delayed_send_does_not_send_it_again() {
+    let mut fx = Fixture::start("delayed_send_replayed", Sdks::Rust).await;
+    // The handler sends (due in 2 s), then sleeps 3 s; the server dies during that sleep.
+    // After the restart the handler replays its send and finishes: one send, one execution.
+    let t0 = unix_ms();
+    let body = json!({"key": "r", "ms": 2000, "then_sleep_ms": 3000});
+    let r = fx.call("/RustSignals/sendLater/send", body).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let sender = r.json()["invocationId"].as_str().unwrap().to_string();
+    let deadline = Deadline::after(Duration::from_secs(20), "the send to be made");
+    while fx.stat(Sdk::Rust, "sent-later:r").await == 0 {
+        deadline.tick().await;
+    }
+    fx.kill9_server();
+    fx.restart_server().await;
+    let r = fx.ingress("GET", &format!("/restate/invocation/{sender}/attach"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let target = r.json().as_str().expect("the send's invocation id").to_string();
+    let r = fx.ingress("GET", &format!("/restate/invocation/{target}/attach"), None).await;
+    assert_reply(&r, 200, json!(1));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stats = fx.stats(Sdk::Rust).await;
+    assert_eq!(stats["hit:r"], 1, "{stats}");
+    assert_eq!(stats["sent-later:r"], 1, "{stats}");
+    let at = stats["hit-at:r"].as_u64().unwrap();
+    assert!(at >= t0 + 2000, "ran {} ms after the send", at - t0);
+    assert_reply(&fx.ingress("GET", "/RustTally/r/get", None).await, 200, json!(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_send_from_a_handler_cancelled_before_its_time_never_runs() {
+    let mut fx = Fixture::start("delayed_send_cancelled", Sdks::Rust).await;
+    let r = fx.call("/RustSignals/sendLater", json!({"key": "x", "ms": 1500})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let target = r.json().as_str().unwrap().to_string();
+    let r = fx.call("/RustSignals/cancelIt", json!(target)).await;
+    assert_reply(&r, 200, json!("cancelled"));
+    let r = fx.ingress("GET", &format!("/restate/invocation/{target}/attach"), None).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(r.json()["message"], "canceled");
+    fx.kill9_server();
+    fx.restart_server().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(fx.stat(Sdk::Rust, "hit-attempt:x").await, 0, "a cancelled send ran");
+    assert_reply(&fx.ingress("GET", "/RustTally/x/get", None).await, 200, json!(0));
+}

@@ -214,6 +214,9 @@ struct SleepReq {
 struct Later {
     key: String,
     ms: u64,
+    /// Sleeps this long after the send before answering.
+    #[serde(default)]
+    then_sleep_ms: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -321,15 +324,21 @@ impl Signals {
         Ok(Json(Value::Array(vec![a.0, b.0])))
     }
 
-    /// Sends `RustTally/<key>/hit` after `ms`; returns the new invocation's id.
+    /// Sends `RustTally/<key>/hit` after `ms`, then sleeps `then_sleep_ms` if set (having
+    /// counted `sent-later:<key>`); returns the new invocation's id.
     #[handler(name = "sendLater")]
     async fn send_later(&self, ctx: Context<'_>, req: Json<Later>) -> Result<String, HandlerError> {
-        let Later { key, ms } = req.0;
-        let target = RequestTarget::object("RustTally", key, "hit");
+        let Later { key, ms, then_sleep_ms } = req.0;
+        let target = RequestTarget::object("RustTally", key.clone(), "hit");
         let handle = ctx
             .request::<_, ()>(target, "rust".to_string())
             .send_after(Duration::from_millis(ms))
             .await?;
+        if then_sleep_ms > 0 {
+            let name = format!("sent-later:{key}");
+            ctx.run(|| async move { Ok(bump(name)) }).name("sent").await?;
+            ctx.sleep(Duration::from_millis(then_sleep_ms)).await?;
+        }
         Ok(handle.invocation_id().to_string())
     }
 
