@@ -362,3 +362,23 @@ async fn a_delayed_send_from_a_handler_cancelled_before_its_time_never_runs() {
     assert_eq!(fx.stat(Sdk::Rust, "hit-attempt:x").await, 0, "a cancelled send ran");
     assert_reply(&fx.ingress("GET", "/RustTally/x/get", None).await, 200, json!(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_awakeable_timeout_armed_before_a_crash_fires_once_after_it() {
+    let mut fx = Fixture::start("awakeable_timeout_sigkill", Sdks::Rust).await;
+    let t0 = unix_ms();
+    let r = fx.call("/RustSignals/awaitWithTimeout/send", json!({"ms": 2500, "tag": "k"})).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let inv = r.json()["invocationId"].as_str().unwrap().to_string();
+    let deadline = Deadline::after(Duration::from_secs(20), "the awakeable id");
+    while fx.stats(Sdk::Rust).await["awk:k"].is_null() {
+        deadline.tick().await;
+    }
+    fx.kill9_server();
+    fx.restart_server().await;
+    let r = fx.ingress("GET", &format!("/restate/invocation/{inv}/attach"), None).await;
+    assert_reply(&r, 200, json!({"error": "timeout", "code": 408}));
+    assert!(unix_ms() >= t0 + 2500, "timed out {} ms after the start", unix_ms() - t0);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(fx.stat(Sdk::Rust, "awk-done:k").await, 1);
+}

@@ -498,3 +498,30 @@ async fn rust_handler_options_set_retries_ingress_privacy_and_workflow_retention
     assert_reply(&fx.ingress("POST", "/RustBrief/b/status", None).await, 200, json!("none"));
     assert_reply(&fx.call("/RustBrief/b/run", json!("two")).await, 200, json!("two #2"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_awakeable_raced_against_a_timer_in_rust_takes_the_first() {
+    let mut fx = Fixture::start("rust_select", Sdks::Rust).await;
+    // The timer first: the awakeable's later completion is accepted and changes nothing.
+    let r = fx.call("/RustSignals/awaitWithTimeout", json!({"ms": 300, "tag": "t1"})).await;
+    assert_reply(&r, 200, json!({"error": "timeout", "code": 408}));
+    let inv = r.invocation_id();
+    let awk = published_str(&mut fx, Sdk::Rust, "awk:t1").await;
+    let r = post_raw(&mut fx, &format!("/restate/awakeables/{awk}/resolve"), "\"late\"").await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = fx.ingress("GET", &format!("/restate/invocation/{inv}/output"), None).await;
+    assert_reply(&r, 200, json!({"error": "timeout", "code": 408}));
+    // The awakeable first: the timer, still armed, changes nothing when it fires.
+    let inv =
+        send(&mut fx, "/RustSignals/awaitWithTimeout", json!({"ms": 1000, "tag": "t2"})).await;
+    let awk = published_str(&mut fx, Sdk::Rust, "awk:t2").await;
+    let r = post_raw(&mut fx, &format!("/restate/awakeables/{awk}/resolve"), "\"in time\"").await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_reply(&attach(&mut fx, &inv).await, 200, json!({"value": "in time"}));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = fx.ingress("GET", &format!("/restate/invocation/{inv}/output"), None).await;
+    assert_reply(&r, 200, json!({"value": "in time"}));
+    let stats = fx.stats(Sdk::Rust).await;
+    assert_eq!(stats["awk-done:t1"], 1, "{stats}");
+    assert_eq!(stats["awk-done:t2"], 1, "{stats}");
+}

@@ -250,6 +250,35 @@ impl Signals {
         Ok(Json(outcome))
     }
 
+    /// As `awaitAwakeable`, but gives up after `ms`: `{"error": "timeout", "code": 408}`.
+    #[handler(name = "awaitWithTimeout")]
+    async fn await_with_timeout(
+        &self,
+        ctx: Context<'_>,
+        req: Json<SleepReq>,
+    ) -> Result<Json<Outcome>, HandlerError> {
+        let SleepReq { ms, tag } = req.0;
+        let (id, promise) = ctx.awakeable::<String>();
+        let name = format!("awk:{tag}");
+        ctx.run(|| async move {
+            publish(name, Value::from(id));
+            Ok(())
+        })
+        .name("publish")
+        .await?;
+        let outcome = restate_sdk::select! {
+            res = promise => Outcome::of(res),
+            _ = ctx.sleep(Duration::from_millis(ms)) => Outcome {
+                error: Some("timeout".to_string()),
+                code: Some(408),
+                ..Outcome::default()
+            },
+        };
+        let name = format!("awk-done:{tag}");
+        ctx.run(|| async move { Ok(bump(name)) }).name("done").await?;
+        Ok(Json(outcome))
+    }
+
     #[handler]
     async fn resolve(&self, ctx: Context<'_>, c: Json<Completion>) -> Result<String, HandlerError> {
         ctx.resolve_awakeable(&c.0.id, c.0.value);
