@@ -334,6 +334,9 @@ async fn cancel_reaches_a_sleeping_rust_handler_as_a_terminal_409() {
         while fx.stat(Sdk::Rust, &format!("sleep-before:{tag}")).await == 0 {
             deadline.tick().await;
         }
+        // The effect before the sleep ran; give the sleep a moment to be recorded, so that the
+        // cancel normally meets the handler waiting on it (it holds wherever it lands).
+        tokio::time::sleep(Duration::from_millis(300)).await;
         if from_handler {
             let r = fx.call("/RustSignals/cancelIt", json!(inv)).await;
             assert_reply(&r, 200, json!("cancelled"));

@@ -298,21 +298,23 @@ impl Signals {
         Ok(Json(Outcome::of(result.map(|v| v.0))))
     }
 
-    /// Durable sleep. Cancellation reaches the handler as a terminal error from the sleep; the
-    /// handler records it (`sleep-cancelled:<tag>`, and the code as `cancel-code:<tag>`) and
-    /// fails with it.
+    /// Durable sleep between two effects. Cancellation reaches the handler as a terminal error
+    /// from whichever await it meets (normally the sleep); the handler records it
+    /// (`sleep-cancelled:<tag>`, and the code as `cancel-code:<tag>`) and fails with it.
     #[handler]
     async fn sleep(&self, ctx: Context<'_>, req: Json<SleepReq>) -> Result<String, HandlerError> {
         let SleepReq { ms, tag } = req.0;
         bump(format!("sleep-attempt:{tag}"));
-        let name = format!("sleep-before:{tag}");
-        ctx.run(|| async move { Ok(bump(name)) }).name("before").await?;
-        match ctx.sleep(Duration::from_millis(ms)).await {
-            Ok(()) => {
-                let name = format!("sleep-after:{tag}");
-                ctx.run(|| async move { Ok(bump(name)) }).name("after").await?;
-                Ok(format!("slept {ms} ms"))
-            }
+        let steps = async {
+            let name = format!("sleep-before:{tag}");
+            ctx.run(|| async move { Ok(bump(name)) }).name("before").await?;
+            ctx.sleep(Duration::from_millis(ms)).await?;
+            let name = format!("sleep-after:{tag}");
+            ctx.run(|| async move { Ok(bump(name)) }).name("after").await?;
+            Ok::<_, TerminalError>(())
+        };
+        match steps.await {
+            Ok(()) => Ok(format!("slept {ms} ms")),
             Err(e) => {
                 let (name, code) = (tag.clone(), e.code());
                 ctx.run(|| async move {
