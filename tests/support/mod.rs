@@ -61,7 +61,16 @@ pub const TS_SERVICES: [&str; 15] = [
     "Stubborn",
 ];
 /// Services of the Rust test service (`tests/services/rust`).
-pub const RUST_SERVICES: [&str; 3] = ["RustCounter", "RustGreeter", "RustRunner"];
+pub const RUST_SERVICES: [&str; 8] = [
+    "RustApproval",
+    "RustBrief",
+    "RustCounter",
+    "RustFlaky",
+    "RustGreeter",
+    "RustRunner",
+    "RustSignals",
+    "RustTally",
+];
 
 /// Which SDK services a fixture starts and registers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -322,6 +322,56 @@ const signals = restate.service({
       ctx.invocation(id).cancel();
       return "cancelled";
     },
+    // Calls into the Rust test service by name (tests/e2e_rust_model.rs).
+    callRust: async (ctx, name) =>
+      ctx.genericCall({
+        service: "RustGreeter",
+        method: "greet",
+        parameter: name,
+        inputSerde: restate.serde.json,
+        outputSerde: restate.serde.json,
+      }),
+    callRustFail: async (ctx) =>
+      outcomeOf(
+        ctx.genericCall({
+          service: "RustGreeter",
+          method: "fail",
+          parameter: new Uint8Array(0),
+          outputSerde: restate.serde.json,
+        }),
+      ),
+    addRust: async (ctx, req) =>
+      ctx.genericCall({
+        service: "RustCounter",
+        key: req.key,
+        method: "add",
+        parameter: req.n,
+        inputSerde: restate.serde.json,
+        outputSerde: restate.serde.json,
+      }),
+    // Records one execution per invocation: `stamp:<tag>` counts them, `stamp-at:<tag>` is
+    // the wall-clock time (ms) of the last one. The target of delayed sends.
+    stamp: async (ctx, tag) => {
+      await ctx.run("stamp", () => {
+        bump(`stamp:${tag}`);
+        stats.set(`stamp-at:${tag}`, Date.now());
+      });
+      return tag;
+    },
+    // Sends stamp(tag) after `ms`; returns the new invocation's id (tests/e2e_durability.rs).
+    sendLater: async (ctx, req) => {
+      const opts = restate.rpc.sendOpts({ delay: req.ms });
+      return ctx.serviceSendClient(signals).stamp(req.tag, opts).invocationId;
+    },
+    // Attaches to the workflow Approval/<key> from a handler. The SDK attaches by invocation id
+    // only: a send to the workflow's run handler is de-duplicated into the existing workflow
+    // and answers its invocation id, which the handler then attaches to.
+    attachWorkflow: async (ctx, key) => {
+      const id = await ctx.workflowSendClient(approval, key).run("attach").invocationId;
+      return { id, outcome: await outcomeOf(ctx.invocation(id).attach()) };
+    },
+    // Calls the workflow's run handler again from a handler.
+    callWorkflow: async (ctx, key) => outcomeOf(ctx.workflowClient(approval, key).run("again")),
   },
 });
 
