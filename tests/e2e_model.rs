@@ -500,6 +500,28 @@ async fn used_up_retries_pause_and_resume_runs_again() {
     let later = r.json()["invocationId"].as_str().unwrap().to_string();
     let r = fx.admin("PATCH", &format!("/invocations/{later}/resume"), None).await;
     assert_eq!(r.status, 425, "{}", r.text());
+
+    // The failures and pauses are journal events, kept with the completed invocations.
+    fx.server.stop().await;
+    let kinds = |id: &str| -> Vec<(i32, String)> {
+        use ratchet::fsm::FsmRead;
+        let id: ratchet::protocol::ids::InvocationId = id.parse().unwrap();
+        let dir = fx.server.base_dir.join("partitions");
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let store = ratchet::store::PartitionStore::open(&entry.unwrap().path()).unwrap();
+            let r = store.begin_read().unwrap();
+            if let Some(st) = r.status(&id).unwrap() {
+                let e = r.journal_events(&id, st.events_len).unwrap();
+                return e.into_iter().map(|e| (e.kind, e.message)).collect();
+            }
+        }
+        panic!("invocation {id} not found in {}", dir.display());
+    };
+    let (t, p) = (1, 2); // TransientError, Paused
+    let flaky = kinds(&inv);
+    assert_eq!(flaky.iter().map(|e| e.0).collect::<Vec<_>>(), vec![t, t, p], "{flaky:?}");
+    assert!(flaky[0].1.contains("not yet (attempt 1)"), "{flaky:?}");
+    assert_eq!(kinds(&s), vec![(p, "paused on request".to_string())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

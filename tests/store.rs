@@ -331,6 +331,7 @@ fn table_names_are_stable() {
             "promises.v1",
             "dedup.v1",
             "runnable.v1",
+            "journal_events.v1",
         ]
     );
     assert_eq!(schema::partition_file_name(7), "partition-7.redb");

@@ -16,6 +16,10 @@ pub const INBOX_ENTRIES_MAX: u64 = 1_000_000;
 /// Waiters (attached requests and callers) one invocation keeps: each is in its status,
 /// which every record of the invocation rewrites.
 pub const SINKS_MAX: usize = 256;
+/// Journal events kept per invocation (the last one is updated once this many exist):
+/// consecutive identical transient errors are one event with a count, so this bounds the
+/// rows of an invocation that keeps failing in different ways.
+pub const JOURNAL_EVENTS_MAX: u32 = 64;
 /// An object or workflow key. Bytes.
 pub const OBJECT_KEY_BYTES_MAX: usize = 16 * 1024;
 /// A state key. Bytes. The stored key (service, object key and state key, escaped) must also

@@ -231,6 +231,25 @@ pub fn scoped_id(id: InvocationId, scope: &str) -> InvocationId {
     }
 }
 
+/// A journal event of kind `kind` happening now, after the last entry of `st`'s journal.
+fn event(
+    kind: JournalEventKind,
+    st: &Status,
+    code: u32,
+    message: &str,
+    now_ms: u64,
+) -> JournalEvent {
+    JournalEvent {
+        kind: kind as i32,
+        after_journal_entry_index: st.journal_len.saturating_sub(1),
+        appended_at_ms: now_ms,
+        code,
+        message: message.to_string(),
+        count: 1,
+        last_at_ms: now_ms,
+    }
+}
+
 fn invalid(reason: impl Into<String>) -> ApplyError {
     ApplyError::Invalid { reason: reason.into() }
 }
@@ -494,6 +513,9 @@ impl Fsm {
                 let id = id_of(&k.invocation_id)?;
                 if let Some(mut st) = s.status(&id)? {
                     if matches!(st.phase(), Phase::Invoked | Phase::Suspended) {
+                        let ev =
+                            event(JournalEventKind::Paused, &st, 0, "paused on request", now_ms);
+                        self.record_event(s, &id, &mut st, ev)?;
                         out.push(Action::Abort { id });
                         self.leave_runnable(s, &id, &mut st)?;
                         st.phase = Phase::Paused as i32;
@@ -773,6 +795,8 @@ impl Fsm {
                 }
                 st.retry_count = st.retry_count.saturating_add(1);
                 st.last_failure = format!("[{}] {}", f.code, f.message);
+                let ev = event(JournalEventKind::TransientError, &st, f.code, &f.message, now_ms);
+                self.record_event(s, &id, &mut st, ev)?;
                 if let (true, Some(p)) = (
                     crate::defect::active(crate::defect::Defect::RetryFromConfig),
                     &self.defect_retry,
@@ -789,6 +813,8 @@ impl Fsm {
                     return self.complete(s, &id, st, outcome, now_ms, out);
                 }
                 if f.pause {
+                    let ev = event(JournalEventKind::Paused, &st, f.code, &f.message, now_ms);
+                    self.record_event(s, &id, &mut st, ev)?;
                     self.leave_runnable(s, &id, &mut st)?;
                     st.phase = Phase::Paused as i32;
                     st.next_retry_at_ms = 0;
@@ -1532,6 +1558,38 @@ impl Fsm {
         self.start(s, &new_id, st, now_ms, out)
     }
 
+    /// Stores a journal event of `id`: one more, or, when it repeats the last one (same kind,
+    /// code, message and journal position), the last one counted again. At
+    /// [`limits::JOURNAL_EVENTS_MAX`] events the last one is replaced.
+    fn record_event<S: FsmStore>(
+        &self,
+        s: &mut S,
+        id: &InvocationId,
+        st: &mut Status,
+        ev: JournalEvent,
+    ) -> Result<(), ApplyError> {
+        if st.events_len > 0 {
+            let last = st.events_len - 1;
+            if let Some(mut prev) = s.journal_events(id, st.events_len)?.pop() {
+                let same = (prev.kind, prev.code, prev.after_journal_entry_index, &prev.message)
+                    == (ev.kind, ev.code, ev.after_journal_entry_index, &ev.message);
+                if same {
+                    prev.count = prev.count.saturating_add(1);
+                    prev.last_at_ms = ev.last_at_ms;
+                    s.journal_event_put(id, last, &prev)?;
+                    return Ok(());
+                }
+            }
+            if st.events_len >= limits::JOURNAL_EVENTS_MAX {
+                s.journal_event_put(id, last, &ev)?;
+                return Ok(());
+            }
+        }
+        s.journal_event_put(id, st.events_len, &ev)?;
+        st.events_len += 1;
+        Ok(())
+    }
+
     /// Forgets a completed invocation (after its retention, or on request): its status, and
     /// for a workflow run the workflow's state and promises. Anything else is left alone.
     fn purge<S: FsmStore>(
@@ -1544,6 +1602,9 @@ impl Fsm {
             return Ok(());
         }
         s.journal_delete(id)?;
+        if st.events_len > 0 {
+            s.journal_events_delete(id)?;
+        }
         s.delete_status(id)?;
         if st.kind() == HandlerKind::WorkflowRun {
             s.state_clear(&st.service, &st.key)?;
@@ -1572,6 +1633,10 @@ impl Fsm {
         if !keep_journal {
             s.journal_delete(id)?;
             st.journal_len = 0;
+            if st.events_len > 0 {
+                s.journal_events_delete(id)?;
+                st.events_len = 0;
+            }
         }
         self.leave_runnable(s, id, &mut st)?;
         let (service, key, kind) = (st.service.clone(), st.key.clone(), st.kind());

@@ -19,7 +19,8 @@ use crate::store::{schema, ReadView, Scan, StoreError, Table, WriteView};
 
 use super::limits::JOURNAL_ENTRIES_MAX;
 use super::{
-    record, InvokeAttempt, OutboxEntry, Phase, PromiseEntry, Record, RecordHeader, Status,
+    record, InvokeAttempt, JournalEvent, OutboxEntry, Phase, PromiseEntry, Record, RecordHeader,
+    Status,
 };
 
 fn corrupt(table: Table, detail: impl std::fmt::Display) -> StoreError {
@@ -54,6 +55,8 @@ pub trait FsmRead {
     /// The payload of the last journal entry of type `ty` (the output of an ended
     /// invocation), reading from the end.
     fn journal_last_of(&self, id: &InvocationId, ty: u16) -> Result<Option<Bytes>, StoreError>;
+    /// The journal events `0..len` of `id`, in order.
+    fn journal_events(&self, id: &InvocationId, len: u32) -> Result<Vec<JournalEvent>, StoreError>;
     /// State entries in key order while their total size stays within `bytes_max`; the flag
     /// says whether entries were left out. Reads at most about `bytes_max` bytes.
     fn state_capped(
@@ -126,6 +129,13 @@ pub trait FsmStore: FsmRead {
         payload: &[u8],
     ) -> Result<(), StoreError>;
     fn journal_delete(&mut self, id: &InvocationId) -> Result<(), StoreError>;
+    fn journal_event_put(
+        &mut self,
+        id: &InvocationId,
+        seq: u32,
+        event: &JournalEvent,
+    ) -> Result<(), StoreError>;
+    fn journal_events_delete(&mut self, id: &InvocationId) -> Result<(), StoreError>;
     fn state_put(
         &mut self,
         service: &str,
@@ -199,6 +209,15 @@ impl<R: ReadView> FsmRead for R {
             ));
         }
         Ok(out)
+    }
+    fn journal_events(&self, id: &InvocationId, len: u32) -> Result<Vec<JournalEvent>, StoreError> {
+        let t = Table::JournalEvents;
+        let limit = (len.min(crate::fsm::limits::JOURNAL_EVENTS_MAX) as usize).max(1);
+        let rows = self.scan_prefix(t, &schema::journal_prefix(&id.to_bytes()), limit)?;
+        rows.into_iter()
+            .take(len as usize)
+            .map(|(_, v)| JournalEvent::decode(v.as_slice()).map_err(|e| corrupt(t, e)))
+            .collect()
     }
     fn state_get(
         &self,
@@ -427,6 +446,18 @@ impl<W: WriteView> FsmStore for W {
     }
     fn journal_delete(&mut self, id: &InvocationId) -> Result<(), StoreError> {
         self.delete_prefix(Table::Journal, &schema::journal_prefix(&id.to_bytes()))
+    }
+    fn journal_event_put(
+        &mut self,
+        id: &InvocationId,
+        seq: u32,
+        event: &JournalEvent,
+    ) -> Result<(), StoreError> {
+        let key = schema::journal_key(&id.to_bytes(), seq);
+        self.put(Table::JournalEvents, &key, &event.encode_to_vec())
+    }
+    fn journal_events_delete(&mut self, id: &InvocationId) -> Result<(), StoreError> {
+        self.delete_prefix(Table::JournalEvents, &schema::journal_prefix(&id.to_bytes()))
     }
     fn state_put(
         &mut self,

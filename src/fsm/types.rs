@@ -562,6 +562,43 @@ pub struct Status {
     /// See [`Invoke::idempotency_key`].
     #[prost(string, tag = "31")]
     pub idempotency_key: String,
+    /// Journal events stored for it (their sequence numbers are `0..events_len`).
+    #[prost(uint32, tag = "32")]
+    pub events_len: u32,
+}
+
+/// Something that happened to an invocation outside its journal: Restate's journal events
+/// (`sys_journal_events`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct JournalEvent {
+    #[prost(enumeration = "JournalEventKind", tag = "1")]
+    pub kind: i32,
+    /// The journal entry it came after (the last one stored then).
+    #[prost(uint32, tag = "2")]
+    pub after_journal_entry_index: u32,
+    /// When it first happened. Ms since the epoch.
+    #[prost(uint64, tag = "3")]
+    pub appended_at_ms: u64,
+    #[prost(uint32, tag = "4")]
+    pub code: u32,
+    #[prost(string, tag = "5")]
+    pub message: String,
+    /// How many times in a row it happened (identical transient errors are one event).
+    #[prost(uint32, tag = "6")]
+    pub count: u32,
+    /// When it last happened. Ms since the epoch.
+    #[prost(uint64, tag = "7")]
+    pub last_at_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, prost::Enumeration)]
+#[repr(i32)]
+pub enum JournalEventKind {
+    Unspecified = 0,
+    /// An attempt failed and the invocation retries (or gives up).
+    TransientError = 1,
+    /// The invocation was paused (retries used up, a journal mismatch, or on request).
+    Paused = 2,
 }
 
 /// What the shell must do after a record was applied (and its transaction committed).

@@ -114,11 +114,14 @@ pub enum Table {
     Dedup,
     /// (seq, invocation id) → nothing: invocations that have an attempt to run.
     Runnable,
+    /// (invocation id, seq) → what happened to the invocation besides its journal (transient
+    /// errors, pauses): Restate's journal events.
+    JournalEvents,
 }
 
 impl Table {
     /// Every table, in declaration order.
-    pub const ALL: [Table; 12] = [
+    pub const ALL: [Table; 13] = [
         Table::Meta,
         Table::InvocationStatus,
         Table::Journal,
@@ -131,6 +134,7 @@ impl Table {
         Table::Promises,
         Table::Dedup,
         Table::Runnable,
+        Table::JournalEvents,
     ];
 
     /// The stable redb table name. Never changed; see the module invariants.
@@ -149,6 +153,7 @@ impl Table {
             Table::Promises => "promises.v1",
             Table::Dedup => "dedup.v1",
             Table::Runnable => "runnable.v1",
+            Table::JournalEvents => "journal_events.v1",
         }
     }
 }
