@@ -660,23 +660,26 @@ fn a_shared_handler_writing_state_gives_up() {
 
 #[test]
 fn a_promise_command_outside_a_workflow_gives_up_with_400() {
-    // Why: only workflows have durable promises; retrying cannot help.
-    let mut a = attempt();
-    a.kind = HandlerKind::Service;
-    a.key = String::new();
-    let mut r = Run::start(config(), &a);
-    let get_promise = pm::GetPromiseCommandMessage {
-        key: "p".to_string(),
-        result_completion_id: 1,
-        name: String::new(),
-    };
-    let (before, f, _) = failed(
-        r.data(0, &frames(&[(MessageType::GET_PROMISE_COMMAND, get_promise.encode_to_vec())])),
-        true,
-    );
-    assert!(before.is_empty());
-    assert_eq!((f.code, f.give_up), (400, true));
-    assert!(f.message.starts_with("[RA1006]"), "{}", f.message);
+    // Why: only workflows have durable promises; retrying cannot help. A virtual object's
+    // handler is keyed too, but its promises would never be removed.
+    let mut service = attempt();
+    service.kind = HandlerKind::Service;
+    service.key = String::new();
+    for a in [service, attempt()] {
+        let mut r = Run::start(config(), &a);
+        let get_promise = pm::GetPromiseCommandMessage {
+            key: "p".to_string(),
+            result_completion_id: 1,
+            name: String::new(),
+        };
+        let (before, f, _) = failed(
+            r.data(0, &frames(&[(MessageType::GET_PROMISE_COMMAND, get_promise.encode_to_vec())])),
+            true,
+        );
+        assert!(before.is_empty());
+        assert_eq!((f.code, f.give_up), (400, true));
+        assert!(f.message.starts_with("[RA1006]"), "{}", f.message);
+    }
 }
 
 #[test]

@@ -690,7 +690,13 @@ impl Machine {
             Cmd::GetPromise(pm::GetPromiseCommandMessage { key, .. })
             | Cmd::PeekPromise(pm::PeekPromiseCommandMessage { key, .. })
             | Cmd::CompletePromise(pm::CompletePromiseCommandMessage { key, .. }) => {
-                if !self.kind.is_keyed() {
+                // Only workflows have promises (an object's shared handler is keyed too, and
+                // its promises would never be removed).
+                let workflow = self
+                    .schema
+                    .service(&self.service)
+                    .is_some_and(|s| s.ty == crate::protocol::discovery::ServiceType::Workflow);
+                if !workflow {
                     let code = Code::StateWriteNotAllowed;
                     return Err((
                         u32::from(code.http_status()),
