@@ -604,10 +604,24 @@ async fn restart_as_new_runs_again_from_a_journal_prefix() {
     assert_reply(&attach(&mut fx, &newer).await, 200, json!({"a": 1, "b": 3}));
     assert_eq!(fx.stat(Sdk::Ts, "steps-b:t").await, 3, "both steps came from the journal");
 
-    // Bad requests change nothing.
+    // From entry 1 (step `a`'s command): its result, entry 2, is copied too; `b` runs again.
     let r = fx.admin("PATCH", &restart("?from=1"), None).await;
-    assert_eq!(r.status, 400, "a step without its result: {}", r.text());
-    assert!(r.json()["message"].as_str().unwrap().contains("incomplete"), "{}", r.text());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let new = r.json()["new_invocation_id"].as_str().unwrap().to_string();
+    assert_reply(&attach(&mut fx, &new).await, 200, json!({"a": 1, "b": 4}));
+    // On the same deployment (`keep`) or a named one.
+    let dp = fx.ts_deployment.clone().expect("the TS deployment");
+    for q in ["?from=2&deployment=keep".to_string(), format!("?from=2&deployment={dp}")] {
+        let r = fx.admin("PATCH", &restart(&q), None).await;
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+        let new = r.json()["new_invocation_id"].as_str().unwrap().to_string();
+        let got = attach(&mut fx, &new).await;
+        assert_eq!(got.status, 200, "{q}: {}", got.text());
+        assert_eq!(got.json()["a"], 1, "{q}: {}", got.text());
+    }
+    assert_eq!(fx.stat(Sdk::Ts, "steps-b:t").await, 6);
+
+    // Bad requests change nothing.
     let r = fx.admin("PATCH", &restart("?from=99"), None).await;
     assert_eq!(r.status, 400, "out of range: {}", r.text());
     let r = fx.admin("PATCH", &restart("?deployment=dp_nope"), None).await;
@@ -617,13 +631,21 @@ async fn restart_as_new_runs_again_from_a_journal_prefix() {
     let unknown = "inv_1aiqX0vFEFNH1Umgre58JiCLgHfTtztYK5";
     let r = fx.admin("PATCH", &format!("/invocations/{unknown}/restart-as-new"), None).await;
     assert_eq!(r.status, 404, "{}", r.text());
-    assert_eq!(fx.stat(Sdk::Ts, "steps-b:t").await, 3);
-    // Still running: 409.
+    assert_eq!(fx.stat(Sdk::Ts, "steps-b:t").await, 6);
+    // Still running: 409; not started: 425.
     let s = send(&mut fx, "/Sleeper/sleep", json!({"ms": 60_000, "tag": "ra"})).await;
     let r = fx.admin("PATCH", &format!("/invocations/{s}/restart-as-new"), None).await;
     assert_eq!(r.status, 409, "{}", r.text());
-    // A workflow run: 422.
+    let r = fx.call("/Sleeper/sleep/send?delay=1h", json!({"ms": 1, "tag": "rb"})).await;
+    let later = r.json()["invocationId"].as_str().unwrap().to_string();
+    let r = fx.admin("PATCH", &format!("/invocations/{later}/restart-as-new"), None).await;
+    assert_eq!(r.status, 425, "{}", r.text());
+    // A workflow: 409 while it runs, 422 once completed.
     let wf = send(&mut fx, "/Approval/ra/run", json!("req")).await;
+    let r = fx.admin("PATCH", &format!("/invocations/{wf}/restart-as-new"), None).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_reply(&fx.call("/Approval/ra/approve", json!("ok")).await, 200, json!("approved"));
+    assert_eq!(attach(&mut fx, &wf).await.status, 200);
     let r = fx.admin("PATCH", &format!("/invocations/{wf}/restart-as-new"), None).await;
     assert_eq!(r.status, 422, "{}", r.text());
     // Its journal not kept (journalRetention 0; the idempotent result is): 410.
@@ -644,5 +666,41 @@ async fn restart_as_new_runs_again_from_a_journal_prefix() {
     let got = attach(&mut fx, &last).await;
     assert_eq!(got.status, 200, "{}", got.text());
     let b = got.json()["b"].as_u64().unwrap();
-    assert!((4..=5).contains(&b), "{}", got.text());
+    assert!((7..=8).contains(&b), "{}", got.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_idempotent_invocation_starts_at_once_after_its_backing_off_life_was_killed() {
+    let mut fx = Fixture::start("lives", Sdks::Ts).await;
+    let url = fx.ingress_url("/Stubborn/work/send");
+    let h = [("content-type", "application/json"), ("idempotency-key", "life")];
+    let body = || Some(Bytes::from_static(b"\"z\""));
+    let r = fx.request("POST", &url, body(), &h, Duration::from_secs(10)).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["invocationId"].as_str().unwrap().to_string();
+    // The server's policy backs off 0.5, 1, 2, 4 s...: after four attempts the next is seconds
+    // away, queued in the invoker.
+    let deadline = Deadline::after(Duration::from_secs(20), "four attempts");
+    while fx.stat(Sdk::Ts, "attempts:z").await < 4 {
+        deadline.tick().await;
+    }
+    // Let the fourth failure be applied, so the fifth attempt waits in the invoker's queue
+    // (it fails at once; if it took longer the test would only get weaker, never fail).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = fx.admin("PATCH", &format!("/invocations/{id}/kill"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let deadline = Deadline::after(Duration::from_secs(10), "the kill to apply");
+    while fx.admin("PATCH", &format!("/invocations/{id}/purge"), None).await.status != 200 {
+        deadline.tick().await;
+    }
+    assert_reply(&fx.call("/Stubborn/allow", json!("z")).await, 200, json!("allowed"));
+    // Same key, same id, a new life: its first attempt runs now, not when the old life's
+    // queued retry would have been due.
+    let started = std::time::Instant::now();
+    let url = fx.ingress_url("/Stubborn/work");
+    let r = fx.request("POST", &url, body(), &h, Duration::from_secs(30)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.invocation_id(), id);
+    assert_eq!(r.json(), json!("done after 5 attempts"));
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
 }

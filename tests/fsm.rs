@@ -913,8 +913,8 @@ fn a_recreated_id_gets_nothing_addressed_to_its_earlier_life() {
 }
 
 #[test]
-fn a_restart_prefix_must_hold_the_results_its_commands_wait_for() {
-    use ratchet::fsm::restart::{journal_prefix, PrefixError};
+fn a_restart_keeps_a_prefix_and_the_later_results_its_commands_wait_for() {
+    use ratchet::fsm::restart::{plan, Plan, PrefixError, PAGE_ENTRIES};
     use ratchet::protocol::messages::{Notification, NotificationResult, RunCommandMessage, Void};
     let run = |c: u32| {
         let m = RunCommandMessage { result_completion_id: c, ..Default::default() };
@@ -924,84 +924,85 @@ fn a_restart_prefix_must_hold_the_results_its_commands_wait_for() {
         let n = Notification::completion(c, NotificationResult::Void(Void {}));
         (0x8011u16, Bytes::from(n.encode_to_vec()))
     };
-    let cancel = (0xFBFFu16, Bytes::from(Notification::cancel().encode_to_vec()));
     let input = (0x0400u16, Bytes::new());
-    // input, run 1, cancel, result 1, run 2, result 2
-    let journal = vec![input.clone(), run(1), cancel, done(1), run(2), done(2)];
-    assert_eq!(journal_prefix(&journal, 0).unwrap(), vec![input.clone()]);
+    // input, run 1, run 2, result 2, result 1, run 3 (its result never came)
+    let journal = vec![input, run(1), run(2), done(2), done(1), run(3)];
+    let len = journal.len() as u32;
+    let mut page = |at: u32, n: u32| {
+        let end = (at + n).min(len) as usize;
+        Ok(journal[at as usize..end].to_vec())
+    };
+    assert_eq!(plan(len, 0, &mut page).unwrap(), Ok(Plan { from: 0, extra: vec![] }));
+    // From entry 1: run 1's result comes later; it is copied after the prefix.
+    assert_eq!(plan(len, 1, &mut page).unwrap(), Ok(Plan { from: 1, extra: vec![4] }));
+    assert_eq!(plan(len, 3, &mut page).unwrap(), Ok(Plan { from: 3, extra: vec![4] }));
+    assert_eq!(plan(len, 4, &mut page).unwrap(), Ok(Plan { from: 4, extra: vec![] }));
     assert_eq!(
-        journal_prefix(&journal, 1),
-        Err(PrefixError::Incomplete { from: 1, index: 1, completion: 1 })
+        plan(len, 5, &mut page).unwrap(),
+        Err(PrefixError::Incomplete { from: 5, index: 5, completion: 3 })
     );
-    // The cancel signal is not carried over.
-    assert_eq!(journal_prefix(&journal, 3).unwrap(), vec![input, run(1), done(1)]);
-    assert_eq!(journal_prefix(&journal, 5).unwrap().len(), 5);
-    assert_eq!(journal_prefix(&journal, 6), Err(PrefixError::OutOfRange { from: 6, len: 6 }));
+    assert_eq!(plan(len, 6, &mut page).unwrap(), Err(PrefixError::OutOfRange { from: 6, len: 6 }));
+    // A long journal is read in pages.
+    let long: Vec<_> = std::iter::once((0x0400u16, Bytes::new()))
+        .chain((1..=2 * PAGE_ENTRIES).map(|c| if c % 2 == 1 { run(c) } else { done(c - 1) }))
+        .collect();
+    let n = long.len() as u32;
+    let mut reads = Vec::new();
+    let got = plan(n, n - 1, |at, k| {
+        reads.push(k);
+        Ok(long[at as usize..(at + k).min(n) as usize].to_vec())
+    });
+    assert_eq!(got.unwrap(), Ok(Plan { from: n - 1, extra: vec![] }));
+    assert!(reads.iter().all(|k| *k <= PAGE_ENTRIES) && reads.len() == 3, "{reads:?}");
 }
 
 #[test]
-fn failures_and_pauses_are_kept_as_bounded_journal_events() {
-    use ratchet::fsm::{JournalEvent, JournalEventKind};
+fn a_restarted_invocation_starts_from_the_planned_journal_with_the_old_seed() {
+    use ratchet::protocol::messages::RunCommandMessage;
     let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
-    let kept = |n: u128| match invoke(n, HandlerKind::Service, "", 10 + n as u64) {
+    let kept = match invoke(1, HandlerKind::Service, "", 11) {
         Record { header, kind: Some(record::Kind::Invoke(mut i)) } => {
             i.retention_ms = Some(60_000);
             i.journal_retention_ms = Some(60_000);
+            i.idempotency_key = "ik".into();
             Record { header, kind: Some(record::Kind::Invoke(i)) }
         }
         other => other,
     };
-    let fail = |code: u32, message: &str, pause: bool| {
-        effect::Kind::Failed(Failed {
-            code,
-            message: message.into(),
-            retry_after_ms: None,
-            counts: true,
-            retry_in_ms: 0,
-            give_up: false,
-            pause,
-        })
+    apply_all(&fsm, &store, &[kept]);
+    let run = RunCommandMessage { result_completion_id: 1, ..Default::default() };
+    apply_all(&fsm, &store, &[effect_of(1, 1, command(0x0411, run.encode_to_vec()))]);
+    let proposal = effect::Kind::ProposeRun(ratchet::fsm::ProposeRun {
+        completion_id: 1,
+        outcome: Some(Outcome { result: Some(outcome::Result::Value(Bytes::from_static(b"7"))) }),
+    });
+    apply_all(&fsm, &store, &[effect_of(1, 1, proposal)]);
+    apply_all(&fsm, &store, &finish(1, 1, b"done"));
+    let old = status(&store, 1);
+    assert_eq!((old.phase(), old.journal_len), (Phase::Completed, 4), "{old:?}");
+    let restart = |new: u128, from: u32, deployment: &str| {
+        rec(record::Kind::RestartAsNew(ratchet::fsm::RestartAsNew {
+            invocation_id: Bytes::copy_from_slice(&id(1).to_bytes()),
+            new_invocation_id: Bytes::copy_from_slice(&id(new).to_bytes()),
+            from,
+            deployment_id: deployment.into(),
+        }))
     };
-    let events = |n: u128| -> Vec<JournalEvent> {
-        let r = store.begin_read().unwrap();
-        let len = r.status(&id(n)).unwrap().map_or(0, |s| s.events_len);
-        r.journal_events(&id(n), len).unwrap()
-    };
-    apply_all(&fsm, &store, &[kept(1)]);
-    // The same error twice in a row is one event counted twice; another error is another.
-    apply_all(&fsm, &store, &[effect_of(1, 1, fail(500, "boom", false))]);
-    apply_all(&fsm, &store, &[effect_of(1, 2, fail(500, "boom", false))]);
-    apply_all(&fsm, &store, &[effect_of(1, 3, fail(503, "busy", true))]);
-    let got: Vec<(i32, u32, u32)> = events(1).iter().map(|e| (e.kind, e.code, e.count)).collect();
-    let (t, p) = (JournalEventKind::TransientError as i32, JournalEventKind::Paused as i32);
-    assert_eq!(got, vec![(t, 500, 2), (t, 503, 1), (p, 503, 1)]);
-    assert_eq!(status(&store, 1).phase(), Phase::Paused);
-    // Resumed and finished: the events stay with the kept journal, and go with the purge.
-    let resume = rec(record::Kind::Resume(ratchet::fsm::Resume {
-        invocation_id: Bytes::copy_from_slice(&id(1).to_bytes()),
-        deployment_id: String::new(),
-    }));
-    apply_all(&fsm, &store, &[resume]);
-    apply_all(&fsm, &store, &finish(1, 4, b"1"));
-    assert_eq!(status(&store, 1).phase(), Phase::Completed);
-    assert_eq!(events(1).len(), 3);
-    let purge = rec(record::Kind::Purge(ratchet::fsm::Kill {
-        invocation_id: Bytes::copy_from_slice(&id(1).to_bytes()),
-    }));
-    apply_all(&fsm, &store, &[purge]);
+    let a = apply_all(&fsm, &store, &[restart(2, 1, "keep")]);
+    assert_eq!(started(&a), vec![(2, 1)]);
+    let new = status(&store, 2);
+    assert_eq!(new.journal_len, 3, "input, run, its result");
+    assert_eq!(new.completed_ids, vec![1]);
+    assert_eq!(new.restarted_from.as_ref(), &id(1).to_bytes()[..]);
+    assert_eq!(new.random_seed, ratchet::protocol::ids::random_seed(&id(1)));
+    assert!(new.idempotency_key.is_empty(), "a restart is not idempotent");
+    assert_eq!((new.deployment_id.clone(), new.life > old.life), (old.deployment_id.clone(), true));
     let r = store.begin_read().unwrap();
-    assert!(r.scan_prefix(Table::JournalEvents, &[], usize::MAX).unwrap().is_empty());
+    let types: Vec<u16> = r.journal(&id(2), 3).unwrap().into_iter().map(|e| e.0).collect();
+    assert_eq!(types, vec![0x0400, 0x0411, 0x8011]);
     drop(r);
-
-    // Ever-different failures: at most JOURNAL_EVENTS_MAX rows, the last one the latest.
-    apply_all(&fsm, &store, &[kept(2)]);
-    let max = limits::JOURNAL_EVENTS_MAX;
-    for a in 1..=max + 10 {
-        apply_all(&fsm, &store, &[effect_of(2, a, fail(500, &format!("error {a}"), false))]);
-    }
-    let e = events(2);
-    assert_eq!(e.len() as u32, max);
-    assert_eq!(e.last().unwrap().message, format!("error {}", max + 10));
-    let r = store.begin_read().unwrap();
-    assert_eq!(r.scan_prefix(Table::JournalEvents, &[], usize::MAX).unwrap().len() as u32, max);
+    // An incomplete prefix, a taken new id or a running old one change nothing.
+    assert!(apply_all(&fsm, &store, &[restart(3, 9, "")]).is_empty());
+    assert!(apply_all(&fsm, &store, &[restart(2, 0, "")]).is_empty());
+    assert!(store.begin_read().unwrap().status(&id(3)).unwrap().is_none());
 }

@@ -619,16 +619,18 @@ async fn restart_as_new(
 ) -> Result<Response, AdminError> {
     use crate::fsm::{record, FsmRead, HandlerKind, Phase, Record, RestartAsNew};
     let (invocation, handle, status) = invocation_status(api, id)?;
-    if status.kind() == HandlerKind::WorkflowRun {
-        return Err(AdminError::Unprocessable(format!(
-            "the invocation '{id}' is a workflow run; workflows cannot be restarted as new"
-        )));
-    }
-    if status.phase() != Phase::Completed {
-        return Err(AdminError::Conflict(format!(
-            "the invocation '{id}' is still running; only completed invocations can be \
-             restarted as new"
-        )));
+    // Restate's order: not started, running, journal gone, a workflow, an old protocol.
+    match status.phase() {
+        Phase::Scheduled | Phase::Inboxed => {
+            return Err(AdminError::TooEarly(format!("the invocation '{id}' has not started yet")))
+        }
+        Phase::Completed => {}
+        _ => {
+            return Err(AdminError::Conflict(format!(
+                "the invocation '{id}' is still running; only completed invocations can be \
+                 restarted as new"
+            )))
+        }
     }
     if status.journal_len == 0 {
         return Err(AdminError::Gone(format!(
@@ -636,18 +638,58 @@ async fn restart_as_new(
              be restarted as new"
         )));
     }
+    let schema = api.state.registry.snapshot();
+    let workflow = match schema.service(&status.service) {
+        Some(s) => s.ty == crate::protocol::discovery::ServiceType::Workflow,
+        None => status.kind() == HandlerKind::WorkflowRun,
+    };
+    if workflow {
+        return Err(AdminError::Unprocessable(format!(
+            "the invocation '{id}' belongs to workflow '{}'; workflows cannot be restarted as new",
+            status.service
+        )));
+    }
+    if from > 0 && (1..6).contains(&status.protocol_version) {
+        return Err(AdminError::Unprocessable(format!(
+            "the invocation '{id}' ran under service protocol V{}; restarting from a journal \
+             entry needs V6 or later (its random seed)",
+            status.protocol_version
+        )));
+    }
+    let deployment_id = match deployment_id.as_str() {
+        "" => crate::fsm::RESTART_KEEP_DEPLOYMENT.to_string(),
+        "latest" => deployment_id,
+        d => {
+            // The kept entries run under the old protocol version.
+            let v = status.protocol_version as i32;
+            let fits = schema.deployment(d).is_some_and(|dp| {
+                v == 0 || (dp.min_protocol_version..=dp.max_protocol_version).contains(&v)
+            });
+            if !fits {
+                return Err(AdminError::InvalidField {
+                    field: "deployment",
+                    reason: format!(
+                        "deployment '{d}' does not support service protocol V{v}, which the \
+                         invocation's journal was written with"
+                    ),
+                });
+            }
+            deployment_id
+        }
+    };
     let store = handle.store().ok_or_else(|| {
         AdminError::Unavailable(format!(
             "the partition of invocation '{id}' is not running; retry shortly"
         ))
     })?;
-    let journal = store
-        .begin_read()
-        .and_then(|r| r.journal(&invocation, status.journal_len))
-        .map_err(|e| AdminError::Internal(format!("cannot read the journal: {e}")))?;
+    let read = store.begin_read().map_err(|e| AdminError::Internal(format!("{e}")))?;
+    crate::fsm::restart::plan(status.journal_len, from, |at, n| {
+        read.journal_page(&invocation, at, n)
+    })
+    .map_err(|e| AdminError::Internal(format!("cannot read the journal: {e}")))?
+    .map_err(|e| AdminError::InvalidField { field: "from", reason: e.to_string() })?;
+    drop(read);
     drop(store);
-    crate::fsm::restart::journal_prefix(&journal, from)
-        .map_err(|e| AdminError::InvalidField { field: "from", reason: e.to_string() })?;
     static IDS: std::sync::OnceLock<crate::protocol::ids::IdSource> = std::sync::OnceLock::new();
     let ids = IDS.get_or_init(|| crate::protocol::ids::IdSource::new(crate::clock::system()));
     let new_id = crate::protocol::ids::InvocationId {

@@ -134,6 +134,9 @@ pub mod ty {
 pub const ACK_NEW: &[u8] = b"Accepted";
 pub const ACK_PREVIOUSLY: &[u8] = b"PreviouslyAccepted";
 
+/// `RestartAsNew.deployment_id` asking for the old invocation's deployment and protocol.
+pub const RESTART_KEEP_DEPLOYMENT: &str = "keep";
+
 /// A timer with this completion id starts a scheduled invocation instead of completing one.
 pub const TIMER_START: u32 = 0;
 
@@ -711,6 +714,7 @@ impl Fsm {
         s.put_status(id, st)?;
         out.push(Action::Invoke {
             id: *id,
+            life: st.life,
             attempt: st.attempt,
             not_before_ms: st.next_retry_at_ms,
         });
@@ -747,7 +751,8 @@ impl Fsm {
         match &e.kind {
             None => Err(invalid("empty effect")),
             Some(effect::Kind::Pin(p)) => {
-                if st.deployment_id.is_empty() {
+                // Unpinned, or a deployment chosen without a protocol version yet.
+                if st.deployment_id.is_empty() || st.protocol_version == 0 {
                     st.deployment_id = p.deployment_id.clone();
                     st.protocol_version = p.protocol_version;
                     s.put_status(&id, &st)?;
@@ -1417,7 +1422,8 @@ impl Fsm {
         match st.phase() {
             Phase::Invoked => {
                 s.put_status(id, st)?;
-                out.push(Action::Notify { id: *id, attempt: st.attempt, index, ty: t, payload });
+                let (life, attempt) = (st.life, st.attempt);
+                out.push(Action::Notify { id: *id, life, attempt, index, ty: t, payload });
                 Ok(())
             }
             Phase::Suspended if awaited => self.new_attempt(s, id, st, 0, now_ms, out),
@@ -1522,25 +1528,52 @@ impl Fsm {
         {
             return Ok(());
         }
-        let journal = s.journal(&old_id, old.journal_len)?;
-        let Ok(prefix) = restart::journal_prefix(&journal, r.from) else { return Ok(()) };
-        let (completed_ids, signals_received, named_signals_received) = restart::received(&prefix);
-        let deployment_id = match r.deployment_id.as_str() {
-            "" | "latest" => String::new(),
-            d => d.to_string(),
+        let Ok(plan) =
+            restart::plan(old.journal_len, r.from, |at, n| s.journal_page(&old_id, at, n))?
+        else {
+            return Ok(());
         };
-        let protocol_version =
-            if deployment_id == old.deployment_id { old.protocol_version } else { 0 };
-        for (i, (t, payload)) in prefix.iter().enumerate() {
-            s.journal_put(&new_id, i as u32, *t, payload)?;
+        // Copied page by page: entries 0..=from, then the later completions they wait for.
+        let mut received = Default::default();
+        let mut index = 0u32;
+        let mut at = 0u32;
+        while at <= plan.from {
+            let n = restart::PAGE_ENTRIES.min(plan.from + 1 - at);
+            let entries = s.journal_page(&old_id, at, n)?;
+            restart::received(&entries, &mut received);
+            for (t, payload) in &entries {
+                s.journal_put(&new_id, index, *t, payload)?;
+                index += 1;
+            }
+            at += n;
         }
+        for &i in &plan.extra {
+            let entries = s.journal_page(&old_id, i, 1)?;
+            restart::received(&entries, &mut received);
+            for (t, payload) in &entries {
+                s.journal_put(&new_id, index, *t, payload)?;
+                index += 1;
+            }
+        }
+        let (completed_ids, signals_received, named_signals_received) = received;
+        // The kept entries were written under the old protocol version: a chosen deployment
+        // runs them under it (the admin API checked that it can); `latest` negotiates anew.
+        let (deployment_id, protocol_version) = match r.deployment_id.as_str() {
+            RESTART_KEEP_DEPLOYMENT => (old.deployment_id.clone(), old.protocol_version),
+            "" | "latest" => (String::new(), 0),
+            d => (d.to_string(), old.protocol_version),
+        };
+        let random_seed = match old.random_seed {
+            0 => crate::protocol::ids::random_seed(&old_id),
+            seed => seed,
+        };
         let st = Status {
             phase: Phase::Scheduled as i32,
             service: old.service.clone(),
             handler: old.handler.clone(),
             key: old.key.clone(),
             kind: old.kind,
-            journal_len: prefix.len() as u32,
+            journal_len: index,
             deployment_id,
             protocol_version,
             created_ms: now_ms,
@@ -1550,9 +1583,9 @@ impl Fsm {
             named_signals_received,
             retention_ms: old.retention_ms,
             journal_retention_ms: old.journal_retention_ms,
-            idempotency_key: old.idempotency_key.clone(),
             life: lsn.max(1),
             restarted_from: r.invocation_id.clone(),
+            random_seed,
             ..Status::default()
         };
         self.start(s, &new_id, st, now_ms, out)

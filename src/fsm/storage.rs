@@ -55,6 +55,13 @@ pub trait FsmRead {
     /// The payload of the last journal entry of type `ty` (the output of an ended
     /// invocation), reading from the end.
     fn journal_last_of(&self, id: &InvocationId, ty: u16) -> Result<Option<Bytes>, StoreError>;
+    /// Journal entries `start..start + n` of `id` (fewer if the journal ends first).
+    fn journal_page(
+        &self,
+        id: &InvocationId,
+        start: u32,
+        n: u32,
+    ) -> Result<Vec<(u16, Bytes)>, StoreError>;
     /// The journal events `0..len` of `id`, in order.
     fn journal_events(&self, id: &InvocationId, len: u32) -> Result<Vec<JournalEvent>, StoreError>;
     /// State entries in key order while their total size stays within `bytes_max`; the flag
@@ -209,6 +216,30 @@ impl<R: ReadView> FsmRead for R {
             ));
         }
         Ok(out)
+    }
+    fn journal_page(
+        &self,
+        id: &InvocationId,
+        start: u32,
+        n: u32,
+    ) -> Result<Vec<(u16, Bytes)>, StoreError> {
+        let t = Table::Journal;
+        let raw = id.to_bytes();
+        let from = schema::journal_key(&raw, start);
+        let end = match start.checked_add(n) {
+            Some(e) => schema::journal_key(&raw, e),
+            None => schema::key_after(&schema::journal_key(&raw, u32::MAX)),
+        };
+        let rows = self.scan_range(t, &from, &end, n as usize)?;
+        rows.into_iter()
+            .map(|(_, v)| {
+                if v.len() < 2 {
+                    return Err(corrupt(t, "journal entry shorter than its type"));
+                }
+                let ty = u16::from_be_bytes([v[0], v[1]]);
+                Ok((ty, Bytes::from(v).slice(2..)))
+            })
+            .collect()
     }
     fn journal_events(&self, id: &InvocationId, len: u32) -> Result<Vec<JournalEvent>, StoreError> {
         let t = Table::JournalEvents;
@@ -578,12 +609,12 @@ impl<W: WriteView> FsmStore for W {
 pub fn load_attempt<R: ReadView>(
     r: &R,
     id: &InvocationId,
-    attempt: u32,
+    (life, attempt): (u64, u32),
     lazy_state: &dyn Fn(&str, &str) -> bool,
     eager_state_bytes_max: usize,
 ) -> Result<Option<InvokeAttempt>, StoreError> {
     let Some(st) = r.status(id)? else { return Ok(None) };
-    if st.phase() != Phase::Invoked || st.attempt != attempt {
+    if st.phase() != Phase::Invoked || st.attempt != attempt || st.life != life {
         return Ok(None);
     }
     let journal = r.journal(id, st.journal_len)?;
@@ -614,7 +645,10 @@ pub fn load_attempt<R: ReadView>(
         failures: st.failures,
         modified_ms: st.modified_ms,
         next_retry_at_ms: st.next_retry_at_ms,
-        random_seed: crate::protocol::ids::random_seed(id),
+        random_seed: match st.random_seed {
+            0 => crate::protocol::ids::random_seed(id),
+            seed => seed,
+        },
         idempotency_key: st.idempotency_key.clone(),
     }))
 }

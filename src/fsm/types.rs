@@ -143,7 +143,7 @@ pub struct RestartAsNew {
     /// The last journal entry index kept (0: only the input).
     #[prost(uint32, tag = "3")]
     pub from: u32,
-    /// Pin this deployment (empty or `latest`: choose anew).
+    /// Pin this deployment (empty or `latest`: choose anew; `keep`: the old one's).
     #[prost(string, tag = "4")]
     pub deployment_id: String,
 }
@@ -565,6 +565,10 @@ pub struct Status {
     /// Journal events stored for it (their sequence numbers are `0..events_len`).
     #[prost(uint32, tag = "32")]
     pub events_len: u32,
+    /// The seed of the SDK's deterministic random (0: derived from the id). A restarted
+    /// invocation keeps the old one's, so its replayed prefix draws the same numbers.
+    #[prost(uint64, tag = "33")]
+    pub random_seed: u64,
 }
 
 /// Something that happened to an invocation outside its journal: Restate's journal events
@@ -605,10 +609,10 @@ pub enum JournalEventKind {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// An attempt is due: the invoker loads it from the store when it has room.
-    Invoke { id: InvocationId, attempt: u32, not_before_ms: u64 },
+    Invoke { id: InvocationId, life: u64, attempt: u32, not_before_ms: u64 },
     /// Send a notification to the open attempt (bidi streams), after it is durable. `index`
     /// is its position in the journal: an attempt that replayed it already skips it.
-    Notify { id: InvocationId, attempt: u32, index: u32, ty: u16, payload: Bytes },
+    Notify { id: InvocationId, life: u64, attempt: u32, index: u32, ty: u16, payload: Bytes },
     /// Stop a running attempt (its invocation ended or was superseded).
     Abort { id: InvocationId },
     /// Answer a waiting ingress request.

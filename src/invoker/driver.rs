@@ -108,6 +108,18 @@ fn resolve(
         .get(&a.handler)
         .ok_or_else(|| format!("handler '{}/{}' is not registered", a.service, a.handler))?;
     match &a.pinned {
+        // A deployment chosen (resume, restart-as-new) before any attempt fixed a version.
+        Some((dp, 0)) => {
+            let d = schema
+                .deployment(dp)
+                .ok_or_else(|| format!("pinned deployment {dp} was removed"))?;
+            let v =
+                negotiate(d.min_protocol_version, d.max_protocol_version, v7).ok_or_else(|| {
+                    format!("[RT0013] no common protocol version with deployment {}", d.id)
+                })?;
+            let pin = Pin { deployment_id: d.id.clone(), protocol_version: v.as_i32() as u32 };
+            Ok((d.clone(), v, Some(pin)))
+        }
         Some((dp, v)) => {
             let d = schema
                 .deployment(dp)

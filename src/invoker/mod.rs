@@ -98,12 +98,32 @@ impl Default for Options {
     }
 }
 
+/// Which attempt: the invocation's life (see `fsm::Status::life`), then its attempt number.
+/// A new life of an id has a higher life (an LSN), so its attempts order after the old
+/// life's, whatever their numbers (they start again at 1).
+pub type AttemptKey = (u64, u32);
+
 /// What the processor asks; `epoch` is the leadership that asks, and a command of another
 /// leadership than the current one is dropped (it was queued before a leadership change).
 enum Cmd {
-    Invoke { epoch: u64, id: InvocationId, attempt: u32, not_before_ms: u64 },
-    Notify { epoch: u64, id: InvocationId, attempt: u32, index: u32, ty: u16, payload: Bytes },
-    Abort { epoch: u64, id: InvocationId },
+    Invoke {
+        epoch: u64,
+        id: InvocationId,
+        attempt: AttemptKey,
+        not_before_ms: u64,
+    },
+    Notify {
+        epoch: u64,
+        id: InvocationId,
+        attempt: AttemptKey,
+        index: u32,
+        ty: u16,
+        payload: Bytes,
+    },
+    Abort {
+        epoch: u64,
+        id: InvocationId,
+    },
 }
 
 impl std::fmt::Debug for Cmd {
@@ -137,7 +157,7 @@ pub struct Handle {
 
 impl Handle {
     /// An attempt is due (a hint: the store is the truth).
-    pub fn invoke(&self, epoch: u64, id: InvocationId, attempt: u32, not_before_ms: u64) {
+    pub fn invoke(&self, epoch: u64, id: InvocationId, attempt: AttemptKey, not_before_ms: u64) {
         if self.tx.try_send(Cmd::Invoke { epoch, id, attempt, not_before_ms }).is_err() {
             self.overflow.refill.store(true, Ordering::SeqCst);
             self.overflow.wake.notify_one();
@@ -147,7 +167,7 @@ impl Handle {
         &self,
         epoch: u64,
         id: InvocationId,
-        attempt: u32,
+        attempt: AttemptKey,
         index: u32,
         ty: u16,
         payload: Bytes,
@@ -192,9 +212,7 @@ pub enum InvokerError {
 }
 
 struct Running {
-    /// The invocation's life the attempt runs for, stamped on its effects.
-    life: u64,
-    attempt: u32,
+    attempt: AttemptKey,
     /// Its journal and eager state, counted against `inputs_bytes_max`.
     input_bytes: usize,
     notify: mpsc::Sender<(u32, u16, Bytes)>,
@@ -263,10 +281,10 @@ pub struct Invoker<T: Transport> {
     leadership_rx: watch::Receiver<Leadership>,
     leader: Leadership,
     running: RunningSet,
-    ready: VecDeque<(InvocationId, u32)>,
-    delayed: BTreeSet<(u64, InvocationId, u32)>,
+    ready: VecDeque<(InvocationId, AttemptKey)>,
+    delayed: BTreeSet<(u64, InvocationId, AttemptKey)>,
     /// Invocations in `ready` or `delayed`, with their attempt.
-    queued: BTreeMap<InvocationId, u32>,
+    queued: BTreeMap<InvocationId, AttemptKey>,
     /// Reading the Runnable index: `Some(cursor)` while a pass is under way.
     refill: Option<Option<(u64, InvocationId)>>,
     /// Another pass is due when the one under way ends: it was asked for while the cursor
@@ -276,8 +294,8 @@ pub struct Invoker<T: Transport> {
     refill_at_ms: Option<u64>,
     /// Attempts were not queued because the waiting set was full.
     delayed_overflowed: bool,
-    done_tx: mpsc::Sender<(InvocationId, u32, AttemptEnd)>,
-    done_rx: mpsc::Receiver<(InvocationId, u32, AttemptEnd)>,
+    done_tx: mpsc::Sender<(InvocationId, AttemptKey, AttemptEnd)>,
+    done_rx: mpsc::Receiver<(InvocationId, AttemptKey, AttemptEnd)>,
 }
 
 impl<T: Transport> std::fmt::Debug for Invoker<T> {
@@ -441,8 +459,8 @@ impl<T: Transport> Invoker<T> {
         let Some((epoch, _)) = &self.leader else { return };
         let failed = machine::effect_record(
             &id,
-            r.life,
-            r.attempt,
+            r.attempt.0,
+            r.attempt.1,
             effect::Kind::Failed(Failed {
                 code: 503,
                 message: "the attempt fell behind its notifications; restarting it".into(),
@@ -472,10 +490,8 @@ impl<T: Transport> Invoker<T> {
             let _ = done.send((id, attempt, end)).await;
         });
         let (notify, _) = mpsc::channel(1);
-        self.running.insert(
-            id,
-            Running { life: r.life, attempt, input_bytes: 0, notify, task, restarting: true },
-        );
+        self.running
+            .insert(id, Running { attempt, input_bytes: 0, notify, task, restarting: true });
     }
 
     fn command(&mut self, c: Cmd) {
@@ -511,13 +527,18 @@ impl<T: Transport> Invoker<T> {
                 if let Some(r) = self.running.remove(&id) {
                     r.task.abort();
                 }
+                // A queued retry of the aborted attempt is moot too.
+                if let Some(a) = self.queued.remove(&id) {
+                    self.ready.retain(|(i, _)| *i != id);
+                    self.delayed.retain(|(_, i, x)| !(*i == id && *x == a));
+                }
             }
         }
     }
 
     /// Queues an attempt, ready or waiting for its time; `false` when the queue for it is full
     /// (the store keeps it runnable, and a later pass over the Runnable index finds it).
-    fn enqueue(&mut self, id: InvocationId, attempt: u32, not_before_ms: u64) -> bool {
+    fn enqueue(&mut self, id: InvocationId, attempt: AttemptKey, not_before_ms: u64) -> bool {
         if not_before_ms > self.ctx.clock.now_ms() {
             if self.delayed.len() >= self.ctx.opts.queue_max {
                 // Look again once the waiting set has drained.
@@ -613,9 +634,10 @@ impl<T: Transport> Invoker<T> {
             if let Some(st) = st {
                 // An older attempt still running or queued does not count: the newer one
                 // replaces it (as for a hint), or nothing would start it once the old ends.
-                if self.running.get(&id).is_none_or(|r| r.attempt < st.attempt)
-                    && self.queued.get(&id).is_none_or(|a| *a < st.attempt)
-                    && !self.enqueue(id, st.attempt, st.next_retry_at_ms)
+                let attempt = (st.life, st.attempt);
+                if self.running.get(&id).is_none_or(|r| r.attempt < attempt)
+                    && self.queued.get(&id).is_none_or(|a| *a < attempt)
+                    && !self.enqueue(id, attempt, st.next_retry_at_ms)
                     && self.ready.len() >= self.ctx.opts.queue_max
                 {
                     // The ready queue is full: go on from here next time.
@@ -653,7 +675,7 @@ impl<T: Transport> Invoker<T> {
         epoch: u64,
         store: &PartitionStore,
         id: InvocationId,
-        attempt: u32,
+        attempt: AttemptKey,
         now_ms: u64,
     ) -> bool {
         if let Some(r) = self.running.get(&id) {
@@ -687,7 +709,6 @@ impl<T: Transport> Invoker<T> {
             return true;
         }
         let input_bytes = attempt_input_bytes(&a);
-        let life = a.life;
         let in_use = self.running.input_bytes;
         if !self.running.is_empty() && in_use + input_bytes > self.ctx.opts.inputs_bytes_max {
             // Read again when it is its turn: the inputs are not kept while it waits.
@@ -712,7 +733,7 @@ impl<T: Transport> Invoker<T> {
             };
             let _ = done.send((id, attempt, end)).await;
         });
-        let running = Running { life, attempt, input_bytes, notify, task, restarting: false };
+        let running = Running { attempt, input_bytes, notify, task, restarting: false };
         self.running.insert(id, running);
         true
     }
@@ -720,7 +741,7 @@ impl<T: Transport> Invoker<T> {
     fn finished(
         &mut self,
         id: InvocationId,
-        attempt: u32,
+        attempt: AttemptKey,
         end: AttemptEnd,
     ) -> Result<(), InvokerError> {
         if self.running.get(&id).is_some_and(|r| r.attempt == attempt) {

@@ -588,11 +588,11 @@ impl Processor {
                     }
                 }
                 _ if replaying => {}
-                Action::Invoke { id, attempt, not_before_ms } => {
-                    self.invoker.invoke(leader.epoch, id, attempt, not_before_ms)
+                Action::Invoke { id, life, attempt, not_before_ms } => {
+                    self.invoker.invoke(leader.epoch, id, (life, attempt), not_before_ms)
                 }
-                Action::Notify { id, attempt, index, ty, payload } => {
-                    self.invoker.notify(leader.epoch, id, attempt, index, ty, payload)
+                Action::Notify { id, life, attempt, index, ty, payload } => {
+                    self.invoker.notify(leader.epoch, id, (life, attempt), index, ty, payload)
                 }
                 Action::Abort { id } => self.invoker.abort(leader.epoch, id),
                 Action::Outbox { seq } => outbox_max = Some(seq),
