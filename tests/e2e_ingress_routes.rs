@@ -414,3 +414,90 @@ async fn bad_requests_get_restates_statuses() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Timestamps and forwarded headers, as Restate prints and forwards them
+// ---------------------------------------------------------------------------------------------
+
+fn now_ms() -> u64 {
+    ratchet::timefmt::now_ms()
+}
+
+/// `t` is one of the instants `lo..=hi` (ms) printed by `format`, and has `digits` fraction
+/// digits (none on a whole second).
+fn assert_instant(
+    t: &str,
+    lo: u64,
+    hi: u64,
+    digits: usize,
+    suffix: &str,
+    format: fn(u64) -> String,
+) {
+    let stem = t.strip_suffix(suffix).unwrap_or_else(|| panic!("{t:?} does not end in {suffix}"));
+    match stem.split_once('.') {
+        Some((_, frac)) => assert_eq!(frac.len(), digits, "fraction of {t:?}"),
+        None => assert!(stem.ends_with(|c: char| c.is_ascii_digit()), "{t:?}"),
+    }
+    assert!(
+        (lo..=hi).any(|ms| format(ms) == stem.to_string() + "Z"),
+        "{t:?} is not in {lo}..={hi}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execution_times_and_expiries_are_printed_as_restate_prints_them() {
+    let mut fx = Fixture::start("ingress_timestamps", Sdks::Ts).await;
+    // A delayed send: `executionTime` in UTC with nanoseconds, this send's time plus the delay.
+    let hour = 3_600_000;
+    let lo = now_ms() + hour;
+    let r = fx.call("/restate/send/Approval/late/run?delay=1h", json!("r")).await;
+    let hi = now_ms() + hour;
+    let (run, status) = accepted(&r);
+    assert_eq!(status, "Accepted");
+    let at = r.json()["executionTime"].as_str().expect("executionTime").to_string();
+    assert_instant(&at, lo, hi, 9, "Z", ratchet::timefmt::rfc3339_ns);
+    // Fields in Restate's order.
+    assert!(r.text().starts_with(r#"{"invocationId":"#), "{}", r.text());
+    assert!(r.text().ends_with(r#","status":"Accepted"}"#), "{}", r.text());
+    // Sent again (with or without a delay) while it waits: PreviouslyAccepted, with the first
+    // send's execution time.
+    for path in ["/restate/send/Approval/late/run?delay=2h", "/restate/send/Approval/late/run"] {
+        let r = fx.call(path, json!("r")).await;
+        assert_reply(
+            &r,
+            202,
+            json!({"invocationId": run, "executionTime": at, "status": "PreviouslyAccepted"}),
+        );
+    }
+    assert_eq!(fx.admin("PATCH", &format!("/invocations/{run}/cancel"), None).await.status, 200);
+
+    // Once a delayed idempotent send has started, a repeat has no execution time.
+    let ik = [("idempotency-key", "soon")];
+    let r = post_json(&mut fx, "/restate/send/Idem/once?delay=10ms", json!("soon"), &ik).await;
+    let (soon, _) = accepted(&r);
+    assert!(r.json()["executionTime"].is_string(), "{}", r.text());
+    assert_reply(
+        &fx.call("/restate/attach", by_id(&soon)).await,
+        200,
+        json!({"tag": "soon", "n": 1}),
+    );
+    let r = post_json(&mut fx, "/restate/send/Idem/once", json!("soon"), &ik).await;
+    assert_reply(&r, 202, json!({"invocationId": soon, "status": "PreviouslyAccepted"}));
+    // Without a delay there is none.
+    let r = fx.call("/restate/send/Greeter/greet", json!("x")).await;
+    assert_eq!(r.json().get("executionTime"), None, "{}", r.text());
+
+    // `idempotency-expires` on an answer from a completed idempotent invocation: its
+    // completion time plus the retention (a day by default), milliseconds and `+00:00`.
+    let day = 86_400_000;
+    let ik = [("idempotency-key", "exp")];
+    let lo = now_ms() + day;
+    let r = post_json(&mut fx, "/restate/call/Idem/once", json!("exp"), &ik).await;
+    let hi = now_ms() + day;
+    assert_reply(&r, 200, json!({"tag": "exp", "n": 1}));
+    let r = post_json(&mut fx, "/restate/call/Idem/once", json!("exp"), &ik).await;
+    let expires = r.header("idempotency-expires").expect("idempotency-expires").to_string();
+    assert_instant(&expires, lo, hi, 3, "+00:00", ratchet::timefmt::rfc3339_ms);
+    let r = fx.call("/restate/output", idempotent("Idem", None, "once", "exp")).await;
+    assert_eq!(r.header("idempotency-expires"), Some(expires.as_str()));
+}

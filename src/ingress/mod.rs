@@ -348,7 +348,9 @@ async fn invoke(
             Err(r) => return *r,
         };
         match existing {
-            Some(_) if send => return accepted(&id, "PreviouslyAccepted", 0),
+            Some(prev) if send => {
+                return accepted(&id, "PreviouslyAccepted", scheduled_at_ms(&prev))
+            }
             Some(prev) if prev.phase() == Phase::Completed && !workflow_run => {
                 let purge_at_ms = prev.purge_at_ms;
                 let mut r = respond(&id, Some(handler), prev.outcome.unwrap_or_default());
@@ -392,8 +394,12 @@ async fn invoke(
             Ok((_, o)) => {
                 let previously = matches!(&o.result,
                     Some(outcome::Result::Value(v)) if v.as_ref() == crate::fsm::ACK_PREVIOUSLY);
-                let status = if previously { "PreviouslyAccepted" } else { "Accepted" };
-                accepted(&id, status, execute_at_ms)
+                if !previously {
+                    return accepted(&id, "Accepted", execute_at_ms);
+                }
+                // The execution time is the first request's, while it waits for it.
+                let existing = read_status(st, &target, &id).ok().flatten();
+                accepted(&id, "PreviouslyAccepted", existing.map_or(0, |s| scheduled_at_ms(&s)))
             }
             Err(_) => error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -689,13 +695,33 @@ fn expires_header(r: &mut Response, purge_at_ms: u64) {
     }
 }
 
-/// The 202 answer to a send.
-fn accepted(id: &InvocationId, status: &str, execute_at_ms: u64) -> Response {
-    let mut body = serde_json::json!({"invocationId": id.to_string(), "status": status});
-    if execute_at_ms > 0 {
-        body["executionTime"] =
-            serde_json::Value::String(crate::timefmt::rfc3339_ms(execute_at_ms));
+/// When a scheduled invocation is to start; 0 once it has started (or was never delayed).
+fn scheduled_at_ms(s: &Status) -> u64 {
+    if s.phase() == Phase::Scheduled {
+        s.execute_at_ms
+    } else {
+        0
     }
+}
+
+/// The 202 answer to a send. `executionTime` (nanosecond fraction, as Restate prints it) when
+/// the invocation waits for a delay: this send's, or for `PreviouslyAccepted` the first one's
+/// while it has not started.
+fn accepted(id: &InvocationId, status: &str, execute_at_ms: u64) -> Response {
+    // Fields in Restate's order.
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Accepted<'a> {
+        invocation_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        execution_time: Option<String>,
+        status: &'a str,
+    }
+    let body = Accepted {
+        invocation_id: id.to_string(),
+        execution_time: (execute_at_ms > 0).then(|| crate::timefmt::rfc3339_ns(execute_at_ms)),
+        status,
+    };
     let mut r = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
     r.headers_mut().insert("x-restate-id", header_value(&id.to_string()));
     r
