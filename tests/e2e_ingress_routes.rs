@@ -501,3 +501,97 @@ async fn execution_times_and_expiries_are_printed_as_restate_prints_them() {
     let r = fx.call("/restate/output", idempotent("Idem", None, "once", "exp")).await;
     assert_eq!(r.header("idempotency-expires"), Some(expires.as_str()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_see_the_headers_restate_forwards() {
+    let mut fx = Fixture::start("ingress_headers", Sdks::Ts).await;
+    let names = json!([
+        "content-length",
+        "content-type",
+        "host",
+        "connection",
+        "idempotency-key",
+        "idempotency-expires",
+        "x-dup",
+        "x-empty",
+        "x-restate-ingress-path",
+        "user-agent"
+    ]);
+    let body = names.to_string();
+    let len = body.len().to_string();
+    // Forwarded: content-length and the others, a repeated header's first value; not: host,
+    // connection and the idempotency headers.
+    let r = post(
+        &mut fx,
+        "/Core/headers",
+        &body,
+        &[
+            ("content-type", "application/json"),
+            ("x-dup", "1"),
+            ("user-agent", "ua"),
+            ("x-dup", "2"),
+            ("x-empty", ""),
+            ("connection", "keep-alive"),
+            ("idempotency-expires", "x"),
+        ],
+    )
+    .await;
+    assert_reply(
+        &r,
+        200,
+        json!({"content-length": len, "content-type": "application/json", "host": null,
+            "connection": null, "idempotency-key": null, "idempotency-expires": null,
+            "x-dup": "1", "x-empty": "", "x-restate-ingress-path": "/Core/headers",
+            "user-agent": "ua"}),
+    );
+    // The same through a send, with an (empty) idempotency key, which is a key.
+    let ik = [("idempotency-key", "")];
+    let r = post(
+        &mut fx,
+        "/restate/send/Core/headers",
+        &body,
+        &[ik[0], ("content-type", "application/json")],
+    )
+    .await;
+    let (sent, _) = accepted(&r);
+    let r = fx.call("/restate/attach", by_id(&sent)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["content-length"], json!(len));
+    assert_eq!(r.json()["idempotency-key"], Value::Null);
+    let r = post(
+        &mut fx,
+        "/restate/send/Core/headers",
+        &body,
+        &[ik[0], ("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(accepted(&r), (sent.clone(), "PreviouslyAccepted".to_string()));
+    // Restate sends its `x-restate-ingress-path` first: a client's own comes after it, and the
+    // SDK keeps the last.
+    let names = json!(["x-restate-ingress-path"]);
+    let r = post_json(&mut fx, "/Core/headers", names, &[("x-restate-ingress-path", "mine")]).await;
+    assert_reply(&r, 200, json!({"x-restate-ingress-path": "mine"}));
+    // A value that is not visible ASCII: 400 after the input is checked.
+    let bad = [("content-type", "application/json"), ("x-bad", "café")];
+    let r = post(&mut fx, "/Core/headers", "[]", &bad).await;
+    assert_error(&r, 400, "ingress", "bad header x-bad: ToStrError { _priv: () }");
+    let r = post(&mut fx, "/Core/headers", "[]", &[("content-type", "text/plain"), bad[1]]).await;
+    assert_error(&r, 400, "ingress", "input validation error");
+    let r = post(
+        &mut fx,
+        "/Core/headers",
+        "[]",
+        &[("content-type", "text/plain"), ("idempotency-key", "é")],
+    )
+    .await;
+    assert_error(&r, 400, "ingress", "bad header idempotency-key: ToStrError { _priv: () }");
+    // Not forwarded, not checked.
+    let r = post(
+        &mut fx,
+        "/Core/headers",
+        "[]",
+        &[("content-type", "application/json"), ("idempotency-expires", "é")],
+    )
+    .await;
+    assert_reply(&r, 200, json!({}));
+}

@@ -271,16 +271,12 @@ async fn invoke(
     if !handler.public {
         return error(StatusCode::BAD_REQUEST, "the invoked service is not public");
     }
+    // An empty idempotency key is a key, as in Restate.
     let idempotency_key = match req.headers().get("idempotency-key") {
         None => None,
-        Some(v) => match v.to_str() {
-            Ok(k) if !k.is_empty() => Some(k.to_string()),
-            _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "bad header 'idempotency-key': not visible ASCII",
-                )
-            }
+        Some(v) => match header_str("idempotency-key", v) {
+            Ok(k) => Some(k.to_string()),
+            Err(r) => return *r,
         },
     };
     let workflow_run = handler.kind.fsm_kind() == HandlerKind::WorkflowRun;
@@ -325,6 +321,10 @@ async fn invoke(
     if let Err(msg) = validate_input(handler, content_type.as_deref(), &body) {
         return error(StatusCode::BAD_REQUEST, format!("input validation error: {msg}"));
     }
+    let headers = match headers {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
 
     let kind = handler.kind.fsm_kind();
     let id = if workflow_run {
@@ -831,27 +831,34 @@ fn ok_body(handler: Option<&HandlerSchema>, v: Bytes) -> Response {
     r
 }
 
-/// Request headers forwarded to the handler, plus `x-restate-ingress-path`.
-fn forwarded_headers(h: &HeaderMap, uri: &http::Uri) -> Vec<Header> {
-    let mut out: Vec<Header> = h
-        .iter()
-        .filter(|(k, _)| {
-            !matches!(
-                k.as_str(),
-                "connection"
-                    | "host"
-                    | "idempotency-key"
-                    | "idempotency-expires"
-                    | "content-length"
-            )
-        })
-        .filter_map(|(k, v)| {
-            v.to_str().ok().map(|v| Header { key: k.as_str().to_string(), value: v.to_string() })
-        })
-        .collect();
+/// The headers the handler sees, as Restate forwards them: `x-restate-ingress-path` (the
+/// request's path and query) first, then each request header but `connection`, `host`,
+/// `idempotency-key` and `idempotency-expires` in the order they came, with the first value of
+/// a repeated name only (a client's own `x-restate-ingress-path` comes later, so an SDK that
+/// keeps the last value sees the client's). A forwarded value that is not visible ASCII
+/// answers 400.
+fn forwarded_headers(h: &HeaderMap, uri: &http::Uri) -> Result<Vec<Header>, Box<Response>> {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    out.push(Header { key: "x-restate-ingress-path".into(), value: path.to_string() });
-    out
+    let mut out = vec![Header { key: "x-restate-ingress-path".into(), value: path.to_string() }];
+    for name in h.keys() {
+        if matches!(
+            name.as_str(),
+            "connection" | "host" | "idempotency-key" | "idempotency-expires"
+        ) {
+            continue;
+        }
+        let Some(value) = h.get(name) else { continue };
+        let value = header_str(name.as_str(), value)?;
+        out.push(Header { key: name.as_str().to_string(), value: value.to_string() });
+    }
+    Ok(out)
+}
+
+/// A header's value as text, or Restate's 400 when it is not visible ASCII.
+fn header_str<'a>(name: &str, value: &'a HeaderValue) -> Result<&'a str, Box<Response>> {
+    value
+        .to_str()
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("bad header {name}: {e:?}"))))
 }
 
 /// The longest `?delay=`: about 100 years, so that `now + delay` can never overflow.
