@@ -1,6 +1,8 @@
 //! End-to-end tests of the ingress routes Restate 1.7 added, with the real TypeScript SDK:
 //! `/restate/call|send/{service}[/{key}]/{handler}`, the body-target forms
-//! `POST /restate/attach|output|lookup`, and the scoped `/restate/scope/{scope}/call|send/...`.
+//! `POST /restate/attach|output|lookup`, the scoped `/restate/scope/{scope}/call|send/...`,
+//! `/restate/invocation/...` and `/restate/workflow/...`; and what the ingress prints and
+//! forwards: timestamps and the headers a handler sees.
 //!
 //! Goal: a client that uses the 1.7 routes sees what it sees on Restate — the same handler
 //! results, the same 202 answers to sends (delayed ones scheduled, not run), object keys
@@ -8,7 +10,11 @@
 //! invocation by id, workflow or idempotency key (470 while it runs, 404 when there is none);
 //! lookup answers the id the invocation really has, without looking it up; and bad requests
 //! get Restate's statuses (a body that is not a target: 500, as Restate answers; a scope: 400,
-//! as Restate answers without its experimental vqueues).
+//! as Restate answers without its experimental vqueues). A delayed send's `executionTime` has
+//! a nanosecond fraction, `idempotency-expires` a millisecond one; handlers see Restate's set
+//! of headers (`content-length` too, the first value of a repeated one); in
+//! `/restate/invocation/...` only keys are percent-decoded; wrong shapes under `/restate` get
+//! Restate's 400s and 404s.
 //!
 //! Method: each test starts a fresh fixture (`tests/support`) with the TS test service. The
 //! tests assert only what Restate answers too (checked by running them with
@@ -594,4 +600,131 @@ async fn handlers_see_the_headers_restate_forwards() {
     )
     .await;
     assert_reply(&r, 200, json!({}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// /restate/invocation and /restate/workflow paths; wrong shapes under /restate
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invocation_paths_decode_only_keys_and_wrong_shapes_get_restates_answers() {
+    let mut fx = Fixture::start("ingress_invocation_paths", Sdks::Ts).await;
+    // Idempotent invocations with the keys `k1` and `k%31` (taken as they are).
+    let mut ids = Vec::new();
+    for ik in ["k1", "k%31"] {
+        let r = post_json(&mut fx, "/Idem/once", json!(ik), &[("idempotency-key", ik)]).await;
+        assert_reply(&r, 200, json!({"tag": ik, "n": 1}));
+        ids.push(r.invocation_id());
+    }
+    let r = post_json(&mut fx, "/Counter/a%20b/add", json!(7), &[("idempotency-key", "k1")]).await;
+    assert_reply(&r, 200, json!(7));
+    let keyed = r.invocation_id();
+
+    // The idempotency-key segment is not percent-decoded: `k%31` names the key `k%31`.
+    for (path, want) in [
+        ("/restate/invocation/Idem/once/k1/output", Some((&ids[0], "k1"))),
+        ("/restate/invocation/Idem/once/k%31/output", Some((&ids[1], "k%31"))),
+        ("/restate/invocation/Idem/once/k%2531/output", None),
+        // Nor is the handler segment.
+        ("/restate/invocation/Idem/%6fnce/k1/output", None),
+        // Nor segments past the verb, which are ignored.
+        ("/restate/invocation/Idem/once/k1/output/more", Some((&ids[0], "k1"))),
+    ] {
+        let r = fx.ingress("GET", path, None).await;
+        match want {
+            Some((id, tag)) => {
+                assert_reply(&r, 200, json!({"tag": tag, "n": 1}));
+                assert_eq!(&r.invocation_id(), id, "{path}");
+            }
+            None => assert_error(&r, 404, "ingress", "invocation not found"),
+        }
+    }
+    // The object key is decoded; the idempotency key after it is not.
+    for path in [
+        "/restate/invocation/Counter/a%20b/add/k1/output",
+        "/restate/invocation/Counter/a%20b/add/k1/attach",
+    ] {
+        let r = fx.ingress("GET", path, None).await;
+        assert_reply(&r, 200, json!(7));
+        assert_eq!(r.invocation_id(), keyed);
+    }
+    let r = fx.ingress("GET", "/restate/invocation/Counter/a%20b/add/k%31/output", None).await;
+    assert_error(&r, 404, "ingress", "invocation not found");
+    let r = fx.ingress("GET", "/restate/invocation/Counter/%ff/add/k1/output", None).await;
+    assert_error(
+        &r,
+        400,
+        "ingress",
+        "bad path, cannot decode key: FromUtf8Error { bytes: [255], error: Utf8Error { \
+         valid_up_to: 0, error_len: Some(1) } }",
+    );
+    // The service segment is not decoded either, and the service must exist.
+    for (path, service) in [
+        ("/restate/invocation/Id%65m/once/k1/output", "Id%65m"),
+        ("/restate/invocation/Nope/once/k1/output", "Nope"),
+        ("/restate/invocation/x/y/z", "x"),
+    ] {
+        let r = fx.ingress("GET", path, None).await;
+        assert_error(&r, 404, "ingress", &format!("service '{service}' not found"));
+    }
+
+    // Wrong shapes under /restate: 400 with Restate's message, 404 for an unknown verb.
+    let invocation_shape = "bad path, expected either /restate/invocation/:invocation_id/output \
+        or /restate/invocation/:invocation_id/attach or \
+        /restate/invocation/:invocation_target/:idempotency_key/output or \
+        /restate/invocation/:invocation_target/:idempotency_key/attach";
+    let workflow_shape = "bad path, expected either \
+        /restate/workflow/:workflow_name/:workflow_key/output or \
+        /restate/workflow/:workflow_name/:workflow_key/attach";
+    let awakeable_shape = "bad path, expected either /restate/awakeables/:id/resolve or \
+        /restate/awakeables/:id/reject";
+    for (path, status, message) in [
+        ("/restate/invocation", 400, invocation_shape),
+        ("/restate/invocation/x", 400, invocation_shape),
+        // A keyed service needs its key segment; a plain one has none.
+        ("/restate/invocation/Idem/once/k1", 400, invocation_shape),
+        ("/restate/invocation/Counter/add/k1/output", 400, invocation_shape),
+        ("/restate/invocation/Approval/run/k1/output", 400, invocation_shape),
+        ("/restate/invocation/Counter/a/add/k1", 400, invocation_shape),
+        ("/restate/invocation/Idem/x/once/k1/output", 404, "not found"),
+        ("/restate/invocation/Idem/once/k1/nope", 404, "not found"),
+        ("/restate/invocation/x/y", 404, "not found"),
+        ("/restate/invocation/x/output", 400, ""),
+        ("/restate/workflow", 400, workflow_shape),
+        ("/restate/workflow/Approval", 400, workflow_shape),
+        ("/restate/workflow/Approval/w", 400, workflow_shape),
+        ("/restate/workflow/Approval/w/nope", 404, "not found"),
+        ("/restate/workflow/Approval/w/output/more", 404, "invocation not found"),
+        ("/restate/workflow/Approval/%ff/nope", 400, "bad path, cannot decode key: "),
+        ("/restate/a", 400, awakeable_shape),
+        ("/restate/awakeables", 400, awakeable_shape),
+        ("/restate/a/x", 400, awakeable_shape),
+        ("/restate/awakeables/x/nope", 404, "not found"),
+        ("/restate/a/x/resolve/more", 405, "method not allowed"),
+        ("/restate/attach/x/y", 400, "bad path, expected /restate/call/:service/:handler"),
+        ("/restate/nope/x", 404, "not found"),
+        ("/restate/invocation/a/b/c/d/e/f", 400, "bad path: /restate/invocation/a/b/c/d/e/f"),
+    ] {
+        let r = fx.ingress("GET", path, None).await;
+        assert_error(&r, status, "ingress", message);
+    }
+    // The id is checked before the method; the verb before both.
+    let url = fx.ingress_url("/restate/invocation/x/output");
+    let r = fx.request("POST", &url, None, &[], TIMEOUT).await;
+    assert_error(&r, 400, "ingress", "");
+    assert!(r.text().contains("bad invocation id 'x'"), "{}", r.text());
+    let url = fx.ingress_url("/restate/attach/x");
+    let r = fx.request("POST", &url, None, &[], TIMEOUT).await;
+    assert_error(&r, 400, "ingress", "");
+    let url = fx.ingress_url("/restate/invocation/Idem/once/k1/nope");
+    let r = fx.request("POST", &url, None, &[], TIMEOUT).await;
+    assert_error(&r, 404, "ingress", "not found");
+    let url = fx.ingress_url("/restate/invocation/Idem/once/k1/output");
+    let r = fx.request("POST", &url, None, &[], TIMEOUT).await;
+    assert_error(&r, 405, "ingress", "method not allowed");
+    // Health ignores segments after it, and takes GET only.
+    assert_eq!(fx.ingress("GET", "/restate/health/x", None).await.status, 200);
+    let url = fx.ingress_url("/restate/health");
+    let r = fx.request("POST", &url, None, &[], TIMEOUT).await;
+    assert_error(&r, 405, "ingress", "method not allowed");
 }
