@@ -709,22 +709,18 @@ async fn invocation_paths_decode_only_keys_and_wrong_shapes_get_restates_answers
         assert_error(&r, status, "ingress", message);
     }
     // The id is checked before the method; the verb before both.
-    let url = fx.ingress_url("/restate/invocation/x/output");
-    let r = fx.request("POST", &url, None, &[], TIMEOUT).await;
-    assert_error(&r, 400, "ingress", "");
-    assert!(r.text().contains("bad invocation id 'x'"), "{}", r.text());
-    let url = fx.ingress_url("/restate/attach/x");
-    let r = fx.request("POST", &url, None, &[], TIMEOUT).await;
-    assert_error(&r, 400, "ingress", "");
-    let url = fx.ingress_url("/restate/invocation/Idem/once/k1/nope");
-    let r = fx.request("POST", &url, None, &[], TIMEOUT).await;
-    assert_error(&r, 404, "ingress", "not found");
-    let url = fx.ingress_url("/restate/invocation/Idem/once/k1/output");
-    let r = fx.request("POST", &url, None, &[], TIMEOUT).await;
-    assert_error(&r, 405, "ingress", "method not allowed");
-    // Health ignores segments after it, and takes GET only.
+    for (path, status, message) in [
+        ("/restate/invocation/x/output", 400, "bad invocation id 'x'"),
+        ("/restate/attach/x", 400, "bad invocation id 'x'"),
+        ("/restate/invocation/Idem/once/k1/nope", 404, "not found"),
+        ("/restate/invocation/Idem/once/k1/output", 405, "method not allowed"),
+        ("/restate/health", 405, "method not allowed"),
+    ] {
+        let url = fx.ingress_url(path);
+        let r = fx.request("POST", &url, None, &[], TIMEOUT).await;
+        assert_error(&r, status, "ingress", "");
+        assert!(r.text().contains(message), "POST {path}: {}", r.text());
+    }
+    // Health ignores segments after it (and takes GET only, above).
     assert_eq!(fx.ingress("GET", "/restate/health/x", None).await.status, 200);
-    let url = fx.ingress_url("/restate/health");
-    let r = fx.request("POST", &url, None, &[], TIMEOUT).await;
-    assert_error(&r, 405, "ingress", "method not allowed");
 }
