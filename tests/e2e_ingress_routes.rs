@@ -1,6 +1,8 @@
 //! End-to-end tests of the ingress routes Restate 1.7 added, with the real TypeScript SDK:
 //! `/restate/call|send/{service}[/{key}]/{handler}`, the body-target forms
-//! `POST /restate/attach|output|lookup`, and the scoped `/restate/scope/{scope}/call|send/...`.
+//! `POST /restate/attach|output|lookup`, the scoped `/restate/scope/{scope}/call|send/...`,
+//! `/restate/invocation/...` and `/restate/workflow/...`; and what the ingress prints and
+//! forwards: timestamps and the headers a handler sees.
 //!
 //! Goal: a client that uses the 1.7 routes sees what it sees on Restate — the same handler
 //! results, the same 202 answers to sends (delayed ones scheduled, not run), object keys
@@ -8,7 +10,11 @@
 //! invocation by id, workflow or idempotency key (470 while it runs, 404 when there is none);
 //! lookup answers the id the invocation really has, without looking it up; and bad requests
 //! get Restate's statuses (a body that is not a target: 500, as Restate answers; a scope: 400,
-//! as Restate answers without its experimental vqueues).
+//! as Restate answers without its experimental vqueues). A delayed send's `executionTime` has
+//! a nanosecond fraction, `idempotency-expires` a millisecond one; handlers see Restate's set
+//! of headers (`content-length` too, the first value of a repeated one); in
+//! `/restate/invocation/...` only keys are percent-decoded; wrong shapes under `/restate` get
+//! Restate's 400s and 404s.
 //!
 //! Method: each test starts a fresh fixture (`tests/support`) with the TS test service. The
 //! tests assert only what Restate answers too (checked by running them with
@@ -413,4 +419,308 @@ async fn bad_requests_get_restates_statuses() {
             assert_error(&fx.call(path, target).await, 400, "ingress", "bad scope value: ");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timestamps and forwarded headers, as Restate prints and forwards them
+// ---------------------------------------------------------------------------------------------
+
+fn now_ms() -> u64 {
+    ratchet::timefmt::now_ms()
+}
+
+/// `t` is one of the instants `lo..=hi` (ms) printed by `format`, and has `digits` fraction
+/// digits (none on a whole second).
+fn assert_instant(
+    t: &str,
+    lo: u64,
+    hi: u64,
+    digits: usize,
+    suffix: &str,
+    format: fn(u64) -> String,
+) {
+    let stem = t.strip_suffix(suffix).unwrap_or_else(|| panic!("{t:?} does not end in {suffix}"));
+    match stem.split_once('.') {
+        Some((_, frac)) => assert_eq!(frac.len(), digits, "fraction of {t:?}"),
+        None => assert!(stem.ends_with(|c: char| c.is_ascii_digit()), "{t:?}"),
+    }
+    assert!(
+        (lo..=hi).any(|ms| format(ms) == stem.to_string() + "Z"),
+        "{t:?} is not in {lo}..={hi}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execution_times_and_expiries_are_printed_as_restate_prints_them() {
+    let mut fx = Fixture::start("ingress_timestamps", Sdks::Ts).await;
+    // A delayed send: `executionTime` in UTC with nanoseconds, this send's time plus the delay.
+    let hour = 3_600_000;
+    let lo = now_ms() + hour;
+    let r = fx.call("/restate/send/Approval/late/run?delay=1h", json!("r")).await;
+    let hi = now_ms() + hour;
+    let (run, status) = accepted(&r);
+    assert_eq!(status, "Accepted");
+    let at = r.json()["executionTime"].as_str().expect("executionTime").to_string();
+    assert_instant(&at, lo, hi, 9, "Z", ratchet::timefmt::rfc3339_ns);
+    // Fields in Restate's order.
+    assert!(r.text().starts_with(r#"{"invocationId":"#), "{}", r.text());
+    assert!(r.text().ends_with(r#","status":"Accepted"}"#), "{}", r.text());
+    // Sent again (with or without a delay) while it waits: PreviouslyAccepted, with the first
+    // send's execution time.
+    for path in ["/restate/send/Approval/late/run?delay=2h", "/restate/send/Approval/late/run"] {
+        let r = fx.call(path, json!("r")).await;
+        assert_reply(
+            &r,
+            202,
+            json!({"invocationId": run, "executionTime": at, "status": "PreviouslyAccepted"}),
+        );
+    }
+    assert_eq!(fx.admin("PATCH", &format!("/invocations/{run}/cancel"), None).await.status, 200);
+
+    // Once a delayed idempotent send has started, a repeat has no execution time.
+    let ik = [("idempotency-key", "soon")];
+    let r = post_json(&mut fx, "/restate/send/Idem/once?delay=10ms", json!("soon"), &ik).await;
+    let (soon, _) = accepted(&r);
+    assert!(r.json()["executionTime"].is_string(), "{}", r.text());
+    assert_reply(
+        &fx.call("/restate/attach", by_id(&soon)).await,
+        200,
+        json!({"tag": "soon", "n": 1}),
+    );
+    let r = post_json(&mut fx, "/restate/send/Idem/once", json!("soon"), &ik).await;
+    assert_reply(&r, 202, json!({"invocationId": soon, "status": "PreviouslyAccepted"}));
+    // Without a delay there is none.
+    let r = fx.call("/restate/send/Greeter/greet", json!("x")).await;
+    assert_eq!(r.json().get("executionTime"), None, "{}", r.text());
+
+    // `idempotency-expires` on an answer from a completed idempotent invocation: its
+    // completion time plus the retention (a day by default), milliseconds and `+00:00`.
+    let day = 86_400_000;
+    let ik = [("idempotency-key", "exp")];
+    let lo = now_ms() + day;
+    let r = post_json(&mut fx, "/restate/call/Idem/once", json!("exp"), &ik).await;
+    let hi = now_ms() + day;
+    assert_reply(&r, 200, json!({"tag": "exp", "n": 1}));
+    let r = post_json(&mut fx, "/restate/call/Idem/once", json!("exp"), &ik).await;
+    let expires = r.header("idempotency-expires").expect("idempotency-expires").to_string();
+    assert_instant(&expires, lo, hi, 3, "+00:00", ratchet::timefmt::rfc3339_ms);
+    let r = fx.call("/restate/output", idempotent("Idem", None, "once", "exp")).await;
+    assert_eq!(r.header("idempotency-expires"), Some(expires.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_see_the_headers_restate_forwards() {
+    let mut fx = Fixture::start("ingress_headers", Sdks::Ts).await;
+    let names = json!([
+        "content-length",
+        "content-type",
+        "host",
+        "connection",
+        "idempotency-key",
+        "idempotency-expires",
+        "x-dup",
+        "x-empty",
+        "x-restate-ingress-path",
+        "user-agent"
+    ]);
+    let body = names.to_string();
+    let len = body.len().to_string();
+    // Forwarded: content-length and the others, a repeated header's first value; not: host,
+    // connection and the idempotency headers.
+    let r = post(
+        &mut fx,
+        "/Core/headers",
+        &body,
+        &[
+            ("content-type", "application/json"),
+            ("x-dup", "1"),
+            ("user-agent", "ua"),
+            ("x-dup", "2"),
+            ("x-empty", ""),
+            ("connection", "keep-alive"),
+            ("idempotency-expires", "x"),
+        ],
+    )
+    .await;
+    assert_reply(
+        &r,
+        200,
+        json!({"content-length": len, "content-type": "application/json", "host": null,
+            "connection": null, "idempotency-key": null, "idempotency-expires": null,
+            "x-dup": "1", "x-empty": "", "x-restate-ingress-path": "/Core/headers",
+            "user-agent": "ua"}),
+    );
+    // The same through a send, with an (empty) idempotency key, which is a key.
+    let ik = [("idempotency-key", "")];
+    let r = post(
+        &mut fx,
+        "/restate/send/Core/headers",
+        &body,
+        &[ik[0], ("content-type", "application/json")],
+    )
+    .await;
+    let (sent, _) = accepted(&r);
+    let r = fx.call("/restate/attach", by_id(&sent)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["content-length"], json!(len));
+    assert_eq!(r.json()["idempotency-key"], Value::Null);
+    let r = post(
+        &mut fx,
+        "/restate/send/Core/headers",
+        &body,
+        &[ik[0], ("content-type", "application/json")],
+    )
+    .await;
+    assert_eq!(accepted(&r), (sent.clone(), "PreviouslyAccepted".to_string()));
+    // Restate sends its `x-restate-ingress-path` first: a client's own comes after it, and the
+    // SDK keeps the last.
+    let names = json!(["x-restate-ingress-path"]);
+    let r = post_json(&mut fx, "/Core/headers", names, &[("x-restate-ingress-path", "mine")]).await;
+    assert_reply(&r, 200, json!({"x-restate-ingress-path": "mine"}));
+    // A value that is not visible ASCII: 400 after the input is checked.
+    let bad = [("content-type", "application/json"), ("x-bad", "café")];
+    let r = post(&mut fx, "/Core/headers", "[]", &bad).await;
+    assert_error(&r, 400, "ingress", "bad header x-bad: ToStrError { _priv: () }");
+    let r = post(&mut fx, "/Core/headers", "[]", &[("content-type", "text/plain"), bad[1]]).await;
+    assert_error(&r, 400, "ingress", "input validation error");
+    let r = post(
+        &mut fx,
+        "/Core/headers",
+        "[]",
+        &[("content-type", "text/plain"), ("idempotency-key", "é")],
+    )
+    .await;
+    assert_error(&r, 400, "ingress", "bad header idempotency-key: ToStrError { _priv: () }");
+    // Not forwarded, not checked.
+    let r = post(
+        &mut fx,
+        "/Core/headers",
+        "[]",
+        &[("content-type", "application/json"), ("idempotency-expires", "é")],
+    )
+    .await;
+    assert_reply(&r, 200, json!({}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// /restate/invocation and /restate/workflow paths; wrong shapes under /restate
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invocation_paths_decode_only_keys_and_wrong_shapes_get_restates_answers() {
+    let mut fx = Fixture::start("ingress_invocation_paths", Sdks::Ts).await;
+    // Idempotent invocations with the keys `k1` and `k%31` (taken as they are).
+    let mut ids = Vec::new();
+    for ik in ["k1", "k%31"] {
+        let r = post_json(&mut fx, "/Idem/once", json!(ik), &[("idempotency-key", ik)]).await;
+        assert_reply(&r, 200, json!({"tag": ik, "n": 1}));
+        ids.push(r.invocation_id());
+    }
+    let r = post_json(&mut fx, "/Counter/a%20b/add", json!(7), &[("idempotency-key", "k1")]).await;
+    assert_reply(&r, 200, json!(7));
+    let keyed = r.invocation_id();
+
+    // The idempotency-key segment is not percent-decoded: `k%31` names the key `k%31`.
+    for (path, want) in [
+        ("/restate/invocation/Idem/once/k1/output", Some((&ids[0], "k1"))),
+        ("/restate/invocation/Idem/once/k%31/output", Some((&ids[1], "k%31"))),
+        ("/restate/invocation/Idem/once/k%2531/output", None),
+        // Nor is the handler segment.
+        ("/restate/invocation/Idem/%6fnce/k1/output", None),
+        // Nor segments past the verb, which are ignored.
+        ("/restate/invocation/Idem/once/k1/output/more", Some((&ids[0], "k1"))),
+    ] {
+        let r = fx.ingress("GET", path, None).await;
+        match want {
+            Some((id, tag)) => {
+                assert_reply(&r, 200, json!({"tag": tag, "n": 1}));
+                assert_eq!(&r.invocation_id(), id, "{path}");
+            }
+            None => assert_error(&r, 404, "ingress", "invocation not found"),
+        }
+    }
+    // The object key is decoded; the idempotency key after it is not.
+    for path in [
+        "/restate/invocation/Counter/a%20b/add/k1/output",
+        "/restate/invocation/Counter/a%20b/add/k1/attach",
+    ] {
+        let r = fx.ingress("GET", path, None).await;
+        assert_reply(&r, 200, json!(7));
+        assert_eq!(r.invocation_id(), keyed);
+    }
+    let r = fx.ingress("GET", "/restate/invocation/Counter/a%20b/add/k%31/output", None).await;
+    assert_error(&r, 404, "ingress", "invocation not found");
+    let r = fx.ingress("GET", "/restate/invocation/Counter/%ff/add/k1/output", None).await;
+    assert_error(
+        &r,
+        400,
+        "ingress",
+        "bad path, cannot decode key: FromUtf8Error { bytes: [255], error: Utf8Error { \
+         valid_up_to: 0, error_len: Some(1) } }",
+    );
+    // The service segment is not decoded either, and the service must exist.
+    for (path, service) in [
+        ("/restate/invocation/Id%65m/once/k1/output", "Id%65m"),
+        ("/restate/invocation/Nope/once/k1/output", "Nope"),
+        ("/restate/invocation/x/y/z", "x"),
+    ] {
+        let r = fx.ingress("GET", path, None).await;
+        assert_error(&r, 404, "ingress", &format!("service '{service}' not found"));
+    }
+
+    // Wrong shapes under /restate: 400 with Restate's message, 404 for an unknown verb.
+    let invocation_shape = "bad path, expected either /restate/invocation/:invocation_id/output \
+        or /restate/invocation/:invocation_id/attach or \
+        /restate/invocation/:invocation_target/:idempotency_key/output or \
+        /restate/invocation/:invocation_target/:idempotency_key/attach";
+    let workflow_shape = "bad path, expected either \
+        /restate/workflow/:workflow_name/:workflow_key/output or \
+        /restate/workflow/:workflow_name/:workflow_key/attach";
+    let awakeable_shape = "bad path, expected either /restate/awakeables/:id/resolve or \
+        /restate/awakeables/:id/reject";
+    for (path, status, message) in [
+        ("/restate/invocation", 400, invocation_shape),
+        ("/restate/invocation/x", 400, invocation_shape),
+        // A keyed service needs its key segment; a plain one has none.
+        ("/restate/invocation/Idem/once/k1", 400, invocation_shape),
+        ("/restate/invocation/Counter/add/k1/output", 400, invocation_shape),
+        ("/restate/invocation/Approval/run/k1/output", 400, invocation_shape),
+        ("/restate/invocation/Counter/a/add/k1", 400, invocation_shape),
+        ("/restate/invocation/Idem/x/once/k1/output", 404, "not found"),
+        ("/restate/invocation/Idem/once/k1/nope", 404, "not found"),
+        ("/restate/invocation/x/y", 404, "not found"),
+        ("/restate/invocation/x/output", 400, ""),
+        ("/restate/workflow", 400, workflow_shape),
+        ("/restate/workflow/Approval", 400, workflow_shape),
+        ("/restate/workflow/Approval/w", 400, workflow_shape),
+        ("/restate/workflow/Approval/w/nope", 404, "not found"),
+        ("/restate/workflow/Approval/w/output/more", 404, "invocation not found"),
+        ("/restate/workflow/Approval/%ff/nope", 400, "bad path, cannot decode key: "),
+        ("/restate/a", 400, awakeable_shape),
+        ("/restate/awakeables", 400, awakeable_shape),
+        ("/restate/a/x", 400, awakeable_shape),
+        ("/restate/awakeables/x/nope", 404, "not found"),
+        ("/restate/a/x/resolve/more", 405, "method not allowed"),
+        ("/restate/attach/x/y", 400, "bad path, expected /restate/call/:service/:handler"),
+        ("/restate/nope/x", 404, "not found"),
+        ("/restate/invocation/a/b/c/d/e/f", 400, "bad path: /restate/invocation/a/b/c/d/e/f"),
+    ] {
+        let r = fx.ingress("GET", path, None).await;
+        assert_error(&r, status, "ingress", message);
+    }
+    // The id is checked before the method; the verb before both.
+    for (path, status, message) in [
+        ("/restate/invocation/x/output", 400, "bad invocation id 'x'"),
+        ("/restate/attach/x", 400, "bad invocation id 'x'"),
+        ("/restate/invocation/Idem/once/k1/nope", 404, "not found"),
+        ("/restate/invocation/Idem/once/k1/output", 405, "method not allowed"),
+        ("/restate/health", 405, "method not allowed"),
+    ] {
+        let url = fx.ingress_url(path);
+        let r = fx.request("POST", &url, None, &[], TIMEOUT).await;
+        assert_error(&r, status, "ingress", "");
+        assert!(r.text().contains(message), "POST {path}: {}", r.text());
+    }
+    // Health ignores segments after it (and takes GET only, above).
+    assert_eq!(fx.ingress("GET", "/restate/health/x", None).await.status, 200);
 }

@@ -5,7 +5,8 @@
 //! names (`acct0` … `acct15`), random bytes. The first partition key hash (FNV-1a, split by
 //! its top bits) put `user-0` … `user-999` 310 / 0 / 90 / 600 on 4 partitions; xxh3 must not.
 //! The hash is frozen (partition keys are in invocation ids and store keys): a fixed vector
-//! pins it.
+//! pins it. It is not Restate's (which hashes a key's bytes followed by 0xff): an id of
+//! Restate's pins that difference, and that its ids and ours share one format.
 //!
 //! Method: count keys per partition with the server's own `partition_key_of` and
 //! `partition_of`, and compare each share with the even share.
@@ -75,6 +76,32 @@ fn the_hash_is_frozen() {
 
 /// `partition_key_of` of "a", "user-0", "acct15" (xxh3-64, seed 0).
 const PINNED: [u64; 3] = [0xE6C6_32B6_1E96_4E1F, 0xF92B_CD19_1370_A1E0, 0x37B3_2D60_E218_7F35];
+
+#[test]
+fn restates_partition_keys_differ_but_its_ids_have_our_format() {
+    use ratchet::fsm::workflow_id;
+    use ratchet::protocol::ids::InvocationId;
+    // Restate 1.7.12's id of the run of workflow `PWf` with key `wk`: our parser reads it, and
+    // its partition key is xxh3-64 of the key's bytes followed by 0xff (what Rust's `Hash`
+    // writes for a string), not `partition_key_of` (xxh3-64 of the bytes alone).
+    let restates: InvocationId = "inv_1jgaCjfFuWAp2LTSlNA9oIonX8oi0FGn6a".parse().expect("parse");
+    assert_eq!(restates.to_string(), "inv_1jgaCjfFuWAp2LTSlNA9oIonX8oi0FGn6a");
+    assert_eq!(restates.partition_key, 0x3925_1C13_3CBF_57E0);
+    assert_eq!(restates.partition_key, xxhash_rust::xxh3::xxh3_64(b"wk\xff"));
+    assert_ne!(restates.partition_key, partition_key_of("wk"));
+    // Ours for the same workflow: another id, in the same format.
+    let ours = workflow_id("PWf", "wk");
+    assert_eq!(ours.partition_key, partition_key_of("wk"));
+    assert_ne!(ours, restates);
+    let text = ours.to_string();
+    assert!(text.starts_with("inv_1") && text.len() == 38, "{text}");
+    assert_eq!(text.parse::<InvocationId>(), Ok(ours));
+    // The id in the `w 1` example of docs/partitioning.md.
+    let pk = |id: &str| id.parse::<InvocationId>().map(|i| i.partition_key);
+    let restates_w1 = format!("inv_19CEkzYgAFrm{}", "0".repeat(22));
+    assert_eq!(pk(&restates_w1), Ok(xxhash_rust::xxh3::xxh3_64(b"w 1\xff")));
+    assert!(workflow_id("Approval", "w 1").to_string().starts_with("inv_19uEaxbtszjB"));
+}
 
 #[test]
 fn appends_are_split_in_order_within_the_log_limit() {

@@ -144,9 +144,10 @@ pub const TIMER_START: u32 = 0;
 /// (`metadata/node.json`), which then refuses to start under another.
 pub const PARTITION_KEY_HASH: &str = "xxh3-64";
 
-/// The partition key of an object or workflow key: xxh3 (64 bit, seed 0) of the key's bytes,
-/// as Restate computes it. Frozen: partition keys are part of invocation ids and of every
-/// store key, so changing this would move keys between partitions (see `docs/partitioning.md`).
+/// The partition key of an object or workflow key: xxh3 (64 bit, seed 0) of the key's bytes.
+/// Not Restate's value: Restate hashes the key through Rust's `Hash` (the bytes, then `0xff`).
+/// Frozen: partition keys are part of invocation ids and of every store key, so changing this
+/// would move keys between partitions (see `docs/partitioning.md`).
 pub fn partition_key_of(key: &str) -> u64 {
     // Changing this function needs a new `PARTITION_KEY_HASH`: data directories record it.
     xxhash_rust::xxh3::xxh3_64(key.as_bytes())

@@ -8,7 +8,10 @@
 //! experimental vqueues), `POST /restate/a|awakeables/{id}/resolve|reject`,
 //! `GET /restate/invocation/{id}/attach|output`, `/restate/attach|output/{id}`,
 //! `/restate/workflow/{name}/{key}/attach|output`,
-//! `/restate/invocation/{service}[/{key}]/{handler}/{idempotency key}/attach|output`,
+//! `/restate/invocation/{service}[/{key}]/{handler}/{idempotency key}/attach|output` (only
+//! object and workflow keys are percent-decoded, as in Restate: service, handler and
+//! idempotency-key segments are taken as they are; the service must exist; segments after the
+//! verb are ignored; other shapes under `/restate/...` are 400 with Restate's messages),
 //! `POST /restate/attach|output|lookup` (a JSON body names the invocation: by id, workflow or
 //! idempotency key; lookup answers its id without looking it up), and
 //! `GET /restate/health`. Errors are JSON
@@ -129,8 +132,8 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// Percent-decodes a path segment; a `%` not followed by two hex digits stays as it is (as in
-/// Restate). `None` when the result is not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
+/// Restate). An error when the result is not UTF-8.
+fn percent_decode(s: &str) -> Result<String, std::string::FromUtf8Error> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -150,12 +153,19 @@ fn percent_decode(s: &str) -> Option<String> {
             }
         }
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out)
 }
 
 async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Response {
     let path = req.uri().path().trim_end_matches('/').to_string();
-    if path == "/restate/health" {
+    let segs: Vec<&str> = path.split('/').skip(1).collect();
+    let well_formed =
+        (2..=7).contains(&(path.matches('/').count())) && segs.iter().all(|s| !s.is_empty());
+    // Health is answered outside the concurrency limit. Restate ignores segments after it.
+    if well_formed && segs.starts_with(&["restate", "health"]) {
+        if req.method() != Method::GET {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        }
         if let Some(r) = not_running(&st.router) {
             return r;
         }
@@ -172,8 +182,7 @@ async fn handle(State(st): State<Arc<IngressState>>, req: Request<Body>) -> Resp
             ),
         );
     };
-    let segs: Vec<&str> = path.split('/').skip(1).collect();
-    if !(2..=7).contains(&(path.matches('/').count())) || segs.iter().any(|s| s.is_empty()) {
+    if !well_formed {
         return error(StatusCode::BAD_REQUEST, format!("bad path: {path}"));
     }
     if segs[0] == "restate" {
@@ -196,6 +205,15 @@ enum Form {
     Send,
 }
 
+fn service_not_found(service: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "service '{service}' not found, make sure to register the service before calling it."
+        ),
+    )
+}
+
 /// The answer to a `/restate/...` path of the wrong shape.
 fn bad_restate_path() -> Response {
     error(
@@ -206,13 +224,12 @@ fn bad_restate_path() -> Response {
     )
 }
 
-/// A key (object, workflow or scope) from a path segment, or the 400 when it is not UTF-8.
+/// A key (object, workflow or scope) from a path segment, percent-decoded; the 400 when it is
+/// not UTF-8 (with Restate's message, which shows the bytes). Only keys are decoded: service,
+/// handler and idempotency-key segments are taken as they are, as Restate does.
 fn path_key(seg: &str) -> Result<String, Box<Response>> {
-    percent_decode(seg).ok_or_else(|| {
-        Box::new(error(
-            StatusCode::BAD_REQUEST,
-            format!("bad path: the key '{seg}' is not valid percent-encoded UTF-8"),
-        ))
+    percent_decode(seg).map_err(|e| {
+        Box::new(error(StatusCode::BAD_REQUEST, format!("bad path, cannot decode key: {e:?}")))
     })
 }
 
@@ -228,12 +245,7 @@ async fn invoke(
 ) -> Response {
     let schema = st.registry.snapshot();
     let Some(service) = schema.service(service) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!(
-                "service '{service}' not found, make sure to register the service before calling it."
-            ),
-        );
+        return service_not_found(service);
     };
     let keyed = service.ty != ServiceType::Service;
     let arity = if keyed { 2 } else { 1 };
@@ -271,16 +283,12 @@ async fn invoke(
     if !handler.public {
         return error(StatusCode::BAD_REQUEST, "the invoked service is not public");
     }
+    // An empty idempotency key is a key, as in Restate.
     let idempotency_key = match req.headers().get("idempotency-key") {
         None => None,
-        Some(v) => match v.to_str() {
-            Ok(k) if !k.is_empty() => Some(k.to_string()),
-            _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "bad header 'idempotency-key': not visible ASCII",
-                )
-            }
+        Some(v) => match header_str("idempotency-key", v) {
+            Ok(k) => Some(k.to_string()),
+            Err(r) => return *r,
         },
     };
     let workflow_run = handler.kind.fsm_kind() == HandlerKind::WorkflowRun;
@@ -325,6 +333,10 @@ async fn invoke(
     if let Err(msg) = validate_input(handler, content_type.as_deref(), &body) {
         return error(StatusCode::BAD_REQUEST, format!("input validation error: {msg}"));
     }
+    let headers = match headers {
+        Ok(h) => h,
+        Err(r) => return *r,
+    };
 
     let kind = handler.kind.fsm_kind();
     let id = if workflow_run {
@@ -348,7 +360,9 @@ async fn invoke(
             Err(r) => return *r,
         };
         match existing {
-            Some(_) if send => return accepted(&id, "PreviouslyAccepted", 0),
+            Some(prev) if send => {
+                return accepted(&id, "PreviouslyAccepted", scheduled_at_ms(&prev))
+            }
             Some(prev) if prev.phase() == Phase::Completed && !workflow_run => {
                 let purge_at_ms = prev.purge_at_ms;
                 let mut r = respond(&id, Some(handler), prev.outcome.unwrap_or_default());
@@ -393,8 +407,12 @@ async fn invoke(
             Ok((_, o)) => {
                 let previously = matches!(&o.result,
                     Some(outcome::Result::Value(v)) if v.as_ref() == crate::fsm::ACK_PREVIOUSLY);
-                let status = if previously { "PreviouslyAccepted" } else { "Accepted" };
-                accepted(&id, status, execute_at_ms)
+                if !previously {
+                    return accepted(&id, "Accepted", execute_at_ms);
+                }
+                // The execution time is the first request's, while it waits for it.
+                let existing = read_status(st, &target, &id).ok().flatten();
+                accepted(&id, "PreviouslyAccepted", existing.map_or(0, |s| scheduled_at_ms(&s)))
             }
             Err(_) => error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -439,56 +457,112 @@ async fn restate_route(st: &IngressState, segs: &[&str], req: Request<Body>) -> 
             }
             Err(r) => *r,
         },
-        ["restate", "awakeables" | "a", id, verb @ ("resolve" | "reject")] => {
-            complete_awakeable(st, id, *verb == "resolve", req).await
-        }
-        ["restate", "workflow", name, key, verb @ ("attach" | "output")] => {
-            if req.method() != Method::GET {
-                return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-            }
-            match path_key(key) {
-                Ok(key) => invocation_result(st, workflow_id(name, &key), *verb == "attach").await,
-                Err(r) => *r,
-            }
-        }
-        ["restate", "invocation", service, handler, ik, verb @ ("attach" | "output")] => {
-            if req.method() != Method::GET {
-                return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-            }
-            let (Some(service), Some(handler), Some(ik)) =
-                (percent_decode(service), percent_decode(handler), percent_decode(ik))
-            else {
-                return error(StatusCode::BAD_REQUEST, "bad path: not valid percent-encoded UTF-8");
+        ["restate", "awakeables" | "a", rest @ ..] => match rest {
+            [id, verb, ..] => match *verb {
+                "resolve" | "reject" => complete_awakeable(st, id, *verb == "resolve", req).await,
+                _ => not_found(),
+            },
+            _ => error(
+                StatusCode::BAD_REQUEST,
+                "bad path, expected either /restate/awakeables/:id/resolve or \
+                 /restate/awakeables/:id/reject",
+            ),
+        },
+        ["restate", "workflow", rest @ ..] => {
+            let [name, key, verb, ..] = rest else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad path, expected either /restate/workflow/:workflow_name/:workflow_key/output \
+                     or /restate/workflow/:workflow_name/:workflow_key/attach",
+                );
             };
-            let id = idempotent_id(&service, None, &handler, &ik);
-            invocation_result(st, id, *verb == "attach").await
-        }
-        ["restate", "invocation", service, key, handler, ik, verb @ ("attach" | "output")] => {
-            if req.method() != Method::GET {
-                return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-            }
-            let decoded = [service, key, handler, ik].map(|p| percent_decode(p));
-            let [Some(service), Some(key), Some(handler), Some(ik)] = decoded else {
-                return error(StatusCode::BAD_REQUEST, "bad path: not valid percent-encoded UTF-8");
+            let key = match path_key(key) {
+                Ok(key) => key,
+                Err(r) => return *r,
             };
-            let id = idempotent_id(&service, Some(&key), &handler, &ik);
-            invocation_result(st, id, *verb == "attach").await
-        }
-        ["restate", "invocation", id, verb @ ("attach" | "output")]
-        | ["restate", verb @ ("attach" | "output"), id] => {
+            let Some(attach) = attach_verb(verb) else { return not_found() };
             if req.method() != Method::GET {
                 return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             }
-            match parse_id(id) {
-                Ok(id) => invocation_result(st, id, *verb == "attach").await,
-                Err(r) => *r,
+            invocation_result(st, workflow_id(name, &key), attach).await
+        }
+        ["restate", "invocation", rest @ ..] => invocation_route(st, rest, req).await,
+        ["restate", verb @ ("attach" | "output"), id] => {
+            let id = match parse_id(id) {
+                Ok(id) => id,
+                Err(r) => return *r,
+            };
+            if req.method() != Method::GET {
+                return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             }
+            invocation_result(st, id, *verb == "attach").await
         }
         ["restate", "call" | "send" | "scope" | "attach" | "output" | "lookup", ..] => {
             bad_restate_path()
         }
-        _ => error(StatusCode::NOT_FOUND, "not found"),
+        _ => not_found(),
     }
+}
+
+fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not found")
+}
+
+/// `Some(true)` for `attach`, `Some(false)` for `output`.
+fn attach_verb(verb: &str) -> Option<bool> {
+    match verb {
+        "attach" => Some(true),
+        "output" => Some(false),
+        _ => None,
+    }
+}
+
+/// `GET /restate/invocation/...` (`rest` is the path after `invocation`): either
+/// `{invocation id}/attach|output`, or `{service}[/{key}]/{handler}/{idempotency key}/attach|output`
+/// where the service's type says whether a key segment is there. As in Restate: the service
+/// must exist (its name and the handler's are not percent-decoded, nor is the idempotency key;
+/// the key is); the handler need not; segments after the verb are ignored.
+async fn invocation_route(st: &IngressState, rest: &[&str], req: Request<Body>) -> Response {
+    let bad_shape = || {
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad path, expected either /restate/invocation/:invocation_id/output or \
+             /restate/invocation/:invocation_id/attach or \
+             /restate/invocation/:invocation_target/:idempotency_key/output or \
+             /restate/invocation/:invocation_target/:idempotency_key/attach",
+        )
+    };
+    let (id, attach) = match rest {
+        [] | [_] => return bad_shape(),
+        [id, verb] => {
+            let Some(attach) = attach_verb(verb) else { return not_found() };
+            match parse_id(id) {
+                Ok(id) => (id, attach),
+                Err(r) => return *r,
+            }
+        }
+        [service, tail @ ..] => {
+            let schema = st.registry.snapshot();
+            let Some(service) = schema.service(service) else {
+                return service_not_found(service);
+            };
+            let (key, handler, ik, verb) = match (service.ty != ServiceType::Service, tail) {
+                (true, [key, handler, ik, verb, ..]) => (Some(*key), handler, ik, verb),
+                (false, [handler, ik, verb, ..]) => (None, handler, ik, verb),
+                _ => return bad_shape(),
+            };
+            let key = match key.map(path_key).transpose() {
+                Ok(key) => key,
+                Err(r) => return *r,
+            };
+            let Some(attach) = attach_verb(verb) else { return not_found() };
+            (idempotent_id(&service.name, key.as_deref(), handler, ik), attach)
+        }
+    };
+    if req.method() != Method::GET {
+        return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    }
+    invocation_result(st, id, attach).await
 }
 
 fn parse_id(id: &str) -> Result<InvocationId, Box<Response>> {
@@ -690,13 +764,33 @@ fn expires_header(r: &mut Response, purge_at_ms: u64) {
     }
 }
 
-/// The 202 answer to a send.
-fn accepted(id: &InvocationId, status: &str, execute_at_ms: u64) -> Response {
-    let mut body = serde_json::json!({"invocationId": id.to_string(), "status": status});
-    if execute_at_ms > 0 {
-        body["executionTime"] =
-            serde_json::Value::String(crate::timefmt::rfc3339_ms(execute_at_ms));
+/// When a scheduled invocation is to start; 0 once it has started (or was never delayed).
+fn scheduled_at_ms(s: &Status) -> u64 {
+    if s.phase() == Phase::Scheduled {
+        s.execute_at_ms
+    } else {
+        0
     }
+}
+
+/// The 202 answer to a send. `executionTime` (nanosecond fraction, as Restate prints it) when
+/// the invocation waits for a delay: this send's, or for `PreviouslyAccepted` the first one's
+/// while it has not started.
+fn accepted(id: &InvocationId, status: &str, execute_at_ms: u64) -> Response {
+    // Fields in Restate's order.
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Accepted<'a> {
+        invocation_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        execution_time: Option<String>,
+        status: &'a str,
+    }
+    let body = Accepted {
+        invocation_id: id.to_string(),
+        execution_time: (execute_at_ms > 0).then(|| crate::timefmt::rfc3339_ns(execute_at_ms)),
+        status,
+    };
     let mut r = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
     r.headers_mut().insert("x-restate-id", header_value(&id.to_string()));
     r
@@ -806,27 +900,34 @@ fn ok_body(handler: Option<&HandlerSchema>, v: Bytes) -> Response {
     r
 }
 
-/// Request headers forwarded to the handler, plus `x-restate-ingress-path`.
-fn forwarded_headers(h: &HeaderMap, uri: &http::Uri) -> Vec<Header> {
-    let mut out: Vec<Header> = h
-        .iter()
-        .filter(|(k, _)| {
-            !matches!(
-                k.as_str(),
-                "connection"
-                    | "host"
-                    | "idempotency-key"
-                    | "idempotency-expires"
-                    | "content-length"
-            )
-        })
-        .filter_map(|(k, v)| {
-            v.to_str().ok().map(|v| Header { key: k.as_str().to_string(), value: v.to_string() })
-        })
-        .collect();
+/// The headers the handler sees, as Restate forwards them: `x-restate-ingress-path` (the
+/// request's path and query) first, then each request header but `connection`, `host`,
+/// `idempotency-key` and `idempotency-expires` in the order they came, with the first value of
+/// a repeated name only (a client's own `x-restate-ingress-path` comes later, so an SDK that
+/// keeps the last value sees the client's). A forwarded value that is not visible ASCII
+/// answers 400.
+fn forwarded_headers(h: &HeaderMap, uri: &http::Uri) -> Result<Vec<Header>, Box<Response>> {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    out.push(Header { key: "x-restate-ingress-path".into(), value: path.to_string() });
-    out
+    let mut out = vec![Header { key: "x-restate-ingress-path".into(), value: path.to_string() }];
+    for name in h.keys() {
+        if matches!(
+            name.as_str(),
+            "connection" | "host" | "idempotency-key" | "idempotency-expires"
+        ) {
+            continue;
+        }
+        let Some(value) = h.get(name) else { continue };
+        let value = header_str(name.as_str(), value)?;
+        out.push(Header { key: name.as_str().to_string(), value: value.to_string() });
+    }
+    Ok(out)
+}
+
+/// A header's value as text, or Restate's 400 when it is not visible ASCII.
+fn header_str<'a>(name: &str, value: &'a HeaderValue) -> Result<&'a str, Box<Response>> {
+    value
+        .to_str()
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("bad header {name}: {e:?}"))))
 }
 
 /// The longest `?delay=`: about 100 years, so that `now + delay` can never overflow.
@@ -912,8 +1013,8 @@ mod tests {
 
     #[test]
     fn keys_are_percent_decoded() {
-        assert_eq!(percent_decode("a%20b").as_deref(), Some("a b"));
-        assert_eq!(percent_decode("%zz%4").as_deref(), Some("%zz%4"));
-        assert_eq!(percent_decode("%ff"), None);
+        assert_eq!(percent_decode("a%20b").ok().as_deref(), Some("a b"));
+        assert_eq!(percent_decode("%zz%4").ok().as_deref(), Some("%zz%4"));
+        assert!(percent_decode("%ff").is_err());
     }
 }
