@@ -926,7 +926,7 @@ fn a_restart_keeps_a_prefix_and_the_later_results_its_commands_wait_for() {
     };
     let input = (0x0400u16, Bytes::new());
     // input, run 1, run 2, result 2, result 1, run 3 (its result never came)
-    let journal = vec![input, run(1), run(2), done(2), done(1), run(3)];
+    let journal = [input, run(1), run(2), done(2), done(1), run(3)];
     let len = journal.len() as u32;
     let mut page = |at: u32, n: u32| {
         let end = (at + n).min(len) as usize;
