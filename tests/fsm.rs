@@ -1006,3 +1006,29 @@ fn a_restarted_invocation_starts_from_the_planned_journal_with_the_old_seed() {
     assert!(apply_all(&fsm, &store, &[restart(2, 0, "")]).is_empty());
     assert!(store.begin_read().unwrap().status(&id(3)).unwrap().is_none());
 }
+
+#[test]
+fn a_recreated_id_waits_behind_those_queued_before_its_new_life() {
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    let raw = |n: u128| Bytes::copy_from_slice(&id(n).to_bytes());
+    // 1 holds key k; 2 then 3 wait in its inbox.
+    apply_all(
+        &fsm,
+        &store,
+        &[
+            invoke(1, HandlerKind::Exclusive, "k", 11),
+            invoke(2, HandlerKind::Exclusive, "k", 12),
+            invoke(3, HandlerKind::Exclusive, "k", 13),
+        ],
+    );
+    // 2 is killed while queued, purged, and made again (same id): it queues again, last.
+    let kill = rec(record::Kind::Kill(ratchet::fsm::Kill { invocation_id: raw(2) }));
+    let purge = rec(record::Kind::Purge(ratchet::fsm::Kill { invocation_id: raw(2) }));
+    apply_all(&fsm, &store, &[kill, purge, invoke(2, HandlerKind::Exclusive, "k", 22)]);
+    assert_eq!(status(&store, 2).phase(), Phase::Inboxed);
+    // 1 ends: 3 goes first (2's old place is not its new life's), then 2.
+    let a = apply_all(&fsm, &store, &finish(1, 1, b"1"));
+    assert_eq!(started(&a), vec![(3, 1)]);
+    let a = apply_all(&fsm, &store, &finish(3, 1, b"3"));
+    assert_eq!(started(&a), vec![(2, 1)]);
+}

@@ -682,7 +682,7 @@ impl Fsm {
                     }
                     st.phase = Phase::Inboxed as i32;
                     st.modified_ms = now_ms;
-                    s.inbox_push(&st.service, &st.key, id)?;
+                    s.inbox_push(&st.service, &st.key, id, st.life)?;
                     s.put_status(id, &st)?;
                     return Ok(());
                 }
@@ -1697,10 +1697,11 @@ impl Fsm {
         }
         if kind.takes_lock() && s.lock(&service, &key)? == Some(*id) {
             s.clear_lock(&service, &key)?;
-            // Hand the key to the next queued invocation, skipping any that are gone.
-            while let Some(next) = s.inbox_pop(&service, &key)? {
+            // Hand the key to the next queued invocation, skipping any that are gone (or were
+            // queued by an earlier life of their id: the new life has its own, later place).
+            while let Some((next, life)) = s.inbox_pop(&service, &key)? {
                 if let Some(next_st) = s.status(&next)? {
-                    if next_st.phase() == Phase::Inboxed {
+                    if next_st.phase() == Phase::Inboxed && (life == 0 || next_st.life == life) {
                         return self.start(s, &next, next_st, now_ms, out);
                     }
                 }

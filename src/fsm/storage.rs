@@ -154,9 +154,20 @@ pub trait FsmStore: FsmRead {
     fn state_clear(&mut self, service: &str, key: &str) -> Result<(), StoreError>;
     fn set_lock(&mut self, service: &str, key: &str, id: &InvocationId) -> Result<(), StoreError>;
     fn clear_lock(&mut self, service: &str, key: &str) -> Result<(), StoreError>;
-    fn inbox_push(&mut self, service: &str, key: &str, id: &InvocationId)
-        -> Result<(), StoreError>;
-    fn inbox_pop(&mut self, service: &str, key: &str) -> Result<Option<InvocationId>, StoreError>;
+    /// Queues life `life` of `id` (see `Status::life`) behind an object's lock.
+    fn inbox_push(
+        &mut self,
+        service: &str,
+        key: &str,
+        id: &InvocationId,
+        life: u64,
+    ) -> Result<(), StoreError>;
+    /// The first queued invocation and the life it was queued as (0: queued before lives).
+    fn inbox_pop(
+        &mut self,
+        service: &str,
+        key: &str,
+    ) -> Result<Option<(InvocationId, u64)>, StoreError>;
     /// Arms a timer of life `life` of `id` (see `Status::life`).
     fn timer_put(
         &mut self,
@@ -520,20 +531,34 @@ impl<W: WriteView> FsmStore for W {
         service: &str,
         key: &str,
         id: &InvocationId,
+        life: u64,
     ) -> Result<(), StoreError> {
         let prefix = schema::inbox_prefix(service, key.as_bytes());
         let seq = match self.last_in_prefix(Table::Inbox, &prefix)? {
             Some((k, _)) => schema::decode_inbox_key(&k)?.2 + 1,
             None => 0,
         };
-        self.put(Table::Inbox, &schema::inbox_key(service, key.as_bytes(), seq), &id.to_bytes())
+        let mut value = id.to_bytes().to_vec();
+        value.extend_from_slice(&life.to_be_bytes());
+        self.put(Table::Inbox, &schema::inbox_key(service, key.as_bytes(), seq), &value)
     }
-    fn inbox_pop(&mut self, service: &str, key: &str) -> Result<Option<InvocationId>, StoreError> {
+    fn inbox_pop(
+        &mut self,
+        service: &str,
+        key: &str,
+    ) -> Result<Option<(InvocationId, u64)>, StoreError> {
         let first =
             self.scan_prefix(Table::Inbox, &schema::inbox_prefix(service, key.as_bytes()), 1)?;
         let Some((k, v)) = first.into_iter().next() else { return Ok(None) };
         self.delete(Table::Inbox, &k)?;
-        parse_id(Table::Inbox, &v).map(Some)
+        let (id, life) = v.split_at(v.len().min(schema::INVOCATION_ID_BYTES));
+        let life = match life {
+            [] => 0,
+            l => u64::from_be_bytes(
+                l.try_into().map_err(|_| corrupt(Table::Inbox, "inbox value is not id and life"))?,
+            ),
+        };
+        Ok(Some((parse_id(Table::Inbox, id)?, life)))
     }
     fn timer_put(
         &mut self,
