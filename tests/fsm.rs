@@ -1032,3 +1032,76 @@ fn a_recreated_id_waits_behind_those_queued_before_its_new_life() {
     let a = apply_all(&fsm, &store, &finish(3, 1, b"3"));
     assert_eq!(started(&a), vec![(2, 1)]);
 }
+
+#[test]
+fn failures_and_pauses_are_kept_as_bounded_journal_events() {
+    use ratchet::fsm::{JournalEvent, JournalEventKind};
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    let kept = |n: u128| match invoke(n, HandlerKind::Service, "", 10 + n as u64) {
+        Record { header, kind: Some(record::Kind::Invoke(mut i)) } => {
+            i.retention_ms = Some(60_000);
+            i.journal_retention_ms = Some(60_000);
+            Record { header, kind: Some(record::Kind::Invoke(i)) }
+        }
+        other => other,
+    };
+    let fail = |code: u32, message: &str, pause: bool| {
+        effect::Kind::Failed(Failed {
+            code,
+            message: message.into(),
+            retry_after_ms: None,
+            counts: true,
+            retry_in_ms: 0,
+            give_up: false,
+            pause,
+        })
+    };
+    let events = |n: u128| -> Vec<JournalEvent> {
+        let r = store.begin_read().unwrap();
+        let len = r.status(&id(n)).unwrap().map_or(0, |s| s.events_len);
+        r.journal_events(&id(n), len).unwrap()
+    };
+    apply_all(&fsm, &store, &[kept(1)]);
+    // The same error twice in a row is one event counted twice; another error is another.
+    apply_all(&fsm, &store, &[effect_of(1, 1, fail(500, "boom", false))]);
+    apply_all(&fsm, &store, &[effect_of(1, 2, fail(500, "boom", false))]);
+    apply_all(&fsm, &store, &[effect_of(1, 3, fail(503, "busy", true))]);
+    let got: Vec<(i32, u32, u32)> = events(1).iter().map(|e| (e.kind, e.code, e.count)).collect();
+    let (t, p) = (JournalEventKind::TransientError as i32, JournalEventKind::Paused as i32);
+    assert_eq!(got, vec![(t, 500, 2), (t, 503, 1), (p, 503, 1)]);
+    assert_eq!(status(&store, 1).phase(), Phase::Paused);
+    // Resumed and finished: the events stay with the kept journal, and go with the purge.
+    let resume = rec(record::Kind::Resume(ratchet::fsm::Resume {
+        invocation_id: Bytes::copy_from_slice(&id(1).to_bytes()),
+        deployment_id: String::new(),
+    }));
+    apply_all(&fsm, &store, &[resume]);
+    apply_all(&fsm, &store, &finish(1, 4, b"1"));
+    assert_eq!(status(&store, 1).phase(), Phase::Completed);
+    assert_eq!(events(1).len(), 3);
+    let purge = rec(record::Kind::Purge(ratchet::fsm::Kill {
+        invocation_id: Bytes::copy_from_slice(&id(1).to_bytes()),
+    }));
+    apply_all(&fsm, &store, &[purge]);
+    let r = store.begin_read().unwrap();
+    assert!(r.scan_prefix(Table::JournalEvents, &[], usize::MAX).unwrap().is_empty());
+    drop(r);
+
+    // Ever-different failures: at most JOURNAL_EVENTS_MAX rows, the last one the latest.
+    apply_all(&fsm, &store, &[kept(2)]);
+    let max = limits::JOURNAL_EVENTS_MAX;
+    for a in 1..=max + 10 {
+        apply_all(&fsm, &store, &[effect_of(2, a, fail(500, &format!("error {a}"), false))]);
+    }
+    let e = events(2);
+    assert_eq!(e.len() as u32, max);
+    assert_eq!(e.last().unwrap().message, format!("error {}", max + 10));
+    let r = store.begin_read().unwrap();
+    assert_eq!(r.scan_prefix(Table::JournalEvents, &[], usize::MAX).unwrap().len() as u32, max);
+    drop(r);
+    // A long message (a stack trace) is cut.
+    apply_all(&fsm, &store, &[kept(3)]);
+    apply_all(&fsm, &store, &[effect_of(3, 1, fail(500, &"é".repeat(10_000), false))]);
+    let m = &events(3)[0].message;
+    assert!(m.len() <= limits::JOURNAL_EVENT_MESSAGE_BYTES_MAX && m.len() > 4000, "{}", m.len());
+}

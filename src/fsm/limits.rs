@@ -20,6 +20,9 @@ pub const SINKS_MAX: usize = 256;
 /// consecutive identical transient errors are one event with a count, so this bounds the
 /// rows of an invocation that keeps failing in different ways.
 pub const JOURNAL_EVENTS_MAX: u32 = 64;
+/// The message of a journal event (a failure's message and stack trace); longer ones are
+/// cut. Bytes.
+pub const JOURNAL_EVENT_MESSAGE_BYTES_MAX: usize = 4 * 1024;
 /// An object or workflow key. Bytes.
 pub const OBJECT_KEY_BYTES_MAX: usize = 16 * 1024;
 /// A state key. Bytes. The stored key (service, object key and state key, escaped) must also

@@ -248,10 +248,22 @@ fn event(
         after_journal_entry_index: st.journal_len.saturating_sub(1),
         appended_at_ms: now_ms,
         code,
-        message: message.to_string(),
+        message: cut(message, limits::JOURNAL_EVENT_MESSAGE_BYTES_MAX).to_string(),
         count: 1,
         last_at_ms: now_ms,
     }
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn invalid(reason: impl Into<String>) -> ApplyError {
@@ -1604,7 +1616,7 @@ impl Fsm {
     ) -> Result<(), ApplyError> {
         if st.events_len > 0 {
             let last = st.events_len - 1;
-            if let Some(mut prev) = s.journal_events(id, st.events_len)?.pop() {
+            if let Some(mut prev) = s.journal_event(id, last)? {
                 let same = (prev.kind, prev.code, prev.after_journal_entry_index, &prev.message)
                     == (ev.kind, ev.code, ev.after_journal_entry_index, &ev.message);
                 if same {

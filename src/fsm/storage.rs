@@ -62,6 +62,12 @@ pub trait FsmRead {
         start: u32,
         n: u32,
     ) -> Result<Vec<(u16, Bytes)>, StoreError>;
+    /// Journal event `seq` of `id`.
+    fn journal_event(
+        &self,
+        id: &InvocationId,
+        seq: u32,
+    ) -> Result<Option<JournalEvent>, StoreError>;
     /// The journal events `0..len` of `id`, in order.
     fn journal_events(&self, id: &InvocationId, len: u32) -> Result<Vec<JournalEvent>, StoreError>;
     /// State entries in key order while their total size stays within `bytes_max`; the flag
@@ -251,6 +257,16 @@ impl<R: ReadView> FsmRead for R {
                 Ok((ty, Bytes::from(v).slice(2..)))
             })
             .collect()
+    }
+    fn journal_event(
+        &self,
+        id: &InvocationId,
+        seq: u32,
+    ) -> Result<Option<JournalEvent>, StoreError> {
+        let t = Table::JournalEvents;
+        self.get(t, &schema::journal_key(&id.to_bytes(), seq))?
+            .map(|v| JournalEvent::decode(v.as_slice()).map_err(|e| corrupt(t, e)))
+            .transpose()
     }
     fn journal_events(&self, id: &InvocationId, len: u32) -> Result<Vec<JournalEvent>, StoreError> {
         let t = Table::JournalEvents;
@@ -555,7 +571,8 @@ impl<W: WriteView> FsmStore for W {
         let life = match life {
             [] => 0,
             l => u64::from_be_bytes(
-                l.try_into().map_err(|_| corrupt(Table::Inbox, "inbox value is not id and life"))?,
+                l.try_into()
+                    .map_err(|_| corrupt(Table::Inbox, "inbox value is not id and life"))?,
             ),
         };
         Ok(Some((parse_id(Table::Inbox, id)?, life)))

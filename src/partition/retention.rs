@@ -34,6 +34,9 @@ pub struct Options {
     pub page_pause: Duration,
     /// Invocations named by one `Expire` record.
     pub ids_per_record: usize,
+    /// Store rows (statuses, kept journal entries and journal events) one `Expire` record
+    /// deletes, about: a record holds at least one invocation, whatever its size.
+    pub rows_per_record: usize,
 }
 
 impl Default for Options {
@@ -43,6 +46,7 @@ impl Default for Options {
             page_rows: 1024,
             page_pause: Duration::from_millis(10),
             ids_per_record: 1024,
+            rows_per_record: 16_384,
         }
     }
 }
@@ -64,14 +68,14 @@ pub async fn run(
             Ok(rows) => {
                 let done = rows.len() < opts.page_rows.max(1);
                 cursor = rows.last().map(|(id, _)| *id);
-                let expired: Vec<InvocationId> = rows
+                let expired: Vec<(InvocationId, usize)> = rows
                     .into_iter()
                     .filter(|(_, st)| {
                         st.phase() == Phase::Completed
                             && st.purge_at_ms != 0
                             && st.purge_at_ms <= now_ms
                     })
-                    .map(|(id, _)| id)
+                    .map(|(id, st)| (id, 1 + st.journal_len as usize + st.events_len as usize))
                     .collect();
                 (expired, done)
             }
@@ -81,11 +85,11 @@ pub async fn run(
                 (Vec::new(), true)
             }
         };
-        for chunk in expired.chunks(opts.ids_per_record.max(1)) {
+        for chunk in chunks(&expired, opts.ids_per_record.max(1), opts.rows_per_record) {
             let e = Expire {
                 invocation_ids: chunk
                     .iter()
-                    .map(|id| Bytes::copy_from_slice(&id.to_bytes()))
+                    .map(|(id, _)| Bytes::copy_from_slice(&id.to_bytes()))
                     .collect(),
             };
             let rec = Record { header: None, kind: Some(record::Kind::Expire(e)) };
@@ -110,5 +114,40 @@ pub async fn run(
             _ = stop.wait_for(|s| *s) => return Ok(()),
             _ = tokio::time::sleep(pause) => {}
         }
+    }
+}
+
+/// Splits `(id, rows)` into runs of at most `ids_max` ids whose rows stay within `rows_max`
+/// (a run has at least one id).
+fn chunks<T>(items: &[(T, usize)], ids_max: usize, rows_max: usize) -> Vec<&[(T, usize)]> {
+    let mut out = Vec::new();
+    let (mut start, mut rows) = (0, 0usize);
+    for (i, (_, r)) in items.iter().enumerate() {
+        if i > start && (i - start >= ids_max || rows + r > rows_max) {
+            out.push(&items[start..i]);
+            (start, rows) = (i, 0);
+        }
+        rows += r;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn expire_records_are_bounded_in_ids_and_rows() {
+        let sizes = |items: &[(u8, usize)], ids, rows| -> Vec<usize> {
+            super::chunks(items, ids, rows).iter().map(|c| c.len()).collect()
+        };
+        let small: Vec<(u8, usize)> = (0..5).map(|i| (i, 1)).collect();
+        assert_eq!(sizes(&small, 2, 100), vec![2, 2, 1]);
+        assert_eq!(sizes(&small, 10, 3), vec![3, 2]);
+        // One invocation over the row budget still gets its own record.
+        let big = [(0u8, 1), (1, 50), (2, 1), (3, 1)];
+        assert_eq!(sizes(&big, 10, 10), vec![1, 1, 2]);
+        assert!(super::chunks::<u8>(&[], 10, 10).is_empty());
     }
 }
