@@ -986,10 +986,13 @@ fn a_restarted_invocation_starts_from_the_planned_journal_with_the_old_seed() {
             new_invocation_id: Bytes::copy_from_slice(&id(new).to_bytes()),
             from,
             deployment_id: deployment.into(),
+            ack_request: 70 + new as u64,
         }))
     };
     let a = apply_all(&fsm, &store, &[restart(2, 1, "keep")]);
     assert_eq!(started(&a), vec![(2, 1)]);
+    let ok = Outcome { result: Some(outcome::Result::Value(Bytes::from_static(b"Accepted"))) };
+    assert_eq!(replies(&a), vec![(72, 2, ok)], "the asker hears the new id");
     let new = status(&store, 2);
     assert_eq!(new.journal_len, 3, "input, run, its result");
     assert_eq!(new.completed_ids, vec![1]);
@@ -1001,9 +1004,12 @@ fn a_restarted_invocation_starts_from_the_planned_journal_with_the_old_seed() {
     let types: Vec<u16> = r.journal(&id(2), 3).unwrap().into_iter().map(|e| e.0).collect();
     assert_eq!(types, vec![0x0400, 0x0411, 0x8011]);
     drop(r);
-    // An incomplete prefix, a taken new id or a running old one change nothing.
-    assert!(apply_all(&fsm, &store, &[restart(3, 9, "")]).is_empty());
-    assert!(apply_all(&fsm, &store, &[restart(2, 0, "")]).is_empty());
+    // An entry out of range or a taken new id change nothing, and the asker hears why.
+    let a = apply_all(&fsm, &store, &[restart(3, 9, "")]);
+    assert_eq!((replies(&a).len(), failure_of(&replies(&a)[0].2).0), (1, 400), "{a:?}");
+    let a = apply_all(&fsm, &store, &[restart(2, 0, "")]);
+    assert_eq!(failure_of(&replies(&a)[0].2).0, 409, "{a:?}");
+    assert!(started(&a).is_empty());
     assert!(store.begin_read().unwrap().status(&id(3)).unwrap().is_none());
 }
 

@@ -696,18 +696,36 @@ async fn restart_as_new(
         partition_key: invocation.partition_key,
         uuid: ids.next().1,
     };
+    // Answered once applied: the invocation may have been purged since the checks above.
+    let partitions = api.state.partitions.as_ref();
+    let waiters =
+        &partitions.ok_or_else(|| AdminError::Unavailable("no partitions".into()))?.waiters;
+    let (ack_request, rx, _guard) = waiters.register();
     let r = RestartAsNew {
         invocation_id: bytes::Bytes::copy_from_slice(&invocation.to_bytes()),
         new_invocation_id: bytes::Bytes::copy_from_slice(&new_id.to_bytes()),
         from,
         deployment_id,
+        ack_request,
     };
     handle
         .append(vec![Record { header: None, kind: Some(record::Kind::RestartAsNew(r)) }])
         .await
         .map_err(|e| AdminError::Unavailable(format!("cannot append the request: {e}")))?;
-    let body = serde_json::json!({ "new_invocation_id": new_id.to_string() });
-    Ok((StatusCode::OK, axum::Json(body)).into_response())
+    let (_, outcome) = rx.await.map_err(|_| {
+        AdminError::Unavailable("the server is shutting down; the restart may have happened".into())
+    })?;
+    match outcome.result {
+        Some(crate::fsm::outcome::Result::Failure(f)) => Err(match f.code {
+            404 => AdminError::InvocationNotFound(id.to_string()),
+            400 => AdminError::InvalidField { field: "from", reason: f.message },
+            _ => AdminError::Conflict(f.message),
+        }),
+        _ => {
+            let body = serde_json::json!({ "new_invocation_id": new_id.to_string() });
+            Ok((StatusCode::OK, axum::Json(body)).into_response())
+        }
+    }
 }
 
 /// Checks the invocation's phase and appends the record that does `op` to its partition.

@@ -1534,18 +1534,34 @@ impl Fsm {
         if old_id.partition_key != new_id.partition_key {
             return Err(invalid("restart-as-new into another partition"));
         }
-        let Some(old) = s.status(&old_id)? else { return Ok(()) };
-        if old.phase() != Phase::Completed
-            || old.kind() == HandlerKind::WorkflowRun
-            || s.status(&new_id)?.is_some()
-        {
-            return Ok(());
-        }
-        let Ok(plan) =
-            restart::plan(old.journal_len, r.from, |at, n| s.journal_page(&old_id, at, n))?
-        else {
-            return Ok(());
+        // Whoever asked hears the outcome: the admin API checked, but things may have changed
+        // since (purged by retention, say).
+        let refuse = |out: &mut Vec<Action>, code: u32, message: String| {
+            if r.ack_request != 0 {
+                let outcome = failure_outcome(code, message);
+                out.push(Action::IngressReply { request_id: r.ack_request, id: old_id, outcome });
+            }
+            Ok(())
         };
+        let Some(old) = s.status(&old_id)? else {
+            return refuse(out, 404, format!("invocation {old_id} not found"));
+        };
+        if old.phase() != Phase::Completed || old.journal_len == 0 {
+            let m = format!("invocation {old_id} is not completed with its journal kept");
+            return refuse(out, 409, m);
+        }
+        if old.kind() == HandlerKind::WorkflowRun || s.status(&new_id)?.is_some() {
+            return refuse(
+                out,
+                409,
+                format!("invocation {old_id} cannot be restarted as {new_id}"),
+            );
+        }
+        let plan =
+            match restart::plan(old.journal_len, r.from, |at, n| s.journal_page(&old_id, at, n))? {
+                Ok(plan) => plan,
+                Err(e) => return refuse(out, 400, e.to_string()),
+            };
         // Copied page by page: entries 0..=from, then the later completions they wait for.
         let mut received = Default::default();
         let mut index = 0u32;
@@ -1601,6 +1617,10 @@ impl Fsm {
             random_seed,
             ..Status::default()
         };
+        if r.ack_request != 0 {
+            let ok = Outcome { result: Some(outcome::Result::Value(Bytes::from_static(ACK_NEW))) };
+            out.push(Action::IngressReply { request_id: r.ack_request, id: new_id, outcome: ok });
+        }
         self.start(s, &new_id, st, now_ms, out)
     }
 

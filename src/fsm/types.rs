@@ -146,6 +146,9 @@ pub struct RestartAsNew {
     /// Pin this deployment (empty or `latest`: choose anew; `keep`: the old one's).
     #[prost(string, tag = "4")]
     pub deployment_id: String,
+    /// Who hears what apply decided (0: nobody): the new id's start, or why not.
+    #[prost(uint64, tag = "5")]
+    pub ack_request: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
