@@ -259,8 +259,9 @@ async fn an_idempotent_delayed_send_is_one_invocation_across_a_crash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_send_queued_behind_a_busy_key_runs_once_across_a_crash() {
     let mut fx = Fixture::start("delayed_send_inboxed", Sdks::Ts).await;
-    // Counter/q is held for 3 s; an add to it comes due after 0.5 s and must wait its turn.
-    let r = fx.call("/Counter/q/hold/send", json!(3000)).await;
+    // Counter/q is held for 6 s; an add to it comes due after 0.5 s and must wait its turn
+    // (6 s leaves room for a slow machine between the hold's start and the read below).
+    let r = fx.call("/Counter/q/hold/send", json!(6000)).await;
     assert_eq!(r.status, 202, "{}", r.text());
     let deadline = Deadline::after(Duration::from_secs(20), "the hold to start");
     while fx.stat(Sdk::Ts, "hold:q").await == 0 {

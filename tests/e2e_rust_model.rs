@@ -514,14 +514,15 @@ async fn an_awakeable_raced_against_a_timer_in_rust_takes_the_first() {
     assert_eq!(r.status, 202, "{}", r.text());
     let r = fx.ingress("GET", &format!("/restate/invocation/{inv}/output"), None).await;
     assert_reply(&r, 200, json!({"error": "timeout", "code": 408}));
-    // The awakeable first: the timer, still armed, changes nothing when it fires.
+    // The awakeable first (the timer is long enough for a slow machine to resolve it first):
+    // the timer, still armed, changes nothing when it fires.
     let inv =
-        send(&mut fx, "/RustSignals/awaitWithTimeout", json!({"ms": 1000, "tag": "t2"})).await;
+        send(&mut fx, "/RustSignals/awaitWithTimeout", json!({"ms": 3000, "tag": "t2"})).await;
     let awk = published_str(&mut fx, Sdk::Rust, "awk:t2").await;
     let r = post_raw(&mut fx, &format!("/restate/awakeables/{awk}/resolve"), "\"in time\"").await;
     assert_eq!(r.status, 202, "{}", r.text());
     assert_reply(&attach(&mut fx, &inv).await, 200, json!({"value": "in time"}));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     let r = fx.ingress("GET", &format!("/restate/invocation/{inv}/output"), None).await;
     assert_reply(&r, 200, json!({"value": "in time"}));
     let stats = fx.stats(Sdk::Rust).await;
