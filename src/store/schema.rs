@@ -40,13 +40,17 @@
 //! | Promises | esc(service) ‖ esc(workflow key) ‖ esc(promise name) |
 //! | Dedup | esc(producer id) |
 //! | Runnable | u64 seq ‖ invocation id |
+//! | JournalEvents | invocation id ‖ u32 event seq |
 //!
-//! Values are opaque to the store; their encodings belong to the state machine.
+//! Values are opaque to the store; their encodings belong to the state machine (an Inbox
+//! value is the invocation id and the life it queued as, a Timers value the life it was armed
+//! for; rows written before lives hold the id only, or nothing).
 //!
 //! Version log: 1 — initial schema. 2 — the Runnable index (invocations with an attempt to
 //! run, in the order they became runnable), the log identity, leader epoch and sequence
 //! counters in Meta, and the Outbox and Dedup tables in use; a version 1 store lacks the index
 //! and the identity, so it cannot be opened (no migration: it is rebuilt from the log).
+//! Within version 2, tables added later (JournalEvents) are created when a store opens.
 
 /// Schema version this code writes. Stored under [`META_SCHEMA_VERSION`] as a u32 BE.
 pub const SCHEMA_VERSION: u32 = 2;
