@@ -236,14 +236,22 @@ async fn an_idempotent_delayed_send_is_one_invocation_across_a_crash() {
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(r.json()["status"], "Accepted");
     let id = r.json()["invocationId"].as_str().unwrap().to_string();
+    let at = r.json()["executionTime"].clone();
+    assert!(at.is_string(), "{}", r.text());
+    // While it waits, a repeat carries the first send's execution time (as Restate answers).
+    let previously =
+        json!({"invocationId": id, "executionTime": at, "status": "PreviouslyAccepted"});
     let r = fx.request("POST", &url, body(), &h, Duration::from_secs(10)).await;
-    assert_eq!(r.json(), json!({"invocationId": id, "status": "PreviouslyAccepted"}));
+    assert_eq!(r.json(), previously);
     let r = fx.ingress("GET", "/restate/invocation/Idem/once/ik/output", None).await;
     assert_eq!(r.status, 470, "{}", r.text());
     fx.kill9_server();
     fx.restart_server().await;
     let r = fx.request("POST", &url, body(), &h, Duration::from_secs(10)).await;
-    assert_eq!(r.json(), json!({"invocationId": id, "status": "PreviouslyAccepted"}));
+    let got = r.json();
+    assert_eq!((&got["invocationId"], &got["status"]), (&json!(id), &json!("PreviouslyAccepted")));
+    // Still waiting (the same time), or started meanwhile (none).
+    assert!(got.get("executionTime").is_none_or(|t| *t == at), "{got}");
     // A call with the key waits for the same invocation.
     let call_url = fx.ingress_url("/Idem/once");
     let r = fx.request("POST", &call_url, body(), &h, Duration::from_secs(20)).await;

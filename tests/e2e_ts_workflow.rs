@@ -136,9 +136,12 @@ async fn a_delayed_workflow_is_one_workflow_before_it_starts_and_across_a_crash(
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(r.json()["status"], "Accepted");
     let wf = r.json()["invocationId"].as_str().unwrap().to_string();
-    // Scheduled, not started: the same workflow for a send, a conflict for a call, no output.
+    let at = r.json()["executionTime"].clone();
+    // Scheduled, not started: the same workflow (and execution time) for a send, a conflict
+    // for a call, no output.
     let r = fx.call("/Approval/d/run/send", json!("again")).await;
-    assert_eq!(r.json(), json!({"invocationId": wf, "status": "PreviouslyAccepted"}));
+    let want = json!({"invocationId": wf, "executionTime": at, "status": "PreviouslyAccepted"});
+    assert_eq!(r.json(), want);
     let r = fx.call("/Approval/d/run", json!("again")).await;
     assert_eq!(r.status, 409, "{}", r.text());
     let r = fx.ingress("GET", "/restate/workflow/Approval/d/output", None).await;
@@ -152,7 +155,10 @@ async fn a_delayed_workflow_is_one_workflow_before_it_starts_and_across_a_crash(
     fx.kill9_server();
     fx.restart_server().await;
     let r = fx.call("/Approval/d/run/send", json!("again")).await;
-    assert_eq!(r.json(), json!({"invocationId": wf, "status": "PreviouslyAccepted"}));
+    let got = r.json();
+    assert_eq!((&got["invocationId"], &got["status"]), (&json!(wf), &json!("PreviouslyAccepted")));
+    // Still waiting (the same time), or started meanwhile (none).
+    assert!(got.get("executionTime").is_none_or(|t| *t == at), "{got}");
     let want = json!({"input": "later", "decision": {"value": "early"}});
     let r = fx.ingress("GET", "/restate/workflow/Approval/d/attach", None).await;
     assert_reply(&r, 200, want.clone());
