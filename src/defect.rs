@@ -3,8 +3,8 @@
 //!
 //! Each defect is a bug this code once had or could easily have: a fire-and-forget delivery,
 //! a partition killed by a bad record, a processor that gives up on a full disk, replay that
-//! depends on configuration, timers fired twice. The code checks [`active`] at exactly the
-//! place the bug would be.
+//! depends on configuration, timers fired twice, a re-created id taking what its earlier life
+//! left in flight. The code checks [`active`] at exactly the place the bug would be.
 //!
 //! Invariant: defects are per thread and off unless a test turns one on; the simulator runs
 //! on one thread, so turning one on there changes nothing anywhere else.
@@ -36,10 +36,13 @@ pub enum Defect {
     /// (programming model) A signal index already in the journal is taken again: an
     /// awakeable's later completions are delivered too, not only the first.
     SignalTakenTwice,
+    /// (programming model) A re-created invocation id takes what its earlier life left in
+    /// flight: that life's attempt effects, timers and answers to its calls.
+    LifeIgnored,
 }
 
 impl Defect {
-    pub const ALL: [Defect; 10] = [
+    pub const ALL: [Defect; 11] = [
         Defect::ShufflerDropsFailedDelivery,
         Defect::ShufflerTruncatesFirst,
         Defect::ShufflerReorders,
@@ -50,6 +53,7 @@ impl Defect {
         Defect::TimerFiringDropped,
         Defect::AppendsNotSplit,
         Defect::SignalTakenTwice,
+        Defect::LifeIgnored,
     ];
 }
 

@@ -181,6 +181,15 @@ fn expected(defect: Defect) -> &'static [&'static [&'static str]] {
         Defect::TimerFiringDropped => &[&["rows left in Timers"]],
         Defect::AppendsNotSplit => &[&["RA1005", "over the log's limit"]],
         Defect::SignalTakenTwice => &[&["sent signal", "a second time"], &["Awk/wait", "expected"]],
+        // The new life takes the old one's timer (its sleep ends early), its call's answer
+        // (its output is wrong), or its attempt's effects (its journal is not its own: a
+        // journal mismatch pauses it, or it ended with the old attempt's end).
+        Defect::LifeIgnored => &[
+            &["before its wake-up time"],
+            &["never asked for"],
+            &["/run) expected", "b|b"],
+            &["/run) is stuck in Paused"],
+        ],
     }
 }
 
@@ -265,4 +274,9 @@ fn defect_timer_firing_dropped_is_found() {
 #[test]
 fn defect_signal_taken_twice_is_found() {
     find(Defect::SignalTakenTwice);
+}
+
+#[test]
+fn defect_life_ignored_is_found() {
+    find(Defect::LifeIgnored);
 }

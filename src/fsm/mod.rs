@@ -266,6 +266,12 @@ fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// Whether something stamped with life `theirs` is for the status of life `ours` (see
+/// `Status::life`). [`Defect::LifeIgnored`](crate::defect::Defect::LifeIgnored) takes anything.
+fn same_life(ours: u64, theirs: u64) -> bool {
+    ours == theirs || crate::defect::active(crate::defect::Defect::LifeIgnored)
+}
+
 fn invalid(reason: impl Into<String>) -> ApplyError {
     ApplyError::Invalid { reason: reason.into() }
 }
@@ -494,7 +500,7 @@ impl Fsm {
             Some(record::Kind::Response(r)) => {
                 let id = id_of(&r.invocation_id)?;
                 // An answer to a call of an earlier life of a re-created id is not for this one.
-                if let Some(mut st) = s.status(&id)?.filter(|st| st.life == r.life) {
+                if let Some(mut st) = s.status(&id)?.filter(|st| same_life(st.life, r.life)) {
                     let default = Outcome::default();
                     let payload = notification(
                         r.completion_id,
@@ -757,7 +763,7 @@ impl Fsm {
     ) -> Result<(), ApplyError> {
         let id = id_of(&e.invocation_id)?;
         let Some(mut st) = s.status(&id)? else { return Ok(()) };
-        if st.phase() != Phase::Invoked || st.attempt != e.attempt || st.life != e.life {
+        if st.phase() != Phase::Invoked || st.attempt != e.attempt || !same_life(st.life, e.life) {
             return Ok(()); // from a superseded attempt, or an earlier life of the id
         }
         st.modified_ms = now_ms;
@@ -1459,7 +1465,9 @@ impl Fsm {
             return Ok(()); // fired already
         };
         // A timer of an earlier life of a re-created id (its sleep died with it).
-        let Some(mut st) = s.status(&id)?.filter(|st| st.life == life) else { return Ok(()) };
+        let Some(mut st) = s.status(&id)?.filter(|st| same_life(st.life, life)) else {
+            return Ok(());
+        };
         if t.completion_id == TIMER_START {
             if st.phase() == Phase::Scheduled {
                 return self.start(s, &id, st, now_ms, out);

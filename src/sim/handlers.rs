@@ -7,15 +7,21 @@
 //! partitions in emission order (`Caller`), messages of hundreds of KiB that the shuffler must
 //! split by bytes (`Caller.send_big` to `Sink.put`, which checks each payload), retryable and
 //! terminal failures (`Flaky`), a command over a limit (`Big.set`), awakeables completed
-//! through another partition's outbox, twice, of which only the first counts (`Awk`), and a
-//! panicking SDK (`Flaky.panic`, planned only by the test of panic reporting).
+//! through another partition's outbox, twice, of which only the first counts (`Awk`), a
+//! workflow's durable promise awaited by its run and completed (twice) by shared handlers of
+//! the same key (`Wf`), cancellation (`Cancel.cancel` sends the signal; `Caller.call_hang`
+//! waits on `Hang.wait`, which only a cancel or a kill ends), a kill that must release an
+//! object's lock (`Holder.hold` waits on `Hang.wait` holding `Holder/key`; `Holder.touch`
+//! queues behind it), an invocation whose deterministic id is killed, purged and created again
+//! while its sleep and call are still in flight (`Life.run`, `LifeWf.run`), and a panicking SDK
+//! (`Flaky.panic`, planned only by the test of panic reporting).
 
 use bytes::Bytes;
 
 use super::sdk::{Ctx, HandlerError, HandlerFuture, HandlerResult};
 use crate::protocol::discovery::ServiceType;
 
-/// A service: its name, type, and handlers (name, exclusive).
+/// A service: its name, type, and handlers (name, exclusive; for a workflow: its `run`).
 pub type ServiceDef = (&'static str, ServiceType, &'static [(&'static str, bool)]);
 
 /// The simulated deployment's services.
@@ -26,12 +32,18 @@ pub const SERVICES: &[ServiceDef] = &[
     (
         "Caller",
         ServiceType::Service,
-        &[("call_add", false), ("send_seq", false), ("send_big", false)],
+        &[("call_add", false), ("send_seq", false), ("send_big", false), ("call_hang", false)],
     ),
     ("Flaky", ServiceType::Service, &[("flaky", false), ("fail", false), ("panic", false)]),
     ("Big", ServiceType::VirtualObject, &[("set", true)]),
     ("Sink", ServiceType::VirtualObject, &[("put", true)]),
     ("Awk", ServiceType::Service, &[("wait", false), ("resolve", false)]),
+    ("Wf", ServiceType::Workflow, &[("run", true), ("resolve", false)]),
+    ("Hang", ServiceType::Service, &[("wait", false)]),
+    ("Cancel", ServiceType::Service, &[("cancel", false)]),
+    ("Holder", ServiceType::VirtualObject, &[("hold", true), ("touch", true)]),
+    ("Life", ServiceType::Service, &[("run", false), ("echo", false)]),
+    ("LifeWf", ServiceType::Workflow, &[("run", true)]),
 ];
 
 /// Bytes of the state key `Big.set` writes: over the store's key limit.
@@ -64,6 +76,89 @@ async fn awk_resolve(ctx: Ctx) -> HandlerResult {
     ctx.resolve_awakeable(id, Bytes::from_static(b"second"))?;
     Ok(Bytes::new())
 }
+
+/// Workflow `Wf.run`: waits for the promise `p`; a peek must then give the same value.
+async fn wf_run(ctx: Ctx) -> HandlerResult {
+    let v = ctx.promise("p").await?;
+    match ctx.peek_promise("p").await? {
+        Some(peeked) if peeked == v => Ok(v),
+        other => Err(HandlerError::Terminal(
+            500,
+            format!("the promise gave {}, a peek then {other:?}", text(&v)),
+        )),
+    }
+}
+
+/// `Wf.resolve` (shared): completes the promise `p` with its input, then again with something
+/// else. The first completion succeeds unless another resolver's came first; the second must
+/// fail with 409; a peek then gives the value that won. Output: `won` or `lost to <value>`.
+async fn wf_resolve(ctx: Ctx) -> HandlerResult {
+    let v = ctx.input();
+    let first = ctx.complete_promise("p", v.clone()).await?;
+    let second = ctx.complete_promise("p", Bytes::from_static(b"again")).await?;
+    let now = ctx.peek_promise("p").await?;
+    match (first, second, now) {
+        (Ok(()), Err((409, _)), Some(now)) if now == v => Ok(Bytes::from_static(b"won")),
+        (Err((409, _)), Err((409, _)), Some(now)) if now != v => {
+            Ok(Bytes::from(format!("lost to {}", text(&now))))
+        }
+        (first, second, now) => Err(HandlerError::Terminal(
+            500,
+            format!("completing twice gave {first:?} then {second:?}; the promise is {now:?}"),
+        )),
+    }
+}
+
+/// Waits on an awakeable nobody completes: only a cancel or a kill ends it.
+async fn hang_wait(ctx: Ctx) -> HandlerResult {
+    let (_, index) = ctx.awakeable();
+    ctx.await_awakeable(index).await
+}
+
+/// Calls `Hang.wait`: a cancel must reach the callee too.
+async fn caller_call_hang(ctx: Ctx) -> HandlerResult {
+    ctx.call("Hang", "wait", "", Bytes::new()).await
+}
+
+/// Input: an invocation id; sends it the cancel signal.
+async fn cancel_cancel(ctx: Ctx) -> HandlerResult {
+    ctx.send_signal(&text(&ctx.input()), crate::fsm::SIGNAL_CANCEL, "cancel")?;
+    Ok(Bytes::new())
+}
+
+/// Holds `Holder/key` while it waits on `Hang.wait`, until killed; what follows the call must
+/// never run.
+async fn holder_hold(ctx: Ctx) -> HandlerResult {
+    ctx.call("Hang", "wait", "", Bytes::new()).await?;
+    ctx.set(b"after", Bytes::from_static(b"1"))?;
+    Ok(Bytes::new())
+}
+
+/// Counts itself in `touched`: it runs once the holder of the key is gone.
+async fn holder_touch(ctx: Ctx) -> HandlerResult {
+    let n = ctx.get("touched").await?.map(|v| int(&v)).unwrap_or(0);
+    ctx.set(b"touched", Bytes::from((n + 1).to_string()))?;
+    Ok(Bytes::new())
+}
+
+/// Input `tag:ms`: sleeps `ms`, calls `Life.echo(tag)`; output `tag|<echo>`. Each life of a
+/// re-created id has its own tag, so anything of an earlier life shows.
+async fn life_run(ctx: Ctx) -> HandlerResult {
+    let input = text(&ctx.input());
+    let (tag, ms) = input.split_once(':').ok_or(HandlerError::Terminal(400, "bad input".into()))?;
+    ctx.sleep(ms.parse().unwrap_or(0)).await?;
+    let echo = ctx.call("Life", "echo", "", Bytes::from(tag.to_string())).await?;
+    Ok(Bytes::from(format!("{tag}|{}", text(&echo))))
+}
+
+/// Sleeps a while, then returns its input.
+async fn life_echo(ctx: Ctx) -> HandlerResult {
+    ctx.sleep(LIFE_ECHO_MS).await?;
+    Ok(ctx.input())
+}
+
+/// How long `Life.echo` sleeps: the caller's call stays pending that long.
+pub const LIFE_ECHO_MS: u64 = 300;
 
 async fn counter_add(ctx: Ctx) -> HandlerResult {
     let n = int(&ctx.input());
@@ -205,6 +300,15 @@ pub fn handler(service: &str, handler: &str, ctx: Ctx) -> Option<HandlerFuture> 
         ("Big", "set") => Box::pin(big_set(ctx)),
         ("Awk", "wait") => Box::pin(awk_wait(ctx)),
         ("Awk", "resolve") => Box::pin(awk_resolve(ctx)),
+        ("Wf", "run") => Box::pin(wf_run(ctx)),
+        ("Wf", "resolve") => Box::pin(wf_resolve(ctx)),
+        ("Hang", "wait") => Box::pin(hang_wait(ctx)),
+        ("Caller", "call_hang") => Box::pin(caller_call_hang(ctx)),
+        ("Cancel", "cancel") => Box::pin(cancel_cancel(ctx)),
+        ("Holder", "hold") => Box::pin(holder_hold(ctx)),
+        ("Holder", "touch") => Box::pin(holder_touch(ctx)),
+        ("Life" | "LifeWf", "run") => Box::pin(life_run(ctx)),
+        ("Life", "echo") => Box::pin(life_echo(ctx)),
         _ => return None,
     })
 }

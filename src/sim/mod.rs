@@ -5,18 +5,26 @@
 //!
 //! A run is a sequence of *lives*. In each life a fresh single-threaded tokio runtime with
 //! paused time starts the node from the disks of the previous life, a client submits
-//! invocations, and faults happen: slow disk writes, a full disk for a while (WAL and
-//! stores), refused and slow SDK connections. A life ends with a crash at a random virtual
-//! time after a random number of scheduler steps: the runtime is dropped mid-flight, and the
-//! next life starts from crash images of every disk (writes in flight dropped, kept or torn).
+//! invocations (and cancels, kills, purges and creates again some of them), and faults
+//! happen: slow disk writes, a full disk for a while (WAL and stores), refused and slow SDK
+//! connections. A life ends with a crash at a random virtual time after a random number of
+//! scheduler steps: the runtime is dropped mid-flight, and the next life starts from crash
+//! images of every disk (writes in flight dropped, kept or torn).
 //! The last life runs until everything settled (it may still see a full disk for a while,
 //! which the server must wait out), then the checks run:
 //!
 //! - every acknowledged invocation finished, exactly once, with the outcome its handler
-//!   gives (success, terminal failure, or the limit violation `Big.set` must produce);
+//!   gives (success, terminal failure, or the limit violation `Big.set` must produce), or
+//!   the one a cancel or a kill the client sent gives (409 `canceled` or `killed`), and the
+//!   calls it waited on ended the same way; an id killed, purged and created again ends with
+//!   its new life's outcome;
+//! - a workflow's promise: the run gets the first completion, every other completion fails
+//!   with 409;
+//! - once completed, an invocation is left as it is by its attempts' effects, timers, answers,
+//!   signals and kills (checked record by record in the rebuild from the log);
 //! - no `ctx.run` body ran after its result was durable in the log;
 //! - object state equals the reference model (`Counter` sums, `Log` and `Sink` items per
-//!   sender in emission order);
+//!   sender in emission order, `Holder` touches; nothing after a killed holder's call);
 //! - no partition is stuck and no component failed; nothing is left runnable, in an outbox
 //!   or in a timer table;
 //! - no timer fired twice;
@@ -35,7 +43,7 @@ pub mod handlers;
 pub mod panics;
 pub mod sdk;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -157,6 +165,24 @@ enum Expect {
     /// Refused by `apply` without a trace: its key is over the limit. The client appends it
     /// directly, like a producer that skipped validation, so only `apply` can catch it.
     Refused,
+    /// Success, or the 409 `canceled` failure: a cancel reaches it unless it finished first.
+    SuccessOrCanceled,
+    /// A `Wf` run or resolver: checked with its workflow's promise (see [`check_promises`]).
+    Promise,
+}
+
+/// What the client appends for a planned entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    /// The invocation's `Invoke`.
+    Invoke,
+    /// The cancel signal (index 1) for the invocation `id`.
+    Cancel,
+    /// `Kill` for the invocation `id`.
+    Kill,
+    /// `Kill`, `Purge` and an `Invoke` with this entry's input for the (deterministic) id `id`,
+    /// in one append: whatever the earlier life left in flight arrives after the new life.
+    Recreate,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +205,42 @@ struct Planned {
     sent: Sent,
     /// Virtual time (since the start of the run) to submit it at.
     at_ms: u64,
+    op: Op,
+    /// Sent only once the `Invoke` of this id is acknowledged (earlier in the plan).
+    after: Option<InvocationId>,
+    /// Sent again by the next life if its append was in flight at a crash, as a client that
+    /// retries does: appending it twice is harmless.
+    resend: bool,
+}
+
+impl Planned {
+    fn new(
+        id: InvocationId,
+        (service, handler): (&'static str, &'static str),
+        key: &str,
+        input: String,
+        expect: Expect,
+        at_ms: u64,
+    ) -> Planned {
+        Planned {
+            id,
+            service,
+            handler,
+            key: key.to_string(),
+            input,
+            expect,
+            sent: Sent::Not,
+            at_ms,
+            op: Op::Invoke,
+            after: None,
+            resend: false,
+        }
+    }
+
+    /// The same, appended by `op` once `after` is acknowledged, sent again after a crash.
+    fn then(self, op: Op, after: InvocationId, at_ms: u64) -> Planned {
+        Planned { op, after: Some(after), at_ms, resend: op != Op::Recreate, ..self }
+    }
 }
 
 /// One execution of a `ctx.run` body.
@@ -192,6 +254,8 @@ struct RunExec {
 #[derive(Debug, Default)]
 pub struct World {
     plan: Vec<Planned>,
+    /// The callees each invocation's SDK learnt from its invocation-id notifications.
+    callees: BTreeMap<InvocationId, BTreeSet<InvocationId>>,
     runs: BTreeMap<(InvocationId, u32), Vec<RunExec>>,
     violations: Vec<String>,
     trace: Vec<String>,
@@ -231,6 +295,11 @@ impl World {
         runs.push(RunExec { tail });
         self.trace.push(format!("{} run {id} {cid} tail {tail}", now_ms.saturating_sub(EPOCH_MS)));
         runs.len() - 1
+    }
+
+    /// Records the callees `caller`'s SDK learnt of.
+    pub fn called(&mut self, caller: InvocationId, callees: Vec<InvocationId>) {
+        self.callees.entry(caller).or_default().extend(callees);
     }
 
     pub(crate) fn violation(&mut self, v: String) {
@@ -279,6 +348,8 @@ fn schema(request_response: bool) -> Schema {
             .map(|(h, exclusive)| {
                 let kind = match (ty, exclusive) {
                     (ServiceType::Service, _) => SchemaHandlerKind::Service,
+                    (ServiceType::Workflow, true) => SchemaHandlerKind::WorkflowRun,
+                    (ServiceType::Workflow, false) => SchemaHandlerKind::WorkflowShared,
                     (_, true) => SchemaHandlerKind::Exclusive,
                     (_, false) => SchemaHandlerKind::Shared,
                 };
@@ -334,6 +405,7 @@ fn kind_of(service: &str, handler: &str) -> HandlerKind {
                 if *h == handler {
                     return match (ty, exclusive) {
                         (ServiceType::Service, _) => HandlerKind::Service,
+                        (ServiceType::Workflow, true) => HandlerKind::WorkflowRun,
                         (_, true) => HandlerKind::Exclusive,
                         (_, false) => HandlerKind::Shared,
                     };
@@ -400,31 +472,116 @@ fn plan(rng: &mut SimRng, options: &Options, horizon_ms: u64) -> Vec<Planned> {
         };
         let partition_key =
             if key.is_empty() { rng.next_u64() } else { fsm::partition_key_of(&key) };
-        out.push(Planned {
-            id: InvocationId { partition_key, uuid },
-            service,
-            handler,
-            key,
-            input,
-            expect,
-            sent: Sent::Not,
-            at_ms: rng.below(horizon_ms.max(1)),
-        });
+        let id = InvocationId { partition_key, uuid };
+        let at_ms = rng.below(horizon_ms.max(1));
+        out.push(Planned::new(id, (service, handler), &key, input, expect, at_ms));
     }
     if options.panicking_handler {
-        out.push(Planned {
-            id: InvocationId { partition_key: rng.next_u64(), uuid: u128::from(rng.next_u64()) },
-            service: "Flaky",
-            handler: "panic",
-            key: String::new(),
-            input: String::new(),
-            expect: Expect::Success,
-            sent: Sent::Not,
-            at_ms: rng.below(horizon_ms.max(1)),
-        });
+        let id = InvocationId { partition_key: rng.next_u64(), uuid: u128::from(rng.next_u64()) };
+        let at_ms = rng.below(horizon_ms.max(1));
+        out.push(Planned::new(id, ("Flaky", "panic"), "", String::new(), Expect::Success, at_ms));
     }
+    plan_model(&mut SimRng::new(options.seed ^ 0x00DE_10F1_1FE5), horizon_ms, &mut out);
     out.sort_by_key(|p| p.at_ms);
     out
+}
+
+/// The parts of the plan that go together: a workflow and the resolvers of its promise, a
+/// cancel, a kill, and a deterministic id killed, purged and created again. Drawn from a
+/// generator of their own, so that the rest of the plan is what it was without them.
+fn plan_model(rng: &mut SimRng, horizon_ms: u64, out: &mut Vec<Planned>) {
+    let at = |rng: &mut SimRng| rng.below(horizon_ms.max(1));
+    let id_at = |rng: &mut SimRng, partition_key: u64| InvocationId {
+        partition_key,
+        uuid: (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64()),
+    };
+    // A workflow run waits for its promise; one or two resolvers, at any time, complete it;
+    // now and then a cancel reaches the run first.
+    if rng.below(10) < 4 {
+        let key = "w0";
+        let pk = fsm::partition_key_of(key);
+        let t = at(rng);
+        let id = fsm::workflow_id("Wf", key);
+        let run = Planned::new(id, ("Wf", "run"), key, String::new(), Expect::Promise, t);
+        out.push(Planned { resend: true, ..run.clone() });
+        if rng.below(4) == 0 {
+            out.push(run.then(Op::Cancel, id, t + 1 + rng.below(1200)));
+        }
+        for j in 0..1 + rng.below(2) {
+            let t = t.saturating_sub(300) + rng.below(1200);
+            let id = id_at(rng, pk);
+            let p = Planned::new(id, ("Wf", "resolve"), key, format!("r{j}"), Expect::Promise, t);
+            out.push(Planned { resend: true, ..p });
+        }
+    }
+    // A cancel, appended by the client or sent by `Cancel.cancel`: of a sleeping worker, of a
+    // call to a counter, or of a call to `Hang.wait`, which only the cancel ends.
+    if rng.below(10) < 5 {
+        let (target, input, expect) = match rng.below(3) {
+            0 => (("Worker", "work"), rng.below(1500).to_string(), Expect::SuccessOrCanceled),
+            1 => {
+                let input = format!("k{}:{}", rng.below(4), 1 + rng.below(9));
+                (("Caller", "call_add"), input, Expect::SuccessOrCanceled)
+            }
+            _ => (("Caller", "call_hang"), String::new(), Expect::Failure(409, "canceled")),
+        };
+        let pk = rng.next_u64();
+        let id = id_at(rng, pk);
+        let t = at(rng);
+        let p = Planned { resend: true, ..Planned::new(id, target, "", input, expect, t) };
+        let tc = t + 1 + rng.below(1200);
+        out.push(p.clone());
+        if rng.below(2) == 0 {
+            out.push(p.then(Op::Cancel, id, tc));
+        } else {
+            let pk = rng.next_u64();
+            let by = id_at(rng, pk);
+            let c = Planned::new(by, ("Cancel", "cancel"), "", id.to_string(), Expect::Success, tc);
+            out.push(c.then(Op::Invoke, id, tc));
+        }
+    }
+    // A kill of a holder of an object key waiting on a call; touches queue behind it.
+    if rng.below(10) < 4 {
+        let key = format!("k{}", rng.below(4));
+        let pk = fsm::partition_key_of(&key);
+        let t = at(rng);
+        let id = id_at(rng, pk);
+        let hold = Planned::new(
+            id,
+            ("Holder", "hold"),
+            &key,
+            String::new(),
+            Expect::Failure(409, "killed"),
+            t,
+        );
+        out.push(Planned { resend: true, ..hold.clone() });
+        out.push(hold.then(Op::Kill, id, t + 1 + rng.below(1200)));
+        for _ in 0..1 + rng.below(2) {
+            let touch = id_at(rng, pk);
+            let t = t + rng.below(1500);
+            let p =
+                Planned::new(touch, ("Holder", "touch"), &key, String::new(), Expect::Success, t);
+            out.push(Planned { resend: true, ..p });
+        }
+    }
+    // A deterministic id (idempotent or a workflow's) killed, purged and created again while
+    // its sleep or its call may still be in flight.
+    if rng.below(10) < 5 {
+        let (target, id, key) = if rng.below(2) == 0 {
+            (("Life", "run"), fsm::idempotent_id("Life", None, "run", "l0"), "")
+        } else {
+            (("LifeWf", "run"), fsm::workflow_id("LifeWf", "l0"), "l0")
+        };
+        let ms = 100 + rng.below(900);
+        let t = at(rng);
+        let first =
+            Planned::new(id, target, key, format!("a:{ms}"), Expect::Output("a|a".into()), t);
+        out.push(Planned { resend: true, ..first });
+        let again = t + 1 + rng.below(ms + handlers::LIFE_ECHO_MS + 300);
+        let input = format!("b:{}", 100 + rng.below(900));
+        let second = Planned::new(id, target, key, input, Expect::Output("b|b".into()), again);
+        out.push(second.then(Op::Recreate, id, again));
+    }
 }
 
 /// Runs one seed and checks it. Never panics on a violation, nor on a panic of the code it
@@ -476,7 +633,7 @@ fn run_inner(options: &Options, world: &Arc<Mutex<World>>, elapsed_ms: &mut u64)
         let life_seed = rng.next_u64();
         for p in lock(world).plan.iter_mut() {
             if p.sent == Sent::InFlight {
-                p.sent = Sent::Maybe;
+                p.sent = if p.resend { Sent::Not } else { Sent::Maybe };
             }
         }
         let wal_disk = std::mem::replace(&mut disks.wal, SimDisk::new(0));
@@ -789,35 +946,28 @@ async fn client(world: Arc<Mutex<World>>, router: Router, clock: SharedClock, st
         if p.at_ms > now {
             tokio::time::sleep(Duration::from_millis(p.at_ms - now)).await;
         }
-        lock(&world).plan[i].sent = Sent::InFlight;
+        {
+            let mut w = lock(&world);
+            let dep_acked = |dep| {
+                w.plan.iter().any(|q| q.op == Op::Invoke && q.id == dep && q.sent == Sent::Acked)
+            };
+            if let Some(dep) = p.after.filter(|dep| !dep_acked(*dep)) {
+                w.violation(format!("the client's plan has {:?} {} before {dep}", p.op, p.id));
+            }
+            w.plan[i].sent = Sent::InFlight;
+        }
         let _ = start_ms;
-        let kind = kind_of(p.service, p.handler);
-        let rec = Record {
-            header: None,
-            kind: Some(record::Kind::Invoke(Invoke {
-                invocation_id: Bytes::copy_from_slice(&p.id.to_bytes()),
-                service: p.service.into(),
-                handler: p.handler.into(),
-                key: p.key.clone(),
-                kind: kind as i32,
-                input: Bytes::from(p.input.clone()),
-                headers: vec![],
-                sink: None,
-                execute_at_ms: 0,
-                retention_ms: None,
-                ack_request: 0,
-                journal_retention_ms: None,
-                idempotency_key: String::new(),
-            })),
-        };
         let target = router.for_key(p.id.partition_key).clone();
+        let records = records_of(&p);
         loop {
-            match target.append(vec![rec.clone()]).await {
+            match target.append(records.clone()).await {
                 Ok(_) => {
                     let mut w = lock(&world);
                     w.plan[i].sent = Sent::Acked;
                     let t = clock.now_ms() - EPOCH_MS;
-                    w.trace.push(format!("{t} acked {}", p.id));
+                    let op =
+                        if p.op == Op::Invoke { String::new() } else { format!(" {:?}", p.op) };
+                    w.trace.push(format!("{t} acked{op} {}", p.id));
                     break;
                 }
                 Err(e) if e.is_retryable() || matches!(e, AppendError::Fenced { .. }) => {
@@ -829,6 +979,45 @@ async fn client(world: Arc<Mutex<World>>, router: Router, clock: SharedClock, st
                 }
             }
         }
+    }
+}
+
+/// What the client appends for `p`.
+fn records_of(p: &Planned) -> Vec<Record> {
+    let id = Bytes::copy_from_slice(&p.id.to_bytes());
+    let record = |kind| Record { header: None, kind: Some(kind) };
+    let invoke = || {
+        record(record::Kind::Invoke(Invoke {
+            invocation_id: id.clone(),
+            service: p.service.into(),
+            handler: p.handler.into(),
+            key: p.key.clone(),
+            kind: kind_of(p.service, p.handler) as i32,
+            input: Bytes::from(p.input.clone()),
+            headers: vec![],
+            sink: None,
+            execute_at_ms: 0,
+            retention_ms: None,
+            ack_request: 0,
+            journal_retention_ms: None,
+            idempotency_key: String::new(),
+        }))
+    };
+    let kill = || record(record::Kind::Kill(fsm::Kill { invocation_id: id.clone() }));
+    match p.op {
+        Op::Invoke => vec![invoke()],
+        Op::Cancel => vec![record(record::Kind::Signal(fsm::Signal {
+            invocation_id: id.clone(),
+            index: fsm::SIGNAL_CANCEL,
+            name: String::new(),
+            outcome: None,
+        }))],
+        Op::Kill => vec![kill()],
+        Op::Recreate => vec![
+            kill(),
+            record(record::Kind::Purge(fsm::Kill { invocation_id: id.clone() })),
+            invoke(),
+        ],
     }
 }
 
@@ -996,6 +1185,117 @@ fn quiet(router: &Router, n: u16) -> bool {
     true
 }
 
+/// The invocation a record acts on that must leave it as it is once completed: what its
+/// attempts did, its timers, answers to it, signals, kills.
+fn acted_on(rec: &Record) -> Option<InvocationId> {
+    let raw = match &rec.kind {
+        Some(record::Kind::Effect(e)) => &e.invocation_id,
+        Some(record::Kind::TimerFired(t)) => &t.invocation_id,
+        Some(record::Kind::Response(r)) => &r.invocation_id,
+        Some(record::Kind::Signal(s)) => &s.invocation_id,
+        Some(record::Kind::Kill(k)) => &k.invocation_id,
+        _ => return None,
+    };
+    InvocationId::from_bytes(raw).ok()
+}
+
+/// What an invocation ended with.
+fn outcome_of(st: &fsm::Status) -> Option<outcome::Result> {
+    st.outcome.as_ref().and_then(|o| o.result.clone())
+}
+
+/// Whether `got` is an outcome `e` allows.
+fn outcome_is(e: &Expect, got: Option<&outcome::Result>) -> bool {
+    use outcome::Result::{Failure, Value};
+    match (e, got) {
+        (Expect::Success | Expect::SuccessOrCanceled, Some(Value(_))) => true,
+        (Expect::Output(want), Some(Value(v))) => v == want.as_bytes(),
+        (Expect::Failure(code, prefix), Some(Failure(f))) => {
+            f.code == *code && f.message.starts_with(prefix)
+        }
+        (Expect::SuccessOrCanceled, Some(Failure(f))) => (f.code, &*f.message) == (409, "canceled"),
+        (Expect::Promise, _) => true,
+        _ => false,
+    }
+}
+
+/// The calls a cancel or a kill ended with their caller: a canceled `Caller.call_hang`'s
+/// callee is canceled, a killed `Holder.hold`'s is killed (an unfinished one is caught as
+/// stuck, since only a cancel or a kill ends `Hang.wait`); a canceled `Caller.call_add`
+/// that succeeded had a callee that did.
+fn check_callees(w: &World, statuses: &BTreeMap<InvocationId, fsm::Status>, v: &mut Vec<String>) {
+    for p in w.plan.iter().filter(|p| p.op == Op::Invoke) {
+        let Some(caller) = statuses.get(&p.id).filter(|st| st.phase() == Phase::Completed) else {
+            continue;
+        };
+        let callees = w.callees.get(&p.id).cloned().unwrap_or_default();
+        let (want, known) = match (p.service, p.handler, &p.expect) {
+            ("Caller", "call_hang", _) => (Expect::Failure(409, "canceled"), true),
+            ("Holder", "hold", _) => (Expect::Failure(409, "killed"), false),
+            ("Caller", "call_add", Expect::SuccessOrCanceled) => match outcome_of(caller) {
+                Some(outcome::Result::Value(_)) => (Expect::Success, true),
+                _ => (Expect::SuccessOrCanceled, true),
+            },
+            _ => continue,
+        };
+        if known && callees.is_empty() {
+            v.push(format!("{}/{} {}: its callee is unknown", p.service, p.handler, p.id));
+        }
+        for c in callees {
+            let got = statuses.get(&c).filter(|st| st.phase() == Phase::Completed).map(outcome_of);
+            if !got.as_ref().is_some_and(|got| outcome_is(&want, got.as_ref())) {
+                v.push(format!(
+                    "{}/{} {}: its callee {c} expected {want:?}, got {got:?}",
+                    p.service, p.handler, p.id
+                ));
+            }
+        }
+    }
+}
+
+/// The workflow `Wf` of each key: one resolver output `won`, the others lost to its value,
+/// and the run's output is that value (or the 409 `canceled` failure, if it was canceled).
+fn check_promises(
+    plan: &[Planned],
+    statuses: &BTreeMap<InvocationId, fsm::Status>,
+    v: &mut Vec<String>,
+) {
+    let of = |handler: &'static str| {
+        plan.iter().filter(move |p| p.op == Op::Invoke && (p.service, p.handler) == ("Wf", handler))
+    };
+    let output = |p: &Planned| match statuses.get(&p.id).and_then(outcome_of) {
+        Some(outcome::Result::Value(v)) => String::from_utf8_lossy(&v).into_owned(),
+        Some(outcome::Result::Failure(f)) => format!("{} {}", f.code, f.message),
+        None => "nothing".into(),
+    };
+    for run in of("run") {
+        let resolvers: Vec<&Planned> = of("resolve").filter(|r| r.key == run.key).collect();
+        let done =
+            |p: &Planned| statuses.get(&p.id).is_some_and(|st| st.phase() == Phase::Completed);
+        if !done(run) || !resolvers.iter().all(|r| done(r)) {
+            continue; // reported as stuck
+        }
+        let value = output(run);
+        let canceled = plan.iter().any(|q| q.op == Op::Cancel && q.id == run.id);
+        let winners: Vec<&str> =
+            resolvers.iter().filter(|r| output(r) == "won").map(|r| r.input.as_str()).collect();
+        let lost = format!("lost to {}", winners.first().unwrap_or(&""));
+        let run_ok =
+            winners.first() == Some(&value.as_str()) || (canceled && value == "409 canceled");
+        if winners.len() != 1
+            || !run_ok
+            || resolvers.iter().any(|r| ![lost.as_str(), "won"].contains(&output(r).as_str()))
+        {
+            let got: Vec<(String, String)> =
+                resolvers.iter().map(|r| (r.input.clone(), output(r))).collect();
+            v.push(format!(
+                "workflow Wf/{}: the run got {value}, its resolvers (input, output) {got:?}",
+                run.key
+            ));
+        }
+    }
+}
+
 /// The checks of the module documentation.
 fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
     let mut v: Vec<String> = Vec::new();
@@ -1045,10 +1345,12 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
         }
     }
     let w = lock(world);
+    let mut trace = Vec::new();
     // 1. Every acknowledged invocation (and every one whose append may have landed) finished
-    //    with the outcome its handler gives.
+    //    with the outcome its handler gives; an id created again, with its new life's (either
+    //    life's when the re-creation may or may not have landed).
     let mut counted = Vec::new();
-    for p in &w.plan {
+    for p in w.plan.iter().filter(|p| p.op == Op::Invoke) {
         let st = statuses.get(&p.id);
         if p.sent != Sent::Acked && st.is_none() {
             continue;
@@ -1077,20 +1379,37 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
             ));
             continue;
         }
-        let got = st.outcome.as_ref().and_then(|o| o.result.clone());
-        match (&p.expect, got) {
-            (Expect::Success, Some(outcome::Result::Value(_))) => {}
-            (Expect::Output(want), Some(outcome::Result::Value(v))) if v == want.as_bytes() => {}
-            (Expect::Failure(code, prefix), Some(outcome::Result::Failure(f)))
-                if f.code == *code && f.message.starts_with(prefix) => {}
-            (e, got) => v.push(format!(
-                "invocation {} ({}/{}) expected {e:?}, got {got:?}",
-                p.id, p.service, p.handler
-            )),
+        let again = w.plan.iter().find(|q| q.op == Op::Recreate && q.id == p.id);
+        let expected = match again {
+            Some(q) if q.sent == Sent::Acked => vec![&q.expect],
+            Some(q) if q.sent == Sent::Maybe => vec![&p.expect, &q.expect],
+            _ => vec![&p.expect],
+        };
+        let got = outcome_of(st);
+        if !expected.iter().any(|e| outcome_is(e, got.as_ref())) {
+            v.push(format!(
+                "invocation {} ({}/{}) expected {}, got {got:?}",
+                p.id,
+                p.service,
+                p.handler,
+                expected.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>().join(" or ")
+            ));
         }
     }
+    for p in w.plan.iter().filter(|p| p.resend && p.op == Op::Invoke) {
+        let got = statuses.get(&p.id).map(|st| (st.phase(), outcome_of(st)));
+        let got = match got {
+            Some((_, Some(outcome::Result::Value(v)))) => String::from_utf8_lossy(&v).into_owned(),
+            Some((_, Some(outcome::Result::Failure(f)))) => format!("{} {}", f.code, f.message),
+            other => format!("{other:?}"),
+        };
+        trace.push(format!("{}/{} {}: {got}", p.service, p.handler, p.id));
+    }
+    check_callees(&w, &statuses, &mut v);
+    check_promises(&w.plan, &statuses, &mut v);
     // 2. Reference model of object state.
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    let mut touches: BTreeMap<String, i64> = BTreeMap::new();
     // Per (service, key): the items each sender emitted.
     let mut logs: BTreeMap<(&str, String), BTreeMap<String, u32>> = BTreeMap::new();
     for p in &counted {
@@ -1099,9 +1418,17 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
                 *counts.entry(p.key.clone()).or_default() += p.input.parse::<i64>().unwrap_or(0)
             }
             ("Caller", "call_add") => {
-                let (key, n) = p.input.split_once(':').unwrap_or(("", "0"));
-                *counts.entry(key.to_string()).or_default() += n.parse::<i64>().unwrap_or(0);
+                // A canceled caller's add counts if its callee ran.
+                let callees = w.callees.get(&p.id).into_iter().flatten();
+                let ran = callees.filter_map(|c| statuses.get(c).and_then(outcome_of));
+                if p.expect != Expect::SuccessOrCanceled
+                    || ran.filter(|o| matches!(o, outcome::Result::Value(_))).count() > 0
+                {
+                    let (key, n) = p.input.split_once(':').unwrap_or(("", "0"));
+                    *counts.entry(key.to_string()).or_default() += n.parse::<i64>().unwrap_or(0);
+                }
             }
+            ("Holder", "touch") => *touches.entry(p.key.clone()).or_default() += 1,
             ("Caller", "send_seq" | "send_big") => {
                 let target = if p.handler == "send_seq" { "Log" } else { "Sink" };
                 let mut parts = p.input.split(':');
@@ -1126,13 +1453,25 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
             .find(|(sk, _)| *sk == k)
             .map(|(_, v)| v.clone())
     };
+    let number_of = |service: &str, key: &str, name: &str| {
+        state_of(service, key, name)
+            .map(|v| String::from_utf8_lossy(&v).parse::<i64>().unwrap_or(-1))
+            .unwrap_or(0)
+    };
     for key in ["k0", "k1", "k2", "k3"] {
         let want = counts.get(key).copied().unwrap_or(0);
-        let got = state_of("Counter", key, "count")
-            .map(|v| String::from_utf8_lossy(&v).parse::<i64>().unwrap_or(-1))
-            .unwrap_or(0);
+        let got = number_of("Counter", key, "count");
         if got != want {
             v.push(format!("Counter/{key}: count is {got}, the model says {want}"));
+        }
+        // Each touch ran once, the holders were killed before anything after their call.
+        let want = touches.get(key).copied().unwrap_or(0);
+        let got = number_of("Holder", key, "touched");
+        if got != want {
+            v.push(format!("Holder/{key}: touched {got} times, the model says {want}"));
+        }
+        if state_of("Holder", key, "after").is_some() {
+            v.push(format!("Holder/{key}: a killed holder ran past its call"));
         }
         for service in ["Log", "Sink"] {
             let items = state_of(service, key, "items")
@@ -1214,8 +1553,20 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
                 },
                 _ => None,
             };
+            let completed = acted_on(&rec).and_then(|id| {
+                let st = txn.status(&id).ok().flatten();
+                st.filter(|st| st.phase() == Phase::Completed).map(|st| (id, st))
+            });
             let applied = fsm.apply(&mut txn, &rec, r.lsn.0, r.timestamp_ms, &mut actions);
             actions.clear();
+            if let Some((id, st)) = completed {
+                if txn.status(&id).ok().flatten().as_ref() != Some(&st) {
+                    v.push(format!(
+                        "partition {p}: the record at LSN {} changed the completed invocation {id}",
+                        r.lsn
+                    ));
+                }
+            }
             if let Some((id, cid, Some(false))) = before {
                 if txn.status(&id).ok().flatten().is_some_and(|s| s.completed_ids.contains(&cid)) {
                     durable_runs.entry((id, cid)).or_insert(r.lsn);
@@ -1282,6 +1633,7 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
     }
     drop(w);
     let mut w = lock(world);
+    w.trace.extend(trace);
     for x in v {
         w.violation(x);
     }

@@ -16,8 +16,17 @@
 //!   "at most once after durable" check needs.
 //! - The SDK suspends when the handler waits for something it does not have and the request
 //!   stream is closed (bidirectional mode after the server closed it; always in
-//!   request-response mode), naming what it waits for.
-//!
+//!   request-response mode), naming what it waits for, always with the cancel signal.
+//! - Implicit cancellation, as the SDKs' shared core does it: the cancel signal (index 1)
+//!   ends the first await whose result did not come before it. The SDK then sends the cancel
+//!   signal to the callee of every call whose result had not come (waiting for the callee's id
+//!   if it must; one-way sends are left alone), and the await fails with a terminal 409
+//!   `canceled`. Notifications keep the order they came in, the journal's, so a replay decides
+//!   every await as the first attempt did.
+//! - What only a wrong server does is reported as a violation: a completion or a signal sent
+//!   twice, a completion for a command the handler never issued (seen when it ends), a sleep
+//!   that ends before its journaled wake-up time.
+//! - Durable promises of workflows (get, peek, complete) and signals to other invocations.
 //! - Reads of the response stream may take several messages at once or cut them anywhere
 //!   (seeded), as network reads do.
 //!
@@ -36,6 +45,7 @@ use prost::Message as _;
 use tokio::sync::mpsc;
 
 use super::World;
+use crate::fsm::SIGNAL_CANCEL;
 use crate::invoker::driver::{Connection, SendError, Target, Transport, TransportError};
 use crate::log::SharedLog;
 use crate::partition::{log_of, partition_of};
@@ -218,12 +228,23 @@ pub struct Core {
     /// Commands issued so far by the handler (after the input).
     issued: usize,
     next_cid: u32,
-    completions: BTreeMap<u32, NotificationResult>,
+    /// Completions and signals received, each with its position among the notifications in
+    /// the order they came (the journal's order, replayed or live): which of two came first
+    /// decides what an await sees when the cancel signal is one of them.
+    completions: BTreeMap<u32, (usize, NotificationResult)>,
+    signals: BTreeMap<u32, (usize, NotificationResult)>,
+    /// Notifications received so far: the next one's position.
+    notes: usize,
     awaiting: Vec<u32>,
     /// Awakeable signal indexes handed out so far (the next is 17 + this).
     awakeables: u32,
-    signals: BTreeMap<u32, NotificationResult>,
     awaiting_signals: Vec<u32>,
+    /// Where the cancel signal was when an await acted on it (it acts once).
+    canceled_at: Option<usize>,
+    /// The calls issued: (invocation-id completion, result completion), in order.
+    calls: Vec<(u32, u32)>,
+    /// Callee ids learnt from invocation-id notifications, not yet told to the world.
+    callees: Vec<InvocationId>,
     out: Vec<Bytes>,
     mismatch: Option<String>,
     /// Something the server must never do, seen by this SDK.
@@ -301,22 +322,77 @@ impl Ctx {
         c.next_cid
     }
 
-    /// Waits for a completion.
-    fn await_completion(
-        &self,
-        cid: u32,
-    ) -> impl Future<Output = NotificationResult> + Send + 'static {
+    /// Waits for a completion or a signal, or for the cancel signal before it. Implicit
+    /// cancellation, as the SDKs' shared core does it: the cancel signal ends the first await
+    /// whose result did not come before it, and every await that blocks also waits for it.
+    fn await_note(&self, what: Awaited) -> impl Future<Output = Woken> + Send + 'static {
         let core = self.core.clone();
         std::future::poll_fn(move |_cx: &mut Context<'_>| {
             let mut c = lock(&core);
-            match c.completions.get(&cid) {
-                Some(r) => Poll::Ready(r.clone()),
-                None => {
-                    c.awaiting.push(cid);
+            let got = match what {
+                Awaited::Completion(cid) => c.completions.get(&cid),
+                Awaited::Signal(index) => c.signals.get(&index),
+            }
+            .cloned();
+            let cancel = match c.canceled_at {
+                Some(_) => None,
+                None => c.signals.get(&SIGNAL_CANCEL).map(|(at, _)| *at),
+            };
+            match (got, cancel) {
+                (Some((at, _)), Some(cancel)) if cancel < at => {
+                    c.canceled_at = Some(cancel);
+                    Poll::Ready(Woken::Canceled)
+                }
+                (Some((_, r)), _) => Poll::Ready(Woken::Result(r)),
+                (None, Some(cancel)) => {
+                    c.canceled_at = Some(cancel);
+                    Poll::Ready(Woken::Canceled)
+                }
+                (None, None) => {
+                    match what {
+                        Awaited::Completion(cid) => c.awaiting.push(cid),
+                        Awaited::Signal(index) => c.awaiting_signals.push(index),
+                    }
+                    if c.canceled_at.is_none() {
+                        c.awaiting_signals.push(SIGNAL_CANCEL);
+                    }
                     Poll::Pending
                 }
             }
         })
+    }
+
+    /// Waits for a completion or a signal; canceled, cancels the calls it waits on and fails
+    /// with a terminal 409.
+    async fn wait(&self, what: Awaited) -> Result<NotificationResult, HandlerError> {
+        match self.await_note(what).await {
+            Woken::Result(r) => Ok(r),
+            Woken::Canceled => {
+                self.cancel_calls().await?;
+                Err(HandlerError::Terminal(409, "canceled".into()))
+            }
+        }
+    }
+
+    /// Sends the cancel signal to the callee of every call whose result had not come before
+    /// the cancel signal (one-way sends are left alone), as the SDKs do: waits for each
+    /// callee's id first.
+    async fn cancel_calls(&self) -> Result<(), HandlerError> {
+        let (calls, at) = {
+            let c = self.core();
+            (c.calls.clone(), c.canceled_at.unwrap_or(usize::MAX))
+        };
+        for (id_cid, result_cid) in calls {
+            if self.core().completions.get(&result_cid).is_some_and(|(done, _)| *done < at) {
+                continue;
+            }
+            // The cancel is taken: this await is not canceled again.
+            let woken = self.await_note(Awaited::Completion(id_cid)).await;
+            if let Woken::Result(NotificationResult::InvocationId(callee)) = woken {
+                self.send_signal(&callee, SIGNAL_CANCEL, "cancel")?;
+            }
+        }
+        Ok(())
     }
 
     /// A new awakeable: its `sign_1…` id and its signal index.
@@ -331,23 +407,90 @@ impl Ctx {
 
     /// Waits for the awakeable with signal `index`: its value, or its failure as terminal.
     pub async fn await_awakeable(&self, index: u32) -> HandlerResult {
-        let core = self.core.clone();
-        let r = std::future::poll_fn(move |_cx: &mut Context<'_>| {
-            let mut c = lock(&core);
-            match c.signals.get(&index) {
-                Some(r) => Poll::Ready(r.clone()),
-                None => {
-                    c.awaiting_signals.push(index);
-                    Poll::Pending
+        value_of(self.wait(Awaited::Signal(index)).await?)
+    }
+
+    /// Sends signal `index` (void) to the invocation `target`: index 1 cancels it.
+    pub fn send_signal(&self, target: &str, index: u32, name: &str) -> Result<(), HandlerError> {
+        self.command(MessageType::SEND_SIGNAL_COMMAND, name, || {
+            frame(
+                MessageType::SEND_SIGNAL_COMMAND,
+                &pm::SendSignalCommandMessage {
+                    target_invocation_id: target.to_string(),
+                    signal_id: Some(pm::SignalId::Idx(index)),
+                    result: Some(pm::SignalResult::Void(pm::Void {})),
+                    entry_name: name.into(),
+                },
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Issues a promise command of the workflow (get, peek or complete) on promise `name`
+    /// and waits for its completion.
+    async fn promise_command<M: prost::Message>(
+        &self,
+        ty: u16,
+        name: &str,
+        message: impl FnOnce(u32) -> M,
+    ) -> Result<NotificationResult, HandlerError> {
+        let cid = self.alloc();
+        self.command(ty, name, || frame(ty, &message(cid)))?;
+        self.wait(Awaited::Completion(cid)).await
+    }
+
+    /// Waits for the workflow's durable promise `name`: its value, or its failure as terminal.
+    pub async fn promise(&self, name: &str) -> HandlerResult {
+        let r = self
+            .promise_command(MessageType::GET_PROMISE_COMMAND, name, |cid| {
+                pm::GetPromiseCommandMessage {
+                    key: name.into(),
+                    result_completion_id: cid,
+                    name: name.into(),
                 }
-            }
-        })
-        .await;
+            })
+            .await?;
+        value_of(r)
+    }
+
+    /// The workflow's durable promise `name` now: its value, or `None` while unresolved.
+    pub async fn peek_promise(&self, name: &str) -> Result<Option<Bytes>, HandlerError> {
+        let r = self
+            .promise_command(MessageType::PEEK_PROMISE_COMMAND, name, |cid| {
+                pm::PeekPromiseCommandMessage {
+                    key: name.into(),
+                    result_completion_id: cid,
+                    name: name.into(),
+                }
+            })
+            .await?;
         match r {
-            NotificationResult::Value(v) => Ok(v.content),
-            NotificationResult::Failure(f) => Err(HandlerError::Terminal(f.code, f.message)),
-            _ => Ok(Bytes::new()),
+            NotificationResult::Void(_) => Ok(None),
+            r => value_of(r).map(Some),
         }
+    }
+
+    /// Resolves the workflow's durable promise `name` with `value`; `Err((code, message))`
+    /// inside when the server refused (409: it was completed already).
+    pub async fn complete_promise(
+        &self,
+        name: &str,
+        value: Bytes,
+    ) -> Result<Result<(), (u32, String)>, HandlerError> {
+        let r = self
+            .promise_command(MessageType::COMPLETE_PROMISE_COMMAND, name, |cid| {
+                pm::CompletePromiseCommandMessage {
+                    key: name.into(),
+                    completion: Some(pm::PromiseCompletion::Value(pm::Value { content: value })),
+                    result_completion_id: cid,
+                    name: name.into(),
+                }
+            })
+            .await?;
+        Ok(match r {
+            NotificationResult::Failure(f) => Err((f.code, f.message)),
+            _ => Ok(()),
+        })
     }
 
     /// Resolves an awakeable (of any invocation) with `value`.
@@ -414,7 +557,7 @@ impl Ctx {
                 },
             )
         })?;
-        match self.await_completion(cid).await {
+        match self.wait(Awaited::Completion(cid)).await? {
             NotificationResult::Value(v) => {
                 self.core().state.insert(key, v.content.clone());
                 Ok(Some(v.content))
@@ -467,18 +610,15 @@ impl Ctx {
             };
             self.core().out.push(frame(MessageType::PROPOSE_RUN_COMPLETION, &proposal));
         }
-        match self.await_completion(cid).await {
-            NotificationResult::Value(v) => Ok(v.content),
-            NotificationResult::Failure(f) => Err(HandlerError::Terminal(f.code, f.message)),
-            _ => Ok(Bytes::new()),
-        }
+        value_of(self.wait(Awaited::Completion(cid)).await?)
     }
 
-    /// Sleeps durably for `ms`.
+    /// Sleeps durably for `ms`. A sleep that ends before its wake-up time (the journaled one)
+    /// is a violation: a timer fired early, or a completion meant for something else.
     pub async fn sleep(&self, ms: u64) -> Result<(), HandlerError> {
         let cid = self.alloc();
         let wake = self.clock.now_ms() + ms;
-        self.command(MessageType::SLEEP_COMMAND, "sleep", || {
+        let replayed = self.command(MessageType::SLEEP_COMMAND, "sleep", || {
             frame(
                 MessageType::SLEEP_COMMAND,
                 &pm::SleepCommandMessage {
@@ -488,7 +628,15 @@ impl Ctx {
                 },
             )
         })?;
-        self.await_completion(cid).await;
+        let wake = replayed
+            .and_then(|p| pm::SleepCommandMessage::decode(p).ok())
+            .map_or(wake, |m| m.wake_up_time);
+        self.wait(Awaited::Completion(cid)).await?;
+        let now = self.clock.now_ms();
+        if now < wake {
+            self.core().protocol_violation =
+                Some(format!("sleep {cid} ended at {now}, before its wake-up time {wake}"));
+        }
         Ok(())
     }
 
@@ -518,11 +666,8 @@ impl Ctx {
                 },
             )
         })?;
-        match self.await_completion(cid).await {
-            NotificationResult::Value(v) => Ok(v.content),
-            NotificationResult::Failure(f) => Err(HandlerError::Terminal(f.code, f.message)),
-            _ => Ok(Bytes::new()),
-        }
+        self.core().calls.push((id_cid, cid));
+        value_of(self.wait(Awaited::Completion(cid)).await?)
     }
 
     /// Sends to a handler without waiting.
@@ -550,6 +695,29 @@ impl Ctx {
             )
         })
         .map(|_| ())
+    }
+}
+
+/// What an await is for.
+#[derive(Clone, Copy, Debug)]
+enum Awaited {
+    Completion(u32),
+    Signal(u32),
+}
+
+/// How an await ended.
+enum Woken {
+    Result(NotificationResult),
+    /// The cancel signal came first.
+    Canceled,
+}
+
+/// A result as a handler sees it: a value, a failure as terminal, anything else as empty.
+fn value_of(r: NotificationResult) -> HandlerResult {
+    match r {
+        NotificationResult::Value(v) => Ok(v.content),
+        NotificationResult::Failure(f) => Err(HandlerError::Terminal(f.code, f.message)),
+        _ => Ok(Bytes::new()),
     }
 }
 
@@ -623,6 +791,15 @@ impl Sdk {
             lock(&core).awaiting.clear();
             lock(&core).awaiting_signals.clear();
             let poll = fut.as_mut().poll(&mut Context::from_waker(&waker));
+            if matches!(poll, Poll::Ready(Ok(_) | Err(HandlerError::Terminal(..)))) {
+                // Every completion is for a command the handler issued.
+                let mut c = lock(&core);
+                if let Some(cid) = c.completions.keys().find(|&&cid| cid > c.next_cid).copied() {
+                    c.protocol_violation = Some(format!(
+                        "the server sent completion {cid}, which the handler never asked for"
+                    ));
+                }
+            }
             let out = std::mem::take(&mut lock(&core).out);
             for b in out {
                 self.delay(&mut rng).await;
@@ -632,6 +809,11 @@ impl Sdk {
             }
             // One statement per lock: a guard in an `if let` scrutinee lives through its body,
             // and locking again there deadlocked the run instead of reporting the violation.
+            let callees = std::mem::take(&mut lock(&core).callees);
+            let id = lock(&core).id;
+            if let (false, Some(id)) = (callees.is_empty(), id) {
+                lock(&self.world).called(id, callees);
+            }
             let violation = lock(&core).protocol_violation.take();
             if let Some(v) = violation {
                 let id = lock(&core).id.map(|i| i.to_string()).unwrap_or_default();
@@ -736,22 +918,24 @@ fn take_entry(c: &mut Core, ty: u16, payload: Bytes) {
         return;
     }
     if let Ok(n) = decode_notification(ty, payload) {
-        match (n.id, n.result) {
-            // A server bug: the SDK got the same completion twice (in the replayed journal
-            // and live, or live twice).
-            (Some(NotificationId::CompletionId(cid)), Some(r))
-                if c.completions.insert(cid, r.clone()).is_some() =>
-            {
-                c.protocol_violation =
-                    Some(format!("the server sent completion {cid} a second time"));
+        let at = c.notes;
+        let (seen, what) = match (n.id, n.result) {
+            (Some(NotificationId::CompletionId(cid)), Some(r)) => {
+                if let NotificationResult::InvocationId(callee) = &r {
+                    c.callees.extend(callee.parse::<InvocationId>().ok());
+                }
+                (c.completions.insert(cid, (at, r)).is_some(), format!("completion {cid}"))
             }
-            // An awakeable completes once: the server keeps the first completion only.
-            (Some(NotificationId::SignalId(i)), Some(r))
-                if c.signals.insert(i, r.clone()).is_some() =>
-            {
-                c.protocol_violation = Some(format!("the server sent signal {i} a second time"));
+            (Some(NotificationId::SignalId(i)), Some(r)) => {
+                (c.signals.insert(i, (at, r)).is_some(), format!("signal {i}"))
             }
-            _ => {}
+            _ => return,
+        };
+        c.notes += 1;
+        // A server bug: the same completion twice (in the replayed journal and live, or live
+        // twice), or an awakeable completed twice (the server keeps the first completion).
+        if seen {
+            c.protocol_violation = Some(format!("the server sent {what} a second time"));
         }
     }
 }
