@@ -980,6 +980,16 @@ fn a_restarted_invocation_starts_from_the_planned_journal_with_the_old_seed() {
     apply_all(&fsm, &store, &finish(1, 1, b"done"));
     let old = status(&store, 1);
     assert_eq!((old.phase(), old.journal_len), (Phase::Completed, 4), "{old:?}");
+    // The kept journal left the journal rows for one archive value.
+    let r = store.begin_read().unwrap();
+    assert!(old.journal_archived);
+    assert!(r.scan_prefix(Table::Journal, &[], usize::MAX).unwrap().is_empty());
+    assert_eq!(r.scan_prefix(Table::JournalArchive, &[], usize::MAX).unwrap().len(), 1);
+    let archived: Vec<u16> =
+        r.journal_page_of(&id(1), &old, 0, 10).unwrap().iter().map(|e| e.0).collect();
+    assert_eq!(archived, vec![0x0400, 0x0411, 0x8011, 0x0401]);
+    assert_eq!(r.journal_page_of(&id(1), &old, 2, 1).unwrap()[0].0, 0x8011);
+    drop(r);
     let restart = |new: u128, from: u32, deployment: &str| {
         rec(record::Kind::RestartAsNew(ratchet::fsm::RestartAsNew {
             invocation_id: Bytes::copy_from_slice(&id(1).to_bytes()),
@@ -1011,6 +1021,13 @@ fn a_restarted_invocation_starts_from_the_planned_journal_with_the_old_seed() {
     assert_eq!(failure_of(&replies(&a)[0].2).0, 409, "{a:?}");
     assert!(started(&a).is_empty());
     assert!(store.begin_read().unwrap().status(&id(3)).unwrap().is_none());
+    // Purging the old one takes its archived journal.
+    let purge = rec(record::Kind::Purge(ratchet::fsm::Kill {
+        invocation_id: Bytes::copy_from_slice(&id(1).to_bytes()),
+    }));
+    apply_all(&fsm, &store, &[purge]);
+    let r = store.begin_read().unwrap();
+    assert!(r.scan_prefix(Table::JournalArchive, &[], usize::MAX).unwrap().is_empty());
 }
 
 #[test]

@@ -332,6 +332,7 @@ fn table_names_are_stable() {
             "dedup.v1",
             "runnable.v1",
             "journal_events.v1",
+            "journal_archive.v1",
         ]
     );
     assert_eq!(schema::partition_file_name(7), "partition-7.redb");

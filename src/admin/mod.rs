@@ -684,7 +684,7 @@ async fn restart_as_new(
     })?;
     let read = store.begin_read().map_err(|e| AdminError::Internal(format!("{e}")))?;
     crate::fsm::restart::plan(status.journal_len, from, |at, n| {
-        read.journal_page(&invocation, at, n)
+        read.journal_page_of(&invocation, &status, at, n)
     })
     .map_err(|e| AdminError::Internal(format!("cannot read the journal: {e}")))?
     .map_err(|e| AdminError::InvalidField { field: "from", reason: e.to_string() })?;

@@ -1565,18 +1565,19 @@ impl Fsm {
                 format!("invocation {old_id} cannot be restarted as {new_id}"),
             );
         }
-        let plan =
-            match restart::plan(old.journal_len, r.from, |at, n| s.journal_page(&old_id, at, n))? {
-                Ok(plan) => plan,
-                Err(e) => return refuse(out, 400, e.to_string()),
-            };
+        let plan = match restart::plan(old.journal_len, r.from, |at, n| {
+            s.journal_page_of(&old_id, &old, at, n)
+        })? {
+            Ok(plan) => plan,
+            Err(e) => return refuse(out, 400, e.to_string()),
+        };
         // Copied page by page: entries 0..=from, then the later completions they wait for.
         let mut received = Default::default();
         let mut index = 0u32;
         let mut at = 0u32;
         while at <= plan.from {
             let n = restart::PAGE_ENTRIES.min(plan.from + 1 - at);
-            let entries = s.journal_page(&old_id, at, n)?;
+            let entries = s.journal_page_of(&old_id, &old, at, n)?;
             restart::received(&entries, &mut received);
             for (t, payload) in &entries {
                 s.journal_put(&new_id, index, *t, payload)?;
@@ -1585,7 +1586,7 @@ impl Fsm {
             at += n;
         }
         for &i in &plan.extra {
-            let entries = s.journal_page(&old_id, i, 1)?;
+            let entries = s.journal_page_of(&old_id, &old, i, 1)?;
             restart::received(&entries, &mut received);
             for (t, payload) in &entries {
                 s.journal_put(&new_id, index, *t, payload)?;
@@ -1675,7 +1676,11 @@ impl Fsm {
         if st.phase() != Phase::Completed {
             return Ok(());
         }
-        s.journal_delete(id)?;
+        if st.journal_archived {
+            s.journal_archive_delete(id, st.purge_at_ms)?;
+        } else {
+            s.journal_delete(id)?;
+        }
         if st.events_len > 0 {
             s.journal_events_delete(id)?;
         }
@@ -1731,6 +1736,10 @@ impl Fsm {
             // The leader's retention pass finds it once this passed (see `Record::Expire`).
             Some(ms) => {
                 st.purge_at_ms = now_ms.saturating_add(ms).max(1);
+                if keep_journal && st.journal_len > 0 {
+                    s.journal_archive(id, st.journal_len, st.purge_at_ms)?;
+                    st.journal_archived = true;
+                }
                 s.put_status(id, &st)?;
             }
             None => s.put_status(id, &st)?,

@@ -23,6 +23,14 @@ use super::{
     Status,
 };
 
+/// The key of an archived journal: when it goes, then whose.
+fn archive_key(purge_at_ms: u64, id: &InvocationId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + schema::INVOCATION_ID_BYTES);
+    k.extend_from_slice(&purge_at_ms.to_be_bytes());
+    k.extend_from_slice(&id.to_bytes());
+    k
+}
+
 fn corrupt(table: Table, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt { table, detail: detail.to_string() }
 }
@@ -59,6 +67,15 @@ pub trait FsmRead {
     fn journal_page(
         &self,
         id: &InvocationId,
+        start: u32,
+        n: u32,
+    ) -> Result<Vec<(u16, Bytes)>, StoreError>;
+    /// Entries `start..start + n` of the journal of `id` whose status is `st`: from its
+    /// archive value when completed with a kept journal, else from the journal rows.
+    fn journal_page_of(
+        &self,
+        id: &InvocationId,
+        st: &Status,
         start: u32,
         n: u32,
     ) -> Result<Vec<(u16, Bytes)>, StoreError>;
@@ -149,6 +166,19 @@ pub trait FsmStore: FsmRead {
         event: &JournalEvent,
     ) -> Result<(), StoreError>;
     fn journal_events_delete(&mut self, id: &InvocationId) -> Result<(), StoreError>;
+    /// Moves the journal of completed `id` (its `len` rows) into one archive value under
+    /// `purge_at_ms`.
+    fn journal_archive(
+        &mut self,
+        id: &InvocationId,
+        len: u32,
+        purge_at_ms: u64,
+    ) -> Result<(), StoreError>;
+    fn journal_archive_delete(
+        &mut self,
+        id: &InvocationId,
+        purge_at_ms: u64,
+    ) -> Result<(), StoreError>;
     fn state_put(
         &mut self,
         service: &str,
@@ -257,6 +287,35 @@ impl<R: ReadView> FsmRead for R {
                 Ok((ty, Bytes::from(v).slice(2..)))
             })
             .collect()
+    }
+    fn journal_page_of(
+        &self,
+        id: &InvocationId,
+        st: &Status,
+        start: u32,
+        n: u32,
+    ) -> Result<Vec<(u16, Bytes)>, StoreError> {
+        if !st.journal_archived {
+            return self.journal_page(id, start, n);
+        }
+        let t = Table::JournalArchive;
+        let Some(v) = self.get(t, &archive_key(st.purge_at_ms, id))? else {
+            return Err(corrupt(t, format!("no archived journal of {id}")));
+        };
+        let (mut at, mut index, mut out) = (0usize, 0u32, Vec::new());
+        while at < v.len() && index < start.saturating_add(n) {
+            let head = v.get(at..at + 6).ok_or_else(|| corrupt(t, "truncated entry header"))?;
+            let ty = u16::from_be_bytes([head[0], head[1]]);
+            let len = u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as usize;
+            let payload =
+                v.get(at + 6..at + 6 + len).ok_or_else(|| corrupt(t, "truncated entry"))?;
+            if index >= start {
+                out.push((ty, Bytes::copy_from_slice(payload)));
+            }
+            at += 6 + len;
+            index += 1;
+        }
+        Ok(out)
     }
     fn journal_event(
         &self,
@@ -516,6 +575,29 @@ impl<W: WriteView> FsmStore for W {
     }
     fn journal_events_delete(&mut self, id: &InvocationId) -> Result<(), StoreError> {
         self.delete_prefix(Table::JournalEvents, &schema::journal_prefix(&id.to_bytes()))
+    }
+    fn journal_archive(
+        &mut self,
+        id: &InvocationId,
+        len: u32,
+        purge_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        let entries = self.journal(id, len)?;
+        let mut v = Vec::with_capacity(entries.iter().map(|(_, p)| p.len() + 6).sum());
+        for (ty, payload) in &entries {
+            v.extend_from_slice(&ty.to_be_bytes());
+            v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            v.extend_from_slice(payload);
+        }
+        self.put(Table::JournalArchive, &archive_key(purge_at_ms, id), &v)?;
+        self.journal_delete(id)
+    }
+    fn journal_archive_delete(
+        &mut self,
+        id: &InvocationId,
+        purge_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.delete(Table::JournalArchive, &archive_key(purge_at_ms, id))
     }
     fn state_put(
         &mut self,

@@ -572,6 +572,10 @@ pub struct Status {
     /// invocation keeps the old one's, so its replayed prefix draws the same numbers.
     #[prost(uint64, tag = "33")]
     pub random_seed: u64,
+    /// Completed with its journal kept in one archive value (see `Table::JournalArchive`),
+    /// not in journal rows.
+    #[prost(bool, tag = "34")]
+    pub journal_archived: bool,
 }
 
 /// Something that happened to an invocation outside its journal: Restate's journal events

@@ -41,6 +41,7 @@
 //! | Dedup | esc(producer id) |
 //! | Runnable | u64 seq ‖ invocation id |
 //! | JournalEvents | invocation id ‖ u32 event seq |
+//! | JournalArchive | u64 purge-at ms ‖ invocation id |
 //!
 //! Values are opaque to the store; their encodings belong to the state machine (an Inbox
 //! value is the invocation id and the life it queued as, a Timers value the life it was armed
@@ -121,11 +122,15 @@ pub enum Table {
     /// (invocation id, seq) → what happened to the invocation besides its journal (transient
     /// errors, pauses): Restate's journal events.
     JournalEvents,
+    /// (purge-at ms, invocation id) → the whole journal of a completed invocation kept for its
+    /// retention, in one value: appended in about time order, so keeping journals does not
+    /// spread writes over the live journal table.
+    JournalArchive,
 }
 
 impl Table {
     /// Every table, in declaration order.
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 14] = [
         Table::Meta,
         Table::InvocationStatus,
         Table::Journal,
@@ -139,6 +144,7 @@ impl Table {
         Table::Dedup,
         Table::Runnable,
         Table::JournalEvents,
+        Table::JournalArchive,
     ];
 
     /// The stable redb table name. Never changed; see the module invariants.
@@ -158,6 +164,7 @@ impl Table {
             Table::Dedup => "dedup.v1",
             Table::Runnable => "runnable.v1",
             Table::JournalEvents => "journal_events.v1",
+            Table::JournalArchive => "journal_archive.v1",
         }
     }
 }
