@@ -579,6 +579,18 @@ async fn the_default_retry_policy_comes_from_the_configuration() {
 // Restart-as-new
 // ---------------------------------------------------------------------------------------------
 
+/// `PATCH /invocations/{id}/restart-as-new`, asked again while the invocation is not known yet.
+async fn restart_once_known(fx: &mut Fixture, id: &str) -> support::Reply {
+    let deadline = Deadline::after(Duration::from_secs(10), "the invocation to be known");
+    loop {
+        let r = fx.admin("PATCH", &format!("/invocations/{id}/restart-as-new"), None).await;
+        if r.status != 404 {
+            return r;
+        }
+        deadline.tick().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_as_new_runs_again_from_a_journal_prefix() {
     let mut fx = Fixture::start("restart_as_new", Sdks::Ts).await;
@@ -637,13 +649,14 @@ async fn restart_as_new_runs_again_from_a_journal_prefix() {
     let r = fx.admin("PATCH", &format!("/invocations/{unknown}/restart-as-new"), None).await;
     assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(fx.stat(Sdk::Ts, "steps-b:t").await, 6);
-    // Still running: 409; not started: 425.
+    // Still running: 409; not started: 425. (A send's 202 comes once its record is durable,
+    // before it is applied: until then the invocation is unknown, 404.)
     let s = send(&mut fx, "/Sleeper/sleep", json!({"ms": 60_000, "tag": "ra"})).await;
-    let r = fx.admin("PATCH", &format!("/invocations/{s}/restart-as-new"), None).await;
+    let r = restart_once_known(&mut fx, &s).await;
     assert_eq!(r.status, 409, "{}", r.text());
     let r = fx.call("/Sleeper/sleep/send?delay=1h", json!({"ms": 1, "tag": "rb"})).await;
     let later = r.json()["invocationId"].as_str().unwrap().to_string();
-    let r = fx.admin("PATCH", &format!("/invocations/{later}/restart-as-new"), None).await;
+    let r = restart_once_known(&mut fx, &later).await;
     assert_eq!(r.status, 425, "{}", r.text());
     // A workflow: 409 while it runs, 422 once completed.
     let wf = send(&mut fx, "/Approval/ra/run", json!("req")).await;
