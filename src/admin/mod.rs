@@ -578,7 +578,7 @@ fn deployment_param(api: &Api, value: Option<String>, default: &str) -> Result<S
 
 /// The partition handle of an invocation and its status, or the admin error for a malformed
 /// id, an unknown invocation or a partition that is not running here.
-fn invocation_status(
+async fn invocation_status(
     api: &Api,
     id: &str,
 ) -> Result<
@@ -600,13 +600,31 @@ fn invocation_status(
             "the partition of invocation '{id}' is not running; retry shortly"
         ))
     })?;
-    let status = store
-        .begin_read()
-        .and_then(|r| r.status(&invocation))
-        .map_err(|e| AdminError::Internal(format!("cannot read the invocation: {e}")))?
-        .ok_or_else(|| AdminError::InvocationNotFound(id.to_string()))?;
+    let read = || {
+        store
+            .begin_read()
+            .and_then(|r| r.status(&invocation))
+            .map_err(|e| AdminError::Internal(format!("cannot read the invocation: {e}")))
+    };
+    if let Some(status) = read()? {
+        return Ok((invocation, handle, status));
+    }
+    // Not there: it may be in the log but not applied yet (a send is answered once its record
+    // is durable). Read again once what the log held now is applied, waiting a bounded time.
+    let durable = handle.log().tail(crate::partition::log_of(handle.id)).lsn_durable;
+    let deadline = std::time::Instant::now() + APPLY_WAIT_MAX;
+    while store.lsn_applied().is_ok_and(|applied| applied < durable)
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let status = read()?.ok_or_else(|| AdminError::InvocationNotFound(id.to_string()))?;
     Ok((invocation, handle, status))
 }
+
+/// How long an invocation operation waits for the log it found to be applied before it
+/// answers that an invocation does not exist.
+const APPLY_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `PATCH /invocations/{id}/restart-as-new?from=&deployment=`: checks what `apply` will
 /// check (completed, not a workflow, journal kept, a complete prefix) so the caller hears why
@@ -618,7 +636,7 @@ async fn restart_as_new(
     deployment_id: String,
 ) -> Result<Response, AdminError> {
     use crate::fsm::{record, FsmRead, HandlerKind, Phase, Record, RestartAsNew};
-    let (invocation, handle, status) = invocation_status(api, id)?;
+    let (invocation, handle, status) = invocation_status(api, id).await?;
     // Restate's order: not started, running, journal gone, a workflow, an old protocol.
     match status.phase() {
         Phase::Scheduled | Phase::Inboxed => {
@@ -733,7 +751,7 @@ async fn restart_as_new(
 /// reacts to it (a cancel of a running invocation).
 async fn invocation_op(api: &Api, id: &str, op: InvocationOp) -> Result<StatusCode, AdminError> {
     use crate::fsm::{record, Kill, Phase, Record, Resume, Signal, SIGNAL_CANCEL};
-    let (invocation, handle, status) = invocation_status(api, id)?;
+    let (invocation, handle, status) = invocation_status(api, id).await?;
     let completed = status.phase() == Phase::Completed;
     let raw = bytes::Bytes::copy_from_slice(&invocation.to_bytes());
     let (kind, answer) = match op {
