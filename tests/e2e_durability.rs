@@ -17,23 +17,13 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{Deadline, Fixture, Sdk, Sdks};
+use support::{assert_reply, unix_ms, Deadline, Fixture, Sdk, Sdks};
 
 /// How late after its due time a delayed send may run (restart and scheduling included).
 const LATE_MAX_MS: u64 = 15_000;
-
-fn unix_ms() -> u64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
-    u64::try_from(since.as_millis()).expect("milliseconds fit u64")
-}
-
-fn assert_reply(r: &support::Reply, status: u16, body: Value) {
-    assert_eq!(r.status, status, "{}", r.text());
-    assert_eq!(r.json(), body);
-}
 
 /// A delayed send under test: where its effect is recorded, and when it became due at the
 /// earliest (the send's start plus the delay).

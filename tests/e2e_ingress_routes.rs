@@ -27,14 +27,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use support::{Deadline, Fixture, Reply, Sdk, Sdks};
+use support::{assert_reply, Deadline, Fixture, Reply, Sdk, Sdks};
 
 const TIMEOUT: Duration = Duration::from_secs(15);
-
-fn assert_reply(r: &Reply, status: u16, body: Value) {
-    assert_eq!(r.status, status, "{}", r.text());
-    assert_eq!(r.json(), body);
-}
 
 /// An ingress error: its status, `source` and a message that starts with `message`.
 fn assert_error(r: &Reply, status: u16, source: &str, message: &str) {

@@ -19,8 +19,8 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::{json, Value};
-use support::{Deadline, Fixture, FixtureOptions, Sdk, Sdks};
+use serde_json::json;
+use support::{assert_reply, attach, post_raw, send, Deadline, Fixture, FixtureOptions, Sdk, Sdks};
 
 /// Waits until the TS service published `name` and returns it.
 async fn published(fx: &mut Fixture, name: &str) -> String {
@@ -31,35 +31,6 @@ async fn published(fx: &mut Fixture, name: &str) -> String {
         }
         deadline.tick().await;
     }
-}
-
-/// Starts a handler with `/send` and returns its invocation id.
-async fn send(fx: &mut Fixture, path: &str, body: Value) -> String {
-    let r = fx.call(&format!("{path}/send"), body).await;
-    assert_eq!(r.status, 202, "{}", r.text());
-    r.json()["invocationId"].as_str().expect("invocationId").to_string()
-}
-
-async fn attach(fx: &mut Fixture, id: &str) -> support::Reply {
-    fx.ingress("GET", &format!("/restate/invocation/{id}/attach"), None).await
-}
-
-async fn post_raw(fx: &mut Fixture, path: &str, body: &'static str) -> support::Reply {
-    let url = fx.ingress_url(path);
-    let ct = [("content-type", "application/json")];
-    fx.request(
-        "POST",
-        &url,
-        Some(Bytes::from_static(body.as_bytes())),
-        &ct,
-        Duration::from_secs(30),
-    )
-    .await
-}
-
-fn assert_reply(r: &support::Reply, status: u16, body: Value) {
-    assert_eq!(r.status, status, "{}", r.text());
-    assert_eq!(r.json(), body);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use support::{Deadline, Fixture, Sdks};
+use support::{assert_reply, Deadline, Fixture, Sdks};
 
 /// The Python service's process, killed on drop.
 struct PyService {
@@ -63,11 +63,6 @@ async fn start_python(fx: &mut Fixture) -> PyService {
         deadline.tick().await;
     }
     py
-}
-
-fn assert_reply(r: &support::Reply, status: u16, body: Value) {
-    assert_eq!(r.status, status, "{}", r.text());
-    assert_eq!(r.json(), body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,11 +23,11 @@
 
 mod support;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use support::{Deadline, Fixture, Sdk, Sdks};
+use support::{assert_reply, attach, post_raw, send, unix_ms, Deadline, Fixture, Sdk, Sdks};
 
 /// Waits until the SDK service published `name` and returns it.
 async fn published(fx: &mut Fixture, sdk: Sdk, name: &str) -> Value {
@@ -44,40 +44,6 @@ async fn published(fx: &mut Fixture, sdk: Sdk, name: &str) -> Value {
 async fn published_str(fx: &mut Fixture, sdk: Sdk, name: &str) -> String {
     let v = published(fx, sdk, name).await;
     v.as_str().unwrap_or_else(|| panic!("`{name}` is not a string: {v}")).to_string()
-}
-
-/// Starts a handler with `/send` and returns its invocation id.
-async fn send(fx: &mut Fixture, path: &str, body: Value) -> String {
-    let r = fx.call(&format!("{path}/send"), body).await;
-    assert_eq!(r.status, 202, "{}", r.text());
-    r.json()["invocationId"].as_str().expect("invocationId").to_string()
-}
-
-async fn attach(fx: &mut Fixture, id: &str) -> support::Reply {
-    fx.ingress("GET", &format!("/restate/invocation/{id}/attach"), None).await
-}
-
-async fn post_raw(fx: &mut Fixture, path: &str, body: &'static str) -> support::Reply {
-    let url = fx.ingress_url(path);
-    let ct = [("content-type", "application/json")];
-    fx.request(
-        "POST",
-        &url,
-        Some(Bytes::from_static(body.as_bytes())),
-        &ct,
-        Duration::from_secs(30),
-    )
-    .await
-}
-
-fn assert_reply(r: &support::Reply, status: u16, body: Value) {
-    assert_eq!(r.status, status, "{}", r.text());
-    assert_eq!(r.json(), body);
-}
-
-fn unix_ms() -> u64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
-    u64::try_from(since.as_millis()).expect("milliseconds fit u64")
 }
 
 async fn wait_status(fx: &mut Fixture, workflow: &str, key: &str, want: &str) {

@@ -18,19 +18,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use support::{Deadline, Fixture, Sdks};
-
-fn assert_reply(r: &support::Reply, status: u16, body: Value) {
-    assert_eq!(r.status, status, "{}", r.text());
-    assert_eq!(r.json(), body);
-}
-
-async fn send(fx: &mut Fixture, path: &str, body: Value) -> String {
-    let r = fx.call(&format!("{path}/send"), body).await;
-    assert_eq!(r.status, 202, "{}", r.text());
-    r.json()["invocationId"].as_str().expect("invocationId").to_string()
-}
+use serde_json::json;
+use support::{assert_reply, send, Deadline, Fixture, Sdks};
 
 async fn wait_waiting(fx: &mut Fixture, key: &str) {
     let deadline = Deadline::after(Duration::from_secs(20), &format!("Approval/{key} to wait"));

@@ -261,6 +261,47 @@ pub struct Reply {
     pub body: Bytes,
 }
 
+/// Asserts a reply's status and JSON body.
+pub fn assert_reply(r: &Reply, status: u16, body: Value) {
+    assert_eq!(r.status, status, "{}", r.text());
+    assert_eq!(r.json(), body);
+}
+
+/// Starts a handler with `/send` and returns its invocation id.
+pub async fn send(fx: &mut Fixture, path: &str, body: Value) -> String {
+    let r = fx.call(&format!("{path}/send"), body).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    r.json()["invocationId"].as_str().expect("invocationId").to_string()
+}
+
+/// Attaches to an invocation through the ingress.
+pub async fn attach(fx: &mut Fixture, id: &str) -> Reply {
+    fx.ingress("GET", &format!("/restate/invocation/{id}/attach"), None).await
+}
+
+/// POSTs a JSON body given as text (for bodies `Fixture::call` cannot express, e.g. a bare
+/// string for an awakeable).
+pub async fn post_raw(fx: &mut Fixture, path: &str, body: &'static str) -> Reply {
+    let url = fx.ingress_url(path);
+    let ct = [("content-type", "application/json")];
+    fx.request(
+        "POST",
+        &url,
+        Some(Bytes::from_static(body.as_bytes())),
+        &ct,
+        Duration::from_secs(30),
+    )
+    .await
+}
+
+/// The wall clock in milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    u64::try_from(since.as_millis()).expect("milliseconds fit u64")
+}
+
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().expect("header is visible ASCII"))
