@@ -1572,21 +1572,14 @@ impl Fsm {
             Err(e) => return refuse(out, 400, e.to_string()),
         };
         // Copied page by page: entries 0..=from, then the later completions they wait for.
+        let pages = (0..=plan.from)
+            .step_by(restart::PAGE_ENTRIES as usize)
+            .map(|at| (at, restart::PAGE_ENTRIES.min(plan.from + 1 - at)))
+            .chain(plan.extra.iter().map(|&i| (i, 1)));
         let mut received = Default::default();
         let mut index = 0u32;
-        let mut at = 0u32;
-        while at <= plan.from {
-            let n = restart::PAGE_ENTRIES.min(plan.from + 1 - at);
+        for (at, n) in pages {
             let entries = s.journal_page_of(&old_id, &old, at, n)?;
-            restart::received(&entries, &mut received);
-            for (t, payload) in &entries {
-                s.journal_put(&new_id, index, *t, payload)?;
-                index += 1;
-            }
-            at += n;
-        }
-        for &i in &plan.extra {
-            let entries = s.journal_page_of(&old_id, &old, i, 1)?;
             restart::received(&entries, &mut received);
             for (t, payload) in &entries {
                 s.journal_put(&new_id, index, *t, payload)?;

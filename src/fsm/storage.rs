@@ -245,20 +245,10 @@ impl<R: ReadView> FsmRead for R {
         }
     }
     fn journal(&self, id: &InvocationId, len: u32) -> Result<Vec<(u16, Bytes)>, StoreError> {
-        let t = Table::Journal;
-        let limit = (len.min(JOURNAL_ENTRIES_MAX) as usize).max(1);
-        let rows = self.scan_prefix(t, &schema::journal_prefix(&id.to_bytes()), limit)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (_, v) in rows.into_iter().take(len as usize) {
-            if v.len() < 2 {
-                return Err(corrupt(t, "journal entry shorter than its type"));
-            }
-            let ty = u16::from_be_bytes([v[0], v[1]]);
-            out.push((ty, Bytes::from(v).slice(2..)));
-        }
+        let out = self.journal_page(id, 0, len.min(JOURNAL_ENTRIES_MAX))?;
         if out.len() != len as usize {
             return Err(corrupt(
-                t,
+                Table::Journal,
                 format!("journal has {} entries, status says {len}", out.len()),
             ));
         }

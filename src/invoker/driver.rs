@@ -107,31 +107,23 @@ fn resolve(
         .handlers
         .get(&a.handler)
         .ok_or_else(|| format!("handler '{}/{}' is not registered", a.service, a.handler))?;
-    match &a.pinned {
-        // A deployment chosen (resume, restart-as-new) before any attempt fixed a version.
-        Some((dp, 0)) => {
-            let d = schema
-                .deployment(dp)
-                .ok_or_else(|| format!("pinned deployment {dp} was removed"))?;
-            let v =
-                negotiate(d.min_protocol_version, d.max_protocol_version, v7).ok_or_else(|| {
-                    format!("[RT0013] no common protocol version with deployment {}", d.id)
-                })?;
-            let pin = Pin { deployment_id: d.id.clone(), protocol_version: v.as_i32() as u32 };
-            Ok((d.clone(), v, Some(pin)))
+    let d = match &a.pinned {
+        Some((dp, _)) => {
+            schema.deployment(dp).ok_or_else(|| format!("pinned deployment {dp} was removed"))?
         }
-        Some((dp, v)) => {
-            let d = schema
-                .deployment(dp)
-                .ok_or_else(|| format!("pinned deployment {dp} was removed"))?;
-            let v = ServiceProtocolVersion::from_i32(*v as i32)
+        None => schema
+            .deployment_for(&a.service)
+            .ok_or_else(|| format!("no deployment serves '{}'", a.service))?,
+    };
+    match a.pinned {
+        Some((_, v)) if v != 0 => {
+            let v = ServiceProtocolVersion::from_i32(v as i32)
                 .ok_or_else(|| format!("pinned protocol version {v} is unknown"))?;
             Ok((d.clone(), v, None))
         }
-        None => {
-            let d = schema
-                .deployment_for(&a.service)
-                .ok_or_else(|| format!("no deployment serves '{}'", a.service))?;
+        // Not pinned yet, or a deployment chosen (resume, restart-as-new) before any attempt
+        // fixed a version: negotiate, and pin what was chosen.
+        _ => {
             let v =
                 negotiate(d.min_protocol_version, d.max_protocol_version, v7).ok_or_else(|| {
                     format!("[RT0013] no common protocol version with deployment {}", d.id)
