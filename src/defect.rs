@@ -39,10 +39,13 @@ pub enum Defect {
     /// (programming model) A re-created invocation id takes what its earlier life left in
     /// flight: that life's attempt effects, timers and answers to its calls.
     LifeIgnored,
+    /// (programming model) A batch's retained members replace the block an earlier batch
+    /// wrote instead of being appended to it.
+    RetainedBlockOverwritten,
 }
 
 impl Defect {
-    pub const ALL: [Defect; 11] = [
+    pub const ALL: [Defect; 12] = [
         Defect::ShufflerDropsFailedDelivery,
         Defect::ShufflerTruncatesFirst,
         Defect::ShufflerReorders,
@@ -54,6 +57,7 @@ impl Defect {
         Defect::AppendsNotSplit,
         Defect::SignalTakenTwice,
         Defect::LifeIgnored,
+        Defect::RetainedBlockOverwritten,
     ];
 }
 

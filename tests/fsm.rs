@@ -110,7 +110,12 @@ fn apply_at<S: FsmStore>(
             e.life = txn.status(&id).unwrap().map_or(0, |st| st.life);
         }
     }
-    fsm.apply(txn, &r, lsn, now_ms, out)
+    // Each record is a batch of its own here.
+    let mut batch = ratchet::fsm::Batch::new();
+    let applied = fsm.apply(txn, &r, lsn, now_ms, &mut batch);
+    fsm.finish(txn, &mut batch).unwrap();
+    out.append(&mut batch.actions);
+    applied
 }
 
 /// [`apply_at`] with the record's time as its LSN (the tests that apply one by one count up).
@@ -689,6 +694,7 @@ fn an_expire_record_purges_only_completed_invocations_whose_retention_passed() {
     let expire = |ns: &[u128]| {
         rec(record::Kind::Expire(ratchet::fsm::Expire {
             invocation_ids: ns.iter().map(|n| Bytes::copy_from_slice(&id(*n).to_bytes())).collect(),
+            retained_blocks: vec![],
         }))
     };
     let mut txn = store.begin_write().unwrap();
@@ -980,11 +986,11 @@ fn a_restarted_invocation_starts_from_the_planned_journal_with_the_old_seed() {
     apply_all(&fsm, &store, &finish(1, 1, b"done"));
     let old = status(&store, 1);
     assert_eq!((old.phase(), old.journal_len), (Phase::Completed, 4), "{old:?}");
-    // The kept journal left the journal rows for one archive value.
+    // The kept journal left the journal rows for its retained block.
     let r = store.begin_read().unwrap();
     assert!(old.journal_archived);
     assert!(r.scan_prefix(Table::Journal, &[], usize::MAX).unwrap().is_empty());
-    assert_eq!(r.scan_prefix(Table::JournalArchive, &[], usize::MAX).unwrap().len(), 1);
+    assert_eq!(r.scan_prefix(Table::Retained, &[], usize::MAX).unwrap().len(), 1);
     let archived: Vec<u16> =
         r.journal_page_of(&id(1), &old, 0, 10).unwrap().iter().map(|e| e.0).collect();
     assert_eq!(archived, vec![0x0400, 0x0411, 0x8011, 0x0401]);
@@ -1021,13 +1027,147 @@ fn a_restarted_invocation_starts_from_the_planned_journal_with_the_old_seed() {
     assert_eq!(failure_of(&replies(&a)[0].2).0, 409, "{a:?}");
     assert!(started(&a).is_empty());
     assert!(store.begin_read().unwrap().status(&id(3)).unwrap().is_none());
-    // Purging the old one takes its archived journal.
+    // Purging the old one forgets it; its journal goes with its block once the block's
+    // bucket ends.
     let purge = rec(record::Kind::Purge(ratchet::fsm::Kill {
         invocation_id: Bytes::copy_from_slice(&id(1).to_bytes()),
     }));
     apply_all(&fsm, &store, &[purge]);
+    assert!(store.begin_read().unwrap().status(&id(1)).unwrap().is_none());
+    let blocks = store.begin_read().unwrap().retained_due(None, u64::MAX, 10).unwrap();
+    assert_eq!(blocks.len(), 1);
+    let (bucket_end, _) = ratchet::store::schema::decode_retained_key(&blocks[0]).unwrap();
+    assert!(bucket_end > old.purge_at_ms);
+    let expire = rec(record::Kind::Expire(ratchet::fsm::Expire {
+        invocation_ids: vec![],
+        retained_blocks: vec![Bytes::from(blocks[0].clone())],
+    }));
+    let mut txn = store.begin_write().unwrap();
+    apply_at(&fsm, &mut txn, &expire, 1_000_000, bucket_end, &mut Vec::new()).unwrap();
+    txn.commit(false).unwrap();
     let r = store.begin_read().unwrap();
-    assert!(r.scan_prefix(Table::JournalArchive, &[], usize::MAX).unwrap().is_empty());
+    assert!(r.scan_prefix(Table::Retained, &[], usize::MAX).unwrap().is_empty());
+    assert_eq!(status(&store, 2).phase(), Phase::Invoked, "the restarted one is not touched");
+}
+
+/// A completion with a retention, applied at `lsn` and time `now_ms`.
+fn retained_completion(
+    fsm: &Fsm,
+    txn: &mut ratchet::store::WriteTxn,
+    n: u128,
+    lsn: u64,
+    now_ms: u64,
+    input: &'static [u8],
+) {
+    let r = match invoke(n, HandlerKind::Service, "", 10 + n as u64) {
+        Record { header, kind: Some(record::Kind::Invoke(mut i)) } => {
+            i.retention_ms = Some(60_000);
+            i.journal_retention_ms = Some(60_000);
+            i.input = Bytes::from_static(input);
+            Record { header, kind: Some(record::Kind::Invoke(i)) }
+        }
+        other => other,
+    };
+    let mut out = Vec::new();
+    apply_at(fsm, txn, &r, lsn, now_ms, &mut out).unwrap();
+    let [output, end] = <[Record; 2]>::try_from(finish(n, 1, b"ok")).unwrap();
+    apply_at(fsm, txn, &output, lsn + 1, now_ms, &mut out).unwrap();
+    apply_at(fsm, txn, &end, lsn + 2, now_ms, &mut out).unwrap();
+}
+
+#[test]
+fn retained_blocks_hold_small_journals_and_expire_whole_when_their_bucket_ends() {
+    static BIG: [u8; 20_000] = [7; 20_000];
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    let mut txn = store.begin_write().unwrap();
+    retained_completion(&fsm, &mut txn, 1, 10, 5_000, b"small");
+    retained_completion(&fsm, &mut txn, 2, 20, 5_000, &BIG);
+    txn.commit(false).unwrap();
+    let r = store.begin_read().unwrap();
+    let (small, big) = (r.status(&id(1)).unwrap().unwrap(), r.status(&id(2)).unwrap().unwrap());
+    assert!(small.journal_archived && !big.journal_archived, "{small:?} {big:?}");
+    // The large journal stays in its rows; the small one is only in the block.
+    let rows = r.scan_prefix(Table::Journal, &[], usize::MAX).unwrap();
+    assert_eq!(rows.len(), 2, "input and output of the large one");
+    assert_eq!(r.journal_page_of(&id(1), &small, 0, 9).unwrap()[0].0, 0x0400);
+    assert_eq!(r.journal_page_of(&id(2), &big, 0, 9).unwrap().len(), 2);
+    let blocks = r.retained_due(None, u64::MAX, 10).unwrap();
+    assert_eq!(blocks.len(), 1, "one bucket, one window");
+    let raw = r.retained_block(&blocks[0]).unwrap().unwrap();
+    let members = ratchet::fsm::retained::decode_members(&raw).unwrap();
+    assert_eq!(members.iter().map(|m| m.id).collect::<Vec<_>>(), vec![id(1), id(2)]);
+    assert!(members[0].journal.is_some() && members[1].journal.is_none());
+    let stored = r.get(Table::Retained, &blocks[0]).unwrap().unwrap();
+    assert!(stored.len() < raw.len(), "compressed: {} of {}", stored.len(), raw.len());
+    // Not due before its bucket ends: nothing happens.
+    let (bucket_end, _) = ratchet::store::schema::decode_retained_key(&blocks[0]).unwrap();
+    assert_eq!(bucket_end, 66_000, "retention ends at 65 s, in the bucket ending at 66 s");
+    assert!(r.retained_due(None, bucket_end - 1, 10).unwrap().is_empty());
+    drop(r);
+    let expire = rec(record::Kind::Expire(ratchet::fsm::Expire {
+        invocation_ids: vec![],
+        retained_blocks: vec![Bytes::from(blocks[0].clone())],
+    }));
+    let mut txn = store.begin_write().unwrap();
+    apply_at(&fsm, &mut txn, &expire, 100, bucket_end - 1, &mut Vec::new()).unwrap();
+    assert!(txn.status(&id(1)).unwrap().is_some(), "early: kept");
+    apply_at(&fsm, &mut txn, &expire, 101, bucket_end, &mut Vec::new()).unwrap();
+    assert!(txn.status(&id(1)).unwrap().is_none() && txn.status(&id(2)).unwrap().is_none());
+    for t in [Table::Journal, Table::Retained] {
+        assert!(txn.scan_prefix(t, &[], usize::MAX).unwrap().is_empty(), "{t:?} left");
+    }
+    txn.commit(false).unwrap();
+}
+
+#[test]
+fn a_retained_block_is_the_same_whatever_the_batches_were() {
+    let fsm = Fsm::new(0);
+    let records = |store: &PartitionStore, split: bool| {
+        let mut txn = store.begin_write().unwrap();
+        retained_completion(&fsm, &mut txn, 1, 10, 5_000, b"one");
+        if split {
+            txn.commit(false).unwrap();
+            txn = store.begin_write().unwrap();
+        }
+        retained_completion(&fsm, &mut txn, 2, 20, 5_000, b"two");
+        txn.commit(false).unwrap();
+        store.begin_read().unwrap().scan_prefix(Table::Retained, &[], usize::MAX).unwrap()
+    };
+    let (a, b) =
+        (PartitionStore::open_in_memory().unwrap(), PartitionStore::open_in_memory().unwrap());
+    let (one_batch, two_batches) = (records(&a, false), records(&b, true));
+    assert_eq!(one_batch.len(), 1);
+    assert_eq!(one_batch, two_batches);
+}
+
+#[test]
+fn an_expired_block_leaves_a_recreated_life_alone() {
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    let mut txn = store.begin_write().unwrap();
+    retained_completion(&fsm, &mut txn, 1, 10, 5_000, b"first life");
+    let purge = rec(record::Kind::Purge(ratchet::fsm::Kill {
+        invocation_id: Bytes::copy_from_slice(&id(1).to_bytes()),
+    }));
+    apply_at(&fsm, &mut txn, &purge, 13, 5_000, &mut Vec::new()).unwrap();
+    // The same id again (as a workflow or idempotent id would be), completed much later.
+    retained_completion(&fsm, &mut txn, 1, 2_000, 200_000, b"second life");
+    txn.commit(false).unwrap();
+    let r = store.begin_read().unwrap();
+    let first = r.retained_due(None, 120_000, 10).unwrap();
+    assert_eq!(first.len(), 1);
+    drop(r);
+    let expire = rec(record::Kind::Expire(ratchet::fsm::Expire {
+        invocation_ids: vec![],
+        retained_blocks: vec![Bytes::from(first[0].clone())],
+    }));
+    let mut txn = store.begin_write().unwrap();
+    apply_at(&fsm, &mut txn, &expire, 3_000, 120_000, &mut Vec::new()).unwrap();
+    let st = txn.status(&id(1)).unwrap().expect("the second life is kept");
+    assert_eq!(st.life, 2_000);
+    let input = txn.journal_page_of(&id(1), &st, 0, 1).unwrap().remove(0).1;
+    assert!(input.windows(11).any(|w| w == b"second life"), "{input:?}");
+    assert_eq!(txn.retained_due(None, u64::MAX, 10).unwrap().len(), 1, "the second life's block");
+    txn.commit(false).unwrap();
 }
 
 #[test]

@@ -190,6 +190,9 @@ fn expected(defect: Defect) -> &'static [&'static [&'static str]] {
             &["/run) expected", "b|b"],
             &["/run) is stuck in Paused"],
         ],
+        // The live store lost the members of earlier batches; one rebuilt in one batch has
+        // them.
+        Defect::RetainedBlockOverwritten => &[&["is in no retained block"]],
     }
 }
 
@@ -279,4 +282,9 @@ fn defect_signal_taken_twice_is_found() {
 #[test]
 fn defect_life_ignored_is_found() {
     find(Defect::LifeIgnored);
+}
+
+#[test]
+fn defect_retained_block_overwritten_is_found() {
+    find(Defect::RetainedBlockOverwritten);
 }

@@ -320,8 +320,8 @@ fn table_names_are_stable() {
         names,
         [
             "meta",
-            "invocation_status.v1",
-            "journal.v1",
+            "invocation_status.v2",
+            "journal.v2",
             "state.v1",
             "inbox.v1",
             "object_lock.v1",
@@ -331,8 +331,8 @@ fn table_names_are_stable() {
             "promises.v1",
             "dedup.v1",
             "runnable.v1",
-            "journal_events.v1",
-            "journal_archive.v1",
+            "journal_events.v2",
+            "retained.v1",
         ]
     );
     assert_eq!(schema::partition_file_name(7), "partition-7.redb");
@@ -448,6 +448,27 @@ fn a_newer_schema_is_refused() {
             assert_eq!((found, supported), (schema::SCHEMA_VERSION + 1, schema::SCHEMA_VERSION));
         }
         other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_older_schema_is_refused_with_both_versions_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = temp_store_path(&dir);
+    {
+        let store = PartitionStore::open(&path).unwrap();
+        let mut txn = store.begin_write().unwrap();
+        let older = schema::SCHEMA_VERSION_MIN - 1;
+        txn.put(Table::Meta, schema::META_SCHEMA_VERSION, &older.to_be_bytes()).unwrap();
+        commit(txn, true);
+    }
+    match PartitionStore::open(&path) {
+        Err(e @ StoreError::SchemaTooOld { found, min_supported, .. }) => {
+            assert_eq!((found, min_supported), (2, 3));
+            let msg = e.to_string();
+            assert!(msg.contains('2') && msg.contains('3'), "{msg}");
+        }
+        other => panic!("expected SchemaTooOld, got {other:?}"),
     }
 }
 

@@ -25,6 +25,7 @@
 
 pub mod limits;
 pub mod restart;
+pub mod retained;
 pub mod storage;
 pub mod types;
 
@@ -439,6 +440,26 @@ struct Call<'a> {
     journal_retention_ms: Option<u64>,
 }
 
+/// What applying one batch of records produced: the actions to carry out once the batch's
+/// transaction committed, and the retained-block members to write before it commits
+/// ([`Fsm::finish`]).
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub actions: Vec<Action>,
+    retained: retained::Pending,
+    /// LSN of the record being applied.
+    lsn: u64,
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+    fn push(&mut self, a: Action) {
+        self.actions.push(a);
+    }
+}
+
 /// The state machine of one partition. Stateless itself: everything lives in the store.
 #[derive(Clone, Debug)]
 pub struct Fsm {
@@ -454,16 +475,24 @@ impl Fsm {
         Fsm { partition, defect_retry: None }
     }
 
-    /// Applies one record. `lsn` is its position in the partition's log and `now_ms` its
-    /// timestamp.
+    /// Writes what the batch's records left pending; call it once after the last `apply` of a
+    /// batch, before its transaction commits.
+    pub fn finish<S: FsmStore>(&self, s: &mut S, out: &mut Batch) -> Result<(), ApplyError> {
+        out.retained.flush(s)?;
+        Ok(())
+    }
+
+    /// Applies one record of a batch (see [`Fsm::finish`]). `lsn` is its position in the
+    /// partition's log and `now_ms` its timestamp.
     pub fn apply<S: FsmStore>(
         &self,
         s: &mut S,
         record: &Record,
         lsn: u64,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<Applied, ApplyError> {
+        out.lsn = lsn;
         let header = record.header.unwrap_or_default();
         let leader_epoch = s.leader_epoch()?;
         if let Some(record::Kind::AnnounceLeader(a)) = &record.kind {
@@ -530,6 +559,12 @@ impl Fsm {
                         }
                     }
                 }
+                // A block members of this batch were added to is written first, so what is
+                // deleted here is all of it.
+                out.retained.flush(s)?;
+                for key in &e.retained_blocks {
+                    self.expire_block(s, key, now_ms)?;
+                }
             }
             Some(record::Kind::Pause(k)) => {
                 let id = id_of(&k.invocation_id)?;
@@ -571,7 +606,11 @@ impl Fsm {
                     self.purge(s, &id, &st)?;
                 }
             }
-            Some(record::Kind::RestartAsNew(r)) => self.restart_as_new(s, r, lsn, now_ms, out)?,
+            Some(record::Kind::RestartAsNew(r)) => {
+                // The journal it copies may be in a block this batch is still adding to.
+                out.retained.flush(s)?;
+                self.restart_as_new(s, r, lsn, now_ms, out)?
+            }
             Some(record::Kind::TruncateOutbox(t)) => s.outbox_truncate(t.seq_through)?,
             Some(record::Kind::AnnounceLeader(_)) => {}
             None => return Err(invalid("empty record")),
@@ -585,7 +624,7 @@ impl Fsm {
         s: &mut S,
         partition_key: u64,
         kind: record::Kind,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<(), ApplyError> {
         let seq = s.outbox_push(u32::from(self.partition) + 1, partition_key, kind)?;
         out.push(Action::Outbox { seq });
@@ -598,7 +637,7 @@ impl Fsm {
         inv: &Invoke,
         lsn: u64,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<(), ApplyError> {
         let id = id_of(&inv.invocation_id)?;
         let existing = s.status(&id)?;
@@ -690,7 +729,7 @@ impl Fsm {
         id: &InvocationId,
         mut st: Status,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<(), ApplyError> {
         if st.kind().takes_lock() {
             match s.lock(&st.service, &st.key)? {
@@ -718,7 +757,7 @@ impl Fsm {
         st: &mut Status,
         delay_ms: u64,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<(), ApplyError> {
         if st.runnable_seq == 0 {
             st.runnable_seq = s.runnable_push(id)?;
@@ -759,7 +798,7 @@ impl Fsm {
         s: &mut S,
         e: &Effect,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<(), ApplyError> {
         let id = id_of(&e.invocation_id)?;
         let Some(mut st) = s.status(&id)? else { return Ok(()) };
@@ -858,7 +897,7 @@ impl Fsm {
         st: Status,
         v: &Violation,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<(), ApplyError> {
         if crate::defect::active(crate::defect::Defect::LimitFailsPartition) {
             return Err(ApplyError::Store(StoreError::KeyTooLarge {
@@ -878,7 +917,7 @@ impl Fsm {
         mut st: Status,
         c: &Command,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<(), ApplyError> {
         let t = u16::try_from(c.ty).map_err(|_| invalid("command type out of range"))?;
         // Everything is decoded and checked before anything is written: a record that cannot
@@ -1189,7 +1228,7 @@ impl Fsm {
         target: InvocationId,
         completion_id: u32,
         now: bool,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<(), ApplyError> {
         let notification_ty =
             u32::from(if now { ty::N_GET_INVOCATION_OUTPUT } else { ty::N_ATTACH_INVOCATION });
@@ -1216,7 +1255,7 @@ impl Fsm {
         s: &mut S,
         sig: &Signal,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<(), ApplyError> {
         let id = id_of(&sig.invocation_id)?;
         let Some(mut st) = s.status(&id)? else { return Ok(()) };
@@ -1248,7 +1287,7 @@ impl Fsm {
         &self,
         s: &mut S,
         a: &Attach,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<(), ApplyError> {
         let id = id_of(&a.invocation_id)?;
         let Some(sink) = &a.sink else { return Err(invalid("attach without a sink")) };
@@ -1279,7 +1318,7 @@ impl Fsm {
         s: &mut S,
         id: &InvocationId,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<(), ApplyError> {
         let Some(st) = s.status(id)? else { return Ok(()) };
         if st.phase() == Phase::Completed {
@@ -1337,7 +1376,7 @@ impl Fsm {
         callee_kind: i32,
         call: Call<'_>,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<(), ApplyError> {
         let kind = HandlerKind::try_from(callee_kind).unwrap_or(HandlerKind::Unspecified);
         if kind == HandlerKind::Unspecified {
@@ -1401,7 +1440,7 @@ impl Fsm {
         payload: Bytes,
         nid: Nid<'_>,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<(), ApplyError> {
         let seen = match nid {
             Nid::Completion(c) => st.completed_ids.contains(&c),
@@ -1458,7 +1497,7 @@ impl Fsm {
         s: &mut S,
         t: &TimerFired,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<(), ApplyError> {
         let id = id_of(&t.invocation_id)?;
         let Some(life) = s.timer_delete(t.wake_ms, &id, t.completion_id)? else {
@@ -1502,7 +1541,7 @@ impl Fsm {
         sink: &Sink,
         id: &InvocationId,
         outcome: &Outcome,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<(), ApplyError> {
         match &sink.kind {
             Some(sink::Kind::Ingress(request_id)) => out.push(Action::IngressReply {
@@ -1536,7 +1575,7 @@ impl Fsm {
         r: &RestartAsNew,
         lsn: u64,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<(), ApplyError> {
         let (old_id, new_id) = (id_of(&r.invocation_id)?, id_of(&r.new_invocation_id)?);
         if old_id.partition_key != new_id.partition_key {
@@ -1544,7 +1583,7 @@ impl Fsm {
         }
         // Whoever asked hears the outcome: the admin API checked, but things may have changed
         // since (purged by retention, say).
-        let refuse = |out: &mut Vec<Action>, code: u32, message: String| {
+        let refuse = |out: &mut Batch, code: u32, message: String| {
             if r.ack_request != 0 {
                 let outcome = failure_outcome(code, message);
                 out.push(Action::IngressReply { request_id: r.ack_request, id: old_id, outcome });
@@ -1669,9 +1708,8 @@ impl Fsm {
         if st.phase() != Phase::Completed {
             return Ok(());
         }
-        if st.journal_archived {
-            s.journal_archive_delete(id, st.purge_at_ms)?;
-        } else {
+        // A journal kept in its retained block goes with the block (see `expire_block`).
+        if !st.journal_archived {
             s.journal_delete(id)?;
         }
         if st.events_len > 0 {
@@ -1685,6 +1723,33 @@ impl Fsm {
         Ok(())
     }
 
+    /// Forgets the members of a retained block whose bucket has ended (each only if the status
+    /// is still the life the block names: a re-created id is a new invocation), then the block.
+    fn expire_block<S: FsmStore>(
+        &self,
+        s: &mut S,
+        key: &[u8],
+        now_ms: u64,
+    ) -> Result<(), ApplyError> {
+        let Ok((bucket_end, _)) = crate::store::schema::decode_retained_key(key) else {
+            return Err(invalid("expire of a malformed retained block key"));
+        };
+        if bucket_end > now_ms {
+            return Ok(());
+        }
+        let Some(raw) = s.retained_block(key)? else { return Ok(()) };
+        for m in retained::decode_members(&raw)? {
+            if let Some(st) = s.status(&m.id)? {
+                let expired = st.purge_at_ms != 0 && st.purge_at_ms <= now_ms;
+                if st.life == m.life && st.phase() == Phase::Completed && expired {
+                    self.purge(s, &m.id, &st)?;
+                }
+            }
+        }
+        s.retained_delete(key)?;
+        Ok(())
+    }
+
     /// Ends an invocation: keeps its outcome, drops its journal, answers every waiter, and
     /// hands the object lock to the next in line.
     fn complete<S: FsmStore>(
@@ -1694,7 +1759,7 @@ impl Fsm {
         mut st: Status,
         outcome: Outcome,
         now_ms: u64,
-        out: &mut Vec<Action>,
+        out: &mut Batch,
     ) -> Result<(), ApplyError> {
         for sink in &st.sinks {
             self.answer(s, sink, id, &outcome, out)?;
@@ -1729,10 +1794,17 @@ impl Fsm {
             // The leader's retention pass finds it once this passed (see `Record::Expire`).
             Some(ms) => {
                 st.purge_at_ms = now_ms.saturating_add(ms).max(1);
-                if keep_journal && st.journal_len > 0 {
-                    s.journal_archive(id, st.journal_len, st.purge_at_ms)?;
+                let inline = match keep_journal && st.journal_len > 0 {
+                    true => s.journal_inline(id, st.journal_len)?,
+                    false => None,
+                };
+                if inline.is_some() {
+                    s.journal_delete(id)?;
                     st.journal_archived = true;
                 }
+                st.retained_lsn = out.lsn;
+                let key = retained::block_key(st.purge_at_ms, out.lsn);
+                out.retained.add(key, id, st.life, inline.as_deref());
                 s.put_status(id, &st)?;
             }
             None => s.put_status(id, &st)?,

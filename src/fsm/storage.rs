@@ -19,17 +19,9 @@ use crate::store::{schema, ReadView, Scan, StoreError, Table, WriteView};
 
 use super::limits::JOURNAL_ENTRIES_MAX;
 use super::{
-    record, InvokeAttempt, JournalEvent, OutboxEntry, Phase, PromiseEntry, Record, RecordHeader,
-    Status,
+    record, retained, InvokeAttempt, JournalEvent, OutboxEntry, Phase, PromiseEntry, Record,
+    RecordHeader, Status,
 };
-
-/// The key of an archived journal: when it goes, then whose.
-fn archive_key(purge_at_ms: u64, id: &InvocationId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + schema::INVOCATION_ID_BYTES);
-    k.extend_from_slice(&purge_at_ms.to_be_bytes());
-    k.extend_from_slice(&id.to_bytes());
-    k
-}
 
 fn corrupt(table: Table, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt { table, detail: detail.to_string() }
@@ -46,6 +38,23 @@ const STATE_ENTRIES_SCAN_MAX: usize = 1 << 20;
 pub trait FsmRead {
     fn status(&self, id: &InvocationId) -> Result<Option<Status>, StoreError>;
     fn journal(&self, id: &InvocationId, len: u32) -> Result<Vec<(u16, Bytes)>, StoreError>;
+    /// The whole journal of `id` (`len` entries) if it is small enough to keep inside a
+    /// retained block (see `retained::INLINE_ENTRIES_MAX` and `INLINE_BYTES_MAX`).
+    fn journal_inline(
+        &self,
+        id: &InvocationId,
+        len: u32,
+    ) -> Result<Option<Vec<(u16, Bytes)>>, StoreError>;
+    /// The uncompressed bytes of the retained block `key`, if it exists.
+    fn retained_block(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Keys of retained blocks after `after` whose bucket ended at or before `now_ms`, oldest
+    /// first.
+    fn retained_due(
+        &self,
+        after: Option<&[u8]>,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
     fn state_get(
         &self,
         service: &str,
@@ -166,19 +175,9 @@ pub trait FsmStore: FsmRead {
         event: &JournalEvent,
     ) -> Result<(), StoreError>;
     fn journal_events_delete(&mut self, id: &InvocationId) -> Result<(), StoreError>;
-    /// Moves the journal of completed `id` (its `len` rows) into one archive value under
-    /// `purge_at_ms`.
-    fn journal_archive(
-        &mut self,
-        id: &InvocationId,
-        len: u32,
-        purge_at_ms: u64,
-    ) -> Result<(), StoreError>;
-    fn journal_archive_delete(
-        &mut self,
-        id: &InvocationId,
-        purge_at_ms: u64,
-    ) -> Result<(), StoreError>;
+    /// Stores a retained block's uncompressed bytes (compressed).
+    fn retained_put(&mut self, key: &[u8], raw: &[u8]) -> Result<(), StoreError>;
+    fn retained_delete(&mut self, key: &[u8]) -> Result<(), StoreError>;
     fn state_put(
         &mut self,
         service: &str,
@@ -254,6 +253,46 @@ impl<R: ReadView> FsmRead for R {
         }
         Ok(out)
     }
+    fn journal_inline(
+        &self,
+        id: &InvocationId,
+        len: u32,
+    ) -> Result<Option<Vec<(u16, Bytes)>>, StoreError> {
+        if len > retained::INLINE_ENTRIES_MAX {
+            return Ok(None);
+        }
+        let raw = id.to_bytes();
+        let (from, end) = (schema::journal_key(&raw, 0), schema::journal_key(&raw, len));
+        let budget = retained::INLINE_BYTES_MAX + len as usize * (2 + schema::JOURNAL_KEY_BYTES);
+        let rows = self.scan_range_bytes(Table::Journal, &from, &end, len as usize, budget)?;
+        let bytes: usize = rows.iter().map(|(_, v)| v.len().saturating_sub(2)).sum();
+        if rows.len() != len as usize || bytes > retained::INLINE_BYTES_MAX {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for (_, v) in rows {
+            if v.len() < 2 {
+                return Err(corrupt(Table::Journal, "journal entry shorter than its type"));
+            }
+            out.push((u16::from_be_bytes([v[0], v[1]]), Bytes::from(v).slice(2..)));
+        }
+        Ok(Some(out))
+    }
+    fn retained_block(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(Table::Retained, key)?.map(|v| retained::decode_value(&v)).transpose()
+    }
+    fn retained_due(
+        &self,
+        after: Option<&[u8]>,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let start = after.map(schema::key_after).unwrap_or_default();
+        let end = schema::retained_key(now_ms.saturating_add(1), 0);
+        let q = crate::store::Scan { limit, keys_only: true, ..Default::default() };
+        let rows = self.scan_bounded(Table::Retained, &start, Some(&end), &q)?.0;
+        Ok(rows.into_iter().map(|(k, _)| k).collect())
+    }
     fn journal_page(
         &self,
         id: &InvocationId,
@@ -288,24 +327,16 @@ impl<R: ReadView> FsmRead for R {
         if !st.journal_archived {
             return self.journal_page(id, start, n);
         }
-        let t = Table::JournalArchive;
-        let Some(v) = self.get(t, &archive_key(st.purge_at_ms, id))? else {
-            return Err(corrupt(t, format!("no archived journal of {id}")));
-        };
-        let (mut at, mut index, mut out) = (0usize, 0u32, Vec::new());
-        while at < v.len() && index < start.saturating_add(n) {
-            let head = v.get(at..at + 6).ok_or_else(|| corrupt(t, "truncated entry header"))?;
-            let ty = u16::from_be_bytes([head[0], head[1]]);
-            let len = u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as usize;
-            let payload =
-                v.get(at + 6..at + 6 + len).ok_or_else(|| corrupt(t, "truncated entry"))?;
-            if index >= start {
-                out.push((ty, Bytes::copy_from_slice(payload)));
-            }
-            at += 6 + len;
-            index += 1;
-        }
-        Ok(out)
+        // A block is deleted once its bucket ended, when every member's retention had passed:
+        // an expired invocation not yet forgotten may find its journal gone.
+        let key = retained::block_key(st.purge_at_ms, st.retained_lsn);
+        let Some(raw) = self.retained_block(&key)? else { return Ok(Vec::new()) };
+        let member = retained::decode_members(&raw)?
+            .into_iter()
+            .find(|m| m.id == *id && m.life == st.life)
+            .ok_or_else(|| corrupt(Table::Retained, format!("{id} is not in its block")))?;
+        let journal = member.journal.unwrap_or_default();
+        Ok(journal.into_iter().skip(start as usize).take(n as usize).collect())
     }
     fn journal_event(
         &self,
@@ -471,7 +502,8 @@ impl<R: ReadView> FsmRead for R {
         rows.into_iter()
             .map(|(k, v)| {
                 let st = Status::decode(v.as_slice()).map_err(|e| corrupt(t, e))?;
-                Ok((parse_id(t, &k)?, st))
+                let raw = schema::decode_invocation_status_key(&k)?;
+                Ok((parse_id(t, &raw)?, st))
             })
             .collect()
     }
@@ -566,28 +598,11 @@ impl<W: WriteView> FsmStore for W {
     fn journal_events_delete(&mut self, id: &InvocationId) -> Result<(), StoreError> {
         self.delete_prefix(Table::JournalEvents, &schema::journal_prefix(&id.to_bytes()))
     }
-    fn journal_archive(
-        &mut self,
-        id: &InvocationId,
-        len: u32,
-        purge_at_ms: u64,
-    ) -> Result<(), StoreError> {
-        let entries = self.journal(id, len)?;
-        let mut v = Vec::with_capacity(entries.iter().map(|(_, p)| p.len() + 6).sum());
-        for (ty, payload) in &entries {
-            v.extend_from_slice(&ty.to_be_bytes());
-            v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-            v.extend_from_slice(payload);
-        }
-        self.put(Table::JournalArchive, &archive_key(purge_at_ms, id), &v)?;
-        self.journal_delete(id)
+    fn retained_put(&mut self, key: &[u8], raw: &[u8]) -> Result<(), StoreError> {
+        self.put(Table::Retained, key, &retained::encode_value(raw)?)
     }
-    fn journal_archive_delete(
-        &mut self,
-        id: &InvocationId,
-        purge_at_ms: u64,
-    ) -> Result<(), StoreError> {
-        self.delete(Table::JournalArchive, &archive_key(purge_at_ms, id))
+    fn retained_delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.delete(Table::Retained, key)
     }
     fn state_put(
         &mut self,

@@ -128,8 +128,13 @@ pub struct Attach {
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Expire {
+    /// Completed invocations to forget if their retention has passed.
     #[prost(bytes = "bytes", repeated, tag = "1")]
     pub invocation_ids: Vec<Bytes>,
+    /// Retained blocks (`Table::Retained` keys) whose bucket has ended: their members are
+    /// forgotten and the blocks deleted.
+    #[prost(bytes = "bytes", repeated, tag = "2")]
+    pub retained_blocks: Vec<Bytes>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -572,10 +577,14 @@ pub struct Status {
     /// invocation keeps the old one's, so its replayed prefix draws the same numbers.
     #[prost(uint64, tag = "33")]
     pub random_seed: u64,
-    /// Completed with its journal kept in one archive value (see `Table::JournalArchive`),
-    /// not in journal rows.
+    /// Completed with its journal kept in its retained block (see `fsm::retained`), not in
+    /// journal rows.
     #[prost(bool, tag = "34")]
     pub journal_archived: bool,
+    /// Completed and retained: the LSN its completion was applied at, which with
+    /// `purge_at_ms` names its retained block (`retained::block_key`).
+    #[prost(uint64, tag = "35")]
+    pub retained_lsn: u64,
 }
 
 /// Something that happened to an invocation outside its journal: Restate's journal events

@@ -550,13 +550,13 @@ impl Processor {
         replaying: bool,
     ) -> Result<(), StoreError> {
         let mut txn = leader.store.begin_write()?;
-        let mut actions = Vec::new();
+        let mut out = crate::fsm::Batch::new();
         let mut last = leader.lsn_applied;
         for rec in &batch {
             debug_assert_eq!(rec.lsn, last.next(), "records are applied in LSN order");
             match Record::decode(rec.body.as_slice()) {
                 Ok(r) => {
-                    match self.fsm.apply(&mut txn, &r, rec.lsn.0, rec.timestamp_ms, &mut actions) {
+                    match self.fsm.apply(&mut txn, &r, rec.lsn.0, rec.timestamp_ms, &mut out) {
                         Ok(_) => {}
                         Err(ApplyError::Invalid { reason }) => {
                             tracing::warn!(partition = self.id(), lsn = %rec.lsn, "skipping a record that cannot be applied: {reason}");
@@ -570,12 +570,19 @@ impl Processor {
             }
             last = rec.lsn;
         }
+        match self.fsm.finish(&mut txn, &mut out) {
+            Ok(()) => {}
+            Err(ApplyError::Store(e)) => return Err(e),
+            Err(ApplyError::Invalid { reason }) => {
+                tracing::warn!(partition = self.id(), "finishing a batch: {reason}")
+            }
+        }
         txn.set_lsn_applied(last)?;
         txn.commit(false)?;
         leader.records_since_checkpoint += last.0 - leader.lsn_applied.0;
         leader.lsn_applied = last;
         let mut outbox_max = None;
-        for a in actions {
+        for a in std::mem::take(&mut out.actions) {
             match a {
                 Action::IngressReply { request_id, id, outcome } => {
                     self.router.waiters.complete(request_id, id, outcome)

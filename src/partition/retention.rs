@@ -1,14 +1,17 @@
-//! The leader's retention pass: walks a partition's invocation statuses in pages, finds
-//! completed invocations whose retention has passed, and appends `Expire` records naming them;
-//! applying those forgets them.
+//! The leader's retention pass: reads the retained blocks whose time bucket has ended and
+//! appends `Expire` records naming them; applying those forgets their members (and their
+//! kept journals) and deletes the blocks (see `fsm::retained`).
 //!
 //! Invariants:
-//! - The pass only proposes: `apply` purges an invocation only if, at the `Expire` record's
-//!   time, it is completed and its `purge_at_ms` has passed, so a stale or repeated proposal
-//!   changes nothing, and replay needs no clock or configuration.
-//! - It never blocks processing: it reads from its own read transactions, one page of at
-//!   most `page_rows` statuses at a time, pausing `page_pause` between pages and `interval`
-//!   between passes; its appends go through the log like any record.
+//! - The pass only proposes: `apply` forgets a member only if, at the `Expire` record's time,
+//!   the block's bucket has ended and the member is still the completed life the block names,
+//!   so a stale or repeated proposal changes nothing, and replay needs no clock or
+//!   configuration.
+//! - Its work is proportional to what expired, not to what is kept: blocks are keyed by time,
+//!   so it reads only the due ones, at most `blocks_per_pass` per pass.
+//! - It never blocks processing: it reads from its own read transactions, pausing
+//!   `page_pause` between full pages and `interval` between passes; its appends go through the
+//!   log like any record.
 //! - A full disk or a lost leadership ends a pass quietly (the next pass or leader retries);
 //!   only a log that failed for good is an error.
 
@@ -20,33 +23,29 @@ use tokio::sync::watch;
 
 use super::{AppendError, Handle};
 use crate::clock::SharedClock;
-use crate::fsm::{record, Expire, FsmRead, Phase, Record};
-use crate::protocol::ids::InvocationId;
+use crate::fsm::{record, retained, Expire, FsmRead, Record};
 use crate::store::PartitionStore;
 
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Pause between two passes over the statuses.
+    /// Pause between two passes.
     pub interval: Duration,
-    /// Statuses read per page.
-    pub page_rows: usize,
-    /// Pause between two pages of one pass.
+    /// Due blocks read per pass.
+    pub blocks_per_pass: usize,
+    /// Pause before the next pass when a pass found a full page of due blocks.
     pub page_pause: Duration,
-    /// Invocations named by one `Expire` record.
-    pub ids_per_record: usize,
-    /// Store rows (statuses, kept journal entries and journal events) one `Expire` record
-    /// deletes, about: a record holds at least one invocation, whatever its size.
-    pub rows_per_record: usize,
+    /// Members (invocations) one `Expire` record forgets, about: a record names at least one
+    /// block, whatever its size (a block holds at most one LSN window of completions).
+    pub members_per_record: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             interval: Duration::from_secs(10),
-            page_rows: 1024,
+            blocks_per_pass: 256,
             page_pause: Duration::from_millis(10),
-            ids_per_record: 1024,
-            rows_per_record: 16_384,
+            members_per_record: 1024,
         }
     }
 }
@@ -60,37 +59,38 @@ pub async fn run(
     clock: SharedClock,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), AppendError> {
-    let mut cursor: Option<InvocationId> = None;
+    // The last block proposed: its record may not be applied yet when the next page is read.
+    let mut cursor: Option<Vec<u8>> = None;
     loop {
         let now_ms = clock.now_ms();
-        let page = store.begin_read().and_then(|r| r.statuses_after(cursor, opts.page_rows.max(1)));
-        let (expired, done) = match page {
-            Ok(rows) => {
-                let done = rows.len() < opts.page_rows.max(1);
-                cursor = rows.last().map(|(id, _)| *id);
-                let expired: Vec<(InvocationId, usize)> = rows
-                    .into_iter()
-                    .filter(|(_, st)| {
-                        st.phase() == Phase::Completed
-                            && st.purge_at_ms != 0
-                            && st.purge_at_ms <= now_ms
-                    })
-                    .map(|(id, st)| (id, 1 + st.journal_len as usize + st.events_len as usize))
-                    .collect();
-                (expired, done)
+        let due = store.begin_read().and_then(|r| {
+            let keys = r.retained_due(cursor.as_deref(), now_ms, opts.blocks_per_pass.max(1))?;
+            keys.into_iter()
+                .map(|k| {
+                    let members = match r.retained_block(&k)? {
+                        Some(raw) => retained::decode_members(&raw)?.len(),
+                        None => 0,
+                    };
+                    Ok((k, members))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        });
+        let (due, full) = match due {
+            Ok(due) => {
+                let full = due.len() >= opts.blocks_per_pass.max(1);
+                (due, full)
             }
             // The store is being recovered (a full disk) or closing: try again next pass.
             Err(e) => {
                 tracing::debug!(partition = me.id, "retention pass cannot read: {e}");
-                (Vec::new(), true)
+                (Vec::new(), false)
             }
         };
-        for chunk in chunks(&expired, opts.ids_per_record.max(1), opts.rows_per_record) {
+        let mut appended = true;
+        for chunk in chunks(&due, usize::MAX, opts.members_per_record) {
             let e = Expire {
-                invocation_ids: chunk
-                    .iter()
-                    .map(|(id, _)| Bytes::copy_from_slice(&id.to_bytes()))
-                    .collect(),
+                invocation_ids: Vec::new(),
+                retained_blocks: chunk.iter().map(|(k, _)| Bytes::copy_from_slice(k)).collect(),
             };
             let rec = Record { header: None, kind: Some(record::Kind::Expire(e)) };
             match me.append_as(epoch, vec![rec]).await {
@@ -99,15 +99,19 @@ pub async fn run(
                 // Fenced, full, not running: the next pass (or leader) proposes them again.
                 Err(e) => {
                     tracing::debug!(partition = me.id, "retention pass cannot append: {e}");
+                    appended = false;
                     break;
                 }
             }
         }
-        let pause = if done {
+        // After a short page (or a failure) the next pass starts over, so nothing proposed in
+        // vain is left behind.
+        let pause = if full && appended {
+            cursor = due.last().map(|(k, _)| k.clone());
+            opts.page_pause
+        } else {
             cursor = None;
             opts.interval
-        } else {
-            opts.page_pause
         };
         tokio::select! {
             biased;

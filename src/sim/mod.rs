@@ -982,9 +982,13 @@ async fn client(world: Arc<Mutex<World>>, router: Router, clock: SharedClock, st
     }
 }
 
+/// Retention of the invocations that are kept: longer than any run, so they all stay.
+const RETAINED_MS: u64 = 24 * 3600 * 1000;
+
 /// What the client appends for `p`.
 fn records_of(p: &Planned) -> Vec<Record> {
     let id = Bytes::copy_from_slice(&p.id.to_bytes());
+    let kept = p.id.uuid % 2 == 0;
     let record = |kind| Record { header: None, kind: Some(kind) };
     let invoke = || {
         record(record::Kind::Invoke(Invoke {
@@ -997,9 +1001,10 @@ fn records_of(p: &Planned) -> Vec<Record> {
             headers: vec![],
             sink: None,
             execute_at_ms: 0,
-            retention_ms: None,
+            // Half are kept (with their journals) past completion, in retained blocks.
+            retention_ms: kept.then_some(RETAINED_MS),
             ack_request: 0,
-            journal_retention_ms: None,
+            journal_retention_ms: kept.then_some(RETAINED_MS),
             idempotency_key: String::new(),
         }))
     };
@@ -1309,7 +1314,10 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
     let mut statuses: BTreeMap<InvocationId, fsm::Status> = BTreeMap::new();
     for (p, tables) in state.stores.iter().enumerate() {
         for (k, val) in &tables[&Table::InvocationStatus] {
-            match (InvocationId::from_bytes(k), fsm::Status::decode(val.as_slice())) {
+            let id = crate::store::schema::decode_invocation_status_key(k)
+                .map_err(|e| e.to_string())
+                .and_then(|raw| InvocationId::from_bytes(&raw).map_err(|e| e.to_string()));
+            match (id, fsm::Status::decode(val.as_slice())) {
                 (Ok(id), Ok(st)) => {
                     statuses.insert(id, st);
                 }
@@ -1328,19 +1336,58 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
             // `journal_len` entries.
             let kept = |k: &Vec<u8>| {
                 t == Table::Journal
-                    && k.len() == 28
-                    && InvocationId::from_bytes(&k[..24])
+                    && crate::store::schema::decode_journal_key(k)
                         .ok()
-                        .and_then(|id| statuses.get(&id))
-                        .is_some_and(|st| {
-                            let index =
-                                u32::from_be_bytes(k[24..28].try_into().unwrap_or_default());
-                            st.phase() == fsm::Phase::Completed && index < st.journal_len
+                        .and_then(|(raw, index)| {
+                            InvocationId::from_bytes(&raw).ok().map(|id| (id, index))
+                        })
+                        .and_then(|(id, index)| statuses.get(&id).map(|st| (st, index)))
+                        .is_some_and(|(st, index)| {
+                            st.phase() == fsm::Phase::Completed
+                                && !st.journal_archived
+                                && index < st.journal_len
                         })
             };
             let left = tables[&t].iter().filter(|(k, _)| !kept(k)).count();
             if left > 0 {
                 v.push(format!("partition {p}: {left} rows left in {t:?} after settling"));
+            }
+        }
+        // Every retained invocation is in its block, with its whole journal when the block
+        // holds it.
+        let mut members: BTreeMap<(InvocationId, u64), Option<usize>> = BTreeMap::new();
+        for (k, val) in &tables[&Table::Retained] {
+            let decoded = fsm::retained::decode_value(val)
+                .and_then(|raw| fsm::retained::decode_members(&raw));
+            match decoded {
+                Ok(ms) => {
+                    for m in ms {
+                        members.insert((m.id, m.life), m.journal.map(|j| j.len()));
+                    }
+                }
+                Err(e) => v.push(format!("partition {p}: retained block {k:?}: {e}")),
+            }
+        }
+        for (k, val) in &tables[&Table::InvocationStatus] {
+            let (Ok(raw), Ok(st)) = (
+                crate::store::schema::decode_invocation_status_key(k),
+                fsm::Status::decode(val.as_slice()),
+            ) else {
+                continue;
+            };
+            let Ok(id) = InvocationId::from_bytes(&raw) else { continue };
+            if st.phase() != Phase::Completed || st.purge_at_ms == 0 {
+                continue;
+            }
+            match members.get(&(id, st.life)) {
+                None => v.push(format!("partition {p}: retained {id} is in no retained block")),
+                Some(j) if st.journal_archived && *j != Some(st.journal_len as usize) => {
+                    v.push(format!(
+                        "partition {p}: {id}'s kept journal of {} entries is not in its block ({j:?})",
+                        st.journal_len
+                    ))
+                }
+                Some(_) => {}
             }
         }
     }
@@ -1522,7 +1569,8 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
                 continue;
             }
         };
-        let mut actions = Vec::new();
+        // The whole log as one batch: a store must not depend on where batches ended.
+        let mut out = fsm::Batch::new();
         for r in records {
             let rec = match Record::decode(r.body.as_slice()) {
                 Ok(rec) => rec,
@@ -1557,8 +1605,8 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
                 let st = txn.status(&id).ok().flatten();
                 st.filter(|st| st.phase() == Phase::Completed).map(|st| (id, st))
             });
-            let applied = fsm.apply(&mut txn, &rec, r.lsn.0, r.timestamp_ms, &mut actions);
-            actions.clear();
+            let applied = fsm.apply(&mut txn, &rec, r.lsn.0, r.timestamp_ms, &mut out);
+            out.actions.clear();
             if let Some((id, st)) = completed {
                 if txn.status(&id).ok().flatten().as_ref() != Some(&st) {
                     v.push(format!(
@@ -1590,6 +1638,9 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
                 )),
             }
             last = r.lsn;
+        }
+        if let Err(e) = fsm.finish(&mut txn, &mut out) {
+            v.push(format!("rebuild of partition {p}: finishing the batch: {e}"));
         }
         let _ = crate::store::WriteView::set_lsn_applied(&mut txn, last);
         if let Err(e) = txn.commit(false) {

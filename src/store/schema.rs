@@ -18,13 +18,17 @@
 //!
 //! Encodings (`‖` is concatenation):
 //! - integers: fixed width, big-endian (`u32` 4 bytes, `u64` 8 bytes);
-//! - invocation id: its 24 raw bytes ([`INVOCATION_ID_BYTES`]);
+//! - invocation id: its 24 raw bytes ([`INVOCATION_ID_BYTES`]) reordered as u128 uuid ‖ u64
+//!   partition key ([`id_key`]). A fresh uuid starts with its creation time, so tables keyed
+//!   by invocation id grow at their end instead of at random places (the statuses of
+//!   completed invocations stay for their retention; random placement made every batch dirty
+//!   one page per invocation);
 //! - strings and byte strings ("escaped"): every `0x00` byte becomes `0x00 0xFF`, then the
 //!   terminator `0x00 0x01` follows. Bytewise order of encodings equals bytewise order of the
 //!   raw strings, and no encoding is a prefix of another one (the byte after any `0x00` is
 //!   `0x01` at the end and `0xFF` inside), whatever follows the component.
 //!
-//! Keys per table (schema version 1):
+//! Keys per table (schema version 3):
 //!
 //! | table | key |
 //! |---|---|
@@ -41,7 +45,7 @@
 //! | Dedup | esc(producer id) |
 //! | Runnable | u64 seq ‖ invocation id |
 //! | JournalEvents | invocation id ‖ u32 event seq |
-//! | JournalArchive | u64 purge-at ms ‖ invocation id |
+//! | Retained | u64 bucket-end ms ‖ u64 LSN window ([`retained_key`]) |
 //!
 //! Values are opaque to the store; their encodings belong to the state machine (an Inbox
 //! value is the invocation id and the life it queued as, a Timers value the life it was armed
@@ -52,11 +56,15 @@
 //! counters in Meta, and the Outbox and Dedup tables in use; a version 1 store lacks the index
 //! and the identity, so it cannot be opened (no migration: it is rebuilt from the log).
 //! Within version 2, tables added later (JournalEvents) are created when a store opens.
+//! 3 — invocation ids in keys are time-first ([`id_key`]; `invocation_status.v2`,
+//! `journal.v2`, `journal_events.v2`), and completed invocations kept for their retention are
+//! indexed by blocks in `retained.v1` (which replaces `journal_archive.v1`). A version 2 store
+//! is refused (no migration: nothing was released with it).
 
 /// Schema version this code writes. Stored under [`META_SCHEMA_VERSION`] as a u32 BE.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 /// Oldest schema version this code can open (older files would need a migration).
-pub const SCHEMA_VERSION_MIN: u32 = 2;
+pub const SCHEMA_VERSION_MIN: u32 = 3;
 const _: () = assert!(SCHEMA_VERSION_MIN <= SCHEMA_VERSION && SCHEMA_VERSION_MIN >= 1);
 
 /// Meta key of the schema version (value: u32 BE).
@@ -122,10 +130,12 @@ pub enum Table {
     /// (invocation id, seq) → what happened to the invocation besides its journal (transient
     /// errors, pauses): Restate's journal events.
     JournalEvents,
-    /// (purge-at ms, invocation id) → the whole journal of a completed invocation kept for its
-    /// retention, in one value: appended in about time order, so keeping journals does not
-    /// spread writes over the live journal table.
-    JournalArchive,
+    /// (bucket-end ms, LSN window) → one block of the completed invocations kept for their
+    /// retention whose retention ends before the bucket's end and whose completion falls in
+    /// the window: which invocations (and lives) expire then, and their journals when small,
+    /// compressed together (see `fsm::retained`). Appended in about time order; the retention
+    /// pass reads only the blocks whose time has come.
+    Retained,
 }
 
 impl Table {
@@ -144,7 +154,7 @@ impl Table {
         Table::Dedup,
         Table::Runnable,
         Table::JournalEvents,
-        Table::JournalArchive,
+        Table::Retained,
     ];
 
     /// The stable redb table name. Never changed; see the module invariants.
@@ -152,8 +162,8 @@ impl Table {
         match self {
             // Unversioned on purpose: the schema version itself lives here.
             Table::Meta => "meta",
-            Table::InvocationStatus => "invocation_status.v1",
-            Table::Journal => "journal.v1",
+            Table::InvocationStatus => "invocation_status.v2",
+            Table::Journal => "journal.v2",
             Table::State => "state.v1",
             Table::Inbox => "inbox.v1",
             Table::ObjectLock => "object_lock.v1",
@@ -163,14 +173,15 @@ impl Table {
             Table::Promises => "promises.v1",
             Table::Dedup => "dedup.v1",
             Table::Runnable => "runnable.v1",
-            Table::JournalEvents => "journal_events.v1",
-            Table::JournalArchive => "journal_archive.v1",
+            Table::JournalEvents => "journal_events.v2",
+            Table::Retained => "retained.v1",
         }
     }
 }
 
 /// Table names that were used by an earlier schema and must never be used again.
-pub const TABLE_NAMES_RETIRED: &[&str] = &[];
+pub const TABLE_NAMES_RETIRED: &[&str] =
+    &["invocation_status.v1", "journal.v1", "journal_events.v1", "journal_archive.v1"];
 
 const fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -275,22 +286,71 @@ fn key_of(parts: &[&[u8]]) -> Vec<u8> {
 
 // ---- key builders ------------------------------------------------------------------------
 
+/// An invocation id as it appears in keys: the raw id (partition key ‖ uuid) reordered as
+/// uuid ‖ partition key, so fresh ids sort by creation time.
+pub fn id_key(id: &InvocationIdBytes) -> InvocationIdBytes {
+    let mut k = [0u8; INVOCATION_ID_BYTES];
+    k[..16].copy_from_slice(&id[8..]);
+    k[16..].copy_from_slice(&id[..8]);
+    k
+}
+
+/// The raw invocation id of a key component made by [`id_key`].
+pub fn id_from_key(k: &InvocationIdBytes) -> InvocationIdBytes {
+    let mut id = [0u8; INVOCATION_ID_BYTES];
+    id[..8].copy_from_slice(&k[16..]);
+    id[8..].copy_from_slice(&k[..16]);
+    id
+}
+
 /// InvocationStatus key.
 pub fn invocation_status_key(id: &InvocationIdBytes) -> Vec<u8> {
-    id.to_vec()
+    id_key(id).to_vec()
+}
+
+/// The raw invocation id of an InvocationStatus key.
+pub fn decode_invocation_status_key(key: &[u8]) -> Result<InvocationIdBytes, KeyError> {
+    if key.len() != INVOCATION_ID_BYTES {
+        return Err(KeyError::Length {
+            table: Table::InvocationStatus,
+            found_bytes: key.len(),
+            expected_bytes: INVOCATION_ID_BYTES,
+        });
+    }
+    Ok(id_from_key(&to_array(key)))
+}
+
+/// Retained key: blocks sort by the end of their time bucket, then by LSN window.
+pub fn retained_key(bucket_end_ms: u64, window: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&bucket_end_ms.to_be_bytes());
+    k[8..].copy_from_slice(&window.to_be_bytes());
+    k
+}
+
+/// Decodes a Retained key into (bucket-end ms, LSN window).
+pub fn decode_retained_key(key: &[u8]) -> Result<(u64, u64), KeyError> {
+    if key.len() != 16 {
+        return Err(KeyError::Length {
+            table: Table::Retained,
+            found_bytes: key.len(),
+            expected_bytes: 16,
+        });
+    }
+    Ok((u64::from_be_bytes(to_array(&key[..8])), u64::from_be_bytes(to_array(&key[8..]))))
 }
 
 /// Journal key: entries of one invocation sort by index.
 pub fn journal_key(id: &InvocationIdBytes, entry_index: u32) -> Vec<u8> {
     let mut key = Vec::with_capacity(JOURNAL_KEY_BYTES);
-    key.extend_from_slice(id);
+    key.extend_from_slice(&id_key(id));
     key.extend_from_slice(&entry_index.to_be_bytes());
     key
 }
 
 /// Prefix of every journal entry of one invocation.
 pub fn journal_prefix(id: &InvocationIdBytes) -> Vec<u8> {
-    id.to_vec()
+    id_key(id).to_vec()
 }
 
 /// Decodes a journal key into (invocation id, entry index).
@@ -303,7 +363,7 @@ pub fn decode_journal_key(key: &[u8]) -> Result<(InvocationIdBytes, u32), KeyErr
         });
     }
     let (id, index) = key.split_at(INVOCATION_ID_BYTES);
-    Ok((to_array(id), u32::from_be_bytes(to_array(index))))
+    Ok((id_from_key(&to_array(id)), u32::from_be_bytes(to_array(index))))
 }
 
 /// State key of one user state entry.
