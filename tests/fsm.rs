@@ -1027,27 +1027,16 @@ fn a_restarted_invocation_starts_from_the_planned_journal_with_the_old_seed() {
     assert_eq!(failure_of(&replies(&a)[0].2).0, 409, "{a:?}");
     assert!(started(&a).is_empty());
     assert!(store.begin_read().unwrap().status(&id(3)).unwrap().is_none());
-    // Purging the old one forgets it; its journal goes with its block once the block's
-    // bucket ends.
+    // Purging the old one forgets it, its kept journal included: it was the block's only
+    // member, so the block goes.
     let purge = rec(record::Kind::Purge(ratchet::fsm::Kill {
         invocation_id: Bytes::copy_from_slice(&id(1).to_bytes()),
     }));
     apply_all(&fsm, &store, &[purge]);
-    assert!(store.begin_read().unwrap().status(&id(1)).unwrap().is_none());
-    let blocks = store.begin_read().unwrap().retained_due(None, u64::MAX, 10).unwrap();
-    assert_eq!(blocks.len(), 1);
-    let (bucket_end, _) = ratchet::store::schema::decode_retained_key(&blocks[0]).unwrap();
-    assert!(bucket_end > old.purge_at_ms);
-    let expire = rec(record::Kind::Expire(ratchet::fsm::Expire {
-        invocation_ids: vec![],
-        retained_blocks: vec![Bytes::from(blocks[0].clone())],
-    }));
-    let mut txn = store.begin_write().unwrap();
-    apply_at(&fsm, &mut txn, &expire, 1_000_000, bucket_end, &mut Vec::new()).unwrap();
-    txn.commit(false).unwrap();
     let r = store.begin_read().unwrap();
+    assert!(r.status(&id(1)).unwrap().is_none());
     assert!(r.scan_prefix(Table::Retained, &[], usize::MAX).unwrap().is_empty());
-    assert_eq!(status(&store, 2).phase(), Phase::Invoked, "the restarted one is not touched");
+    assert_eq!(r.status(&id(2)).unwrap().unwrap().phase(), Phase::Invoked, "the new one runs");
 }
 
 /// A completion with a retention, applied at `lsn` and time `now_ms`.
@@ -1093,12 +1082,13 @@ fn retained_blocks_hold_small_journals_and_expire_whole_when_their_bucket_ends()
     assert_eq!(r.journal_page_of(&id(2), &big, 0, 9).unwrap().len(), 2);
     let blocks = r.retained_due(None, u64::MAX, 10).unwrap();
     assert_eq!(blocks.len(), 1, "one bucket, one window");
-    let raw = r.retained_block(&blocks[0]).unwrap().unwrap();
-    let members = ratchet::fsm::retained::decode_members(&raw).unwrap();
+    let stored = r.retained_value(&blocks[0]).unwrap().unwrap();
+    let block = ratchet::fsm::retained::Block::decode(&stored).unwrap();
+    let members = block.decode_members().unwrap();
     assert_eq!(members.iter().map(|m| m.id).collect::<Vec<_>>(), vec![id(1), id(2)]);
     assert!(members[0].journal.is_some() && members[1].journal.is_none());
-    let stored = r.get(Table::Retained, &blocks[0]).unwrap().unwrap();
-    assert!(stored.len() < raw.len(), "compressed: {} of {}", stored.len(), raw.len());
+    assert_eq!((members[0].rows, members[1].rows), (0, 2), "the large one's two journal rows");
+    assert_eq!(ratchet::fsm::retained::head(&stored).unwrap(), (2, 2));
     // Not due before its bucket ends: nothing happens.
     let (bucket_end, _) = ratchet::store::schema::decode_retained_key(&blocks[0]).unwrap();
     assert_eq!(bucket_end, 66_000, "retention ends at 65 s, in the bucket ending at 66 s");
@@ -1122,22 +1112,50 @@ fn retained_blocks_hold_small_journals_and_expire_whole_when_their_bucket_ends()
 #[test]
 fn a_retained_block_is_the_same_whatever_the_batches_were() {
     let fsm = Fsm::new(0);
-    let records = |store: &PartitionStore, split: bool| {
+    // Invoke, output and end of three invocations completing in one window, applied as one
+    // batch, as two, or one record per batch.
+    let records: Vec<(Record, u64)> = (1..=3u128)
+        .flat_map(|n| {
+            let r = match invoke(n, HandlerKind::Service, "", 10 + n as u64) {
+                Record { header, kind: Some(record::Kind::Invoke(mut i)) } => {
+                    i.retention_ms = Some(60_000);
+                    i.journal_retention_ms = Some(60_000);
+                    Record { header, kind: Some(record::Kind::Invoke(i)) }
+                }
+                other => other,
+            };
+            std::iter::once(r).chain(finish(n, 1, b"ok"))
+        })
+        .zip(1u64..)
+        .collect();
+    let run = |cuts: &[u64]| {
+        let store = PartitionStore::open_in_memory().unwrap();
         let mut txn = store.begin_write().unwrap();
-        retained_completion(&fsm, &mut txn, 1, 10, 5_000, b"one");
-        if split {
-            txn.commit(false).unwrap();
-            txn = store.begin_write().unwrap();
+        let mut batch = ratchet::fsm::Batch::new();
+        for (r, lsn) in &records {
+            let mut r = r.clone();
+            if let Some(record::Kind::Effect(e)) = &mut r.kind {
+                let id = InvocationId::from_bytes(&e.invocation_id).unwrap();
+                e.life = txn.status(&id).unwrap().map_or(0, |st| st.life);
+            }
+            fsm.apply(&mut txn, &r, *lsn, 5_000, &mut batch).unwrap();
+            if cuts.contains(lsn) {
+                fsm.finish(&mut txn, &mut batch).unwrap();
+                txn.commit(false).unwrap();
+                txn = store.begin_write().unwrap();
+            }
         }
-        retained_completion(&fsm, &mut txn, 2, 20, 5_000, b"two");
+        fsm.finish(&mut txn, &mut batch).unwrap();
         txn.commit(false).unwrap();
-        store.begin_read().unwrap().scan_prefix(Table::Retained, &[], usize::MAX).unwrap()
+        let rows = store.begin_read().unwrap().scan_prefix(Table::Retained, &[], 9).unwrap();
+        assert_eq!(rows.len(), 1, "one block");
+        let block = ratchet::fsm::retained::Block::decode(&rows[0].1).unwrap();
+        assert_eq!(block.members, 3);
+        rows
     };
-    let (a, b) =
-        (PartitionStore::open_in_memory().unwrap(), PartitionStore::open_in_memory().unwrap());
-    let (one_batch, two_batches) = (records(&a, false), records(&b, true));
-    assert_eq!(one_batch.len(), 1);
-    assert_eq!(one_batch, two_batches);
+    let one = run(&[]);
+    assert_eq!(run(&[6]), one, "cut between the second and third completion");
+    assert_eq!(run(&(1..=9).collect::<Vec<_>>()), one, "one record per batch");
 }
 
 #[test]
@@ -1149,12 +1167,27 @@ fn an_expired_block_leaves_a_recreated_life_alone() {
         invocation_id: Bytes::copy_from_slice(&id(1).to_bytes()),
     }));
     apply_at(&fsm, &mut txn, &purge, 13, 5_000, &mut Vec::new()).unwrap();
-    // The same id again (as a workflow or idempotent id would be), completed much later.
-    retained_completion(&fsm, &mut txn, 1, 2_000, 200_000, b"second life");
+    // The purge took its member (and journal) out of the block: nothing else was in it.
+    assert!(txn.scan_prefix(Table::Retained, &[], 9).unwrap().is_empty());
+    // The same id again (as a workflow or idempotent id would be), twice: the second life
+    // completes in the same window and bucket as a third invocation whose block expires.
+    retained_completion(&fsm, &mut txn, 1, 20, 5_000, b"second life");
+    retained_completion(&fsm, &mut txn, 2, 23, 5_000, b"other");
+    let purge_again = rec(record::Kind::Purge(ratchet::fsm::Kill {
+        invocation_id: Bytes::copy_from_slice(&id(1).to_bytes()),
+    }));
+    apply_at(&fsm, &mut txn, &purge_again, 26, 5_000, &mut Vec::new()).unwrap();
+    retained_completion(&fsm, &mut txn, 1, 300, 200_000, b"third life");
     txn.commit(false).unwrap();
     let r = store.begin_read().unwrap();
     let first = r.retained_due(None, 120_000, 10).unwrap();
-    assert_eq!(first.len(), 1);
+    assert_eq!(first.len(), 1, "the block of the second life and of 2");
+    let members =
+        ratchet::fsm::retained::Block::decode(&r.retained_value(&first[0]).unwrap().unwrap())
+            .unwrap()
+            .decode_members()
+            .unwrap();
+    assert_eq!(members.iter().map(|m| m.id).collect::<Vec<_>>(), vec![id(2)], "purged: out");
     drop(r);
     let expire = rec(record::Kind::Expire(ratchet::fsm::Expire {
         invocation_ids: vec![],
@@ -1162,11 +1195,12 @@ fn an_expired_block_leaves_a_recreated_life_alone() {
     }));
     let mut txn = store.begin_write().unwrap();
     apply_at(&fsm, &mut txn, &expire, 3_000, 120_000, &mut Vec::new()).unwrap();
-    let st = txn.status(&id(1)).unwrap().expect("the second life is kept");
-    assert_eq!(st.life, 2_000);
+    assert!(txn.status(&id(2)).unwrap().is_none(), "expired");
+    let st = txn.status(&id(1)).unwrap().expect("the third life is kept");
+    assert_eq!(st.life, 300);
     let input = txn.journal_page_of(&id(1), &st, 0, 1).unwrap().remove(0).1;
-    assert!(input.windows(11).any(|w| w == b"second life"), "{input:?}");
-    assert_eq!(txn.retained_due(None, u64::MAX, 10).unwrap().len(), 1, "the second life's block");
+    assert!(input.windows(10).any(|w| w == b"third life"), "{input:?}");
+    assert_eq!(txn.retained_due(None, u64::MAX, 10).unwrap().len(), 1, "the third life's block");
     txn.commit(false).unwrap();
 }
 

@@ -603,6 +603,19 @@ impl Fsm {
             Some(record::Kind::Purge(k)) => {
                 let id = id_of(&k.invocation_id)?;
                 if let Some(st) = s.status(&id)? {
+                    if st.phase() == Phase::Completed && st.purge_at_ms != 0 {
+                        // Asked to forget it now: its journal leaves its block too (the
+                        // member may still be pending in this batch).
+                        out.retained.flush(s)?;
+                        let key = retained::block_key(st.purge_at_ms, st.retained_lsn);
+                        if let Some(v) = s.retained_value(&key)? {
+                            let rest = retained::Block::decode(&v)?.without(&id, st.life)?;
+                            match rest.members {
+                                0 => s.retained_delete(&key)?,
+                                _ => s.retained_put(&key, &rest.encode()?)?,
+                            }
+                        }
+                    }
                     self.purge(s, &id, &st)?;
                 }
             }
@@ -1737,8 +1750,8 @@ impl Fsm {
         if bucket_end > now_ms {
             return Ok(());
         }
-        let Some(raw) = s.retained_block(key)? else { return Ok(()) };
-        for m in retained::decode_members(&raw)? {
+        let Some(v) = s.retained_value(key)? else { return Ok(()) };
+        for m in retained::Block::decode(&v)?.decode_members()? {
             if let Some(st) = s.status(&m.id)? {
                 let expired = st.purge_at_ms != 0 && st.purge_at_ms <= now_ms;
                 if st.life == m.life && st.phase() == Phase::Completed && expired {
@@ -1804,7 +1817,9 @@ impl Fsm {
                 }
                 st.retained_lsn = out.lsn;
                 let key = retained::block_key(st.purge_at_ms, out.lsn);
-                out.retained.add(key, id, st.life, inline.as_deref());
+                let in_rows = if st.journal_archived { 0 } else { st.journal_len };
+                let rows = in_rows.saturating_add(st.events_len);
+                out.retained.add(key, id, st.life, rows, inline.as_deref());
                 s.put_status(id, &st)?;
             }
             None => s.put_status(id, &st)?,

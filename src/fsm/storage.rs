@@ -45,8 +45,8 @@ pub trait FsmRead {
         id: &InvocationId,
         len: u32,
     ) -> Result<Option<Vec<(u16, Bytes)>>, StoreError>;
-    /// The uncompressed bytes of the retained block `key`, if it exists.
-    fn retained_block(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The stored value of the retained block `key` (see `retained::Block`), if it exists.
+    fn retained_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Keys of retained blocks after `after` whose bucket ended at or before `now_ms`, oldest
     /// first.
     fn retained_due(
@@ -175,8 +175,8 @@ pub trait FsmStore: FsmRead {
         event: &JournalEvent,
     ) -> Result<(), StoreError>;
     fn journal_events_delete(&mut self, id: &InvocationId) -> Result<(), StoreError>;
-    /// Stores a retained block's uncompressed bytes (compressed).
-    fn retained_put(&mut self, key: &[u8], raw: &[u8]) -> Result<(), StoreError>;
+    /// Stores a retained block's value (see `retained::Block::encode`).
+    fn retained_put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
     fn retained_delete(&mut self, key: &[u8]) -> Result<(), StoreError>;
     fn state_put(
         &mut self,
@@ -278,8 +278,8 @@ impl<R: ReadView> FsmRead for R {
         }
         Ok(Some(out))
     }
-    fn retained_block(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get(Table::Retained, key)?.map(|v| retained::decode_value(&v)).transpose()
+    fn retained_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(Table::Retained, key)
     }
     fn retained_due(
         &self,
@@ -327,11 +327,13 @@ impl<R: ReadView> FsmRead for R {
         if !st.journal_archived {
             return self.journal_page(id, start, n);
         }
-        // A block is deleted once its bucket ended, when every member's retention had passed:
-        // an expired invocation not yet forgotten may find its journal gone.
+        // A block goes only after its live members were forgotten (see `retained`).
         let key = retained::block_key(st.purge_at_ms, st.retained_lsn);
-        let Some(raw) = self.retained_block(&key)? else { return Ok(Vec::new()) };
-        let member = retained::decode_members(&raw)?
+        let Some(v) = self.retained_value(&key)? else {
+            return Err(corrupt(Table::Retained, format!("no retained block for {id}")));
+        };
+        let member = retained::Block::decode(&v)?
+            .decode_members()?
             .into_iter()
             .find(|m| m.id == *id && m.life == st.life)
             .ok_or_else(|| corrupt(Table::Retained, format!("{id} is not in its block")))?;
@@ -598,8 +600,8 @@ impl<W: WriteView> FsmStore for W {
     fn journal_events_delete(&mut self, id: &InvocationId) -> Result<(), StoreError> {
         self.delete_prefix(Table::JournalEvents, &schema::journal_prefix(&id.to_bytes()))
     }
-    fn retained_put(&mut self, key: &[u8], raw: &[u8]) -> Result<(), StoreError> {
-        self.put(Table::Retained, key, &retained::encode_value(raw)?)
+    fn retained_put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.put(Table::Retained, key, value)
     }
     fn retained_delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
         self.delete(Table::Retained, key)

@@ -34,9 +34,10 @@ pub struct Options {
     pub blocks_per_pass: usize,
     /// Pause before the next pass when a pass found a full page of due blocks.
     pub page_pause: Duration,
-    /// Members (invocations) one `Expire` record forgets, about: a record names at least one
-    /// block, whatever its size (a block holds at most one LSN window of completions).
-    pub members_per_record: usize,
+    /// Store rows (statuses, journal rows left in place, journal events) one `Expire` record
+    /// deletes, about: a record names at least one block, whatever its size (a block holds at
+    /// most one window of 128 completions).
+    pub rows_per_record: usize,
 }
 
 impl Default for Options {
@@ -45,7 +46,7 @@ impl Default for Options {
             interval: Duration::from_secs(10),
             blocks_per_pass: 256,
             page_pause: Duration::from_millis(10),
-            members_per_record: 1024,
+            rows_per_record: 16_384,
         }
     }
 }
@@ -65,15 +66,20 @@ pub async fn run(
         let now_ms = clock.now_ms();
         let due = store.begin_read().and_then(|r| {
             let keys = r.retained_due(cursor.as_deref(), now_ms, opts.blocks_per_pass.max(1))?;
-            keys.into_iter()
-                .map(|k| {
-                    let members = match r.retained_block(&k)? {
-                        Some(raw) => retained::decode_members(&raw)?.len(),
-                        None => 0,
-                    };
-                    Ok((k, members))
-                })
-                .collect::<Result<Vec<_>, _>>()
+            let mut sized = Vec::with_capacity(keys.len());
+            for k in keys {
+                // Each member deletes its status and its rows; the counts are uncompressed.
+                match r.retained_value(&k)?.map(|v| retained::head(&v)).transpose() {
+                    Ok(Some((members, rows))) => {
+                        let weight = (members as usize).saturating_add(rows as usize);
+                        sized.push((k, weight))
+                    }
+                    Ok(None) => {}
+                    // Left alone (and reported): the rest still expire.
+                    Err(e) => tracing::warn!(partition = me.id, "retained block {k:?}: {e}"),
+                }
+            }
+            Ok(sized)
         });
         let (due, full) = match due {
             Ok(due) => {
@@ -87,7 +93,7 @@ pub async fn run(
             }
         };
         let mut appended = true;
-        for chunk in chunks(&due, usize::MAX, opts.members_per_record) {
+        for chunk in chunks(&due, usize::MAX, opts.rows_per_record) {
             let e = Expire {
                 invocation_ids: Vec::new(),
                 retained_blocks: chunk.iter().map(|(k, _)| Bytes::copy_from_slice(k)).collect(),

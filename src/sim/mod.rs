@@ -1353,17 +1353,13 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
                 v.push(format!("partition {p}: {left} rows left in {t:?} after settling"));
             }
         }
-        // Every retained invocation is in its block, with its whole journal when the block
-        // holds it.
-        let mut members: BTreeMap<(InvocationId, u64), Option<usize>> = BTreeMap::new();
+        // Every retained invocation is in the block its status names, with its whole journal
+        // when the block holds it.
+        let mut blocks: BTreeMap<Vec<u8>, Vec<fsm::retained::Member>> = BTreeMap::new();
         for (k, val) in &tables[&Table::Retained] {
-            let decoded = fsm::retained::decode_value(val)
-                .and_then(|raw| fsm::retained::decode_members(&raw));
-            match decoded {
+            match fsm::retained::Block::decode(val).and_then(|b| b.decode_members()) {
                 Ok(ms) => {
-                    for m in ms {
-                        members.insert((m.id, m.life), m.journal.map(|j| j.len()));
-                    }
+                    blocks.insert(k.clone(), ms);
                 }
                 Err(e) => v.push(format!("partition {p}: retained block {k:?}: {e}")),
             }
@@ -1379,9 +1375,13 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
             if st.phase() != Phase::Completed || st.purge_at_ms == 0 {
                 continue;
             }
-            match members.get(&(id, st.life)) {
+            let key = fsm::retained::block_key(st.purge_at_ms, st.retained_lsn);
+            let member = blocks
+                .get(key.as_slice())
+                .and_then(|ms| ms.iter().find(|m| m.id == id && m.life == st.life));
+            match member.map(|m| m.journal.as_ref().map(|j| j.len())) {
                 None => v.push(format!("partition {p}: retained {id} is in no retained block")),
-                Some(j) if st.journal_archived && *j != Some(st.journal_len as usize) => {
+                Some(j) if st.journal_archived && j != Some(st.journal_len as usize) => {
                     v.push(format!(
                         "partition {p}: {id}'s kept journal of {} entries is not in its block ({j:?})",
                         st.journal_len

@@ -76,7 +76,8 @@ pub enum StoreError {
     SchemaTooNew { origin: String, found: u32, supported: u32 },
     #[error(
         "partition store {origin} has schema version {found}, older than the oldest this build \
-         opens ({min_supported}); there is no migration from it"
+         opens ({min_supported}); there is no migration from it: finish its work with the \
+         Ratchet version that wrote it, or start this one on a new data directory"
     )]
     SchemaTooOld { origin: String, found: u32, min_supported: u32 },
     #[error(
