@@ -58,7 +58,14 @@ pub struct MemoryOptions {
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdminOptions {
     pub bind_address: SocketAddr,
+    /// Memory all running SQL queries may use together (`admin.query-engine.memory-size`);
+    /// a query that needs more fails with a clear error. Bytes.
+    pub query_memory_bytes: u64,
 }
+
+/// Default of [`AdminOptions::query_memory_bytes`]: enough for sorting and grouping what the
+/// CLI and the UI ask for over hundreds of thousands of invocations.
+pub const QUERY_MEMORY_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkerOptions {
@@ -110,7 +117,10 @@ impl Default for Config {
                 request_size_limit_bytes: 32 * 1024 * 1024,
                 concurrent_requests_max: 4096,
             },
-            admin: AdminOptions { bind_address: "0.0.0.0:9070".parse().expect("valid") },
+            admin: AdminOptions {
+                bind_address: "0.0.0.0:9070".parse().expect("valid"),
+                query_memory_bytes: QUERY_MEMORY_BYTES_DEFAULT,
+            },
             worker: WorkerOptions {
                 inactivity_timeout: Duration::from_secs(60),
                 abort_timeout: Duration::from_secs(600),
@@ -192,6 +202,13 @@ struct RawIngress {
 #[serde(rename_all = "kebab-case")]
 struct RawAdmin {
     bind_address: Option<String>,
+    query_engine: Option<RawQueryEngine>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawQueryEngine {
+    memory_size: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -255,6 +272,8 @@ const KNOWN_KEYS: &[&str] = &[
     "memory-budget",
     "admin",
     "admin.bind-address",
+    "admin.query-engine",
+    "admin.query-engine.memory-size",
     "worker",
     "worker.invoker",
     "worker.invoker.inactivity-timeout",
@@ -374,8 +393,20 @@ impl Config {
         if let Some(v) = raw.bifrost.and_then(|b| b.record_cache_memory_size) {
             c.memory.log_cache_bytes = Some(parse_bytes("bifrost.record-cache-memory-size", &v)?);
         }
-        if let Some(a) = raw.admin.and_then(|a| a.bind_address) {
-            c.admin.bind_address = parse_addr("admin.bind-address", &a)?;
+        if let Some(admin) = raw.admin {
+            if let Some(a) = admin.bind_address {
+                c.admin.bind_address = parse_addr("admin.bind-address", &a)?;
+            }
+            if let Some(v) = admin.query_engine.and_then(|q| q.memory_size) {
+                let bytes = parse_bytes("admin.query-engine.memory-size", &v)?;
+                if bytes < 1024 * 1024 {
+                    return Err(invalid(
+                        "admin.query-engine.memory-size",
+                        "must be at least 1 MiB",
+                    ));
+                }
+                c.admin.query_memory_bytes = bytes;
+            }
         }
         for (key, v, field) in [
             ("default-journal-retention", raw.default_journal_retention, 0),
@@ -712,6 +743,27 @@ mod tests {
             Config::load_from(None, &env(&[("RESTATE_DEFAULT_JOURNAL_RETENTION", "soon")]), None)
                 .unwrap_err();
         assert!(e.to_string().contains("default-journal-retention"), "{e}");
+    }
+
+    #[test]
+    fn the_query_memory_budget_is_restates_key_and_has_a_floor() {
+        let d = Config::load_from(None, &env(&[]), None).unwrap();
+        assert_eq!(d.admin.query_memory_bytes, QUERY_MEMORY_BYTES_DEFAULT);
+        let c = Config::load_from(
+            None,
+            &env(&[("RESTATE_ADMIN__QUERY_ENGINE__MEMORY_SIZE", "128 MiB")]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.admin.query_memory_bytes, 128 * 1024 * 1024);
+        assert!(c.unknown_keys.is_empty(), "{:?}", c.unknown_keys);
+        let e = Config::load_from(
+            None,
+            &env(&[("RESTATE_ADMIN__QUERY_ENGINE__MEMORY_SIZE", "1000")]),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("admin.query-engine.memory-size"), "{e}");
     }
 
     #[test]

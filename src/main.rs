@@ -9,6 +9,8 @@ use std::process::ExitCode;
 
 use ratchet::config::Config;
 
+mod query;
+
 const USAGE: &str = "usage:
   ratchet server [--config-file FILE] [--base-dir DIR] [--bind-ip IP]
       Run a node. Configuration follows Restate's schema: a TOML file, RESTATE_* environment
@@ -171,7 +173,12 @@ fn serve(config: Config, on_ready: impl FnOnce(&ratchet::runtime::Bound)) -> Exi
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(ratchet::runtime::run(config, shutdown_signal(), on_ready));
+    let result = rt.block_on(ratchet::runtime::run(
+        config,
+        Some(query::factory()),
+        shutdown_signal(),
+        on_ready,
+    ));
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
         Ok(()) => ExitCode::SUCCESS,

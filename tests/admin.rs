@@ -86,6 +86,7 @@ async fn start() -> Server {
         server_version: ADMIN_COMPAT_VERSION.to_owned(),
         partitions: None,
         request_identity: None,
+        query: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -19,6 +19,7 @@
 mod error;
 pub mod format;
 pub mod model;
+pub mod query;
 
 use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
@@ -69,6 +70,8 @@ pub struct AdminState {
     pub partitions: Option<crate::partition::Router>,
     /// Signs discovery requests when set (`worker.invoker.request-identity-private-key-pem-file`).
     pub request_identity: Option<Arc<crate::protocol::identity::RequestSigner>>,
+    /// Answers `POST /query` (none: 503).
+    pub query: Option<Arc<dyn query::Engine>>,
 }
 
 /// The admin API version a request came in under.
@@ -114,6 +117,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
 fn api_routes(api: Api) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/query", axum::routing::post(query::query))
         .route("/version", get(version))
         .route("/deployments", get(list_deployments).post(register_deployment))
         .route(

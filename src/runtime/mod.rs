@@ -197,9 +197,10 @@ pub const EIO_AFTER_ENV: &str = "RATCHET_TEST_WAL_EIO_AFTER_WRITES";
 type TaskEnd = (String, Result<(), String>);
 
 /// Runs a node until `shutdown` resolves or a component fails. `on_ready` is called once it
-/// serves requests.
+/// serves requests. `query` builds the engine behind `POST /query` (none: 503).
 pub async fn run(
     config: Config,
+    query: Option<admin::query::EngineFactory>,
     shutdown: impl std::future::Future<Output = ()>,
     on_ready: impl FnOnce(&Bound),
 ) -> Result<(), StartError> {
@@ -349,6 +350,14 @@ pub async fn run(
         server_version: admin::ADMIN_COMPAT_VERSION.to_string(),
         partitions: Some(router.clone()),
         request_identity: config.worker.request_identity.clone(),
+        query: query.map(|make| {
+            make(admin::query::Sources {
+                registry: registry.clone(),
+                partitions: router.clone(),
+                memory_bytes: usize::try_from(config.admin.query_memory_bytes)
+                    .unwrap_or(usize::MAX),
+            })
+        }),
     });
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let serve = |what: &'static str,

@@ -425,6 +425,27 @@ pub fn object_lock_key(service: &str, object_key: &[u8]) -> Vec<u8> {
     key_of(&[service.as_bytes(), object_key])
 }
 
+/// Decodes an ObjectLock key into (service, object key).
+pub fn decode_object_lock_key(key: &[u8]) -> Result<(String, Vec<u8>), KeyError> {
+    let table = Table::ObjectLock;
+    let mut rest = key;
+    let service = take_utf8(table, key, &mut rest)?;
+    let object_key = take_component(table, key, &mut rest)?;
+    expect_end(table, key, rest)?;
+    Ok((service, object_key))
+}
+
+/// Decodes a Promises key into (service, workflow key, promise name).
+pub fn decode_promise_key(key: &[u8]) -> Result<(String, Vec<u8>, Vec<u8>), KeyError> {
+    let table = Table::Promises;
+    let mut rest = key;
+    let service = take_utf8(table, key, &mut rest)?;
+    let workflow_key = take_component(table, key, &mut rest)?;
+    let name = take_component(table, key, &mut rest)?;
+    expect_end(table, key, rest)?;
+    Ok((service, workflow_key, name))
+}
+
 /// Timer key. Timers sort by wake-up time, then invocation id, then completion id, so
 /// `scan_range(Timers, &[], &timers_due_end(now_ms), n)` yields the due timers in firing order.
 pub fn timer_key(wake_up_ms: u64, id: &InvocationIdBytes, completion_id: u32) -> Vec<u8> {

@@ -1,0 +1,163 @@
+//! The SQL engine behind the admin API's `POST /query`: Apache DataFusion over the node's
+//! tables (`sys_invocation`, `sys_invocation_status`, `sys_journal`, `state`, ...), with the
+//! column names and types Restate's introspection has, so the `restate` CLI's statements run
+//! unchanged.
+//!
+//! It lives in the binary, not the library (see `ratchet::admin::query`): only the `ratchet`
+//! executable links DataFusion.
+//!
+//! Invariants:
+//! - Tables stream: each partition is read in pages of [`tables::PAGE_ROWS`] rows from one
+//!   read transaction on a blocking thread, so a query holds a snapshot, never the write lock,
+//!   and never blocks a partition processor or the async runtime.
+//! - All queries share one memory pool of `admin.query-engine.memory-size`; an operator that
+//!   needs more (a sort, a group by, a join) fails the query with DataFusion's "Resources
+//!   exhausted" message instead of growing the process.
+//! - An `id = '…'` or `id IN (…)` filter reads only those invocations (point lookups in the
+//!   owning partitions).
+//! - Errors before the first batch are answered as admin errors: 400 for what the planner
+//!   refuses, 500 for what failed while running.
+
+mod json;
+mod tables;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
+use http::StatusCode;
+use ratchet::admin::query::{AnswerStream, Engine, EngineFactory, Format, QueryError, Sources};
+
+/// Rows per batch DataFusion passes between operators (Restate uses 128).
+const BATCH_ROWS: usize = 128;
+
+/// The factory `runtime::run` calls once the partitions exist.
+pub fn factory() -> EngineFactory {
+    Box::new(|sources: Sources| -> Arc<dyn Engine> { Arc::new(DfEngine::new(sources)) })
+}
+
+#[derive(Debug)]
+struct DfEngine {
+    sources: Sources,
+    runtime: Arc<RuntimeEnv>,
+}
+
+impl DfEngine {
+    fn new(sources: Sources) -> DfEngine {
+        let pool = Arc::new(FairSpillPool::new(sources.memory_bytes));
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(pool)
+            .build_arc()
+            .expect("a runtime environment without a disk manager builds");
+        DfEngine { sources, runtime }
+    }
+
+    fn context(&self) -> Result<SessionContext, DataFusionError> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("restate", "public")
+            .with_batch_size(BATCH_ROWS)
+            .with_target_partitions(1);
+        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        tables::register(&ctx, &self.sources)?;
+        Ok(ctx)
+    }
+}
+
+fn planning(e: DataFusionError) -> QueryError {
+    QueryError { status: StatusCode::BAD_REQUEST, message: e.to_string() }
+}
+
+fn running(e: DataFusionError) -> QueryError {
+    let status = match &e {
+        DataFusionError::ResourcesExhausted(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    QueryError { status, message: e.to_string() }
+}
+
+impl Engine for DfEngine {
+    fn query(
+        &self,
+        sql: String,
+        format: Format,
+    ) -> BoxFuture<'static, Result<AnswerStream, QueryError>> {
+        let ctx = self.context();
+        Box::pin(async move {
+            let ctx = ctx.map_err(running)?;
+            // DDL and DML are refused: only queries.
+            let options = datafusion::execution::context::SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
+            let df = ctx.sql_with_options(&sql, options).await.map_err(planning)?;
+            let mut stream = df.execute_stream().await.map_err(planning)?;
+            // The first batch decides between an error status and an answer.
+            let first = match stream.next().await {
+                Some(Ok(b)) => Some(b),
+                Some(Err(e)) => return Err(running(e)),
+                None => None,
+            };
+            Ok(match format {
+                Format::Json => json_answer(first, stream),
+                Format::ArrowStream => arrow_answer(first, stream).map_err(running)?,
+            })
+        })
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// `{"rows": [...]}`, one object per row, written batch by batch.
+fn json_answer(first: Option<RecordBatch>, rest: SendableRecordBatchStream) -> AnswerStream {
+    let head = futures_util::stream::once(async { Ok(Bytes::from_static(b"{\"rows\":[")) });
+    let mut any = false;
+    let batches = futures_util::stream::iter(first.map(Ok)).chain(rest).map(move |b| {
+        let b = b.map_err(io)?;
+        let mut out = Vec::with_capacity(b.num_rows() * 64);
+        json::write_rows(&b, &mut out, &mut any).map_err(io)?;
+        Ok(Bytes::from(out))
+    });
+    let tail = futures_util::stream::once(async { Ok(Bytes::from_static(b"]}")) });
+    head.chain(batches).chain(tail).boxed()
+}
+
+/// An Arrow IPC stream: the schema, then each batch, then the end marker.
+fn arrow_answer(
+    first: Option<RecordBatch>,
+    rest: SendableRecordBatchStream,
+) -> Result<AnswerStream, DataFusionError> {
+    let schema = rest.schema();
+    let mut writer = StreamWriter::try_new(Vec::new(), &schema)?;
+    if let Some(b) = &first {
+        writer.write(b)?;
+    }
+    let head = std::mem::take(writer.get_mut());
+    let writer = Arc::new(std::sync::Mutex::new(writer));
+    let w = writer.clone();
+    let batches = rest.map(move |b| {
+        let b = b.map_err(io)?;
+        let mut w = w.lock().map_err(io)?;
+        w.write(&b).map_err(io)?;
+        Ok(Bytes::from(std::mem::take(w.get_mut())))
+    });
+    let tail = futures_util::stream::once(async move {
+        let mut w = writer.lock().map_err(io)?;
+        w.finish().map_err(io)?;
+        Ok(Bytes::from(std::mem::take(w.get_mut())))
+    });
+    Ok(futures_util::stream::once(async move { Ok(Bytes::from(head)) })
+        .chain(batches)
+        .chain(tail)
+        .boxed())
+}

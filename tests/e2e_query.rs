@@ -1,0 +1,215 @@
+//! End-to-end tests of `POST /query` (SQL introspection on DataFusion) and of the real
+//! `restate` CLI commands built on it, against a running `ratchet` and the TS test service.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{Fixture, Reply, Sdks};
+
+async fn query(fx: &mut Fixture, sql: &str, accept: Option<&str>) -> Reply {
+    let url = fx.admin_url("/query");
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(a) = accept {
+        headers.push(("accept", a));
+    }
+    let body = json!({ "query": sql }).to_string();
+    fx.request("POST", &url, Some(body.into()), &headers, std::time::Duration::from_secs(20)).await
+}
+
+async fn rows(fx: &mut Fixture, sql: &str) -> Vec<Value> {
+    let r = query(fx, sql, Some("application/json")).await;
+    assert_eq!(r.status, 200, "{sql}: {}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"), "{sql}");
+    r.json()["rows"].as_array().cloned().unwrap_or_else(|| panic!("{sql}: {}", r.text()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_over_invocations_state_and_journals_answers_json_and_arrow() {
+    let mut fx = Fixture::start("query_sql", Sdks::Ts).await;
+    let mut ids = Vec::new();
+    for name in ["Ann", "Bob", "Cy"] {
+        ids.push(fx.call("/Greeter/greet", json!(name)).await.invocation_id());
+    }
+    assert_eq!(fx.call("/Counter/k1/add", json!(5)).await.status, 200);
+    assert_eq!(fx.call("/Counter/k1/add", json!(2)).await.status, 200);
+
+    // The derived status and the target columns, filtered and ordered by the engine.
+    let got = rows(
+        &mut fx,
+        "SELECT id, status, target, target_service_ty, completion_result FROM sys_invocation \
+         WHERE target_service_name = 'Greeter' ORDER BY created_at",
+    )
+    .await;
+    assert_eq!(got.len(), 3, "{got:?}");
+    for (row, id) in got.iter().zip(&ids) {
+        assert_eq!(row["id"], json!(id));
+        assert_eq!(row["status"], "completed");
+        assert_eq!(row["target"], "Greeter/greet");
+        assert_eq!(row["target_service_ty"], "service");
+        assert_eq!(row["completion_result"], "success");
+    }
+    // A NULL column is left out of its row, as Restate's encoder does.
+    let one = rows(
+        &mut fx,
+        &format!("SELECT id, target_service_key FROM sys_invocation WHERE id = '{}'", ids[0]),
+    )
+    .await;
+    assert_eq!(one, vec![json!({ "id": ids[0] })]);
+    // Counts are Int64, grouped counts per status; state values are hex.
+    let n = rows(&mut fx, "SELECT COUNT(*) AS n FROM sys_invocation_status").await;
+    assert_eq!(n, vec![json!({ "n": 5 })]);
+    let state = rows(
+        &mut fx,
+        "SELECT service_name, service_key, key, value, value_utf8 FROM state \
+         WHERE service_name = 'Counter'",
+    )
+    .await;
+    assert_eq!(
+        state,
+        vec![
+            json!({"service_name": "Counter", "service_key": "k1", "key": "count", "value": "37", "value_utf8": "7"})
+        ]
+    );
+    // The journal of a kept invocation: its input and output.
+    let journal = rows(
+        &mut fx,
+        &format!(
+            "SELECT index, entry_type, version FROM sys_journal WHERE id = '{}' ORDER BY index",
+            ids[1]
+        ),
+    )
+    .await;
+    assert_eq!(
+        journal,
+        vec![
+            json!({"index": 0, "entry_type": "Command: Input", "version": 2}),
+            json!({"index": 1, "entry_type": "Command: Output", "version": 2}),
+        ]
+    );
+    // The CLI's feature probe.
+    let probe = rows(
+        &mut fx,
+        "SELECT COUNT(*) AS n FROM information_schema.columns WHERE table_name = 'sys_journal' \
+         AND column_name IN ('version', 'entry_json', 'appended_at')",
+    )
+    .await;
+    assert_eq!(probe, vec![json!({ "n": 3 })]);
+    let services = rows(&mut fx, "SELECT name, ty FROM sys_service WHERE name = 'Counter'").await;
+    assert_eq!(services, vec![json!({"name": "Counter", "ty": "virtual_object"})]);
+
+    // Anything else than exactly `application/json` gets an Arrow IPC stream.
+    let arrow = query(&mut fx, "SELECT COUNT(*) FROM sys_invocation", None).await;
+    assert_eq!(arrow.status, 200);
+    assert_eq!(arrow.header("content-type"), Some("application/vnd.apache.arrow.stream"));
+    assert!(arrow.body.starts_with(&[0xFF, 0xFF, 0xFF, 0xFF]), "an IPC message first");
+    assert!(arrow.body.ends_with(&[0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]), "the end marker");
+
+    // Bad queries: a clear 400 with the engine's message, in the admin error shape.
+    for (sql, needle) in [
+        ("SELEC 1", "SELEC"),
+        ("SELECT * FROM nope", "nope"),
+        ("SELECT nope FROM sys_invocation", "nope"),
+        ("DROP TABLE sys_invocation", "DDL"),
+    ] {
+        let r = query(&mut fx, sql, Some("application/json")).await;
+        assert_eq!(r.status, 400, "{sql}: {}", r.text());
+        let body = r.json();
+        assert!(body["message"].as_str().unwrap_or("").contains(needle), "{sql}: {body}");
+        assert!(body.get("restate_code").is_some(), "{body}");
+    }
+    let r = fx
+        .request(
+            "POST",
+            &fx.admin_url("/query"),
+            Some(bytes::Bytes::from_static(b"{not json")),
+            &[("content-type", "application/json")],
+            std::time::Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    // Versioned mounts answer too (the CLI prefixes /v4).
+    let r = fx
+        .request(
+            "POST",
+            &fx.admin_url("/v4/query"),
+            Some(json!({"query": "SELECT 1 AS one"}).to_string().into()),
+            &[("content-type", "application/json"), ("accept", "application/json")],
+            std::time::Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(r.json(), json!({"rows": [{"one": 1}]}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_restate_cli_lists_describes_and_reads_state_through_sql() {
+    let mut fx = Fixture::start("query_cli", Sdks::Ts).await;
+    let id = fx.call("/Greeter/greet", json!("Ann")).await.invocation_id();
+    assert_eq!(fx.call("/Counter/k9/add", json!(42)).await.status, 200);
+
+    let (code, out) = fx.cli(&["--yes", "sql", "SELECT COUNT(*) AS n FROM sys_invocation"]).await;
+    assert_eq!(code, 0, "restate sql:\n{out}");
+    assert!(out.contains('2'), "restate sql:\n{out}");
+
+    let (code, out) = fx.cli(&["--yes", "invocations", "list", "--all"]).await;
+    assert_eq!(code, 0, "restate invocations list:\n{out}");
+    assert!(out.contains(&id) && out.contains("Greeter/greet"), "invocations list:\n{out}");
+
+    let (code, out) = fx.cli(&["--yes", "invocations", "describe", &id]).await;
+    assert_eq!(code, 0, "restate invocations describe:\n{out}");
+    assert!(out.contains("Greeter/greet"), "invocations describe:\n{out}");
+
+    let (code, out) = fx.cli(&["--yes", "kv", "get", "Counter", "k9"]).await;
+    assert_eq!(code, 0, "restate kv get:\n{out}");
+    assert!(out.contains("count") && out.contains("42"), "kv get:\n{out}");
+}
+
+async fn unfinished_counters(fx: &mut Fixture) -> u64 {
+    let sql = "SELECT COUNT(*) AS n FROM sys_invocation WHERE target_service_name = 'Counter' \
+               AND status != 'completed'";
+    rows(fx, sql).await[0]["n"].as_u64().unwrap_or(u64::MAX)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_restate_cli_kills_and_purges_in_batches_found_through_sql() {
+    let mut fx = Fixture::start("query_cli_batch", Sdks::Ts).await;
+    // Two invocations that hold their keys for a minute, and one that finished.
+    let mut held = Vec::new();
+    for key in ["h1", "h2"] {
+        let r = fx.ingress("POST", &format!("/Counter/{key}/hold/send"), Some(&json!(60_000))).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        held.push(r.json()["invocationId"].as_str().unwrap().to_string());
+    }
+    let done = fx.call("/Greeter/greet", json!("Ann")).await.invocation_id();
+    let deadline = support::Deadline::after(std::time::Duration::from_secs(10), "both to run");
+    while unfinished_counters(&mut fx).await != 2 {
+        deadline.tick().await;
+    }
+
+    // `restate invocations kill Counter` finds both through SQL and kills each.
+    let (code, out) = fx.cli(&["--yes", "invocations", "kill", "Counter"]).await;
+    assert_eq!(code, 0, "restate invocations kill:\n{out}");
+    let deadline = support::Deadline::after(std::time::Duration::from_secs(10), "the kills");
+    while unfinished_counters(&mut fx).await != 0 {
+        deadline.tick().await;
+    }
+    for id in &held {
+        let got = rows(&mut fx, &format!("SELECT status, completion_failure FROM sys_invocation WHERE id = '{id}'")).await;
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0]["status"], "completed");
+        assert!(got[0]["completion_failure"].as_str().unwrap_or("").contains("killed"), "{got:?}");
+    }
+
+    // `restate invocations purge Counter` forgets the completed ones, and only those.
+    let (code, out) = fx.cli(&["--yes", "invocations", "purge", "Counter"]).await;
+    assert_eq!(code, 0, "restate invocations purge:\n{out}");
+    let deadline = support::Deadline::after(std::time::Duration::from_secs(10), "the purges");
+    loop {
+        let n = rows(&mut fx, "SELECT COUNT(*) AS n FROM sys_invocation WHERE target_service_name = 'Counter'").await;
+        if n[0]["n"] == 0 {
+            break;
+        }
+        deadline.tick().await;
+    }
+    let left = rows(&mut fx, &format!("SELECT id FROM sys_invocation WHERE id = '{done}'")).await;
+    assert_eq!(left.len(), 1, "the Greeter invocation is kept");
+}
