@@ -175,7 +175,8 @@ async fn the_restate_cli_kills_and_purges_in_batches_found_through_sql() {
     // Two invocations that hold their keys for a minute, and one that finished.
     let mut held = Vec::new();
     for key in ["h1", "h2"] {
-        let r = fx.ingress("POST", &format!("/Counter/{key}/hold/send"), Some(&json!(60_000))).await;
+        let r =
+            fx.ingress("POST", &format!("/Counter/{key}/hold/send"), Some(&json!(60_000))).await;
         assert_eq!(r.status, 202, "{}", r.text());
         held.push(r.json()["invocationId"].as_str().unwrap().to_string());
     }
@@ -193,7 +194,11 @@ async fn the_restate_cli_kills_and_purges_in_batches_found_through_sql() {
         deadline.tick().await;
     }
     for id in &held {
-        let got = rows(&mut fx, &format!("SELECT status, completion_failure FROM sys_invocation WHERE id = '{id}'")).await;
+        let got = rows(
+            &mut fx,
+            &format!("SELECT status, completion_failure FROM sys_invocation WHERE id = '{id}'"),
+        )
+        .await;
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0]["status"], "completed");
         assert!(got[0]["completion_failure"].as_str().unwrap_or("").contains("killed"), "{got:?}");
@@ -204,7 +209,11 @@ async fn the_restate_cli_kills_and_purges_in_batches_found_through_sql() {
     assert_eq!(code, 0, "restate invocations purge:\n{out}");
     let deadline = support::Deadline::after(std::time::Duration::from_secs(10), "the purges");
     loop {
-        let n = rows(&mut fx, "SELECT COUNT(*) AS n FROM sys_invocation WHERE target_service_name = 'Counter'").await;
+        let n = rows(
+            &mut fx,
+            "SELECT COUNT(*) AS n FROM sys_invocation WHERE target_service_name = 'Counter'",
+        )
+        .await;
         if n[0]["n"] == 0 {
             break;
         }
@@ -212,4 +221,73 @@ async fn the_restate_cli_kills_and_purges_in_batches_found_through_sql() {
     }
     let left = rows(&mut fx, &format!("SELECT id FROM sys_invocation WHERE id = '{done}'")).await;
     assert_eq!(left.len(), 1, "the Greeter invocation is kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_state_is_replaced_with_a_version_check_and_cleared_by_the_cli() {
+    let mut fx = Fixture::start("query_state", Sdks::Ts).await;
+    assert_eq!(fx.call("/Counter/k1/add", json!(3)).await.status, 200);
+    let url = fx.admin_url("/services/Counter/state");
+    let fx = &mut fx;
+    let post = |body: Value| Some(bytes::Bytes::from(body.to_string()));
+    let h = [("content-type", "application/json")];
+    let t = std::time::Duration::from_secs(5);
+    // A stale version is accepted (202) and changes nothing.
+    let r = fx
+        .request(
+            "POST",
+            &url,
+            post(json!({"object_key": "k1", "new_state": {"count": [57]}, "version": "stale"})),
+            &h,
+            t,
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    // Without a version the state is replaced: count becomes 9.
+    let r = fx
+        .request(
+            "POST",
+            &url,
+            post(json!({"object_key": "k1", "new_state": {"count": [57]}})),
+            &h,
+            t,
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let deadline = support::Deadline::after(t, "the new state");
+    loop {
+        let got = rows(
+            fx,
+            "SELECT value_utf8 FROM state WHERE service_name = 'Counter' AND service_key = 'k1'",
+        )
+        .await;
+        if got == vec![json!({"value_utf8": "9"})] {
+            break;
+        }
+        assert!(got == vec![json!({"value_utf8": "3"})], "{got:?}");
+        deadline.tick().await;
+    }
+    assert_eq!(fx.call("/Counter/k1/add", json!(1)).await.json(), json!(10));
+    // Bad requests change nothing.
+    for (path, body, status) in [
+        ("/services/Greeter/state", json!({"object_key": "x", "new_state": {"a": [1]}}), 400),
+        ("/services/Nope/state", json!({"object_key": "x", "new_state": {"a": [1]}}), 404),
+        ("/services/Counter/state", json!({"new_state": {}}), 400),
+        (
+            "/services/Counter/state",
+            json!({"object_key": "k1", "new_state": {"a": "not bytes"}}),
+            400,
+        ),
+    ] {
+        let r = fx.request("POST", &fx.admin_url(path), post(body.clone()), &h, t).await;
+        assert_eq!(r.status, status, "{path} {body}: {}", r.text());
+        assert!(r.json()["message"].is_string(), "{}", r.text());
+    }
+    // `restate kv clear Counter/k1` reads the state, computes its version and clears it.
+    let (code, out) = fx.cli(&["--yes", "kv", "clear", "Counter/k1"]).await;
+    assert_eq!(code, 0, "restate kv clear:\n{out}");
+    let deadline = support::Deadline::after(t, "the cleared state");
+    while !rows(fx, "SELECT key FROM state WHERE service_name = 'Counter'").await.is_empty() {
+        deadline.tick().await;
+    }
 }

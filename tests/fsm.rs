@@ -1302,3 +1302,38 @@ fn failures_and_pauses_are_kept_as_bounded_journal_events() {
     let m = &events(3)[0].message;
     assert!(m.len() <= limits::JOURNAL_EVENT_MESSAGE_BYTES_MAX && m.len() > 4000, "{}", m.len());
 }
+
+#[test]
+fn state_versions_are_restates_and_a_stale_edit_changes_nothing() {
+    use ratchet::fsm::{state_version, ModifyState, StateEntry};
+    assert_eq!(state_version(&[]), "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU");
+    assert_eq!(
+        state_version(&[(b"name".as_slice(), b"bob".as_slice())]),
+        "tDqA04Lj3_qJ-PgNPTecXDGZgpwy6jm2Ni2BYqJIthM"
+    );
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    let edit = |version: String, value: &'static [u8]| {
+        rec(record::Kind::ModifyState(ModifyState {
+            service: "Counter".into(),
+            key: "k".into(),
+            entries: vec![StateEntry {
+                key: Bytes::from_static(b"name"),
+                value: Bytes::from_static(value),
+            }],
+            version,
+        }))
+    };
+    let read = |store: &PartitionStore| {
+        store.begin_read().unwrap().state_get("Counter", "k", b"name").unwrap()
+    };
+    // No version: replaces whatever is there.
+    apply_all(&fsm, &store, &[edit(String::new(), b"bob")]);
+    assert_eq!(read(&store).as_deref(), Some(b"bob".as_slice()));
+    // The version of the state it saw: applied.
+    let seen = state_version(&[(b"name".as_slice(), b"bob".as_slice())]);
+    apply_all(&fsm, &store, &[edit(seen.clone(), b"ann")]);
+    assert_eq!(read(&store).as_deref(), Some(b"ann".as_slice()));
+    // The same (now stale) version again: nothing changes.
+    apply_all(&fsm, &store, &[edit(seen, b"cy")]);
+    assert_eq!(read(&store).as_deref(), Some(b"ann".as_slice()));
+}

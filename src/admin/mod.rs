@@ -130,6 +130,7 @@ fn api_routes(api: Api) -> Router {
         .route("/services", get(list_services))
         .route("/services/{service}", get(get_service).patch(modify_service))
         .route("/services/{service}/handlers", get(list_handlers))
+        .route("/services/{service}/state", axum::routing::post(modify_service_state))
         .route("/services/{service}/handlers/{handler}", get(get_handler))
         .route("/invocations/{id}", axum::routing::delete(delete_invocation))
         .route("/invocations/{id}/{op}", axum::routing::patch(patch_invocation))
@@ -412,6 +413,70 @@ async fn modify_service(
     let schema = api.state.registry.snapshot();
     schema.service(&name).ok_or(AdminError::ServiceNotFound(name))?;
     Err(AdminError::NotImplemented("Modifying a service's options"))
+}
+
+/// `POST /services/{service}/state`: the body of Restate's `ModifyServiceStateRequest`.
+#[derive(Deserialize)]
+struct ModifyServiceStateRequest {
+    object_key: String,
+    /// State key → value bytes (a JSON array of byte integers).
+    new_state: BTreeMap<String, Vec<u8>>,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// Replaces an object's whole state. Accepted (202) once the request is in the log; the
+/// partition applies it only if the state still has `version` (when given).
+async fn modify_service_state(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    let request: ModifyServiceStateRequest =
+        serde_json::from_slice(&body).map_err(|e| AdminError::InvalidBody(e.to_string()))?;
+    let schema = api.state.registry.snapshot();
+    match schema.service(&name) {
+        // Nothing to replace and nothing to keep: Restate accepts it.
+        None if request.new_state.is_empty() => return Ok(StatusCode::ACCEPTED.into_response()),
+        None => return Err(AdminError::ServiceNotFound(name)),
+        Some(s) if s.ty == discovery::ServiceType::Service => {
+            return Err(AdminError::InvalidField {
+                field: "service",
+                reason: format!("service '{name}' is a plain service, which has no state"),
+            })
+        }
+        Some(_) => {}
+    }
+    if request.scope.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(AdminError::InvalidField {
+            field: "scope",
+            reason: "scoped state needs vqueues, which this server does not have".to_owned(),
+        });
+    }
+    let partitions = api
+        .state
+        .partitions
+        .as_ref()
+        .ok_or_else(|| AdminError::Unavailable("this node runs no partitions".to_owned()))?;
+    let handle = partitions.for_key(crate::fsm::partition_key_of(&request.object_key));
+    let m = crate::fsm::ModifyState {
+        service: name,
+        key: request.object_key,
+        entries: request
+            .new_state
+            .into_iter()
+            .map(|(k, v)| crate::fsm::StateEntry { key: k.into_bytes().into(), value: v.into() })
+            .collect(),
+        version: request.version.unwrap_or_default(),
+    };
+    let kind = crate::fsm::record::Kind::ModifyState(m);
+    handle
+        .append(vec![crate::fsm::Record { header: None, kind: Some(kind) }])
+        .await
+        .map_err(|e| AdminError::Unavailable(format!("cannot append the request: {e}")))?;
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 async fn list_handlers(

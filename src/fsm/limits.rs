@@ -121,6 +121,10 @@ pub fn check_inbox_grows(len: u64) -> Result<(), Violation> {
     Ok(())
 }
 
+/// State read at most to check the version of a state edit (`ModifyState`); a larger state
+/// cannot be edited with a version check. Bytes.
+pub const STATE_VERSION_BYTES_MAX: usize = 64 * 1024 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -131,6 +131,26 @@ pub mod ty {
     pub const N_SIGNAL: u16 = 0xFBFF;
 }
 
+/// The version of an object's state as Restate computes it (and the `restate` CLI, to edit
+/// state): SHA-256 over the entries in key order, each as its index (u64 BE), `0x01`, key,
+/// `0x02`, value, `0x03`; base64url without padding.
+pub fn state_version(entries: &[(&[u8], &[u8])]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let mut sorted: Vec<&(&[u8], &[u8])> = entries.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut h = sha2::Sha256::new();
+    for (i, (k, v)) in sorted.into_iter().enumerate() {
+        h.update((i as u64).to_be_bytes());
+        h.update([1u8]);
+        h.update(k);
+        h.update([2u8]);
+        h.update(v);
+        h.update([3u8]);
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
+}
+
 /// What a send's `ack_request` hears: the invocation was created by it, or existed already.
 pub const ACK_NEW: &[u8] = b"Accepted";
 pub const ACK_PREVIOUSLY: &[u8] = b"PreviouslyAccepted";
@@ -624,6 +644,7 @@ impl Fsm {
                 out.retained.flush(s)?;
                 self.restart_as_new(s, r, lsn, now_ms, out)?
             }
+            Some(record::Kind::ModifyState(m)) => self.modify_state(s, m)?,
             Some(record::Kind::TruncateOutbox(t)) => s.outbox_truncate(t.seq_through)?,
             Some(record::Kind::AnnounceLeader(_)) => {}
             None => return Err(invalid("empty record")),
@@ -1732,6 +1753,25 @@ impl Fsm {
         if st.kind() == HandlerKind::WorkflowRun {
             s.state_clear(&st.service, &st.key)?;
             s.promises_clear(&st.service, &st.key)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces an object's whole state, unless a version was given and the current state no
+    /// longer has it (then nothing changes: the asker edited a state that moved on).
+    fn modify_state<S: FsmStore>(&self, s: &mut S, m: &ModifyState) -> Result<(), ApplyError> {
+        if !m.version.is_empty() {
+            let (current, partial) =
+                s.state_capped(&m.service, &m.key, limits::STATE_VERSION_BYTES_MAX)?;
+            let entries: Vec<(&[u8], &[u8])> =
+                current.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
+            if partial || state_version(&entries) != m.version {
+                return Ok(());
+            }
+        }
+        s.state_clear(&m.service, &m.key)?;
+        for e in &m.entries {
+            s.state_put(&m.service, &m.key, &e.key, &e.value)?;
         }
         Ok(())
     }

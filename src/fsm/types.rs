@@ -15,7 +15,7 @@ use crate::protocol::ids::InvocationId;
 pub struct Record {
     #[prost(message, optional, tag = "15")]
     pub header: Option<RecordHeader>,
-    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14")]
+    #[prost(oneof = "record::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 16")]
     pub kind: Option<record::Kind>,
 }
 
@@ -83,6 +83,11 @@ pub mod record {
         /// Start a completed invocation again under a new id, from a prefix of its journal.
         #[prost(message, tag = "14")]
         RestartAsNew(super::RestartAsNew),
+        /// Replace a virtual object's (or workflow's) whole state, if it still has the
+        /// version the asker saw (admin API `POST /services/{service}/state`). (15 is
+        /// `Record.header`.)
+        #[prost(message, tag = "16")]
+        ModifyState(super::ModifyState),
     }
 }
 
@@ -124,6 +129,29 @@ pub struct Attach {
     /// Answer now, with void while the invocation runs (get-output), instead of waiting.
     #[prost(bool, tag = "3")]
     pub now: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ModifyState {
+    #[prost(string, tag = "1")]
+    pub service: String,
+    #[prost(string, tag = "2")]
+    pub key: String,
+    /// The whole new state.
+    #[prost(message, repeated, tag = "3")]
+    pub entries: Vec<StateEntry>,
+    /// The version (`fsm::state_version`) the current state must have; empty: replace
+    /// whatever is there.
+    #[prost(string, tag = "4")]
+    pub version: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StateEntry {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub key: Bytes,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub value: Bytes,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

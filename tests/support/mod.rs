@@ -925,7 +925,13 @@ impl Fixture {
         );
         let home = self.dir().join("cli-home");
         std::fs::create_dir_all(&home).expect("create the CLI config dir");
-        let out_path = self.dir().join(format!("cli-{}.log", args.join("_")));
+        let name: String = args
+            .join("_")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .take(100)
+            .collect();
+        let out_path = self.dir().join(format!("cli-{name}.log"));
         let mut cmd = Command::new(&cli);
         cmd.args(args)
             .current_dir(self.dir())
