@@ -291,3 +291,52 @@ async fn object_state_is_replaced_with_a_version_check_and_cleared_by_the_cli() 
         deadline.tick().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_options_are_patched_through_the_admin_api_and_the_cli() {
+    let mut fx = Fixture::start("query_patch_service", Sdks::Ts).await;
+    let t = std::time::Duration::from_secs(5);
+    let h = [("content-type", "application/json")];
+    let patch = |body: &str| Some(bytes::Bytes::from(body.to_string()));
+    let url = fx.admin_url("/services/Counter");
+    let r = fx
+        .request(
+            "PATCH",
+            &url,
+            patch(r#"{"journal_retention": "2h", "idempotency_retention": "PT30M"}"#),
+            &h,
+            t,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["name"], "Counter");
+    assert_eq!(body["journal_retention"], "2h", "{body}");
+    assert_eq!(body["idempotency_retention"], "30m", "{body}");
+    // Kept across a crash and restart (the schema is persisted) and shown by the CLI.
+    fx.kill9_server();
+    fx.restart_server().await;
+    let (code, out) = fx.cli(&["--yes", "services", "config", "view", "Counter"]).await;
+    assert_eq!(code, 0, "restate services config view:\n{out}");
+    assert!(out.contains("2h") && out.contains("30m"), "config view:\n{out}");
+    let (code, out) =
+        fx.cli(&["--yes", "services", "config", "patch", "Counter", "--public", "false"]).await;
+    assert_eq!(code, 0, "restate services config patch:\n{out}");
+    let r = fx.admin("GET", "/services/Counter", None).await;
+    assert_eq!(r.json()["public"], false, "{}", r.text());
+    // A private service is not reachable from the ingress.
+    assert_eq!(fx.call("/Counter/k/add", json!(1)).await.status, 400);
+    // Bad input changes nothing.
+    for (path, body, status) in [
+        ("/services/Counter", r#"{"journal_retention": "soon"}"#, 400),
+        ("/services/Counter", r#"{"workflow_completion_retention": "1h"}"#, 400),
+        ("/services/Counter", r#"{"nope": true}"#, 400),
+        ("/services/Counter", "{not json", 400),
+        ("/services/Nope", r#"{"public": true}"#, 404),
+    ] {
+        let r = fx.request("PATCH", &fx.admin_url(path), patch(body), &h, t).await;
+        assert_eq!(r.status, status, "{path} {body}: {}", r.text());
+    }
+    let r = fx.admin("GET", "/services/Counter", None).await;
+    assert_eq!(r.json()["journal_retention"], "2h", "{}", r.text());
+}

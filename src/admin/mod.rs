@@ -406,13 +406,114 @@ async fn get_service(
     Ok(Json(service_metadata(service, bidi, &schema.retention)).into_response())
 }
 
+/// `PATCH /services/{service}`: Restate's `ModifyServiceRequest`; every field optional, a
+/// duration in Restate's friendly or ISO form. A later registration of the service resets
+/// them to what its deployment declares.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModifyServiceRequest {
+    #[serde(default)]
+    public: Option<bool>,
+    #[serde(default)]
+    idempotency_retention: Option<String>,
+    #[serde(default)]
+    workflow_completion_retention: Option<String>,
+    #[serde(default)]
+    journal_retention: Option<String>,
+    #[serde(default)]
+    inactivity_timeout: Option<String>,
+    #[serde(default)]
+    abort_timeout: Option<String>,
+}
+
 async fn modify_service(
     State(api): State<Api>,
     Path(name): Path<String>,
+    body: Bytes,
 ) -> Result<Response, AdminError> {
-    let schema = api.state.registry.snapshot();
-    schema.service(&name).ok_or(AdminError::ServiceNotFound(name))?;
-    Err(AdminError::NotImplemented("Modifying a service's options"))
+    let request: ModifyServiceRequest = match body.is_empty() {
+        true => ModifyServiceRequest {
+            public: None,
+            idempotency_retention: None,
+            workflow_completion_retention: None,
+            journal_retention: None,
+            inactivity_timeout: None,
+            abort_timeout: None,
+        },
+        false => {
+            serde_json::from_slice(&body).map_err(|e| AdminError::InvalidBody(e.to_string()))?
+        }
+    };
+    let ms = |field: &'static str, v: &Option<String>| -> Result<Option<u64>, AdminError> {
+        v.as_deref()
+            .map(|v| {
+                crate::config::parse_duration(field, v)
+                    .map(|d| d.as_millis() as u64)
+                    .map_err(|e| AdminError::InvalidField { field, reason: e.to_string() })
+            })
+            .transpose()
+    };
+    let idempotency = ms("idempotency_retention", &request.idempotency_retention)?;
+    let workflow = ms("workflow_completion_retention", &request.workflow_completion_retention)?;
+    let journal = ms("journal_retention", &request.journal_retention)?;
+    let inactivity = ms("inactivity_timeout", &request.inactivity_timeout)?;
+    let abort = ms("abort_timeout", &request.abort_timeout)?;
+    let changed = api
+        .state
+        .registry
+        .modify_service(&name, |s| {
+            if workflow.is_some() && s.ty != discovery::ServiceType::Workflow {
+                return Err(format!(
+                    "workflow_completion_retention applies only to workflows; '{}' is not one",
+                    s.name
+                ));
+            }
+            if let Some(p) = request.public {
+                s.public = p;
+            }
+            if idempotency.is_some() {
+                s.idempotency_retention_ms = idempotency;
+            }
+            if journal.is_some() {
+                s.journal_retention_ms = journal;
+            }
+            if inactivity.is_some() {
+                s.inactivity_timeout_ms = inactivity;
+            }
+            if abort.is_some() {
+                s.abort_timeout_ms = abort;
+            }
+            // Handlers carry the options they run with.
+            for h in s.handlers.values_mut() {
+                if let Some(p) = request.public {
+                    h.public = p;
+                }
+                if idempotency.is_some() {
+                    h.idempotency_retention_ms = idempotency;
+                }
+                if journal.is_some() {
+                    h.journal_retention_ms = journal;
+                }
+                if inactivity.is_some() {
+                    h.inactivity_timeout_ms = inactivity;
+                }
+                if abort.is_some() {
+                    h.abort_timeout_ms = abort;
+                }
+                if workflow.is_some() && h.kind == crate::schema::SchemaHandlerKind::WorkflowRun {
+                    h.workflow_completion_retention_ms = workflow;
+                }
+            }
+            Ok(())
+        })
+        .map_err(AdminError::Register)?;
+    match changed {
+        None => Err(AdminError::ServiceNotFound(name)),
+        Some(Err(reason)) => {
+            Err(AdminError::InvalidField { field: "workflow_completion_retention", reason })
+        }
+        Some(Ok(_)) => get_service(State(api), Path(name)).await,
+    }
 }
 
 /// `POST /services/{service}/state`: the body of Restate's `ModifyServiceStateRequest`.

@@ -295,6 +295,31 @@ impl Registry {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Changes a service's options with `change` (which may refuse with a reason), persists
+    /// the schema and returns the new service. `Ok(None)`: no such service.
+    pub fn modify_service(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut ServiceSchema) -> Result<(), String>,
+    ) -> Result<Option<Result<ServiceSchema, String>>, RegisterError> {
+        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut schema = Schema::clone(&self.snapshot());
+        let Some(service) = schema.services.get_mut(name) else { return Ok(None) };
+        if let Err(reason) = change(service) {
+            return Ok(Some(Err(reason)));
+        }
+        let changed = service.clone();
+        schema.version += 1;
+        let bytes = serde_json::to_vec_pretty(&schema)
+            .map_err(|e| RegisterError::Persist(e.to_string()))?;
+        if let Some(path) = &self.path {
+            crate::fsutil::write_atomic(path, &bytes)
+                .map_err(|e| RegisterError::Persist(e.to_string()))?;
+        }
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(schema);
+        Ok(Some(Ok(changed)))
+    }
+
     /// Adds (or re-registers) a discovered deployment. With `dry_run` nothing is stored.
     pub fn register(
         &self,
