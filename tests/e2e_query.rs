@@ -148,7 +148,9 @@ async fn the_restate_cli_lists_describes_and_reads_state_through_sql() {
 
     let (code, out) = fx.cli(&["--yes", "sql", "SELECT COUNT(*) AS n FROM sys_invocation"]).await;
     assert_eq!(code, 0, "restate sql:\n{out}");
-    assert!(out.contains('2'), "restate sql:\n{out}");
+    let cells: Vec<&str> =
+        out.split(|c: char| !c.is_ascii_digit()).filter(|t| !t.is_empty()).collect();
+    assert_eq!(cells, vec!["2"], "restate sql prints the count and nothing else numeric:\n{out}");
 
     let (code, out) = fx.cli(&["--yes", "invocations", "list", "--all"]).await;
     assert_eq!(code, 0, "restate invocations list:\n{out}");
@@ -330,7 +332,6 @@ async fn service_options_are_patched_through_the_admin_api_and_the_cli() {
     for (path, body, status) in [
         ("/services/Counter", r#"{"journal_retention": "soon"}"#, 400),
         ("/services/Counter", r#"{"workflow_completion_retention": "1h"}"#, 400),
-        ("/services/Counter", r#"{"nope": true}"#, 400),
         ("/services/Counter", "{not json", 400),
         ("/services/Nope", r#"{"public": true}"#, 404),
     ] {

@@ -410,7 +410,6 @@ async fn get_service(
 /// duration in Restate's friendly or ISO form. A later registration of the service resets
 /// them to what its deployment declares.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ModifyServiceRequest {
     #[serde(default)]
     public: Option<bool>,

@@ -108,6 +108,11 @@ pub(super) async fn query(
             .header(header::CONTENT_TYPE, format.content_type())
             .body(Body::from_stream(stream))
             .unwrap_or_else(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+            let mut r = error(e.status, e.message);
+            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            r
+        }
         Err(e) => error(e.status, e.message),
     }
 }

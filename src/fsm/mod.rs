@@ -1760,6 +1760,12 @@ impl Fsm {
     /// Replaces an object's whole state, unless a version was given and the current state no
     /// longer has it (then nothing changes: the asker edited a state that moved on).
     fn modify_state<S: FsmStore>(&self, s: &mut S, m: &ModifyState) -> Result<(), ApplyError> {
+        // The admin API checks these; a record that breaks them anyway is skipped, never
+        // stored (an oversized key would fail the store and stop the partition).
+        limits::check_object_key(&m.key).map_err(|v| invalid(v.detail))?;
+        for e in &m.entries {
+            limits::check_state_key(&m.service, &m.key, &e.key).map_err(|v| invalid(v.detail))?;
+        }
         if !m.version.is_empty() {
             let (current, partial) =
                 s.state_capped(&m.service, &m.key, limits::STATE_VERSION_BYTES_MAX)?;

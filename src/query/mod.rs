@@ -27,6 +27,7 @@ use bytes::Bytes;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::DataFusionError;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::physical_plan::SendableRecordBatchStream;
@@ -38,6 +39,13 @@ use ratchet::admin::query::{AnswerStream, Engine, EngineFactory, Format, QueryEr
 
 /// Rows per batch DataFusion passes between operators (Restate uses 128).
 const BATCH_ROWS: usize = 128;
+/// Longest SQL text accepted. Bytes. Deeply nested expressions would exhaust the planner's
+/// stack; no statement the CLI or the UI sends comes near this.
+const SQL_BYTES_MAX: usize = 64 * 1024;
+/// Queries running at once; one more is answered 429 with `Retry-After`.
+const QUERIES_CONCURRENT_MAX: usize = 4;
+/// A query (planning, then its whole answer) ends after this long.
+const QUERY_TIME_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The factory `runtime::run` calls once the partitions exist.
 pub fn factory() -> EngineFactory {
@@ -48,16 +56,22 @@ pub fn factory() -> EngineFactory {
 struct DfEngine {
     sources: Sources,
     runtime: Arc<RuntimeEnv>,
+    running: Arc<tokio::sync::Semaphore>,
 }
 
 impl DfEngine {
     fn new(sources: Sources) -> DfEngine {
         let pool = Arc::new(FairSpillPool::new(sources.memory_bytes));
+        // No spilling: an operator over the pool fails its query instead of writing
+        // temporary files.
+        let disk = DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled);
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(pool)
+            .with_disk_manager_builder(disk)
             .build_arc()
             .expect("a runtime environment without a disk manager builds");
-        DfEngine { sources, runtime }
+        let running = Arc::new(tokio::sync::Semaphore::new(QUERIES_CONCURRENT_MAX));
+        DfEngine { sources, runtime, running }
     }
 
     fn context(&self) -> Result<SessionContext, DataFusionError> {
@@ -77,11 +91,15 @@ fn planning(e: DataFusionError) -> QueryError {
 }
 
 fn running(e: DataFusionError) -> QueryError {
-    let status = match &e {
+    let status = match e.find_root() {
         DataFusionError::ResourcesExhausted(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     QueryError { status, message: e.to_string() }
+}
+
+fn refused(status: StatusCode, message: impl Into<String>) -> QueryError {
+    QueryError { status, message: message.into() }
 }
 
 impl Engine for DfEngine {
@@ -91,25 +109,58 @@ impl Engine for DfEngine {
         format: Format,
     ) -> BoxFuture<'static, Result<AnswerStream, QueryError>> {
         let ctx = self.context();
+        let permit = self.running.clone().try_acquire_owned();
         Box::pin(async move {
+            if sql.len() > SQL_BYTES_MAX {
+                let m = format!("the query has {} bytes, more than {SQL_BYTES_MAX}", sql.len());
+                return Err(refused(StatusCode::BAD_REQUEST, m));
+            }
+            let Ok(permit) = permit else {
+                let m = format!("{QUERIES_CONCURRENT_MAX} queries are running; retry shortly");
+                return Err(refused(StatusCode::TOO_MANY_REQUESTS, m));
+            };
+            let deadline = tokio::time::Instant::now() + QUERY_TIME_MAX;
+            let timed_out = || {
+                refused(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the query ran longer than {QUERY_TIME_MAX:?}"),
+                )
+            };
             let ctx = ctx.map_err(running)?;
             // DDL and DML are refused: only queries.
             let options = datafusion::execution::context::SQLOptions::new()
                 .with_allow_ddl(false)
                 .with_allow_dml(false)
                 .with_allow_statements(false);
-            let df = ctx.sql_with_options(&sql, options).await.map_err(planning)?;
-            let mut stream = df.execute_stream().await.map_err(planning)?;
-            // The first batch decides between an error status and an answer.
-            let first = match stream.next().await {
-                Some(Ok(b)) => Some(b),
-                Some(Err(e)) => return Err(running(e)),
-                None => None,
+            let planned = async {
+                let df = ctx.sql_with_options(&sql, options).await.map_err(planning)?;
+                let mut stream = df.execute_stream().await.map_err(planning)?;
+                // The first rows decide between an error status and an answer (empty
+                // batches say nothing yet).
+                let first = loop {
+                    match stream.next().await {
+                        Some(Ok(b)) if b.num_rows() == 0 => continue,
+                        Some(Ok(b)) => break Some(b),
+                        Some(Err(e)) => return Err(running(e)),
+                        None => break None,
+                    }
+                };
+                Ok((first, stream))
             };
-            Ok(match format {
+            let (first, stream) =
+                tokio::time::timeout_at(deadline, planned).await.map_err(|_| timed_out())??;
+            let answer = match format {
                 Format::Json => json_answer(first, stream),
                 Format::ArrowStream => arrow_answer(first, stream).map_err(running)?,
-            })
+            };
+            // The answer holds the permit, and ends (cut short) at the deadline.
+            Ok(answer
+                .take_until(tokio::time::sleep_until(deadline))
+                .map(move |x| {
+                    let _hold = &permit;
+                    x
+                })
+                .boxed())
         })
     }
 }

@@ -18,7 +18,7 @@ use datafusion::arrow::array::{
     StringBuilder, TimestampMillisecondBuilder, UInt32Builder, UInt64Builder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::catalog::Session;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::{TableProvider, TableType};
@@ -37,6 +37,8 @@ use ratchet::store::{schema, PartitionStore, ReadTxn, ReadView, Table};
 
 /// Rows read from a partition per page.
 pub const PAGE_ROWS: usize = 1024;
+/// Bytes of keys and values one page reads, about (a page has at least one row).
+const PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Invocations whose journals one `sys_journal` page reads.
 const JOURNAL_INVOCATIONS_PER_PAGE: usize = 64;
 /// Entries of one invocation's journal `sys_journal` shows at most.
@@ -529,6 +531,11 @@ impl TableProvider for Provider {
             true => filters.iter().find_map(ids_of),
             false => None,
         };
+        let projected = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => self.schema.clone(),
+        };
+        let projection = projection.cloned();
         let parts: Vec<Arc<dyn PartitionStream>> = if self.kind.partitioned() {
             let n = self.sources.partitions.partitions.len();
             (0..n)
@@ -536,6 +543,8 @@ impl TableProvider for Provider {
                     Arc::new(Part {
                         kind: self.kind,
                         schema: self.schema.clone(),
+                        projection: projection.clone(),
+                        projected: projected.clone(),
                         sources: self.sources.clone(),
                         partition: Some(p),
                         ids: ids.clone(),
@@ -546,26 +555,26 @@ impl TableProvider for Provider {
             vec![Arc::new(Part {
                 kind: self.kind,
                 schema: self.schema.clone(),
+                projection: projection.clone(),
+                projected: projected.clone(),
                 sources: self.sources.clone(),
                 partition: None,
                 ids: None,
             })]
         };
-        Ok(Arc::new(StreamingTableExec::try_new(
-            self.schema.clone(),
-            parts,
-            projection,
-            Vec::new(),
-            false,
-            limit,
-        )?))
+        // The parts produce projected batches themselves.
+        Ok(Arc::new(StreamingTableExec::try_new(projected, parts, None, Vec::new(), false, limit)?))
     }
 }
 
 /// One partition of one table.
 struct Part {
     kind: Kind,
+    /// The table's whole schema.
     schema: SchemaRef,
+    /// The columns the query reads, and their schema.
+    projection: Option<Vec<usize>>,
+    projected: SchemaRef,
     sources: Sources,
     partition: Option<usize>,
     ids: Option<Vec<InvocationId>>,
@@ -586,12 +595,14 @@ enum Cursor {
 
 impl PartitionStream for Part {
     fn schema(&self) -> &SchemaRef {
-        &self.schema
+        &self.projected
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let kind = self.kind;
         let schema = self.schema.clone();
+        let projected = self.projected.clone();
+        let projection = self.projection.clone();
         let sources = self.sources.clone();
         let store: Option<Arc<PartitionStore>> = self
             .partition
@@ -609,23 +620,39 @@ impl PartitionStream for Part {
                 })
                 .collect()
         });
-        let txn: Option<Arc<ReadTxn>> = match (&store, partition) {
-            (Some(s), Some(_)) => s.begin_read().ok().map(Arc::new),
-            _ => None,
-        };
-        let schema2 = schema.clone();
         let stream = futures_util::stream::unfold(Cursor::Start, move |cursor| {
-            let (schema, sources, txn, ids) =
-                (schema2.clone(), sources.clone(), txn.clone(), ids.clone());
+            let (schema, sources, store, ids, projection) =
+                (schema.clone(), sources.clone(), store.clone(), ids.clone(), projection.clone());
             async move {
                 if matches!(cursor, Cursor::Done) {
                     return None;
                 }
-                if kind.partitioned() && txn.is_none() {
+                if kind.partitioned() && store.is_none() {
                     return None;
                 }
+                // A read transaction per page: a slow reader never pins old store pages.
                 let page = tokio::task::spawn_blocking(move || {
-                    page(kind, &schema, &sources, txn.as_deref(), ids.as_deref(), cursor)
+                    let txn = match &store {
+                        Some(s) => Some(s.begin_read().map_err(store_err)?),
+                        None => None,
+                    };
+                    let count_only = projection.as_ref().is_some_and(|p| p.is_empty());
+                    let (b, next) = page(
+                        kind,
+                        &schema,
+                        &sources,
+                        txn.as_ref(),
+                        ids.as_deref(),
+                        cursor,
+                        count_only,
+                    )?;
+                    let b = match (&projection, count_only) {
+                        (_, true) if b.num_columns() == 0 => b,
+                        (_, true) => b.project(&[])?,
+                        (Some(p), false) => b.project(p)?,
+                        (None, false) => b,
+                    };
+                    Ok((b, next))
                 })
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))
@@ -636,7 +663,7 @@ impl PartitionStream for Part {
                 }
             }
         });
-        Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+        Box::pin(RecordBatchStreamAdapter::new(projected, stream))
     }
 }
 
@@ -652,6 +679,7 @@ fn page(
     txn: Option<&ReadTxn>,
     ids: Option<&[InvocationId]>,
     cursor: Cursor,
+    count_only: bool,
 ) -> DfResult<(RecordBatch, Cursor)> {
     let after = match cursor {
         Cursor::Start => None,
@@ -672,7 +700,7 @@ fn page(
         }
     };
     let mut rows: Vec<Vec<Val>> = Vec::new();
-    let next;
+    let mut next;
     match kind {
         Kind::Service => {
             for svc in registry.services.values() {
@@ -756,6 +784,12 @@ fn page(
         Kind::InvocationStatus | Kind::InvocationState | Kind::Invocation => {
             let (page, n) = statuses(PAGE_ROWS)?;
             next = n;
+            if count_only {
+                // `count(*)`: rows without columns, nothing to format.
+                let options = RecordBatchOptions::new().with_row_count(Some(page.len()));
+                let empty = Arc::new(Schema::empty());
+                return Ok((RecordBatch::try_new_with_options(empty, vec![], &options)?, next));
+            }
             let now = ratchet::timefmt::now_ms();
             for (id, st) in &page {
                 rows.push(invocation_row(kind, id, st, now, &service_ty));
@@ -764,13 +798,24 @@ fn page(
         Kind::Journal => {
             let (page, n) = statuses(JOURNAL_INVOCATIONS_PER_PAGE)?;
             next = n;
+            let mut bytes = 0usize;
+            let mut last_done: Option<InvocationId> = None;
             for (id, st) in &page {
+                if bytes > PAGE_BYTES_MAX && ids.is_none() {
+                    // The rest of this page of invocations comes in the next one.
+                    if let Some(done) = last_done {
+                        next = Cursor::After(done.to_bytes().to_vec());
+                    }
+                    break;
+                }
+                last_done = Some(*id);
                 let len = st.journal_len.min(JOURNAL_ENTRIES_MAX);
                 if len == 0 {
                     continue;
                 }
                 let entries = txn.journal_page_of(id, st, 0, len).map_err(store_err)?;
                 for (index, (ty, payload)) in entries.iter().enumerate() {
+                    bytes += payload.len();
                     rows.push(vec![
                         Val::U64(id.partition_key),
                         s(id.to_string()),
@@ -825,8 +870,10 @@ fn page(
             };
             let start = after.as_deref().map(schema::key_after).unwrap_or_default();
             let end = [0xFFu8; 9];
-            let raw = txn.scan_range(table, &start, &end, PAGE_ROWS).map_err(store_err)?;
-            next = match raw.len() < PAGE_ROWS {
+            let raw = txn
+                .scan_range_bytes(table, &start, &end, PAGE_ROWS, PAGE_BYTES_MAX)
+                .map_err(store_err)?;
+            next = match raw.is_empty() {
                 true => Cursor::Done,
                 false => raw.last().map(|(k, _)| Cursor::After(k.clone())).unwrap_or(Cursor::Done),
             };
@@ -1057,7 +1104,8 @@ fn invocation_row(
             Val::U64(id.partition_key),
             s(id.to_string()),
             Val::Bool(in_flight),
-            Val::U64(retry_count),
+            // The invoker forgets a completed invocation (Restate: NULL through the join).
+            if phase == Phase::Completed { Val::Null } else { Val::U64(retry_count) },
             Val::Null,
             pinned,
             Val::Null,
