@@ -542,7 +542,7 @@ impl TableProvider for Provider {
                 .map(|p| {
                     Arc::new(Part {
                         kind: self.kind,
-                        schema: self.schema.clone(),
+                        table_schema: self.schema.clone(),
                         projection: projection.clone(),
                         projected: projected.clone(),
                         sources: self.sources.clone(),
@@ -554,7 +554,7 @@ impl TableProvider for Provider {
         } else {
             vec![Arc::new(Part {
                 kind: self.kind,
-                schema: self.schema.clone(),
+                table_schema: self.schema.clone(),
                 projection: projection.clone(),
                 projected: projected.clone(),
                 sources: self.sources.clone(),
@@ -571,7 +571,7 @@ impl TableProvider for Provider {
 struct Part {
     kind: Kind,
     /// The table's whole schema.
-    schema: SchemaRef,
+    table_schema: SchemaRef,
     /// The columns the query reads, and their schema.
     projection: Option<Vec<usize>>,
     projected: SchemaRef,
@@ -600,7 +600,7 @@ impl PartitionStream for Part {
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let kind = self.kind;
-        let schema = self.schema.clone();
+        let schema = self.table_schema.clone();
         let projected = self.projected.clone();
         let projection = self.projection.clone();
         let sources = self.sources.clone();
