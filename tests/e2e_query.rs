@@ -148,9 +148,11 @@ async fn the_restate_cli_lists_describes_and_reads_state_through_sql() {
 
     let (code, out) = fx.cli(&["--yes", "sql", "SELECT COUNT(*) AS n FROM sys_invocation"]).await;
     assert_eq!(code, 0, "restate sql:\n{out}");
-    let cells: Vec<&str> =
-        out.split(|c: char| !c.is_ascii_digit()).filter(|t| !t.is_empty()).collect();
-    assert_eq!(cells, vec!["2"], "restate sql prints the count and nothing else numeric:\n{out}");
+    // A one-column table (`N`, then the count), then "1 rows. Query took …".
+    let cells: Vec<&str> = out.split_whitespace().collect();
+    let n_at = cells.iter().position(|c| *c == "N").expect("the column header");
+    assert_eq!(cells.get(n_at + 1), Some(&"2"), "restate sql:\n{out}");
+    assert!(out.contains("1 rows"), "restate sql:\n{out}");
 
     let (code, out) = fx.cli(&["--yes", "invocations", "list", "--all"]).await;
     assert_eq!(code, 0, "restate invocations list:\n{out}");

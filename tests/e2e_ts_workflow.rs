@@ -31,6 +31,12 @@ async fn wait_waiting(fx: &mut Fixture, key: &str) {
 
 /// Asserts that invocation `id` has no output yet (470), for a while.
 async fn assert_still_running(fx: &mut Fixture, id: &str) {
+    // A send's 202 comes once its record is durable, before it is applied: until then the
+    // invocation is unknown (404).
+    let deadline = Deadline::after(Duration::from_secs(10), &format!("{id} to be applied"));
+    while fx.ingress("GET", &format!("/restate/invocation/{id}/output"), None).await.status == 404 {
+        deadline.tick().await;
+    }
     for _ in 0..3 {
         let r = fx.ingress("GET", &format!("/restate/invocation/{id}/output"), None).await;
         assert_eq!(r.status, 470, "{id}: {}", r.text());
