@@ -111,66 +111,30 @@ fn batch(schema: &SchemaRef, rows: &[Vec<Val>]) -> DfResult<RecordBatch> {
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     for (c, field) in schema.fields().iter().enumerate() {
         let cells = rows.iter().map(|r| r.get(c).unwrap_or(&Val::Null));
+        // One builder per type; a cell of another variant is NULL.
+        macro_rules! column {
+            ($builder:expr, $pat:pat => $v:expr) => {{
+                let mut b = $builder;
+                for v in cells {
+                    match v {
+                        $pat => b.append_value($v),
+                        _ => b.append_null(),
+                    }
+                }
+                Arc::new(b.finish()) as ArrayRef
+            }};
+        }
         let array: ArrayRef = match field.data_type() {
-            DataType::Utf8 => {
-                let mut b = StringBuilder::new();
-                for v in cells {
-                    match v {
-                        Val::Str(x) => b.append_value(x),
-                        _ => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            DataType::UInt64 => {
-                let mut b = UInt64Builder::new();
-                for v in cells {
-                    match v {
-                        Val::U64(x) => b.append_value(*x),
-                        _ => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            DataType::UInt32 => {
-                let mut b = UInt32Builder::new();
-                for v in cells {
-                    match v {
-                        Val::U32(x) => b.append_value(*x),
-                        _ => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            DataType::Boolean => {
-                let mut b = BooleanBuilder::new();
-                for v in cells {
-                    match v {
-                        Val::Bool(x) => b.append_value(*x),
-                        _ => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
-            }
-            DataType::Timestamp(..) => {
-                let mut b = TimestampMillisecondBuilder::new().with_timezone("+00:00");
-                for v in cells {
-                    match v {
-                        Val::Ts(x) => b.append_value(*x as i64),
-                        _ => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
-            }
+            DataType::Utf8 => column!(StringBuilder::new(), Val::Str(x) => x),
+            DataType::UInt64 => column!(UInt64Builder::new(), Val::U64(x) => *x),
+            DataType::UInt32 => column!(UInt32Builder::new(), Val::U32(x) => *x),
+            DataType::Boolean => column!(BooleanBuilder::new(), Val::Bool(x) => *x),
+            DataType::Timestamp(..) => column!(
+                TimestampMillisecondBuilder::new().with_timezone("+00:00"),
+                Val::Ts(x) => *x as i64
+            ),
             DataType::Duration(..) => {
-                let mut b = DurationMillisecondBuilder::new();
-                for v in cells {
-                    match v {
-                        Val::Dur(x) => b.append_value(*x as i64),
-                        _ => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
+                column!(DurationMillisecondBuilder::new(), Val::Dur(x) => *x as i64)
             }
             DataType::List(_) => {
                 let mut b = ListBuilder::new(UInt32Builder::new());
@@ -187,16 +151,7 @@ fn batch(schema: &SchemaRef, rows: &[Vec<Val>]) -> DfResult<RecordBatch> {
                 }
                 Arc::new(b.finish())
             }
-            DataType::LargeBinary => {
-                let mut b = LargeBinaryBuilder::new();
-                for v in cells {
-                    match v {
-                        Val::Bin(x) => b.append_value(x),
-                        _ => b.append_null(),
-                    }
-                }
-                Arc::new(b.finish())
-            }
+            DataType::LargeBinary => column!(LargeBinaryBuilder::new(), Val::Bin(x) => x),
             other => {
                 return Err(DataFusionError::Internal(format!("no builder for {other}")));
             }

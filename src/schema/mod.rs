@@ -309,6 +309,13 @@ impl Registry {
             return Ok(Some(Err(reason)));
         }
         let changed = service.clone();
+        self.commit(schema)?;
+        Ok(Some(Ok(changed)))
+    }
+
+    /// Persists `schema` as the next version and makes it current (the caller holds
+    /// `writer`).
+    fn commit(&self, mut schema: Schema) -> Result<(), RegisterError> {
         schema.version += 1;
         let bytes = serde_json::to_vec_pretty(&schema)
             .map_err(|e| RegisterError::Persist(e.to_string()))?;
@@ -317,7 +324,7 @@ impl Registry {
                 .map_err(|e| RegisterError::Persist(e.to_string()))?;
         }
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(schema);
-        Ok(Some(Ok(changed)))
+        Ok(())
     }
 
     /// Adds (or re-registers) a discovered deployment. With `dry_run` nothing is stored.
@@ -462,14 +469,7 @@ impl Registry {
             schema.services.insert(s.name.clone(), s.clone());
         }
         schema.deployments.insert(id, deployment.clone());
-        schema.version += 1;
-        let bytes = serde_json::to_vec_pretty(&schema)
-            .map_err(|e| RegisterError::Persist(e.to_string()))?;
-        if let Some(path) = &self.path {
-            crate::fsutil::write_atomic(path, &bytes)
-                .map_err(|e| RegisterError::Persist(e.to_string()))?;
-        }
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(schema);
+        self.commit(schema)?;
         Ok((outcome, deployment, services))
     }
 }
