@@ -467,40 +467,22 @@ async fn modify_service(
                     s.name
                 ));
             }
-            if let Some(p) = request.public {
-                s.public = p;
-            }
-            if idempotency.is_some() {
-                s.idempotency_retention_ms = idempotency;
-            }
-            if journal.is_some() {
-                s.journal_retention_ms = journal;
-            }
-            if inactivity.is_some() {
-                s.inactivity_timeout_ms = inactivity;
-            }
-            if abort.is_some() {
-                s.abort_timeout_ms = abort;
-            }
+            // A field left out keeps the current value.
+            s.public = request.public.unwrap_or(s.public);
+            s.idempotency_retention_ms = idempotency.or(s.idempotency_retention_ms);
+            s.journal_retention_ms = journal.or(s.journal_retention_ms);
+            s.inactivity_timeout_ms = inactivity.or(s.inactivity_timeout_ms);
+            s.abort_timeout_ms = abort.or(s.abort_timeout_ms);
             // Handlers carry the options they run with.
             for h in s.handlers.values_mut() {
-                if let Some(p) = request.public {
-                    h.public = p;
-                }
-                if idempotency.is_some() {
-                    h.idempotency_retention_ms = idempotency;
-                }
-                if journal.is_some() {
-                    h.journal_retention_ms = journal;
-                }
-                if inactivity.is_some() {
-                    h.inactivity_timeout_ms = inactivity;
-                }
-                if abort.is_some() {
-                    h.abort_timeout_ms = abort;
-                }
-                if workflow.is_some() && h.kind == crate::schema::SchemaHandlerKind::WorkflowRun {
-                    h.workflow_completion_retention_ms = workflow;
+                h.public = request.public.unwrap_or(h.public);
+                h.idempotency_retention_ms = idempotency.or(h.idempotency_retention_ms);
+                h.journal_retention_ms = journal.or(h.journal_retention_ms);
+                h.inactivity_timeout_ms = inactivity.or(h.inactivity_timeout_ms);
+                h.abort_timeout_ms = abort.or(h.abort_timeout_ms);
+                if h.kind == crate::schema::SchemaHandlerKind::WorkflowRun {
+                    h.workflow_completion_retention_ms =
+                        workflow.or(h.workflow_completion_retention_ms);
                 }
             }
             Ok(())

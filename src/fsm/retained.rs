@@ -221,10 +221,6 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub fn is_empty(&self) -> bool {
-        self.blocks.is_empty()
-    }
-
     /// Adds a member to the block `key` (members must come in LSN order).
     pub fn add(
         &mut self,

@@ -31,6 +31,14 @@ fn parse_id(table: Table, bytes: &[u8]) -> Result<InvocationId, StoreError> {
     InvocationId::from_bytes(bytes).map_err(|e| corrupt(table, format!("invocation id: {e}")))
 }
 
+/// A journal row's value: its entry type, then the entry.
+fn journal_entry(v: Vec<u8>) -> Result<(u16, Bytes), StoreError> {
+    if v.len() < 2 {
+        return Err(corrupt(Table::Journal, "journal entry shorter than its type"));
+    }
+    Ok((u16::from_be_bytes([v[0], v[1]]), Bytes::from(v).slice(2..)))
+}
+
 /// Bounds a state scan: no object is read with more entries than this at once.
 const STATE_ENTRIES_SCAN_MAX: usize = 1 << 20;
 
@@ -80,7 +88,7 @@ pub trait FsmRead {
         n: u32,
     ) -> Result<Vec<(u16, Bytes)>, StoreError>;
     /// Entries `start..start + n` of the journal of `id` whose status is `st`: from its
-    /// archive value when completed with a kept journal, else from the journal rows.
+    /// retained block when completed with a small kept journal, else from the journal rows.
     fn journal_page_of(
         &self,
         id: &InvocationId,
@@ -269,14 +277,7 @@ impl<R: ReadView> FsmRead for R {
         if rows.len() != len as usize || bytes > retained::INLINE_BYTES_MAX {
             return Ok(None);
         }
-        let mut out = Vec::with_capacity(rows.len());
-        for (_, v) in rows {
-            if v.len() < 2 {
-                return Err(corrupt(Table::Journal, "journal entry shorter than its type"));
-            }
-            out.push((u16::from_be_bytes([v[0], v[1]]), Bytes::from(v).slice(2..)));
-        }
-        Ok(Some(out))
+        rows.into_iter().map(|(_, v)| journal_entry(v)).collect::<Result<_, _>>().map(Some)
     }
     fn retained_value(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.get(Table::Retained, key)
@@ -307,15 +308,7 @@ impl<R: ReadView> FsmRead for R {
             None => schema::key_after(&schema::journal_key(&raw, u32::MAX)),
         };
         let rows = self.scan_range(t, &from, &end, n as usize)?;
-        rows.into_iter()
-            .map(|(_, v)| {
-                if v.len() < 2 {
-                    return Err(corrupt(t, "journal entry shorter than its type"));
-                }
-                let ty = u16::from_be_bytes([v[0], v[1]]);
-                Ok((ty, Bytes::from(v).slice(2..)))
-            })
-            .collect()
+        rows.into_iter().map(|(_, v)| journal_entry(v)).collect()
     }
     fn journal_page_of(
         &self,
