@@ -89,6 +89,9 @@ impl AdminError {
             AdminError::Discovery(d) => discovery_status(d),
             AdminError::Register(RegisterError::TypeChange { .. }) => StatusCode::CONFLICT,
             AdminError::Register(RegisterError::BadHandler { .. }) => StatusCode::BAD_REQUEST,
+            AdminError::Register(RegisterError::UpdateChangesServices(_)) => {
+                StatusCode::BAD_REQUEST
+            }
             AdminError::Register(RegisterError::Discovery(d)) => discovery_status(d),
             AdminError::Register(RegisterError::Persist(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             AdminError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,

@@ -1,6 +1,8 @@
 //! The admin API (default port 9070): health, version negotiation, deployment registration,
-//! the read side of the schema registry, and invocation cancel / kill / purge / pause /
-//! resume, in the shapes the `restate` CLI 1.7 and the web UI expect.
+//! update and removal (over h2c or HTTP/1.1), the schema registry's services, OpenAPI
+//! documents, object state replacement, and invocation cancel / kill / purge / pause /
+//! resume / restart-as-new, one at a time or in batches, in the shapes the `restate` CLI 1.7
+//! and the web UI expect.
 //!
 //! This module owns the HTTP surface only. Registration runs discovery
 //! ([`crate::protocol::discovery`]) and hands the manifest to [`Registry::register`], which
@@ -15,10 +17,13 @@
 //!   [`ADMIN_API_VERSION_MIN`]..=[`ADMIN_API_VERSION_MAX`].
 //! - Every failure is the JSON error body of [`error`]; nothing here panics on request input.
 //! - A new deployment id is never the id of a deployment already in the snapshot.
+//! - One deployment change (register, update, remove) is in flight at a time; another gets
+//!   409 at once rather than deciding on the same snapshot. Dry runs are not changes.
 
 mod error;
 pub mod format;
 pub mod model;
+pub mod openapi;
 pub mod query;
 
 use std::collections::hash_map::RandomState;
@@ -130,10 +135,16 @@ fn api_routes(api: Api) -> Router {
         .route("/services", get(list_services))
         .route("/services/{service}", get(get_service).patch(modify_service))
         .route("/services/{service}/handlers", get(list_handlers))
+        .route("/services/{service}/openapi", get(service_openapi))
+        .route("/openapi", get(admin_openapi))
         .route("/services/{service}/state", axum::routing::post(modify_service_state))
         .route("/services/{service}/handlers/{handler}", get(get_handler))
         .route("/invocations/{id}", axum::routing::delete(delete_invocation))
         .route("/invocations/{id}/{op}", axum::routing::patch(patch_invocation))
+        .route(
+            "/internal/invocations_batch_operations/{op}",
+            axum::routing::post(batch_invocation_op),
+        )
         .with_state(api)
 }
 
@@ -152,6 +163,22 @@ async fn health(State(api): State<Api>) -> Response {
         Some(r) => r,
         None => StatusCode::OK.into_response(),
     }
+}
+
+/// `GET /openapi`: this API's routes.
+async fn admin_openapi(State(api): State<Api>) -> Json<serde_json::Value> {
+    Json(openapi::admin_document(&api.state.server_version))
+}
+
+/// `GET /services/{service}/openapi`: how to invoke the service through the ingress.
+async fn service_openapi(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+) -> Result<Response, AdminError> {
+    let schema = api.state.registry.snapshot();
+    let service = schema.service(&name).ok_or(AdminError::ServiceNotFound(name))?;
+    let doc = openapi::service_document(service, &api.state.ingress_endpoint);
+    Ok(Json(doc).into_response())
 }
 
 async fn version(State(api): State<Api>) -> Json<VersionInformation> {
@@ -181,14 +208,6 @@ async fn register_deployment(State(api): State<Api>, body: Bytes) -> Result<Resp
         }),
         (None, None) => return Err(AdminError::InvalidBody("missing field `uri`".to_owned())),
     };
-    if request.use_http_11 {
-        return Err(AdminError::InvalidField {
-            field: "use_http_11",
-            reason: "this server talks to deployments over HTTP/2 cleartext only; serve the SDK over HTTP/2 \
-                     and register without use_http_11"
-                .to_owned(),
-        });
-    }
     if request.auth.is_some() {
         return Err(AdminError::InvalidField {
             field: "auth",
@@ -200,9 +219,12 @@ async fn register_deployment(State(api): State<Api>, body: Bytes) -> Result<Resp
     let additional_headers = request.additional_headers.unwrap_or_default();
     let header_map = header_map(&additional_headers)?;
     let force = request.force.unwrap_or(api.version.force_default());
-
-    let identity = api.state.request_identity.as_deref();
-    let discovered = discovery::discover(&uri, &header_map, identity).await?;
+    // A dry run changes nothing, so it needs no slot.
+    let _change = match request.dry_run {
+        true => None,
+        false => Some(begin_change(&api)?),
+    };
+    let discovered = discover(&api, &uri, &header_map, request.use_http_11).await?;
 
     // The registry keys deployments by the uri in its normal printed form.
     let uri_key = uri.to_string();
@@ -270,6 +292,34 @@ async fn register_deployment(State(api): State<Api>, body: Bytes) -> Result<Resp
     Ok((status, [(LOCATION, location)], Json(response)).into_response())
 }
 
+/// The slot for one deployment change at a time, or 409 while another is in flight.
+fn begin_change(api: &Api) -> Result<crate::schema::ChangeGuard<'_>, AdminError> {
+    api.state.registry.begin_change().ok_or_else(|| {
+        AdminError::Conflict(
+            "another deployment change (register, update or remove) is in progress; retry \
+             when it has finished"
+                .to_owned(),
+        )
+    })
+}
+
+/// Fetches the manifest at `uri` over h2c, or HTTP/1.1 when `http11`.
+async fn discover(
+    api: &Api,
+    uri: &Uri,
+    headers: &HeaderMap,
+    http11: bool,
+) -> Result<discovery::DiscoveredEndpoint, AdminError> {
+    let identity = api.state.request_identity.as_deref();
+    Ok(match http11 {
+        true => {
+            let client = crate::protocol::http::http1_client();
+            discovery::discover_with(&client, uri, headers, identity).await?
+        }
+        false => discovery::discover(uri, headers, identity).await?,
+    })
+}
+
 /// Parses the registration uri; it must be absolute (scheme and authority).
 fn parse_deployment_uri(text: &str) -> Result<Uri, AdminError> {
     let uri: Uri = text.parse().map_err(|e| AdminError::InvalidField {
@@ -332,6 +382,8 @@ struct DeleteDeploymentParams {
     force: Option<bool>,
 }
 
+/// `DELETE /deployments/{id}?force=true`: 202; the deployment and the services whose
+/// latest revision it serves are gone.
 async fn delete_deployment(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -342,27 +394,86 @@ async fn delete_deployment(
         return Ok(StatusCode::NOT_IMPLEMENTED.into_response());
     }
     let schema = api.state.registry.snapshot();
-    find_deployment(&schema, &id)?;
-    Err(AdminError::NotImplemented("Removing a deployment"))
+    let dp = find_deployment(&schema, &id)?.id.clone();
+    let _change = begin_change(&api)?;
+    let registry = api.state.registry.clone();
+    let removed = tokio::task::spawn_blocking(move || registry.remove(&dp))
+        .await
+        .map_err(|e| AdminError::Internal(format!("removal task failed: {e}")))??;
+    match removed {
+        Some(d) => {
+            tracing::info!(deployment = %d.id, uri = %d.uri, "removed deployment");
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        None => Err(AdminError::DeploymentNotFound(id)),
+    }
 }
 
+/// `PATCH /deployments/{id}` (`UpdateDeploymentRequest`): a new address, headers or HTTP
+/// version, re-discovered; an empty patch answers the deployment as it is.
 async fn update_deployment(
     State(api): State<Api>,
     Path(id): Path<String>,
+    body: Bytes,
 ) -> Result<Response, AdminError> {
+    let request: model::UpdateDeploymentRequest =
+        serde_json::from_slice(&body).map_err(|e| AdminError::InvalidBody(e.to_string()))?;
+    if request.arn.is_some() {
+        return Err(AdminError::InvalidField {
+            field: "arn",
+            reason: "Lambda deployments are not supported by this server".to_owned(),
+        });
+    }
     let schema = api.state.registry.snapshot();
-    find_deployment(&schema, &id)?;
-    Err(AdminError::NotImplemented("Updating a deployment"))
+    let current = find_deployment(&schema, &id)?.clone();
+    let empty = request.uri.is_none()
+        && request.additional_headers.is_none()
+        && request.use_http_11.is_none()
+        && !request.overwrite;
+    if empty {
+        return get_deployment(State(api), Path(id)).await;
+    }
+    let uri = match &request.uri {
+        Some(u) => parse_deployment_uri(u)?,
+        None => parse_deployment_uri(&current.uri)?,
+    };
+    let additional_headers = request.additional_headers.unwrap_or(current.additional_headers);
+    let header_map = header_map(&additional_headers)?;
+    let http11 = request.use_http_11.unwrap_or(current.http_version == "HTTP/1.1");
+    let _change = match request.dry_run {
+        true => None,
+        false => Some(begin_change(&api)?),
+    };
+    let discovered = discover(&api, &uri, &header_map, http11).await?;
+    let registry = api.state.registry.clone();
+    let (overwrite, dry_run, dp) = (request.overwrite, request.dry_run, current.id.clone());
+    let uri_key = uri.to_string();
+    let updated = tokio::task::spawn_blocking(move || {
+        registry.update(&dp, &uri_key, additional_headers, overwrite, dry_run, &discovered)
+    })
+    .await
+    .map_err(|e| AdminError::Internal(format!("update task failed: {e}")))??;
+    let Some((deployment, services)) = updated else {
+        return Err(AdminError::DeploymentNotFound(id));
+    };
+    if !dry_run {
+        tracing::info!(deployment = %deployment.id, uri = %deployment.uri, "updated deployment");
+    }
+    let retention = api.state.registry.snapshot().retention;
+    let services =
+        services.iter().map(|s| service_metadata(s, deployment.bidi, &retention)).collect();
+    Ok(Json(deployment_response(&deployment, services)).into_response())
 }
 
 async fn put_deployment(
     State(api): State<Api>,
     Path(id): Path<String>,
+    body: Bytes,
 ) -> Result<Response, AdminError> {
     if api.version.is_v3_or_newer() {
         return Err(AdminError::DeprecatedPutDeployment);
     }
-    update_deployment(State(api), Path(id)).await
+    update_deployment(State(api), Path(id), body).await
 }
 
 fn find_deployment<'a>(
@@ -700,12 +811,99 @@ async fn patch_invocation(
         "resume" => InvocationOp::Resume(deployment_param(&api, params.deployment, "")?),
         "restart-as-new" => {
             let deployment = deployment_param(&api, params.deployment, "latest")?;
-            return restart_as_new(&api, &id, params.from.unwrap_or(0), deployment).await;
+            let new_id = restart_as_new(&api, &id, params.from.unwrap_or(0), deployment).await?;
+            let body = serde_json::json!({ "new_invocation_id": new_id });
+            return Ok((StatusCode::OK, Json(body)).into_response());
         }
         "purge-journal" => return Err(AdminError::NotImplemented("This invocation operation")),
         _ => return Ok(StatusCode::NOT_FOUND.into_response()),
     };
     Ok(invocation_op(&api, &id, op).await?.into_response())
+}
+
+/// Most ids one batch operation takes (Restate's limit).
+const BATCH_IDS_MAX: usize = 1000;
+/// Operations of one batch in flight at once: enough to overlap the log appends, few enough
+/// that a batch does not crowd out other admin requests.
+const BATCH_CONCURRENCY: usize = 16;
+
+#[derive(Debug, Deserialize)]
+struct BatchRequest {
+    invocation_ids: Vec<String>,
+    #[serde(default)]
+    deployment: Option<String>,
+}
+
+/// `POST /internal/invocations_batch_operations/{op}` (the UI's): `op` on each id, answered
+/// per id in request order as `{"succeeded": [...], "failed": [{"invocation_id", "error"}]}`;
+/// restart-as-new's successes are `{"old_invocation_id", "new_invocation_id"}`. A malformed id
+/// refuses the whole batch (422) before anything is done.
+async fn batch_invocation_op(
+    State(api): State<Api>,
+    Path(op): Path<String>,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    use futures_util::StreamExt;
+    const OPS: [&str; 6] = ["cancel", "kill", "purge", "pause", "resume", "restart-as-new"];
+    if !OPS.contains(&op.as_str()) {
+        return match op.as_str() {
+            "purge-journal" => Err(AdminError::NotImplemented("This invocation operation")),
+            _ => Ok(StatusCode::NOT_FOUND.into_response()),
+        };
+    }
+    let request: BatchRequest =
+        serde_json::from_slice(&body).map_err(|e| AdminError::InvalidBody(e.to_string()))?;
+    for (i, id) in request.invocation_ids.iter().enumerate() {
+        if let Err(e) = id.parse::<crate::protocol::ids::InvocationId>() {
+            let text = format!(
+                "Failed to deserialize the JSON body into the target type: invocation_ids[{i}]: {e}"
+            );
+            return Ok((StatusCode::UNPROCESSABLE_ENTITY, text).into_response());
+        }
+    }
+    if request.invocation_ids.len() > BATCH_IDS_MAX {
+        return Err(AdminError::InvalidBody(format!(
+            "Batch size {} exceeds maximum allowed size of {BATCH_IDS_MAX}",
+            request.invocation_ids.len()
+        )));
+    }
+    let default = if op == "restart-as-new" { "latest" } else { "" };
+    let deployment = deployment_param(&api, request.deployment, default)?;
+    let api = &api;
+    let results: Vec<(String, Result<serde_json::Value, AdminError>)> =
+        futures_util::stream::iter(request.invocation_ids)
+            .map(|id| {
+                let (op, deployment) = (op.as_str(), deployment.clone());
+                async move {
+                    let result = match op {
+                        "restart-as-new" => restart_as_new(api, &id, 0, deployment).await.map(|n| {
+                            serde_json::json!({"old_invocation_id": id, "new_invocation_id": n})
+                        }),
+                        _ => {
+                            let op = match op {
+                                "cancel" => InvocationOp::Cancel,
+                                "kill" => InvocationOp::Kill,
+                                "purge" => InvocationOp::Purge,
+                                "pause" => InvocationOp::Pause,
+                                _ => InvocationOp::Resume(deployment),
+                            };
+                            invocation_op(api, &id, op).await.map(|_| serde_json::json!(id))
+                        }
+                    };
+                    (id, result)
+                }
+            })
+            .buffered(BATCH_CONCURRENCY)
+            .collect()
+            .await;
+    let (mut succeeded, mut failed) = (Vec::new(), Vec::new());
+    for (id, result) in results {
+        match result {
+            Ok(v) => succeeded.push(v),
+            Err(e) => failed.push(serde_json::json!({"invocation_id": id, "error": e.to_string()})),
+        }
+    }
+    Ok(Json(serde_json::json!({"succeeded": succeeded, "failed": failed})).into_response())
 }
 
 /// The `deployment` query value of resume and restart-as-new: `keep` (empty), `latest`, or a
@@ -779,13 +977,13 @@ const APPLY_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `PATCH /invocations/{id}/restart-as-new?from=&deployment=`: checks what `apply` will
 /// check (completed, not a workflow, journal kept, a complete prefix) so the caller hears why
-/// not, then appends the restart with a new id in the same partition.
+/// not, then appends the restart with a new id in the same partition; answers that id.
 async fn restart_as_new(
     api: &Api,
     id: &str,
     from: u32,
     deployment_id: String,
-) -> Result<Response, AdminError> {
+) -> Result<String, AdminError> {
     use crate::fsm::{record, FsmRead, HandlerKind, Phase, Record, RestartAsNew};
     let (invocation, handle, status) = invocation_status(api, id).await?;
     // Restate's order: not started, running, journal gone, a workflow, an old protocol.
@@ -890,10 +1088,7 @@ async fn restart_as_new(
             400 => AdminError::InvalidField { field: "from", reason: f.message },
             _ => AdminError::Conflict(f.message),
         }),
-        _ => {
-            let body = serde_json::json!({ "new_invocation_id": new_id.to_string() });
-            Ok((StatusCode::OK, axum::Json(body)).into_response())
-        }
+        _ => Ok(new_id.to_string()),
     }
 }
 

@@ -79,6 +79,25 @@ pub struct RegisterDeploymentRequest {
     pub auth: Option<serde_json::Value>,
 }
 
+/// Body of `PATCH /deployments/{id}`; unset fields keep their value.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UpdateDeploymentRequest {
+    #[serde(default)]
+    pub uri: Option<String>,
+    #[serde(default)]
+    pub arn: Option<String>,
+    /// Replaces all headers when set.
+    #[serde(default)]
+    pub additional_headers: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub use_http_11: Option<bool>,
+    /// Re-discover and accept any change of the services served.
+    #[serde(default)]
+    pub overwrite: bool,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
 /// Body of a successful `POST /deployments`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RegisterDeploymentResponse {

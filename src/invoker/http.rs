@@ -1,6 +1,6 @@
-//! The HTTP/2 transport of attempts: `POST {deployment}/invoke/{service}/{handler}` over h2c
-//! (prior knowledge), the request body streamed from a bounded channel, the response body
-//! read frame by frame.
+//! The HTTP transport of attempts: `POST {deployment}/invoke/{service}/{handler}` over h2c
+//! (prior knowledge), or HTTP/1.1 for deployments registered with `use_http_11`; the request
+//! body streamed from a bounded channel, the response body read frame by frame.
 //!
 //! Invariants: nothing here interprets protocol bytes; the attempt machine does. With a
 //! request identity key every request is signed (`aud` = `/invoke/{service}/{handler}`, `sub`
@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 
 use super::body::ChannelBody;
 use super::driver::{Connection, SendError, Target, Transport, TransportError};
-use crate::protocol::http::{h2c_client, H2cClient};
+use crate::protocol::http::{h2c_client, http1_client, H2cClient};
 use crate::protocol::identity::RequestSigner;
 
 /// Request-body chunks (the start message, then one per notification) queued per attempt;
@@ -25,6 +25,8 @@ const REQUEST_CHUNKS_QUEUED_MAX: usize = 64;
 /// HTTP/2 (h2c) to SDK deployments.
 pub struct Http2 {
     client: H2cClient<ChannelBody>,
+    /// For deployments registered with `use_http_11` (their `http_version` is `HTTP/1.1`).
+    http1: H2cClient<ChannelBody>,
     identity: Option<Arc<RequestSigner>>,
 }
 
@@ -44,7 +46,7 @@ impl Default for Http2 {
 impl Http2 {
     /// Requests signed with `identity`, if given.
     pub fn new(identity: Option<Arc<RequestSigner>>) -> Http2 {
-        Http2 { client: h2c_client(), identity }
+        Http2 { client: h2c_client(), http1: http1_client(), identity }
     }
 }
 
@@ -95,7 +97,8 @@ impl Transport for Http2 {
         if let Some(identity) = &self.identity {
             identity.sign(req.headers_mut(), &path, target.key.as_deref());
         }
-        let resp = self.client.request(req).await.map_err(|e| TransportError {
+        let client = if d.http_version == "HTTP/1.1" { &self.http1 } else { &self.client };
+        let resp = client.request(req).await.map_err(|e| TransportError {
             code: 503,
             message: format!("cannot reach deployment {}: {e}", d.uri),
         })?;

@@ -128,10 +128,6 @@ where
     B: Body + Send,
     B::Data: Send,
 {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.enforce_http(true);
-    connector.set_connect_timeout(Some(Duration::from_millis(CONNECT_TIMEOUT_MS)));
     Client::builder(TokioExecutor::new())
         .http2_only(true)
         .timer(TokioTimer::new())
@@ -139,5 +135,29 @@ where
         .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
         .http2_keep_alive_interval(Duration::from_millis(KEEP_ALIVE_INTERVAL_MS))
         .http2_keep_alive_while_idle(false)
-        .build(QuickAckConnector { inner: connector })
+        .build(connector())
+}
+
+/// Builds an HTTP/1.1 client for deployments registered with `use_http_11` (request-response
+/// only: HTTP/1.1 cannot interleave request and response bodies). Same pooling and timeouts
+/// as [`h2c_client`]; one request per connection at a time.
+pub fn http1_client<B>() -> H2cClient<B>
+where
+    B: Body + Send,
+    B::Data: Send,
+{
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_millis(POOL_IDLE_TIMEOUT_MS))
+        .build(connector())
+}
+
+/// The plain-`http://` connector both clients share.
+fn connector() -> QuickAckConnector {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    connector.set_connect_timeout(Some(Duration::from_millis(CONNECT_TIMEOUT_MS)));
+    QuickAckConnector { inner: connector }
 }

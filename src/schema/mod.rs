@@ -224,6 +224,8 @@ pub enum RegisterError {
     BadHandler { service: String, handler: String, ty: ServiceType },
     #[error("cannot persist the schema: {0}")]
     Persist(String),
+    #[error("{0}")]
+    UpdateChangesServices(String),
 }
 
 /// A registration request, as the admin API received it.
@@ -256,6 +258,18 @@ pub struct Registry {
     path: Option<PathBuf>,
     current: RwLock<Arc<Schema>>,
     writer: Mutex<()>,
+    /// Set while a deployment change (discovery, then commit) is in flight.
+    changing: std::sync::atomic::AtomicBool,
+}
+
+/// Held while a deployment change is in flight; see [`Registry::begin_change`].
+#[derive(Debug)]
+pub struct ChangeGuard<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for ChangeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl Registry {
@@ -273,12 +287,18 @@ impl Registry {
             path: Some(path),
             current: RwLock::new(Arc::new(schema)),
             writer: Mutex::new(()),
+            changing: Default::default(),
         })
     }
 
     /// A registry in memory that persists nothing.
     pub fn in_memory(schema: Schema) -> Registry {
-        Registry { path: None, current: RwLock::new(Arc::new(schema)), writer: Mutex::new(()) }
+        Registry {
+            path: None,
+            current: RwLock::new(Arc::new(schema)),
+            writer: Mutex::new(()),
+            changing: Default::default(),
+        }
     }
 
     /// Sets the server's retention defaults (from the configuration, before serving).
@@ -288,6 +308,17 @@ impl Registry {
         let mut schema = Schema::clone(&current);
         schema.retention = d;
         *current = Arc::new(schema);
+    }
+
+    /// Claims the one slot for a deployment change (register, update, remove), whose
+    /// discovery takes a while; `None` while another change holds it, so two changes never
+    /// decide on the same snapshot and the second hears why instead of waiting.
+    pub fn begin_change(&self) -> Option<ChangeGuard<'_>> {
+        use std::sync::atomic::Ordering;
+        self.changing
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| ChangeGuard(&self.changing))
     }
 
     /// The current schema.
@@ -327,6 +358,88 @@ impl Registry {
         Ok(())
     }
 
+    /// Points deployment `id` at a new address or headers (`PATCH /deployments/{id}`), with
+    /// the manifest discovered there. Without `overwrite` the manifest must serve the same
+    /// services with the same types; with it, anything may change. Services this deployment
+    /// still serves take the new manifest and keep their revision; services that moved to a
+    /// newer deployment since are left alone. `Ok(None)`: no such deployment.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update(
+        &self,
+        id: &str,
+        uri: &str,
+        additional_headers: BTreeMap<String, String>,
+        overwrite: bool,
+        dry_run: bool,
+        discovered: &DiscoveredEndpoint,
+    ) -> Result<Option<(Deployment, Vec<ServiceSchema>)>, RegisterError> {
+        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut schema = (*self.snapshot()).clone();
+        let Some(old) = schema.deployments.get(id).cloned() else { return Ok(None) };
+        if !overwrite {
+            let before: std::collections::BTreeSet<&str> =
+                old.services.iter().map(|(n, _)| n.as_str()).collect();
+            let after: std::collections::BTreeSet<&str> =
+                discovered.endpoint.services.iter().map(|s| s.name.as_str()).collect();
+            if before != after {
+                let removed: Vec<_> = before.difference(&after).collect();
+                let added: Vec<_> = after.difference(&before).collect();
+                return Err(RegisterError::UpdateChangesServices(format!(
+                    "the deployment at the new address serves other services (added {added:?}, \
+                     removed {removed:?}); update with overwrite to accept that"
+                )));
+            }
+        }
+        let (mut deployment, built) = build_deployment(
+            &schema,
+            discovered,
+            id.to_string(),
+            uri,
+            additional_headers,
+            old.metadata.clone(),
+            old.created_ms,
+            overwrite,
+        )?;
+        let mut services = Vec::new();
+        for mut service in built {
+            match schema.services.get(&service.name) {
+                Some(current) if current.deployment_id == id => service.revision = current.revision,
+                Some(_) => continue,
+                None => {}
+            }
+            services.push(service);
+        }
+        // Pairs of services that moved on stay as they were registered here.
+        deployment.services = old
+            .services
+            .iter()
+            .filter(|(n, _)| !services.iter().any(|s| &s.name == n))
+            .cloned()
+            .chain(services.iter().map(|s| (s.name.clone(), s.revision)))
+            .collect();
+        if dry_run {
+            return Ok(Some((deployment, services)));
+        }
+        for s in &services {
+            schema.services.insert(s.name.clone(), s.clone());
+        }
+        schema.deployments.insert(id.to_string(), deployment.clone());
+        self.commit(schema)?;
+        Ok(Some((deployment, services)))
+    }
+
+    /// Removes deployment `id` and the services whose latest revision it serves (Restate's
+    /// forced removal); invocations pinned to it can no longer run. `Ok(None)`: no such
+    /// deployment.
+    pub fn remove(&self, id: &str) -> Result<Option<Deployment>, RegisterError> {
+        let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut schema = (*self.snapshot()).clone();
+        let Some(removed) = schema.deployments.remove(id) else { return Ok(None) };
+        schema.services.retain(|_, s| s.deployment_id != id);
+        self.commit(schema)?;
+        Ok(Some(removed))
+    }
+
     /// Adds (or re-registers) a discovered deployment. With `dry_run` nothing is stored.
     pub fn register(
         &self,
@@ -348,118 +461,17 @@ impl Registry {
             return Ok((Registered::Unchanged, d.clone(), services));
         }
         let id = existing.as_ref().map(|d| d.id.clone()).unwrap_or_else(|| new_id.to_string());
-        let ep = &discovered.endpoint;
-        let mut services = Vec::new();
-        for s in &ep.services {
-            let revision = match schema.services.get(&s.name) {
-                Some(old) if old.ty != s.ty && !force => {
-                    return Err(RegisterError::TypeChange {
-                        service: s.name.clone(),
-                        from: old.ty,
-                        to: s.ty,
-                    })
-                }
-                Some(old) => old.revision + 1,
-                None => 1,
-            };
-            let service_public = !s.ingress_private.unwrap_or(false);
-            let service_lazy = s.enable_lazy_state.unwrap_or(false);
-            let mut handlers = BTreeMap::new();
-            for h in &s.handlers {
-                let kind = match s.handler_kind(h) {
-                    Some(k) => k,
-                    None => {
-                        return Err(RegisterError::BadHandler {
-                            service: s.name.clone(),
-                            handler: h.name.clone(),
-                            ty: s.ty,
-                        })
-                    }
-                };
-                let kind = match kind {
-                    discovery::HandlerKind::Service => SchemaHandlerKind::Service,
-                    discovery::HandlerKind::Exclusive => SchemaHandlerKind::Exclusive,
-                    discovery::HandlerKind::Shared => SchemaHandlerKind::Shared,
-                    discovery::HandlerKind::WorkflowRun => SchemaHandlerKind::WorkflowRun,
-                    discovery::HandlerKind::WorkflowShared => SchemaHandlerKind::WorkflowShared,
-                };
-                handlers.insert(
-                    h.name.clone(),
-                    HandlerSchema {
-                        name: h.name.clone(),
-                        kind,
-                        public: h.ingress_private.map(|p| !p).unwrap_or(service_public),
-                        lazy_state: h.enable_lazy_state.unwrap_or(service_lazy),
-                        input: h.input.clone(),
-                        output: h.output.clone(),
-                        documentation: h.documentation.clone(),
-                        metadata: h.metadata.clone(),
-                        inactivity_timeout_ms: h.inactivity_timeout_ms.or(s.inactivity_timeout_ms),
-                        abort_timeout_ms: h.abort_timeout_ms.or(s.abort_timeout_ms),
-                        idempotency_retention_ms: h
-                            .idempotency_retention_ms
-                            .or(s.idempotency_retention_ms),
-                        journal_retention_ms: h.journal_retention_ms.or(s.journal_retention_ms),
-                        workflow_completion_retention_ms: h.workflow_completion_retention_ms,
-                        retry_policy: discovery::RetryPolicy {
-                            initial_interval_ms: h
-                                .retry_policy
-                                .initial_interval_ms
-                                .or(s.retry_policy.initial_interval_ms),
-                            max_interval_ms: h
-                                .retry_policy
-                                .max_interval_ms
-                                .or(s.retry_policy.max_interval_ms),
-                            max_attempts: h
-                                .retry_policy
-                                .max_attempts
-                                .or(s.retry_policy.max_attempts),
-                            exponentiation_factor: h
-                                .retry_policy
-                                .exponentiation_factor
-                                .or(s.retry_policy.exponentiation_factor),
-                            on_max_attempts: h
-                                .retry_policy
-                                .on_max_attempts
-                                .or(s.retry_policy.on_max_attempts),
-                        },
-                    },
-                );
-            }
-            services.push(ServiceSchema {
-                name: s.name.clone(),
-                ty: s.ty,
-                revision,
-                deployment_id: id.clone(),
-                handlers,
-                public: service_public,
-                documentation: s.documentation.clone(),
-                metadata: s.metadata.clone(),
-                inactivity_timeout_ms: s.inactivity_timeout_ms,
-                abort_timeout_ms: s.abort_timeout_ms,
-                idempotency_retention_ms: s.idempotency_retention_ms,
-                journal_retention_ms: s.journal_retention_ms,
-                lazy_state: service_lazy,
-            });
-        }
-        let deployment = Deployment {
-            id: id.clone(),
-            uri: uri.to_string(),
-            bidi: ep.protocol_mode == Some(ProtocolMode::BidiStream),
-            http_version: if discovered.http_version == http::Version::HTTP_11 {
-                "HTTP/1.1"
-            } else {
-                "HTTP/2.0"
-            }
-            .into(),
-            min_protocol_version: ep.min_protocol_version,
-            max_protocol_version: ep.max_protocol_version,
-            sdk_version: discovered.server.clone(),
+        let created_ms = existing.as_ref().map(|d| d.created_ms).unwrap_or(now_ms);
+        let (deployment, services) = build_deployment(
+            &schema,
+            discovered,
+            id.clone(),
+            uri,
             additional_headers,
             metadata,
-            created_ms: existing.as_ref().map(|d| d.created_ms).unwrap_or(now_ms),
-            services: services.iter().map(|s| (s.name.clone(), s.revision)).collect(),
-        };
+            created_ms,
+            force,
+        )?;
         let outcome =
             if existing.is_some() { Registered::Overwritten } else { Registered::Created };
         if dry_run {
@@ -472,4 +484,128 @@ impl Registry {
         self.commit(schema)?;
         Ok((outcome, deployment, services))
     }
+}
+
+/// The deployment `id` and the services a discovered manifest gives, against `schema`:
+/// a service's revision is one more than the registered one, and its type may change only
+/// with `force`.
+#[allow(clippy::too_many_arguments)]
+fn build_deployment(
+    schema: &Schema,
+    discovered: &DiscoveredEndpoint,
+    id: String,
+    uri: &str,
+    additional_headers: BTreeMap<String, String>,
+    metadata: BTreeMap<String, String>,
+    created_ms: u64,
+    force: bool,
+) -> Result<(Deployment, Vec<ServiceSchema>), RegisterError> {
+    let ep = &discovered.endpoint;
+    let mut services = Vec::new();
+    for s in &ep.services {
+        let revision = match schema.services.get(&s.name) {
+            Some(old) if old.ty != s.ty && !force => {
+                return Err(RegisterError::TypeChange {
+                    service: s.name.clone(),
+                    from: old.ty,
+                    to: s.ty,
+                })
+            }
+            Some(old) => old.revision + 1,
+            None => 1,
+        };
+        let service_public = !s.ingress_private.unwrap_or(false);
+        let service_lazy = s.enable_lazy_state.unwrap_or(false);
+        let mut handlers = BTreeMap::new();
+        for h in &s.handlers {
+            let kind = match s.handler_kind(h) {
+                Some(k) => k,
+                None => {
+                    return Err(RegisterError::BadHandler {
+                        service: s.name.clone(),
+                        handler: h.name.clone(),
+                        ty: s.ty,
+                    })
+                }
+            };
+            let kind = match kind {
+                discovery::HandlerKind::Service => SchemaHandlerKind::Service,
+                discovery::HandlerKind::Exclusive => SchemaHandlerKind::Exclusive,
+                discovery::HandlerKind::Shared => SchemaHandlerKind::Shared,
+                discovery::HandlerKind::WorkflowRun => SchemaHandlerKind::WorkflowRun,
+                discovery::HandlerKind::WorkflowShared => SchemaHandlerKind::WorkflowShared,
+            };
+            handlers.insert(
+                h.name.clone(),
+                HandlerSchema {
+                    name: h.name.clone(),
+                    kind,
+                    public: h.ingress_private.map(|p| !p).unwrap_or(service_public),
+                    lazy_state: h.enable_lazy_state.unwrap_or(service_lazy),
+                    input: h.input.clone(),
+                    output: h.output.clone(),
+                    documentation: h.documentation.clone(),
+                    metadata: h.metadata.clone(),
+                    inactivity_timeout_ms: h.inactivity_timeout_ms.or(s.inactivity_timeout_ms),
+                    abort_timeout_ms: h.abort_timeout_ms.or(s.abort_timeout_ms),
+                    idempotency_retention_ms: h
+                        .idempotency_retention_ms
+                        .or(s.idempotency_retention_ms),
+                    journal_retention_ms: h.journal_retention_ms.or(s.journal_retention_ms),
+                    workflow_completion_retention_ms: h.workflow_completion_retention_ms,
+                    retry_policy: discovery::RetryPolicy {
+                        initial_interval_ms: h
+                            .retry_policy
+                            .initial_interval_ms
+                            .or(s.retry_policy.initial_interval_ms),
+                        max_interval_ms: h
+                            .retry_policy
+                            .max_interval_ms
+                            .or(s.retry_policy.max_interval_ms),
+                        max_attempts: h.retry_policy.max_attempts.or(s.retry_policy.max_attempts),
+                        exponentiation_factor: h
+                            .retry_policy
+                            .exponentiation_factor
+                            .or(s.retry_policy.exponentiation_factor),
+                        on_max_attempts: h
+                            .retry_policy
+                            .on_max_attempts
+                            .or(s.retry_policy.on_max_attempts),
+                    },
+                },
+            );
+        }
+        services.push(ServiceSchema {
+            name: s.name.clone(),
+            ty: s.ty,
+            revision,
+            deployment_id: id.clone(),
+            handlers,
+            public: service_public,
+            documentation: s.documentation.clone(),
+            metadata: s.metadata.clone(),
+            inactivity_timeout_ms: s.inactivity_timeout_ms,
+            abort_timeout_ms: s.abort_timeout_ms,
+            idempotency_retention_ms: s.idempotency_retention_ms,
+            journal_retention_ms: s.journal_retention_ms,
+            lazy_state: service_lazy,
+        });
+    }
+    let http11 = discovered.http_version == http::Version::HTTP_11;
+    let deployment = Deployment {
+        id: id.clone(),
+        uri: uri.to_string(),
+        // HTTP/1.1 cannot stream both ways: the request is sent whole whatever the
+        // manifest says, and the SDK suspends when it needs what the request lacks.
+        bidi: ep.protocol_mode == Some(ProtocolMode::BidiStream) && !http11,
+        http_version: if http11 { "HTTP/1.1" } else { "HTTP/2.0" }.into(),
+        min_protocol_version: ep.min_protocol_version,
+        max_protocol_version: ep.max_protocol_version,
+        sdk_version: discovered.server.clone(),
+        additional_headers,
+        metadata,
+        created_ms,
+        services: services.iter().map(|s| (s.name.clone(), s.revision)).collect(),
+    };
+    Ok((deployment, services))
 }

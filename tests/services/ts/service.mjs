@@ -33,7 +33,7 @@ const http2 = await import("node:http2");
 const HOST = "127.0.0.1";
 
 function parseArgs(argv) {
-  const args = { port: null, statsPort: null, requestResponse: false };
+  const args = { port: null, statsPort: null, requestResponse: false, http1: false };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[i + 1];
@@ -45,8 +45,12 @@ function parseArgs(argv) {
       i++;
     } else if (flag === "--request-response") {
       args.requestResponse = true;
+    } else if (flag === "--http1") {
+      // HTTP/1.1 cannot stream both ways: request-response it is.
+      args.http1 = true;
+      args.requestResponse = true;
     } else {
-      throw new Error(`unknown argument '${flag}'; usage: service.mjs --port N [--stats-port M]`);
+      throw new Error(`unknown argument '${flag}'; usage: service.mjs --port N [--stats-port M] [--request-response] [--http1]`);
     }
   }
   if (!Number.isInteger(args.port) || args.port <= 0) {
@@ -496,7 +500,7 @@ const handler = args.requestResponse
   : restate.createEndpointHandler({ services });
 
 // What `endpoint().listen(port)` does, but bound to loopback only.
-const server = http2.createServer(handler);
+const server = args.http1 ? http.createServer(handler) : http2.createServer(handler);
 server.listen(args.port, HOST, () => {
   console.log(`ts-test-service listening on ${HOST}:${args.port}`);
 });
