@@ -343,3 +343,147 @@ async fn service_options_are_patched_through_the_admin_api_and_the_cli() {
     let r = fx.admin("GET", "/services/Counter", None).await;
     assert_eq!(r.json()["journal_retention"], "2h", "{}", r.text());
 }
+
+async fn status_of(fx: &mut Fixture, id: &str) -> String {
+    let got = rows(fx, &format!("SELECT status FROM sys_invocation WHERE id = '{id}'")).await;
+    got.first().and_then(|r| r["status"].as_str()).unwrap_or("none").to_string()
+}
+
+async fn wait_status(fx: &mut Fixture, id: &str, ok: impl Fn(&str) -> bool, what: &str) {
+    let deadline = support::Deadline::after(std::time::Duration::from_secs(10), what);
+    while !ok(&status_of(fx, id).await) {
+        deadline.tick().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_restate_cli_pauses_resumes_cancels_and_restarts_and_the_ui_batches_do_too() {
+    let mut fx = Fixture::start("query_cli_ops", Sdks::Ts).await;
+    let mut sleeping = Vec::new();
+    for tag in ["a", "b"] {
+        let body = json!({"tag": tag, "ms": 600_000});
+        let r = fx.ingress("POST", "/Sleeper/sleep/send", Some(&body)).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        sleeping.push(r.json()["invocationId"].as_str().unwrap().to_string());
+    }
+    let running = |s: &str| s == "running" || s == "suspended";
+    for id in &sleeping {
+        wait_status(&mut fx, id, running, "the sleepers to run").await;
+    }
+    let (s1, s2) = (sleeping[0].clone(), sleeping[1].clone());
+
+    // One at a time through the CLI (it finds the id through SQL, then PATCHes it).
+    let (code, out) = fx.cli(&["--yes", "invocations", "pause", &s1]).await;
+    assert_eq!(code, 0, "invocations pause:\n{out}");
+    assert!(out.contains("Paused 1 invocations"), "pause:\n{out}");
+    wait_status(&mut fx, &s1, |s| s == "paused", "the pause").await;
+    let (code, out) = fx.cli(&["--yes", "invocations", "resume", &s1]).await;
+    assert_eq!(code, 0, "invocations resume:\n{out}");
+    assert!(out.contains("Resumed 1 invocations"), "resume:\n{out}");
+    wait_status(&mut fx, &s1, running, "the resume").await;
+
+    // The UI's batches: each id answered in order, one failure does not stop the others.
+    let done = fx.call("/Greeter/greet", json!("Ann")).await.invocation_id();
+    let unknown = format!("{}0", &done[..done.len() - 1]);
+    let unknown = if unknown == done { format!("{}1", &done[..done.len() - 1]) } else { unknown };
+    let base = fx.admin_url("/internal/invocations_batch_operations/");
+    let batch = |op: &str| format!("{base}{op}");
+    let h = [("content-type", "application/json")];
+    let t = std::time::Duration::from_secs(10);
+    let body = |ids: &[&str]| Some(bytes::Bytes::from(json!({"invocation_ids": ids}).to_string()));
+    let r = fx.request("POST", &batch("pause"), body(&[&s1, &done, &unknown]), &h, t).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = r.json();
+    assert_eq!(got["succeeded"], json!([s1]), "{got}");
+    let failed: Vec<&str> =
+        got["failed"].as_array().unwrap().iter().map(|f| f["invocation_id"].as_str().unwrap()).collect();
+    assert_eq!(failed, vec![done.as_str(), unknown.as_str()], "{got}");
+    assert!(got["failed"][1]["error"].as_str().unwrap().contains("does not exist"), "{got}");
+    wait_status(&mut fx, &s1, |s| s == "paused", "the batch pause").await;
+    let r = fx.request("POST", &batch("resume"), body(&[&s1]), &h, t).await;
+    assert_eq!(r.json(), json!({"succeeded": [s1], "failed": []}));
+    wait_status(&mut fx, &s1, running, "the batch resume").await;
+    let r = fx.request("POST", &batch("restart-as-new"), body(&[&done]), &h, t).await;
+    let got = r.json();
+    assert_eq!(got["succeeded"][0]["old_invocation_id"], done.as_str(), "{got}");
+    let restarted = got["succeeded"][0]["new_invocation_id"].as_str().unwrap().to_string();
+    wait_status(&mut fx, &restarted, |s| s == "completed", "the restarted invocation").await;
+    // Bad batches change nothing: a malformed id (422, before anything runs), too many ids,
+    // bad JSON, an unknown operation.
+    let r = fx.request("POST", &batch("kill"), body(&[&s2, "inv_nope"]), &h, t).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("invocation_ids[1]"), "{}", r.text());
+    let many: Vec<&str> = vec![unknown.as_str(); 1001];
+    let r = fx.request("POST", &batch("kill"), body(&many), &h, t).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.json()["message"].as_str().unwrap().contains("1001"), "{}", r.text());
+    let bad = Some(bytes::Bytes::from_static(b"{not json"));
+    assert_eq!(fx.request("POST", &batch("kill"), bad, &h, t).await.status, 400);
+    assert_eq!(fx.request("POST", &batch("explode"), body(&[&s2]), &h, t).await.status, 404);
+    let r = fx.request("POST", &batch("cancel"), body(&[]), &h, t).await;
+    assert_eq!(r.json(), json!({"succeeded": [], "failed": []}));
+    assert!(running(&status_of(&mut fx, &s2).await), "the refused kill did nothing");
+
+    // Batches by service through the CLI.
+    let (code, out) = fx.cli(&["--yes", "invocations", "cancel", "Sleeper"]).await;
+    assert_eq!(code, 0, "invocations cancel:\n{out}");
+    assert!(out.contains("Cancelled 2 invocations"), "cancel:\n{out}");
+    for id in &sleeping {
+        wait_status(&mut fx, id, |s| s == "completed", "the cancels").await;
+    }
+    let (code, out) = fx.cli(&["--yes", "invocations", "cancel", "Sleeper"]).await;
+    assert_eq!(code, 1, "nothing left to cancel:\n{out}");
+    assert!(out.contains("No invocations found"), "cancel again:\n{out}");
+    let (code, out) = fx.cli(&["--yes", "invocations", "restart-as-new", &done]).await;
+    assert_eq!(code, 0, "invocations restart-as-new:\n{out}");
+    assert!(out.contains("Restarted 1 invocations"), "restart-as-new:\n{out}");
+    let again = rows(
+        &mut fx,
+        &format!("SELECT count(*) AS n FROM sys_invocation WHERE restarted_from = '{done}'"),
+    )
+    .await;
+    assert_eq!(again, vec![json!({"n": 2})], "two restarts of the same invocation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_restate_cli_edits_object_state_in_an_editor() {
+    let mut fx = Fixture::start("query_state_edit", Sdks::Ts).await;
+    assert_eq!(fx.call("/Counter/e1/add", json!(3)).await.status, 200);
+    // An editor that changes the count and adds a key, as a user would in theirs.
+    let script = std::env::temp_dir().join(format!("ratchet-editor-{}.sh", std::process::id()));
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nf=\"$1\"\nsed -i 's/\"count\": 3/\"count\": 40, \"note\": \"hi\"/' \"$f\"\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let editor = script.to_str().unwrap();
+    let (code, out) =
+        fx.cli_with_env(&["--yes", "state", "edit", "Counter", "e1"], &[("EDITOR", editor)]).await;
+    let _ = std::fs::remove_file(&script);
+    assert_eq!(code, 0, "restate state edit:\n{out}");
+    let deadline = support::Deadline::after(std::time::Duration::from_secs(10), "the edit");
+    loop {
+        let got = rows(
+            &mut fx,
+            "SELECT key, value_utf8 FROM state WHERE service_name = 'Counter' AND \
+             service_key = 'e1' ORDER BY key",
+        )
+        .await;
+        if got.len() == 2 {
+            assert_eq!(
+                got,
+                vec![
+                    json!({"key": "count", "value_utf8": "40"}),
+                    json!({"key": "note", "value_utf8": "\"hi\""}),
+                ]
+            );
+            break;
+        }
+        deadline.tick().await;
+    }
+    assert_eq!(fx.call("/Counter/e1/add", json!(2)).await.json(), json!(42));
+}

@@ -918,6 +918,11 @@ impl Fixture {
 
     /// Runs the real `restate` CLI against this server; returns (exit code, stdout+stderr).
     pub async fn cli(&self, args: &[&str]) -> (i32, String) {
+        self.cli_with_env(args, &[]).await
+    }
+
+    /// [`Fixture::cli`] with extra environment (e.g. `EDITOR` for `state edit`).
+    pub async fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
         let cli = restate_cli();
         assert!(
             cli.exists(),
@@ -942,7 +947,8 @@ impl Fixture {
             .env_remove("RESTATE_HOST")
             .env_remove("RESTATE_ENVIRONMENT")
             .env_remove("RESTATE_AUTH_TOKEN")
-            .env_remove("RESTATE_CLI_CONFIG");
+            .env_remove("RESTATE_CLI_CONFIG")
+            .envs(env.iter().copied());
         let mut proc = Proc::spawn("restate CLI", cmd, &out_path);
         let deadline = Instant::now() + CLI_TIMEOUT;
         let status = loop {
