@@ -42,10 +42,12 @@ pub enum Defect {
     /// (programming model) A batch's retained members replace the block an earlier batch
     /// wrote instead of being appended to it.
     RetainedBlockOverwritten,
+    /// (admin) A state edit replaces the state whatever version it was made against.
+    StateEditIgnoresVersion,
 }
 
 impl Defect {
-    pub const ALL: [Defect; 12] = [
+    pub const ALL: [Defect; 13] = [
         Defect::ShufflerDropsFailedDelivery,
         Defect::ShufflerTruncatesFirst,
         Defect::ShufflerReorders,
@@ -58,6 +60,7 @@ impl Defect {
         Defect::SignalTakenTwice,
         Defect::LifeIgnored,
         Defect::RetainedBlockOverwritten,
+        Defect::StateEditIgnoresVersion,
     ];
 }
 

@@ -395,8 +395,12 @@ async fn the_restate_cli_pauses_resumes_cancels_and_restarts_and_the_ui_batches_
     assert_eq!(r.status, 200, "{}", r.text());
     let got = r.json();
     assert_eq!(got["succeeded"], json!([s1]), "{got}");
-    let failed: Vec<&str> =
-        got["failed"].as_array().unwrap().iter().map(|f| f["invocation_id"].as_str().unwrap()).collect();
+    let failed: Vec<&str> = got["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["invocation_id"].as_str().unwrap())
+        .collect();
     assert_eq!(failed, vec![done.as_str(), unknown.as_str()], "{got}");
     assert!(got["failed"][1]["error"].as_str().unwrap().contains("does not exist"), "{got}");
     wait_status(&mut fx, &s1, |s| s == "paused", "the batch pause").await;
@@ -486,4 +490,51 @@ async fn the_restate_cli_edits_object_state_in_an_editor() {
         deadline.tick().await;
     }
     assert_eq!(fx.call("/Counter/e1/add", json!(2)).await.json(), json!(42));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_edit_waits_for_the_invocation_holding_the_object() {
+    let mut fx = Fixture::start("query_state_queued", Sdks::Ts).await;
+    assert_eq!(fx.call("/Counter/q1/add", json!(5)).await.json(), json!(5));
+    let r = fx.ingress("POST", "/Counter/q1/hold/send", Some(&json!(1500))).await;
+    let holder = r.json()["invocationId"].as_str().unwrap().to_string();
+    let running = |s: &str| s == "running" || s == "suspended";
+    wait_status(&mut fx, &holder, running, "the holder to run").await;
+    let h = [("content-type", "application/json")];
+    let t = std::time::Duration::from_secs(5);
+    // {"count": "7"} as bytes.
+    let edit = json!({"object_key": "q1", "new_state": {"count": [55]}}).to_string();
+    let r = fx
+        .request("POST", &fx.admin_url("/services/Counter/state"), Some(edit.into()), &h, t)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let count =
+        "SELECT value_utf8 FROM state WHERE service_name = 'Counter' AND service_key = 'q1'";
+    // Queued behind the holder: the state it sees does not change under it.
+    for _ in 0..5 {
+        assert_eq!(rows(&mut fx, count).await, vec![json!({"value_utf8": "5"})]);
+        if status_of(&mut fx, &holder).await == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    wait_status(&mut fx, &holder, |s| s == "completed", "the holder to finish").await;
+    assert_eq!(rows(&mut fx, count).await, vec![json!({"value_utf8": "7"})]);
+    assert_eq!(fx.call("/Counter/q1/add", json!(1)).await.json(), json!(8));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_operator_chains_are_planned_or_refused_never_crash_the_server() {
+    let mut fx = Fixture::start("query_deep", Sdks::Ts).await;
+    // The planner walks `1+1+...` recursively: 1,000 operators run on the query threads'
+    // deep stacks, more are refused before planning.
+    let sql = format!("SELECT {}1 AS n", "1+".repeat(1000));
+    assert_eq!(rows(&mut fx, &sql).await, vec![json!({"n": 1001})]);
+    let sql = format!("SELECT {}1 AS n", "1+".repeat(20_000));
+    let r = query(&mut fx, &sql, Some("application/json")).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.json()["message"].as_str().unwrap().contains("20000 binary operators"));
+    let sql = format!("SELECT 1 FROM sys_invocation WHERE {}", vec!["1=1"; 600].join(" AND "));
+    assert_eq!(query(&mut fx, &sql, Some("application/json")).await.status, 400);
+    assert_eq!(rows(&mut fx, "SELECT 1 AS one").await, vec![json!({"one": 1})]);
 }

@@ -193,6 +193,8 @@ fn expected(defect: Defect) -> &'static [&'static [&'static str]] {
         // The live store lost the members of earlier batches; one rebuilt in one batch has
         // them.
         Defect::RetainedBlockOverwritten => &[&["is in no retained block"]],
+        // A stale edit's count lands in the state.
+        Defect::StateEditIgnoresVersion => &[&["Counter/", "count is"]],
     }
 }
 
@@ -287,4 +289,9 @@ fn defect_life_ignored_is_found() {
 #[test]
 fn defect_retained_block_overwritten_is_found() {
     find(Defect::RetainedBlockOverwritten);
+}
+
+#[test]
+fn defect_state_edit_ignores_version_is_found() {
+    find(Defect::StateEditIgnoresVersion);
 }

@@ -205,12 +205,15 @@ pub trait FsmStore: FsmRead {
         id: &InvocationId,
         life: u64,
     ) -> Result<(), StoreError>;
-    /// The first queued invocation and the life it was queued as (0: queued before lives).
-    fn inbox_pop(
+    /// Queues a state replacement behind an object's lock, in line with invocations.
+    fn inbox_push_state(
         &mut self,
         service: &str,
         key: &str,
-    ) -> Result<Option<(InvocationId, u64)>, StoreError>;
+        m: &crate::fsm::ModifyState,
+    ) -> Result<(), StoreError>;
+    /// Takes the first entry queued behind an object's lock.
+    fn inbox_pop(&mut self, service: &str, key: &str) -> Result<Option<InboxEntry>, StoreError>;
     /// Arms a timer of life `life` of `id` (see `Status::life`).
     fn timer_put(
         &mut self,
@@ -631,33 +634,27 @@ impl<W: WriteView> FsmStore for W {
         id: &InvocationId,
         life: u64,
     ) -> Result<(), StoreError> {
-        let prefix = schema::inbox_prefix(service, key.as_bytes());
-        let seq = match self.last_in_prefix(Table::Inbox, &prefix)? {
-            Some((k, _)) => schema::decode_inbox_key(&k)?.2 + 1,
-            None => 0,
-        };
         let mut value = id.to_bytes().to_vec();
         value.extend_from_slice(&life.to_be_bytes());
-        self.put(Table::Inbox, &schema::inbox_key(service, key.as_bytes(), seq), &value)
+        inbox_append(self, service, key, &value)
     }
-    fn inbox_pop(
+    fn inbox_push_state(
         &mut self,
         service: &str,
         key: &str,
-    ) -> Result<Option<(InvocationId, u64)>, StoreError> {
+        m: &crate::fsm::ModifyState,
+    ) -> Result<(), StoreError> {
+        use prost::Message;
+        let mut value = INBOX_STATE_TAG.to_vec();
+        m.encode(&mut value).expect("a Vec grows");
+        inbox_append(self, service, key, &value)
+    }
+    fn inbox_pop(&mut self, service: &str, key: &str) -> Result<Option<InboxEntry>, StoreError> {
         let first =
             self.scan_prefix(Table::Inbox, &schema::inbox_prefix(service, key.as_bytes()), 1)?;
         let Some((k, v)) = first.into_iter().next() else { return Ok(None) };
         self.delete(Table::Inbox, &k)?;
-        let (id, life) = v.split_at(v.len().min(schema::INVOCATION_ID_BYTES));
-        let life = match life {
-            [] => 0,
-            l => u64::from_be_bytes(
-                l.try_into()
-                    .map_err(|_| corrupt(Table::Inbox, "inbox value is not id and life"))?,
-            ),
-        };
-        Ok(Some((parse_id(Table::Inbox, id)?, life)))
+        decode_inbox_value(&v).map(Some)
     }
     fn timer_put(
         &mut self,
@@ -775,4 +772,50 @@ pub fn load_attempt<R: ReadView>(
         },
         idempotency_key: st.idempotency_key.clone(),
     }))
+}
+
+/// What waits behind an object's lock.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InboxEntry {
+    /// An invocation and the life it was queued as (0: queued before lives).
+    Invocation(InvocationId, u64),
+    /// A state replacement from the admin API, applied when its turn comes.
+    State(crate::fsm::ModifyState),
+}
+
+/// The first bytes of an inbox value that is a state replacement; an invocation entry is its
+/// id (which starts with its creation time, never this) and life.
+const INBOX_STATE_TAG: &[u8] = b"\xffSTATE";
+
+/// Appends `value` at the end of an object's inbox.
+fn inbox_append<W: WriteView + ?Sized>(
+    w: &mut W,
+    service: &str,
+    key: &str,
+    value: &[u8],
+) -> Result<(), StoreError> {
+    let prefix = schema::inbox_prefix(service, key.as_bytes());
+    let seq = match w.last_in_prefix(Table::Inbox, &prefix)? {
+        Some((k, _)) => schema::decode_inbox_key(&k)?.2 + 1,
+        None => 0,
+    };
+    w.put(Table::Inbox, &schema::inbox_key(service, key.as_bytes(), seq), value)
+}
+
+/// Decodes an inbox value (see [`INBOX_STATE_TAG`]).
+pub fn decode_inbox_value(v: &[u8]) -> Result<InboxEntry, StoreError> {
+    if let Some(m) = v.strip_prefix(INBOX_STATE_TAG) {
+        use prost::Message;
+        let m = crate::fsm::ModifyState::decode(m)
+            .map_err(|_| corrupt(Table::Inbox, "inbox state replacement does not decode"))?;
+        return Ok(InboxEntry::State(m));
+    }
+    let (id, life) = v.split_at(v.len().min(schema::INVOCATION_ID_BYTES));
+    let life = match life {
+        [] => 0,
+        l => u64::from_be_bytes(
+            l.try_into().map_err(|_| corrupt(Table::Inbox, "inbox value is not id and life"))?,
+        ),
+    };
+    Ok(InboxEntry::Invocation(parse_id(Table::Inbox, id)?, life))
 }

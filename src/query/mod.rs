@@ -42,6 +42,12 @@ const BATCH_ROWS: usize = 128;
 /// Longest SQL text accepted. Bytes. Deeply nested expressions would exhaust the planner's
 /// stack; no statement the CLI or the UI sends comes near this.
 const SQL_BYTES_MAX: usize = 64 * 1024;
+/// Most binary operators (`+`, `=`, `AND`, `||`, ...) in one query. The parser bounds nesting
+/// by parentheses and prefixes (depth 50), but a chain `1+1+...` nests one level per
+/// operator, and parts of the planner walk it recursively (cloning included): a chain of
+/// thousands overflows the stack and takes the process down. No introspection query needs
+/// this many; the tokenizer that counts them does not recurse.
+const SQL_OPERATORS_MAX: usize = 1000;
 /// Queries running at once; one more is answered 429 with `Retry-After`.
 const QUERIES_CONCURRENT_MAX: usize = 4;
 /// A query (planning, then its whole answer) ends after this long.
@@ -115,54 +121,153 @@ impl Engine for DfEngine {
                 let m = format!("the query has {} bytes, more than {SQL_BYTES_MAX}", sql.len());
                 return Err(refused(StatusCode::BAD_REQUEST, m));
             }
+            let operators = binary_operators(&sql);
+            if operators > SQL_OPERATORS_MAX {
+                let m = format!(
+                    "the query has {operators} binary operators, more than {SQL_OPERATORS_MAX}; \
+                     split it into simpler queries"
+                );
+                return Err(refused(StatusCode::BAD_REQUEST, m));
+            }
             let Ok(permit) = permit else {
                 let m = format!("{QUERIES_CONCURRENT_MAX} queries are running; retry shortly");
                 return Err(refused(StatusCode::TOO_MANY_REQUESTS, m));
             };
-            let deadline = tokio::time::Instant::now() + QUERY_TIME_MAX;
-            let timed_out = || {
-                refused(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("the query ran longer than {QUERY_TIME_MAX:?}"),
-                )
-            };
             let ctx = ctx.map_err(running)?;
-            // DDL and DML are refused: only queries.
-            let options = datafusion::execution::context::SQLOptions::new()
-                .with_allow_ddl(false)
-                .with_allow_dml(false)
-                .with_allow_statements(false);
-            let planned = async {
-                let df = ctx.sql_with_options(&sql, options).await.map_err(planning)?;
-                let mut stream = df.execute_stream().await.map_err(planning)?;
-                // The first rows decide between an error status and an answer (empty
-                // batches say nothing yet).
-                let first = loop {
-                    match stream.next().await {
-                        Some(Ok(b)) if b.num_rows() == 0 => continue,
-                        Some(Ok(b)) => break Some(b),
-                        Some(Err(e)) => return Err(running(e)),
-                        None => break None,
-                    }
+            // Planned and run on the query threads (see `query_threads`); the answer comes
+            // back through a small channel, so a slow reader slows the query, and a reader
+            // that goes away stops it.
+            let (mut first_tx, first_rx) = tokio::sync::oneshot::channel();
+            query_threads().spawn(async move {
+                let deadline = tokio::time::Instant::now() + QUERY_TIME_MAX;
+                let planned = tokio::time::timeout_at(deadline, plan(ctx, sql));
+                let planned = tokio::select! {
+                    r = planned => r,
+                    _ = first_tx.closed() => return,
                 };
-                Ok((first, stream))
-            };
-            let (first, stream) =
-                tokio::time::timeout_at(deadline, planned).await.map_err(|_| timed_out())??;
-            let answer = match format {
-                Format::Json => json_answer(first, stream),
-                Format::ArrowStream => arrow_answer(first, stream).map_err(running)?,
-            };
-            // The answer holds the permit, and ends (cut short) at the deadline.
-            Ok(answer
-                .take_until(tokio::time::sleep_until(deadline))
-                .map(move |x| {
-                    let _hold = &permit;
-                    x
-                })
-                .boxed())
+                let (first, stream) = match planned {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(e)) => return drop(first_tx.send(Err(e))),
+                    Err(_) => return drop(first_tx.send(Err(timed_out()))),
+                };
+                let answer = match format {
+                    Format::Json => json_answer(first, stream),
+                    Format::ArrowStream => match arrow_answer(first, stream) {
+                        Ok(a) => a,
+                        Err(e) => return drop(first_tx.send(Err(running(e)))),
+                    },
+                };
+                let (tx, rx) = tokio::sync::mpsc::channel(ANSWER_CHUNKS_QUEUED);
+                if first_tx.send(Ok(rx)).is_err() {
+                    return;
+                }
+                // Cut short at the deadline; the permit is held until the answer ends.
+                let mut answer =
+                    std::pin::pin!(answer.take_until(tokio::time::sleep_until(deadline)));
+                while let Some(chunk) = answer.next().await {
+                    if tx.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+                drop(permit);
+            });
+            let rx = first_rx.await.map_err(|_| {
+                refused(StatusCode::INTERNAL_SERVER_ERROR, "the query stopped unexpectedly")
+            })??;
+            let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|chunk| (chunk, rx))
+            });
+            Ok(chunks.boxed())
         })
     }
+}
+
+/// Answer chunks queued between the query threads and the HTTP response.
+const ANSWER_CHUNKS_QUEUED: usize = 2;
+/// Stack of each query thread. Bytes. The planner and the evaluator recurse once per
+/// operator in an expression ([`SQL_OPERATORS_MAX`] of them at most), with large frames in
+/// unoptimized builds; only the pages touched are resident.
+const QUERY_THREAD_STACK_BYTES: usize = 64 << 20;
+/// Threads that plan and run queries.
+const QUERY_THREADS: usize = 2;
+
+/// The runtime queries run on, apart from the server's: its threads have deep stacks (see
+/// [`QUERY_THREAD_STACK_BYTES`]), and a heavy query never occupies the threads that serve
+/// the ingress and the partitions. Built on first use; lives as long as the process.
+fn query_threads() -> &'static tokio::runtime::Handle {
+    static THREADS: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    THREADS
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(QUERY_THREADS)
+                .thread_stack_size(QUERY_THREAD_STACK_BYTES)
+                .thread_name("ratchet-query")
+                .enable_all()
+                .build()
+                .expect("the query runtime starts")
+        })
+        .handle()
+}
+
+fn timed_out() -> QueryError {
+    refused(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("the query ran longer than {QUERY_TIME_MAX:?}"),
+    )
+}
+
+/// Plans `sql` (only queries: DDL, DML and statements are refused) and runs it up to its
+/// first non-empty batch, which decides between an error status and an answer.
+async fn plan(
+    ctx: SessionContext,
+    sql: String,
+) -> Result<(Option<RecordBatch>, SendableRecordBatchStream), QueryError> {
+    let options = datafusion::execution::context::SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = ctx.sql_with_options(&sql, options).await.map_err(planning)?;
+    let mut stream = df.execute_stream().await.map_err(planning)?;
+    let first = loop {
+        match stream.next().await {
+            Some(Ok(b)) if b.num_rows() == 0 => continue,
+            Some(Ok(b)) => break Some(b),
+            Some(Err(e)) => return Err(running(e)),
+            None => break None,
+        }
+    };
+    Ok((first, stream))
+}
+
+/// The binary operators in `sql` (0 if it does not tokenize: the parser will say why).
+fn binary_operators(sql: &str) -> usize {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else { return 0 };
+    tokens
+        .iter()
+        .filter(|t| match t {
+            Token::Word(w) => matches!(w.keyword, Keyword::AND | Keyword::OR),
+            Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::Eq
+            | Token::DoubleEq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::StringConcat
+            | Token::Ampersand
+            | Token::Pipe
+            | Token::Caret => true,
+            _ => false,
+        })
+        .count()
 }
 
 fn io(e: impl std::fmt::Display) -> std::io::Error {

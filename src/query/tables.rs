@@ -869,8 +869,12 @@ fn keyed_row(kind: Kind, k: &[u8], v: &[u8]) -> Result<Option<Vec<Val>>, String>
         }
         Kind::Inbox => {
             let (service, key, seq) = schema::decode_inbox_key(k).map_err(|e| e.to_string())?;
-            let id =
-                v.get(..schema::INVOCATION_ID_BYTES).and_then(|b| InvocationId::from_bytes(b).ok());
+            // State replacements wait in the inbox too; the table lists invocations only.
+            let id = match ratchet::fsm::storage::decode_inbox_value(v) {
+                Ok(ratchet::fsm::InboxEntry::State(_)) => return Ok(None),
+                Ok(ratchet::fsm::InboxEntry::Invocation(id, _)) => Some(id),
+                Err(_) => None,
+            };
             vec![
                 Val::U64(pk_of_key(&service, &key)),
                 s(&service),

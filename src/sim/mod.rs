@@ -183,6 +183,9 @@ enum Op {
     /// `Kill`, `Purge` and an `Invoke` with this entry's input for the (deterministic) id `id`,
     /// in one append: whatever the earlier life left in flight arrives after the new life.
     Recreate,
+    /// An admin state edit (`ModifyState`) of the entry's object with a stale version: it
+    /// waits behind the object's lock like an invocation, then must change nothing.
+    EditState,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -474,7 +477,14 @@ fn plan(rng: &mut SimRng, options: &Options, horizon_ms: u64) -> Vec<Planned> {
             if key.is_empty() { rng.next_u64() } else { fsm::partition_key_of(&key) };
         let id = InvocationId { partition_key, uuid };
         let at_ms = rng.below(horizon_ms.max(1));
-        out.push(Planned::new(id, (service, handler), &key, input, expect, at_ms));
+        let counted_add = (service, handler, &expect) == ("Counter", "add", &Expect::Success);
+        let planned = Planned::new(id, (service, handler), &key, input, expect, at_ms);
+        // Every fourth counted add is followed by a stale state edit of its key, mostly while
+        // the add holds the lock (decided from the id: the rest of the plan stays as it was).
+        if counted_add && uuid >> 64 & 3 == 0 {
+            out.push(planned.clone().then(Op::EditState, id, at_ms + (uuid >> 66) as u64 % 50));
+        }
+        out.push(planned);
     }
     if options.panicking_handler {
         let id = InvocationId { partition_key: rng.next_u64(), uuid: u128::from(rng.next_u64()) };
@@ -1018,6 +1028,15 @@ fn records_of(p: &Planned) -> Vec<Record> {
             outcome: None,
         }))],
         Op::Kill => vec![kill()],
+        Op::EditState => vec![record(record::Kind::ModifyState(fsm::ModifyState {
+            service: p.service.into(),
+            key: p.key.clone(),
+            entries: vec![fsm::StateEntry {
+                key: Bytes::from_static(b"count"),
+                value: Bytes::from_static(b"999999"),
+            }],
+            version: "stale".into(),
+        }))],
         Op::Recreate => vec![
             kill(),
             record(record::Kind::Purge(fsm::Kill { invocation_id: id.clone() })),
