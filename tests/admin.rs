@@ -602,17 +602,116 @@ async fn deployment_descriptors_are_exact() {
         with_services(json!([expected_greeter(&id), expected_counter(&id)]))
     );
 
-    // Not yet supported operations answer in the JSON error shape (DELETE without force: 501, empty).
+    // DELETE without force: 501 with no body, as Restate; PUT is deprecated under V3+.
     let delete = server.call(Method::DELETE, &format!("/v4/deployments/{id}"), None).await;
     assert_eq!(delete.status, StatusCode::NOT_IMPLEMENTED);
     assert!(delete.body.is_empty());
     server
-        .call(Method::DELETE, &format!("/v4/deployments/{id}?force=true"), None)
-        .await
-        .error(StatusCode::NOT_IMPLEMENTED);
-    server
         .call(Method::PUT, &format!("/v4/deployments/{id}"), Some("{}"))
         .await
         .error(StatusCode::METHOD_NOT_ALLOWED);
+    // Forced removal takes the deployment and the services it served.
+    let delete =
+        server.call(Method::DELETE, &format!("/v4/deployments/{id}?force=true"), None).await;
+    assert_eq!(delete.status, StatusCode::ACCEPTED);
+    assert_eq!(server.get_json("/v4/deployments").await, json!({"deployments": []}));
+    assert_eq!(server.get_json("/v4/services").await, json!({"services": []}));
+    assert_no_warnings();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Updating a deployment (`PATCH /deployments/{id}`) at the registry.
+
+fn discovered(manifest: Value) -> DiscoveredEndpoint {
+    DiscoveredEndpoint {
+        manifest_version: ManifestVersion::V3,
+        endpoint: serde_json::from_value(manifest).unwrap(),
+        http_version: http::Version::HTTP_2,
+        server: None,
+    }
+}
+
+#[tokio::test]
+async fn deployment_updates_keep_pinned_invocations_servable_unless_overwritten() {
+    let server = start().await;
+    let id = register_directly(&server);
+    let registry = &server.registry;
+    let headers = BTreeMap::new();
+    let update = |m: Value, overwrite: bool| {
+        registry.update(
+            &id,
+            "http://127.0.0.1:9081/",
+            headers.clone(),
+            overwrite,
+            false,
+            &discovered(m),
+        )
+    };
+    let before = registry.snapshot();
+    // Without overwrite: a dropped service, a dropped handler, a type change or other
+    // protocol versions are refused, and nothing changes.
+    let mut no_counter = manifest("VIRTUAL_OBJECT");
+    no_counter["services"].as_array_mut().unwrap().retain(|s| s["name"] != "Counter");
+    let mut no_get = manifest("VIRTUAL_OBJECT");
+    no_get["services"][1]["handlers"].as_array_mut().unwrap().retain(|h| h["name"] != "get");
+    let mut other_versions = manifest("VIRTUAL_OBJECT");
+    other_versions["maxProtocolVersion"] = json!(7);
+    for (m, says) in [
+        (no_counter.clone(), "does not serve service 'Counter'"),
+        (no_get, "no handler 'get'"),
+        (manifest("WORKFLOW"), "is a Workflow"),
+        (other_versions, "protocol versions 5..=7"),
+    ] {
+        let err = update(m, false).expect_err(says).to_string();
+        assert!(err.contains(says), "{err}");
+    }
+    assert_eq!(registry.snapshot().services, before.services);
+    assert_eq!(registry.snapshot().deployments, before.deployments);
+    // Added services are fine; the address moves, the id and revisions stay.
+    let mut extra = manifest("VIRTUAL_OBJECT");
+    extra["services"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "Extra", "ty": "SERVICE", "handlers": []}));
+    let (d, _) = update(extra, false).unwrap().unwrap();
+    assert_eq!(d.id, id);
+    assert_eq!(d.uri, "http://127.0.0.1:9081/");
+    let schema = registry.snapshot();
+    assert_eq!(schema.service("Counter").unwrap().revision, 1);
+    assert_eq!(schema.service("Extra").unwrap().deployment_id, id);
+    // With overwrite the dropped services go: nothing would answer their calls.
+    let (d, _) = update(no_counter, true).unwrap().unwrap();
+    let schema = registry.snapshot();
+    assert!(schema.service("Counter").is_none() && schema.service("Extra").is_none());
+    assert_eq!(d.services, vec![("Greeter".to_string(), 1)]);
+    assert_eq!(schema.deployment(&id).unwrap().services, d.services);
+    // Another deployment's address and headers are refused.
+    let other = DeploymentId(0x0fed_cba9_8765_4321_0fed_cba9_8765_4321);
+    registry
+        .register(
+            Registration {
+                uri: "http://127.0.0.1:9082/".to_owned(),
+                additional_headers: BTreeMap::new(),
+                metadata: BTreeMap::new(),
+                force: true,
+                dry_run: false,
+                now_ms: CREATED_MS,
+                new_id: other,
+            },
+            &discovered(manifest("VIRTUAL_OBJECT")),
+        )
+        .unwrap();
+    let err = registry
+        .update(
+            &id,
+            "http://127.0.0.1:9082/",
+            BTreeMap::new(),
+            true,
+            false,
+            &discovered(manifest("VIRTUAL_OBJECT")),
+        )
+        .expect_err("a twin")
+        .to_string();
+    assert!(err.contains("already has this address"), "{err}");
     assert_no_warnings();
 }

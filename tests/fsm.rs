@@ -1321,6 +1321,7 @@ fn state_versions_are_restates_and_a_stale_edit_changes_nothing() {
                 value: Bytes::from_static(value),
             }],
             version,
+            ack_request: 0,
         }))
     };
     let read = |store: &PartitionStore| {
@@ -1336,4 +1337,56 @@ fn state_versions_are_restates_and_a_stale_edit_changes_nothing() {
     // The same (now stale) version again: nothing changes.
     apply_all(&fsm, &store, &[edit(seen, b"cy")]);
     assert_eq!(read(&store).as_deref(), Some(b"ann".as_slice()));
+}
+
+#[test]
+fn a_state_edit_waits_its_turn_behind_the_lock_and_is_refused_when_too_much_waits() {
+    use ratchet::fsm::{ModifyState, StateEntry};
+    let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
+    let edit = |value: &'static [u8], ack_request: u64| {
+        rec(record::Kind::ModifyState(ModifyState {
+            service: "Counter".into(),
+            key: "k".into(),
+            entries: vec![StateEntry {
+                key: Bytes::from_static(b"name"),
+                value: Bytes::from_static(value),
+            }],
+            version: String::new(),
+            ack_request,
+        }))
+    };
+    let read = |store: &PartitionStore| {
+        store.begin_read().unwrap().state_get("Counter", "k", b"name").unwrap()
+    };
+    let taken = |a: &[Action], request: u64| {
+        replies(a).iter().any(|r| {
+            r.0 == request && matches!(r.2.result, Some(ratchet::fsm::outcome::Result::Value(_)))
+        })
+    };
+    // No holder: applied at once.
+    let a = apply_all(&fsm, &store, &[edit(b"first", 20)]);
+    assert!(taken(&a, 20), "{a:?}");
+    assert_eq!(read(&store).as_deref(), Some(b"first".as_slice()));
+    // Behind a holder: taken (queued), not applied; an invocation after it waits behind it.
+    apply_all(&fsm, &store, &[invoke(1, HandlerKind::Exclusive, "k", 11)]);
+    let a =
+        apply_all(&fsm, &store, &[edit(b"queued", 21), invoke(2, HandlerKind::Exclusive, "k", 12)]);
+    assert!(taken(&a, 21), "{a:?}");
+    assert_eq!(read(&store).as_deref(), Some(b"first".as_slice()), "the holder's state stays");
+    // The holder finishes: the edit applies in its turn, then the next invocation starts.
+    let a = apply_all(&fsm, &store, &finish(1, 1, b"\"one\""));
+    assert_eq!(read(&store).as_deref(), Some(b"queued".as_slice()));
+    assert_eq!(started(&a), vec![(2, 1)]);
+    // Too much waiting: the edit is refused (its asker hears why) and changes nothing.
+    let behind: Vec<Record> = (10..10 + limits::STATE_EDIT_QUEUE_BEHIND_MAX as u128)
+        .map(|n| invoke(n, HandlerKind::Exclusive, "k", 0))
+        .collect();
+    apply_all(&fsm, &store, &behind);
+    let a = apply_all(&fsm, &store, &[edit(b"late", 22)]);
+    let refused: Vec<_> = replies(&a).into_iter().filter(|r| r.0 == 22).collect();
+    assert_eq!(refused.len(), 1, "{a:?}");
+    assert!(failure_of(&refused[0].2).1.contains("queues behind at most"), "{refused:?}");
+    let a = apply_all(&fsm, &store, &finish(2, 1, b"\"two\""));
+    assert_eq!(started(&a), vec![(10, 1)]);
+    assert_eq!(read(&store).as_deref(), Some(b"queued".as_slice()));
 }

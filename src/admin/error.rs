@@ -36,6 +36,9 @@ pub enum AdminError {
     HandlerNotFound { service: String, handler: String },
     #[error("Conflict: {0}")]
     Conflict(String),
+    /// Too much is waiting already (an object's queue behind its lock).
+    #[error("{0}")]
+    TooMany(String),
     #[error("The requested invocation '{0}' does not exist")]
     InvocationNotFound(String),
     #[error("{0}")]
@@ -85,6 +88,7 @@ impl AdminError {
             AdminError::Gone(_) => StatusCode::GONE,
             AdminError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AdminError::Conflict(_) => StatusCode::CONFLICT,
+            AdminError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             AdminError::DeprecatedPutDeployment => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::Discovery(d) => discovery_status(d),
             AdminError::Register(RegisterError::TypeChange { .. }) => StatusCode::CONFLICT,

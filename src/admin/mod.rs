@@ -17,8 +17,9 @@
 //!   [`ADMIN_API_VERSION_MIN`]..=[`ADMIN_API_VERSION_MAX`].
 //! - Every failure is the JSON error body of [`error`]; nothing here panics on request input.
 //! - A new deployment id is never the id of a deployment already in the snapshot.
-//! - One deployment change (register, update, remove) is in flight at a time; another gets
-//!   409 at once rather than deciding on the same snapshot. Dry runs are not changes.
+//! - One deployment change that discovers (register, update) is in flight at a time; another
+//!   gets 409 at once rather than deciding on the same snapshot. Dry runs and removals (no
+//!   discovery) do not take the slot.
 
 mod error;
 pub mod format;
@@ -296,8 +297,8 @@ async fn register_deployment(State(api): State<Api>, body: Bytes) -> Result<Resp
 fn begin_change(api: &Api) -> Result<crate::schema::ChangeGuard<'_>, AdminError> {
     api.state.registry.begin_change().ok_or_else(|| {
         AdminError::Conflict(
-            "another deployment change (register, update or remove) is in progress; retry \
-             when it has finished"
+            "another deployment change (register or update) is in progress; retry when it \
+             has finished"
                 .to_owned(),
         )
     })
@@ -395,7 +396,9 @@ async fn delete_deployment(
     }
     let schema = api.state.registry.snapshot();
     let dp = find_deployment(&schema, &id)?.id.clone();
-    let _change = begin_change(&api)?;
+    // No discovery to wait for: the registry's writer lock orders it with any commit, so it
+    // needs no change slot (a registration deciding meanwhile re-reads the schema it commits
+    // to).
     let registry = api.state.registry.clone();
     let removed = tokio::task::spawn_blocking(move || registry.remove(&dp))
         .await
@@ -654,6 +657,7 @@ async fn modify_service_state(
         .as_ref()
         .ok_or_else(|| AdminError::Unavailable("this node runs no partitions".to_owned()))?;
     let handle = partitions.for_key(crate::fsm::partition_key_of(&request.object_key));
+    let (ack_request, rx, _guard) = partitions.waiters.register();
     let m = crate::fsm::ModifyState {
         service: name,
         key: request.object_key,
@@ -663,13 +667,22 @@ async fn modify_service_state(
             .map(|(k, v)| crate::fsm::StateEntry { key: k.into_bytes().into(), value: v.into() })
             .collect(),
         version: request.version.unwrap_or_default(),
+        ack_request,
     };
     let kind = crate::fsm::record::Kind::ModifyState(m);
     handle
         .append(vec![crate::fsm::Record { header: None, kind: Some(kind) }])
         .await
         .map_err(|e| AdminError::Unavailable(format!("cannot append the request: {e}")))?;
-    Ok(StatusCode::ACCEPTED.into_response())
+    // Answered once applied: taken (replaced, or queued behind the object's lock) or refused
+    // (too much waiting for the object), so an edit is never lost after a 202.
+    let (_, outcome) = rx.await.map_err(|_| {
+        AdminError::Unavailable("the server is shutting down; the edit may have been taken".into())
+    })?;
+    match outcome.result {
+        Some(crate::fsm::outcome::Result::Failure(f)) => Err(AdminError::TooMany(f.message)),
+        _ => Ok(StatusCode::ACCEPTED.into_response()),
+    }
 }
 
 async fn list_handlers(

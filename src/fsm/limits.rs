@@ -121,6 +121,25 @@ pub fn check_inbox_grows(len: u64) -> Result<(), Violation> {
     Ok(())
 }
 
+/// Entries that may wait for an object before a state edit of it is refused instead of
+/// queued behind them: an edit carries a whole state (up to the admin API's body limit), so
+/// this bounds what edits can pile up behind a holder that does not finish.
+pub const STATE_EDIT_QUEUE_BEHIND_MAX: u64 = 1_000;
+
+/// Checks that a state edit may queue behind the `len` entries waiting for its object.
+pub fn check_state_edit_queues(len: u64) -> Result<(), Violation> {
+    if len >= STATE_EDIT_QUEUE_BEHIND_MAX {
+        return Err(Violation::new(
+            Code::InboxFull,
+            format!(
+                "{len} entries wait for the object; a state edit queues behind at most \
+                 {STATE_EDIT_QUEUE_BEHIND_MAX}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// State read at most to check the version of a state edit (`ModifyState`); a larger state
 /// cannot be edited with a version check. Bytes.
 pub const STATE_VERSION_BYTES_MAX: usize = 64 * 1024 * 1024;

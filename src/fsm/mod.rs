@@ -644,7 +644,7 @@ impl Fsm {
                 out.retained.flush(s)?;
                 self.restart_as_new(s, r, lsn, now_ms, out)?
             }
-            Some(record::Kind::ModifyState(m)) => self.modify_state(s, m)?,
+            Some(record::Kind::ModifyState(m)) => self.modify_state(s, m, out)?,
             Some(record::Kind::TruncateOutbox(t)) => s.outbox_truncate(t.seq_through)?,
             Some(record::Kind::AnnounceLeader(_)) => {}
             None => return Err(invalid("empty record")),
@@ -1760,19 +1760,43 @@ impl Fsm {
     /// Replaces an object's whole state once no invocation holds its lock: at once when it
     /// is free, else queued in its inbox behind the invocations that came first (so a handler
     /// never sees its state change under it).
-    fn modify_state<S: FsmStore>(&self, s: &mut S, m: &ModifyState) -> Result<(), ApplyError> {
-        // The admin API checks these; a record that breaks them anyway is skipped, never
+    fn modify_state<S: FsmStore>(
+        &self,
+        s: &mut S,
+        m: &ModifyState,
+        out: &mut Batch,
+    ) -> Result<(), ApplyError> {
+        // Whoever asked hears whether the edit was taken or why not.
+        let answer = |out: &mut Batch, refused: Option<limits::Violation>| {
+            if m.ack_request != 0 {
+                let outcome = match refused {
+                    None => Outcome { result: Some(outcome::Result::Value(Bytes::new())) },
+                    Some(v) => violation_outcome(&v),
+                };
+                let id = InvocationId { partition_key: 0, uuid: 0 };
+                out.push(Action::IngressReply { request_id: m.ack_request, id, outcome });
+            }
+        };
+        // The admin API checks these; a record that breaks them anyway is refused, never
         // stored (an oversized key would fail the store and stop the partition).
-        limits::check_object_key(&m.key).map_err(|v| invalid(v.detail))?;
-        for e in &m.entries {
-            limits::check_state_key(&m.service, &m.key, &e.key).map_err(|v| invalid(v.detail))?;
+        let checked = limits::check_object_key(&m.key).and_then(|()| {
+            m.entries.iter().try_for_each(|e| limits::check_state_key(&m.service, &m.key, &e.key))
+        });
+        if let Err(v) = checked {
+            answer(out, Some(v));
+            return Ok(());
         }
         if s.lock(&m.service, &m.key)?.is_none() {
-            return replace_state(s, m);
+            replace_state(s, m)?;
+            answer(out, None);
+            return Ok(());
         }
-        limits::check_inbox_grows(s.inbox_len(&m.service, &m.key)?)
-            .map_err(|v| invalid(v.detail))?;
+        if let Err(v) = limits::check_state_edit_queues(s.inbox_len(&m.service, &m.key)?) {
+            answer(out, Some(v));
+            return Ok(());
+        }
         s.inbox_push_state(&m.service, &m.key, m)?;
+        answer(out, None);
         Ok(())
     }
 }

@@ -144,6 +144,9 @@ pub struct ModifyState {
     /// whatever is there.
     #[prost(string, tag = "4")]
     pub version: String,
+    /// Who hears whether the edit was taken (applied or queued) or refused; 0: nobody.
+    #[prost(uint64, tag = "5")]
+    pub ack_request: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

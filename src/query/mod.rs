@@ -42,12 +42,13 @@ const BATCH_ROWS: usize = 128;
 /// Longest SQL text accepted. Bytes. Deeply nested expressions would exhaust the planner's
 /// stack; no statement the CLI or the UI sends comes near this.
 const SQL_BYTES_MAX: usize = 64 * 1024;
-/// Most binary operators (`+`, `=`, `AND`, `||`, ...) in one query. The parser bounds nesting
-/// by parentheses and prefixes (depth 50), but a chain `1+1+...` nests one level per
-/// operator, and parts of the planner walk it recursively (cloning included): a chain of
+/// Most operators (`+`, `=`, `<<`, `::`, `AND`, `IS`, ...; see [`operators`]) in one query.
+/// The parser bounds nesting by parentheses and prefixes (depth 50), but a chain `1+1+...`
+/// nests one level per operator, and parts of the planner walk it recursively (cloning
+/// included) and some of its passes take time that grows faster than the chain: a chain of
 /// thousands overflows the stack and takes the process down. No introspection query needs
 /// this many; the tokenizer that counts them does not recurse.
-const SQL_OPERATORS_MAX: usize = 1000;
+const SQL_OPERATORS_MAX: usize = 500;
 /// Queries running at once; one more is answered 429 with `Retry-After`.
 const QUERIES_CONCURRENT_MAX: usize = 4;
 /// A query (planning, then its whole answer) ends after this long.
@@ -121,11 +122,11 @@ impl Engine for DfEngine {
                 let m = format!("the query has {} bytes, more than {SQL_BYTES_MAX}", sql.len());
                 return Err(refused(StatusCode::BAD_REQUEST, m));
             }
-            let operators = binary_operators(&sql);
+            let operators = operators(&sql);
             if operators > SQL_OPERATORS_MAX {
                 let m = format!(
-                    "the query has {operators} binary operators, more than {SQL_OPERATORS_MAX}; \
-                     split it into simpler queries"
+                    "the query has {operators} operators, more than {SQL_OPERATORS_MAX}; split \
+                     it into simpler queries"
                 );
                 return Err(refused(StatusCode::BAD_REQUEST, m));
             }
@@ -146,6 +147,11 @@ impl Engine for DfEngine {
                     _ = first_tx.closed() => return,
                 };
                 let (first, stream) = match planned {
+                    // Planning does not yield, so it can end past the deadline: then there is
+                    // no time left to answer in.
+                    Ok(Ok(_)) if tokio::time::Instant::now() >= deadline => {
+                        return drop(first_tx.send(Err(timed_out())))
+                    }
                     Ok(Ok(answer)) => answer,
                     Ok(Err(e)) => return drop(first_tx.send(Err(e))),
                     Err(_) => return drop(first_tx.send(Err(timed_out()))),
@@ -171,9 +177,14 @@ impl Engine for DfEngine {
                 }
                 drop(permit);
             });
-            let rx = first_rx.await.map_err(|_| {
-                refused(StatusCode::INTERNAL_SERVER_ERROR, "the query stopped unexpectedly")
-            })??;
+            // Bounded here too: planning that does not yield cannot be cut short where it
+            // runs, but the asker is answered in time.
+            let rx = tokio::time::timeout(QUERY_TIME_MAX, first_rx)
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|_| {
+                    refused(StatusCode::INTERNAL_SERVER_ERROR, "the query stopped unexpectedly")
+                })??;
             let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|chunk| (chunk, rx))
             });
@@ -189,7 +200,7 @@ const ANSWER_CHUNKS_QUEUED: usize = 2;
 /// unoptimized builds; only the pages touched are resident.
 const QUERY_THREAD_STACK_BYTES: usize = 64 << 20;
 /// Threads that plan and run queries.
-const QUERY_THREADS: usize = 2;
+const QUERY_THREADS: usize = QUERIES_CONCURRENT_MAX;
 
 /// The runtime queries run on, apart from the server's: its threads have deep stacks (see
 /// [`QUERY_THREAD_STACK_BYTES`]), and a heavy query never occupies the threads that serve
@@ -239,8 +250,11 @@ async fn plan(
     Ok((first, stream))
 }
 
-/// The binary operators in `sql` (0 if it does not tokenize: the parser will say why).
-fn binary_operators(sql: &str) -> usize {
+/// The operators in `sql` (0 if it does not tokenize: the parser will say why): every token
+/// that is not a name, a literal, a comma, a parenthesis or a period, and the keywords that
+/// join expressions (`AND`, `IS`, `LIKE`, ...). Counting everything but atoms, rather than a
+/// list of operators, keeps an operator forgotten here from building an unbounded chain.
+fn operators(sql: &str) -> usize {
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::keywords::Keyword;
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
@@ -248,24 +262,43 @@ fn binary_operators(sql: &str) -> usize {
     tokens
         .iter()
         .filter(|t| match t {
-            Token::Word(w) => matches!(w.keyword, Keyword::AND | Keyword::OR),
-            Token::Plus
-            | Token::Minus
-            | Token::Mul
-            | Token::Div
-            | Token::Mod
-            | Token::Eq
-            | Token::DoubleEq
-            | Token::Neq
-            | Token::Lt
-            | Token::Gt
-            | Token::LtEq
-            | Token::GtEq
-            | Token::StringConcat
-            | Token::Ampersand
-            | Token::Pipe
-            | Token::Caret => true,
-            _ => false,
+            Token::Word(w) => matches!(
+                w.keyword,
+                Keyword::AND
+                    | Keyword::OR
+                    | Keyword::NOT
+                    | Keyword::IS
+                    | Keyword::IN
+                    | Keyword::LIKE
+                    | Keyword::ILIKE
+                    | Keyword::SIMILAR
+                    | Keyword::BETWEEN
+                    | Keyword::COLLATE
+                    | Keyword::AT
+                    | Keyword::OPERATOR
+                    | Keyword::ESCAPE
+                    | Keyword::REGEXP
+                    | Keyword::RLIKE
+                    | Keyword::DIV
+                    | Keyword::XOR
+                    | Keyword::OVERLAPS
+                    | Keyword::MATCH
+            ),
+            Token::Number(..)
+            | Token::Char(_)
+            | Token::Comma
+            | Token::Whitespace(_)
+            | Token::LParen
+            | Token::RParen
+            | Token::Period
+            | Token::SemiColon
+            | Token::EOF => false,
+            // Every string and byte literal variant is named `...String...` or `...Literal`.
+            other => {
+                let debug = format!("{other:?}");
+                let variant = debug.split('(').next().unwrap_or("");
+                !(variant.contains("String") || variant.contains("Literal"))
+            }
         })
         .count()
 }

@@ -7,7 +7,8 @@
 //!   page from one read transaction taken when the scan starts, on a blocking thread.
 //! - `id = '…'` / `id IN (…)` filters on invocation tables are pushed down as point lookups
 //!   (reported Inexact, so DataFusion still applies them).
-//! - A partition that is not running contributes no rows (a query never waits for one).
+//! - A partition that is not running contributes no rows to a scan (a query never waits for
+//!   one); a point lookup of an id it owns fails the query instead.
 
 use std::fmt;
 use std::sync::Arc;
@@ -563,6 +564,9 @@ impl PartitionStream for Part {
             .partition
             .and_then(|p| sources.partitions.partitions.get(p).and_then(|h| h.store()));
         let partition = self.partition;
+        let running = partition
+            .and_then(|p| sources.partitions.partitions.get(p))
+            .is_some_and(|h| h.liveness().is_running());
         let n = sources.partitions.partitions.len() as u16;
         // Point lookups: only the ids this partition owns.
         let ids: Option<Vec<InvocationId>> = self.ids.as_ref().map(|ids| {
@@ -581,6 +585,17 @@ impl PartitionStream for Part {
             async move {
                 if matches!(cursor, Cursor::Done) {
                     return None;
+                }
+                // Asking for an id a partition owns while it does not run (what it applied
+                // may be behind what it accepted) is an error, not a silent "no such
+                // invocation"; a scan goes on without it.
+                if kind.partitioned() && !running && ids.as_ref().is_some_and(|i| !i.is_empty()) {
+                    let p = partition.unwrap_or_default();
+                    let e = format!(
+                        "partition {p}, which owns an invocation asked for, is not running; \
+                         retry shortly"
+                    );
+                    return Some((Err(DataFusionError::Execution(e)), Cursor::Done));
                 }
                 if kind.partitioned() && store.is_none() {
                     return None;

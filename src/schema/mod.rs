@@ -359,10 +359,11 @@ impl Registry {
     }
 
     /// Points deployment `id` at a new address or headers (`PATCH /deployments/{id}`), with
-    /// the manifest discovered there. Without `overwrite` the manifest must serve the same
-    /// services with the same types; with it, anything may change. Services this deployment
-    /// still serves take the new manifest and keep their revision; services that moved to a
-    /// newer deployment since are left alone. `Ok(None)`: no such deployment.
+    /// the manifest discovered there. Without `overwrite` the update must be compatible (see
+    /// [`compatible_update`]); with it, anything may change, and services the new manifest
+    /// drops are removed. Services this deployment still serves take the new manifest and
+    /// keep their revision; services that moved to a newer deployment since are left alone.
+    /// `Ok(None)`: no such deployment.
     #[allow(clippy::too_many_arguments)]
     pub fn update(
         &self,
@@ -376,19 +377,20 @@ impl Registry {
         let _w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut schema = (*self.snapshot()).clone();
         let Some(old) = schema.deployments.get(id).cloned() else { return Ok(None) };
+        let ep = &discovered.endpoint;
+        let twin = schema
+            .deployments
+            .values()
+            .find(|d| d.id != id && d.uri == uri && d.additional_headers == additional_headers);
+        if let Some(twin) = twin {
+            return Err(RegisterError::UpdateChangesServices(format!(
+                "deployment {} already has this address and these headers",
+                twin.id
+            )));
+        }
         if !overwrite {
-            let before: std::collections::BTreeSet<&str> =
-                old.services.iter().map(|(n, _)| n.as_str()).collect();
-            let after: std::collections::BTreeSet<&str> =
-                discovered.endpoint.services.iter().map(|s| s.name.as_str()).collect();
-            if before != after {
-                let removed: Vec<_> = before.difference(&after).collect();
-                let added: Vec<_> = after.difference(&before).collect();
-                return Err(RegisterError::UpdateChangesServices(format!(
-                    "the deployment at the new address serves other services (added {added:?}, \
-                     removed {removed:?}); update with overwrite to accept that"
-                )));
-            }
+            compatible_update(&schema, &old, discovered)
+                .map_err(RegisterError::UpdateChangesServices)?;
         }
         let (mut deployment, built) = build_deployment(
             &schema,
@@ -404,21 +406,34 @@ impl Registry {
         for mut service in built {
             match schema.services.get(&service.name) {
                 Some(current) if current.deployment_id == id => service.revision = current.revision,
+                // A newer deployment serves it now.
                 Some(_) => continue,
                 None => {}
             }
             services.push(service);
         }
+        // Services this deployment served last that the new manifest dropped (only with
+        // `overwrite`) are gone: nothing would answer their calls.
+        let dropped: Vec<String> = old
+            .services
+            .iter()
+            .map(|(n, _)| n.clone())
+            .filter(|n| !ep.services.iter().any(|s| &s.name == n))
+            .filter(|n| schema.services.get(n).is_some_and(|s| s.deployment_id == id))
+            .collect();
         // Pairs of services that moved on stay as they were registered here.
         deployment.services = old
             .services
             .iter()
-            .filter(|(n, _)| !services.iter().any(|s| &s.name == n))
+            .filter(|(n, _)| !services.iter().any(|s| &s.name == n) && !dropped.contains(n))
             .cloned()
             .chain(services.iter().map(|s| (s.name.clone(), s.revision)))
             .collect();
         if dry_run {
             return Ok(Some((deployment, services)));
+        }
+        for name in &dropped {
+            schema.services.remove(name);
         }
         for s in &services {
             schema.services.insert(s.name.clone(), s.clone());
@@ -608,4 +623,51 @@ fn build_deployment(
         services: services.iter().map(|s| (s.name.clone(), s.revision)).collect(),
     };
     Ok((deployment, services))
+}
+
+/// Whether `discovered` may replace deployment `old` without `overwrite`: invocations pinned
+/// to it must still find what they ran on, so every service it registered is still served,
+/// with the same type and at least its handlers, and the protocol versions are the same.
+/// New services may be added.
+fn compatible_update(
+    schema: &Schema,
+    old: &Deployment,
+    discovered: &DiscoveredEndpoint,
+) -> Result<(), String> {
+    let ep = &discovered.endpoint;
+    let (min, max) = (ep.min_protocol_version, ep.max_protocol_version);
+    if (min, max) != (old.min_protocol_version, old.max_protocol_version) {
+        return Err(format!(
+            "the deployment at the new address supports service protocol versions {min}..={max}, \
+             not {}..={} as before; update with overwrite to accept that",
+            old.min_protocol_version, old.max_protocol_version
+        ));
+    }
+    for (name, _) in &old.services {
+        let Some(new) = ep.services.iter().find(|s| &s.name == name) else {
+            return Err(format!(
+                "the deployment at the new address does not serve service '{name}'; update \
+                 with overwrite to remove it"
+            ));
+        };
+        let Some(current) = schema.services.get(name).filter(|s| s.deployment_id == old.id) else {
+            continue;
+        };
+        if new.ty != current.ty {
+            return Err(format!(
+                "service '{name}' is a {:?} at the new address, not a {:?}; update with \
+                 overwrite to accept that",
+                new.ty, current.ty
+            ));
+        }
+        for handler in current.handlers.keys() {
+            if !new.handlers.iter().any(|h| &h.name == handler) {
+                return Err(format!(
+                    "service '{name}' at the new address has no handler '{handler}'; update \
+                     with overwrite to remove it"
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -481,10 +481,11 @@ fn plan(rng: &mut SimRng, options: &Options, horizon_ms: u64) -> Vec<Planned> {
         let planned = Planned::new(id, (service, handler), &key, input, expect, at_ms);
         // Every fourth counted add is followed by a stale state edit of its key, mostly while
         // the add holds the lock (decided from the id: the rest of the plan stays as it was).
-        if counted_add && uuid >> 64 & 3 == 0 {
-            out.push(planned.clone().then(Op::EditState, id, at_ms + (uuid >> 66) as u64 % 50));
-        }
+        let edit = planned.clone().then(Op::EditState, id, at_ms + (uuid >> 66) as u64 % 50);
         out.push(planned);
+        if counted_add && uuid >> 64 & 3 == 0 {
+            out.push(edit);
+        }
     }
     if options.panicking_handler {
         let id = InvocationId { partition_key: rng.next_u64(), uuid: u128::from(rng.next_u64()) };
@@ -1036,6 +1037,7 @@ fn records_of(p: &Planned) -> Vec<Record> {
                 value: Bytes::from_static(b"999999"),
             }],
             version: "stale".into(),
+            ack_request: 0,
         }))],
         Op::Recreate => vec![
             kill(),
