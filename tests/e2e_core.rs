@@ -377,14 +377,12 @@ async fn a_full_disk_is_waited_out_and_nothing_accepted_is_lost() {
     fx.allow_server_log("No space left");
     // Two keys, so that whichever partitions they live on, both are exercised.
     let mut accepted = [0u64; 2];
-    let mut ids = Vec::new();
     for (k, n) in accepted.iter_mut().enumerate() {
         for _ in 0..10 {
             let r = fx.call(&format!("/Counter/full{k}/add/send"), json!(1)).await;
             assert_eq!(r.status, 202);
             *n += 1;
         }
-        ids.push(r_id(&mut fx, k).await);
     }
     let filler = tmpfs.fill();
     // Keep sending while the disk is full: each answer is 202 (accepted, durable in the WAL's
@@ -424,17 +422,6 @@ async fn a_full_disk_is_waited_out_and_nothing_accepted_is_lost() {
     }
     let unhealthy =
         unhealthy.expect("admin /health never reported the partition that hit the full disk");
-    // SQL asking for an invocation of the stopped partition fails instead of answering that
-    // it does not exist.
-    let sql = format!("SELECT id FROM sys_invocation WHERE id IN ('{}', '{}')", ids[0], ids[1]);
-    let body = Some(Bytes::from(json!({ "query": sql }).to_string()));
-    let h = [("content-type", "application/json"), ("accept", "application/json")];
-    let r = fx
-        .try_request("POST", &fx.admin_url("/query"), body, &h, Duration::from_secs(10))
-        .await
-        .expect("the query answers");
-    assert_eq!(r.status, 500, "{}", r.text());
-    assert!(r.text().contains("not running"), "{}", r.text());
     assert!(unhealthy.contains("RA2002") && unhealthy.contains("Recovering"), "{unhealthy}");
     assert!(unhealthy.contains("full disk"), "{unhealthy}");
     assert!(refused > 0, "nothing was refused while a partition was recovering");
@@ -608,11 +595,4 @@ fn copy_dir(from: &Path, to: &Path) {
         let e = e.unwrap();
         std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
     }
-}
-
-/// The id of an invocation of `Counter/full{k}` sent now.
-async fn r_id(fx: &mut Fixture, k: usize) -> String {
-    let r = fx.call(&format!("/Counter/full{k}/get/send"), json!(null)).await;
-    assert_eq!(r.status, 202, "{}", r.text());
-    r.json()["invocationId"].as_str().expect("an invocation id").to_string()
 }

@@ -122,7 +122,8 @@ impl Engine for DfEngine {
                 let m = format!("the query has {} bytes, more than {SQL_BYTES_MAX}", sql.len());
                 return Err(refused(StatusCode::BAD_REQUEST, m));
             }
-            let operators = operators(&sql);
+            let operators = operators(&sql)
+                .map_err(|e| refused(StatusCode::BAD_REQUEST, format!("SQL error: {e}")))?;
             if operators > SQL_OPERATORS_MAX {
                 let m = format!(
                     "the query has {operators} operators, more than {SQL_OPERATORS_MAX}; split \
@@ -250,16 +251,18 @@ async fn plan(
     Ok((first, stream))
 }
 
-/// The operators in `sql` (0 if it does not tokenize: the parser will say why): every token
+/// The operators in `sql`, or why it does not tokenize: every token
 /// that is not a name, a literal, a comma, a parenthesis or a period, and the keywords that
 /// join expressions (`AND`, `IS`, `LIKE`, ...). Counting everything but atoms, rather than a
 /// list of operators, keeps an operator forgotten here from building an unbounded chain.
-fn operators(sql: &str) -> usize {
-    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+fn operators(sql: &str) -> Result<usize, String> {
+    // The dialect the session parses with (DataFusion's default), so what does not tokenize
+    // here would not parse there either.
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
     use datafusion::sql::sqlparser::keywords::Keyword;
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-    let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else { return 0 };
-    tokens
+    let tokens = Tokenizer::new(&GenericDialect {}, sql).tokenize().map_err(|e| e.to_string())?;
+    let n = tokens
         .iter()
         .filter(|t| match t {
             Token::Word(w) => matches!(
@@ -293,14 +296,16 @@ fn operators(sql: &str) -> usize {
             | Token::Period
             | Token::SemiColon
             | Token::EOF => false,
-            // Every string and byte literal variant is named `...String...` or `...Literal`.
+            // Every string and byte literal variant's name ends in `String` or `Literal`
+            // (`StringConcat` is an operator).
             other => {
                 let debug = format!("{other:?}");
                 let variant = debug.split('(').next().unwrap_or("");
-                !(variant.contains("String") || variant.contains("Literal"))
+                !(variant.ends_with("String") || variant.ends_with("Literal"))
             }
         })
-        .count()
+        .count();
+    Ok(n)
 }
 
 fn io(e: impl std::fmt::Display) -> std::io::Error {

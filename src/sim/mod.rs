@@ -481,7 +481,12 @@ fn plan(rng: &mut SimRng, options: &Options, horizon_ms: u64) -> Vec<Planned> {
         let planned = Planned::new(id, (service, handler), &key, input, expect, at_ms);
         // Every fourth counted add is followed by a stale state edit of its key, mostly while
         // the add holds the lock (decided from the id: the rest of the plan stays as it was).
-        let edit = planned.clone().then(Op::EditState, id, at_ms + (uuid >> 66) as u64 % 50);
+        // It waits for nothing: a stale edit may land anywhere (also when a crash left the
+        // add unacknowledged and not resent).
+        let edit = Planned {
+            after: None,
+            ..planned.clone().then(Op::EditState, id, at_ms + (uuid >> 66) as u64 % 50)
+        };
         out.push(planned);
         if counted_add && uuid >> 64 & 3 == 0 {
             out.push(edit);
