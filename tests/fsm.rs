@@ -1305,25 +1305,14 @@ fn failures_and_pauses_are_kept_as_bounded_journal_events() {
 
 #[test]
 fn state_versions_are_restates_and_a_stale_edit_changes_nothing() {
-    use ratchet::fsm::{state_version, ModifyState, StateEntry};
+    use ratchet::fsm::state_version;
     assert_eq!(state_version(&[]), "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU");
     assert_eq!(
         state_version(&[(b"name".as_slice(), b"bob".as_slice())]),
         "tDqA04Lj3_qJ-PgNPTecXDGZgpwy6jm2Ni2BYqJIthM"
     );
     let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
-    let edit = |version: String, value: &'static [u8]| {
-        rec(record::Kind::ModifyState(ModifyState {
-            service: "Counter".into(),
-            key: "k".into(),
-            entries: vec![StateEntry {
-                key: Bytes::from_static(b"name"),
-                value: Bytes::from_static(value),
-            }],
-            version,
-            ack_request: 0,
-        }))
-    };
+    let edit = |version: String, value: &'static [u8]| state_edit(version, value, 0);
     let read = |store: &PartitionStore| {
         store.begin_read().unwrap().state_get("Counter", "k", b"name").unwrap()
     };
@@ -1341,20 +1330,8 @@ fn state_versions_are_restates_and_a_stale_edit_changes_nothing() {
 
 #[test]
 fn a_state_edit_waits_its_turn_behind_the_lock_and_is_refused_when_too_much_waits() {
-    use ratchet::fsm::{ModifyState, StateEntry};
     let (fsm, store) = (Fsm::new(0), PartitionStore::open_in_memory().unwrap());
-    let edit = |value: &'static [u8], ack_request: u64| {
-        rec(record::Kind::ModifyState(ModifyState {
-            service: "Counter".into(),
-            key: "k".into(),
-            entries: vec![StateEntry {
-                key: Bytes::from_static(b"name"),
-                value: Bytes::from_static(value),
-            }],
-            version: String::new(),
-            ack_request,
-        }))
-    };
+    let edit = |value: &'static [u8], ack: u64| state_edit(String::new(), value, ack);
     let read = |store: &PartitionStore| {
         store.begin_read().unwrap().state_get("Counter", "k", b"name").unwrap()
     };
@@ -1389,4 +1366,19 @@ fn a_state_edit_waits_its_turn_behind_the_lock_and_is_refused_when_too_much_wait
     let a = apply_all(&fsm, &store, &finish(2, 1, b"\"two\""));
     assert_eq!(started(&a), vec![(10, 1)]);
     assert_eq!(read(&store).as_deref(), Some(b"queued".as_slice()));
+}
+
+/// An admin edit of `Counter/k`'s state to `name` = `value`.
+fn state_edit(version: String, value: &'static [u8], ack_request: u64) -> Record {
+    use ratchet::fsm::{ModifyState, StateEntry};
+    rec(record::Kind::ModifyState(ModifyState {
+        service: "Counter".into(),
+        key: "k".into(),
+        entries: vec![StateEntry {
+            key: Bytes::from_static(b"name"),
+            value: Bytes::from_static(value),
+        }],
+        version,
+        ack_request,
+    }))
 }

@@ -25,11 +25,7 @@ pub fn service_document(service: &ServiceSchema, ingress_url: &str) -> Value {
     };
     let mut paths = Map::new();
     for h in service.handlers.values().filter(|h| h.public) {
-        let mut params = Vec::new();
-        if keyed {
-            params.push(reference("parameters", "key"));
-        }
-        params.push(reference("parameters", "idempotencyKeyHeader"));
+        let params = key_and(keyed, "idempotencyKeyHeader");
         let mut call = operation(
             &h.name,
             h.name.clone(),
@@ -64,11 +60,7 @@ pub fn service_document(service: &ServiceSchema, ingress_url: &str) -> Value {
                 ("attach", "Attach", "wait for the result of"),
                 ("output", "Get Output", "read the result, if there is one yet, of"),
             ] {
-                let mut params = Vec::new();
-                if keyed {
-                    params.push(reference("parameters", "key"));
-                }
-                params.push(reference("parameters", "idempotencyKeyPath"));
+                let params = key_and(keyed, "idempotencyKeyPath");
                 let mut get = operation(
                     &h.name,
                     format!("{}{}", h.name, capitalized(verb)),
@@ -127,6 +119,12 @@ pub fn service_document(service: &ServiceSchema, ingress_url: &str) -> Value {
         "paths": paths,
         "components": components(),
     })
+}
+
+/// The `key` path parameter when the service is keyed, then the parameter named `then`.
+fn key_and(keyed: bool, then: &str) -> Vec<Value> {
+    let key = keyed.then(|| reference("parameters", "key"));
+    key.into_iter().chain([reference("parameters", then)]).collect()
 }
 
 fn capitalized(s: &str) -> String {

@@ -615,6 +615,7 @@ impl PartitionStream for Part {
                         ids.as_deref(),
                         cursor,
                         count_only,
+                        projection.as_deref(),
                     )?;
                     let b = match (&projection, count_only) {
                         (_, true) if b.num_columns() == 0 => b,
@@ -650,6 +651,7 @@ fn page(
     ids: Option<&[InvocationId]>,
     cursor: Cursor,
     count_only: bool,
+    projection: Option<&[usize]>,
 ) -> DfResult<(RecordBatch, Cursor)> {
     let after = match cursor {
         Cursor::Start => None,
@@ -761,8 +763,12 @@ fn page(
                 return Ok((RecordBatch::try_new_with_options(empty, vec![], &options)?, next));
             }
             let now = ratchet::timefmt::now_ms();
+            let wanted: Vec<bool> = (0..schema.fields().len())
+                .map(|i| projection.is_none_or(|p| p.contains(&i)))
+                .collect();
             for (id, st) in &page {
-                rows.push(invocation_row(kind, id, st, now, &service_ty));
+                let cx = InvocationCx::new(id, st, now, &service_ty);
+                rows.push(invocation_row(kind, &cx, schema, &wanted));
             }
         }
         Kind::Journal => {
@@ -982,156 +988,128 @@ fn entry_completed(ty: u16, st: &Status) -> bool {
     ty >= 0x8000 || st.phase() == Phase::Completed
 }
 
-/// A row of `sys_invocation_status`, `sys_invocation_state` or `sys_invocation`.
-fn invocation_row(
-    kind: Kind,
-    id: &InvocationId,
-    st: &Status,
-    now_ms: u64,
-    service_ty: &dyn Fn(&str, HandlerKind) -> &'static str,
-) -> Vec<Val> {
-    let phase = st.phase();
-    let status_name = match phase {
-        Phase::Scheduled => "scheduled",
-        Phase::Inboxed => "inboxed",
-        Phase::Invoked | Phase::Unspecified => "invoked",
-        Phase::Suspended => "suspended",
-        Phase::Completed => "completed",
-        Phase::Paused => "paused",
-    };
-    let keyed = !st.key.is_empty() || st.kind() != HandlerKind::Service;
-    let target = match keyed {
-        true => format!("{}/{}/{}", st.service, st.key, st.handler),
-        false => format!("{}/{}", st.service, st.handler),
-    };
-    let (result, failure) = match st.outcome.as_ref().and_then(|o| o.result.as_ref()) {
-        Some(outcome::Result::Value(_)) => (s("success"), Val::Null),
-        Some(outcome::Result::Failure(f)) => {
-            (s("failure"), s(format!("[{}] {}", f.code, f.message)))
+/// A row of `sys_invocation_status`, `sys_invocation_state` or `sys_invocation` in the order
+/// of `schema`; only the `wanted` columns are computed (the others are NULL and projected
+/// away), so a query that reads a few columns formats no ids, targets or timestamps it does
+/// not need.
+fn invocation_row(kind: Kind, cx: &InvocationCx<'_>, schema: &Schema, wanted: &[bool]) -> Vec<Val> {
+    schema
+        .fields()
+        .iter()
+        .zip(wanted)
+        .map(|(f, w)| if *w { invocation_cell(kind, f.name(), cx) } else { Val::Null })
+        .collect()
+}
+
+/// What the cells of one invocation's row are computed from.
+struct InvocationCx<'a> {
+    id: &'a InvocationId,
+    st: &'a Status,
+    phase: Phase,
+    keyed: bool,
+    in_flight: bool,
+    backing_off: bool,
+    service_ty: &'a dyn Fn(&str, HandlerKind) -> &'static str,
+}
+
+impl<'a> InvocationCx<'a> {
+    fn new(
+        id: &'a InvocationId,
+        st: &'a Status,
+        now_ms: u64,
+        service_ty: &'a dyn Fn(&str, HandlerKind) -> &'static str,
+    ) -> InvocationCx<'a> {
+        let phase = st.phase();
+        let backing_off = phase == Phase::Invoked && st.next_retry_at_ms > now_ms;
+        InvocationCx {
+            id,
+            st,
+            phase,
+            keyed: !st.key.is_empty() || st.kind() != HandlerKind::Service,
+            in_flight: phase == Phase::Invoked && !backing_off,
+            backing_off,
+            service_ty,
         }
-        None => (Val::Null, Val::Null),
-    };
-    let restarted = match InvocationId::from_bytes(&st.restarted_from) {
-        Ok(r) => s(r.to_string()),
-        Err(_) => Val::Null,
-    };
-    let invoked_by = if restarted_is(st) { "restart_as_new" } else { "ingress" };
-    let completed_at = if phase == Phase::Completed { ts(st.modified_ms) } else { Val::Null };
-    let waiting = |v: &[u32]| match phase {
-        Phase::Suspended => Val::ListU32(v.to_vec()),
-        _ => Val::Null,
-    };
-    let pinned = opt_s(&st.deployment_id);
-    let proto = if st.protocol_version > 0 { Val::U32(st.protocol_version) } else { Val::Null };
-    let service_key = if keyed { s(&st.key) } else { Val::Null };
-    let status_part: Vec<Val> = vec![
-        s(id.to_string()),
-        Val::Null,
-        s(status_name),
-        result.clone(),
-        failure.clone(),
-        s(&target),
-        s(&st.service),
-        service_key.clone(),
-        s(&st.handler),
-        s(service_ty(&st.service, st.kind())),
-        Val::Null,
-        Val::Null,
-        opt_s(&st.idempotency_key),
-        s(invoked_by),
-        Val::Null,
-        Val::Null,
-        Val::Null,
-        Val::Null,
-        restarted.clone(),
-        pinned.clone(),
-        proto.clone(),
-        Val::Null,
-        Val::U32(st.journal_len),
-        Val::U32(st.journal_len),
-        ts(st.created_ms),
-        s(env!("CARGO_PKG_VERSION")),
-        ts(st.modified_ms),
-        if phase == Phase::Inboxed { ts(st.modified_ms) } else { Val::Null },
-        if st.execute_at_ms > 0 { ts(st.created_ms) } else { Val::Null },
-        if st.execute_at_ms > 0 { ts(st.execute_at_ms) } else { Val::Null },
-        Val::Null,
-        completed_at,
-        st.retention_ms.map(Val::Dur).unwrap_or(Val::Null),
-        st.journal_retention_ms.map(Val::Dur).unwrap_or(Val::Null),
-        waiting(&st.waiting_completions),
-        waiting(&st.waiting_signals),
-        Val::Null,
-    ];
-    let backing_off = phase == Phase::Invoked && st.next_retry_at_ms > now_ms;
-    let in_flight = phase == Phase::Invoked && !backing_off;
+    }
+}
+
+/// The cell of column `col` of an invocation table (`kind`); columns Ratchet does not track
+/// are NULL.
+fn invocation_cell(kind: Kind, col: &str, cx: &InvocationCx<'_>) -> Val {
+    let (id, st, phase) = (cx.id, cx.st, cx.phase);
     let retry_count = u64::from(st.failures);
-    let next_retry = if backing_off { ts(st.next_retry_at_ms) } else { Val::Null };
-    let last_failure = opt_s(&st.last_failure);
-    match kind {
-        Kind::InvocationStatus => {
-            let mut row = vec![Val::U64(id.partition_key)];
-            row.extend(status_part);
-            row
+    match col {
+        "partition_key" => Val::U64(id.partition_key),
+        "id" => s(id.to_string()),
+        // The status table's raw phase; `sys_invocation`'s derived one.
+        "status" if kind == Kind::Invocation => s(match phase {
+            Phase::Inboxed => "pending",
+            Phase::Scheduled => "scheduled",
+            Phase::Completed => "completed",
+            Phase::Suspended => "suspended",
+            Phase::Paused => "paused",
+            _ if cx.in_flight => "running",
+            _ if cx.backing_off || retry_count > 0 => "backing-off",
+            _ => "ready",
+        }),
+        "status" => s(match phase {
+            Phase::Scheduled => "scheduled",
+            Phase::Inboxed => "inboxed",
+            Phase::Invoked | Phase::Unspecified => "invoked",
+            Phase::Suspended => "suspended",
+            Phase::Completed => "completed",
+            Phase::Paused => "paused",
+        }),
+        "completion_result" => match st.outcome.as_ref().and_then(|o| o.result.as_ref()) {
+            Some(outcome::Result::Value(_)) => s("success"),
+            Some(outcome::Result::Failure(_)) => s("failure"),
+            None => Val::Null,
+        },
+        "completion_failure" => match st.outcome.as_ref().and_then(|o| o.result.as_ref()) {
+            Some(outcome::Result::Failure(f)) => s(format!("[{}] {}", f.code, f.message)),
+            _ => Val::Null,
+        },
+        "target" => s(match cx.keyed {
+            true => format!("{}/{}/{}", st.service, st.key, st.handler),
+            false => format!("{}/{}", st.service, st.handler),
+        }),
+        "target_service_name" => s(&st.service),
+        "target_service_key" if cx.keyed => s(&st.key),
+        "target_handler_name" => s(&st.handler),
+        "target_service_ty" => s((cx.service_ty)(&st.service, st.kind())),
+        "idempotency_key" => opt_s(&st.idempotency_key),
+        "invoked_by" => s(if restarted_is(st) { "restart_as_new" } else { "ingress" }),
+        "restarted_from" => match InvocationId::from_bytes(&st.restarted_from) {
+            Ok(r) => s(r.to_string()),
+            Err(_) => Val::Null,
+        },
+        "pinned_deployment_id" | "last_attempt_deployment_id" => opt_s(&st.deployment_id),
+        "pinned_service_protocol_version" if st.protocol_version > 0 => {
+            Val::U32(st.protocol_version)
         }
-        Kind::InvocationState => vec![
-            Val::U64(id.partition_key),
-            s(id.to_string()),
-            Val::Bool(in_flight),
-            // The invoker forgets a completed invocation (Restate: NULL through the join).
-            if phase == Phase::Completed { Val::Null } else { Val::U64(retry_count) },
-            Val::Null,
-            pinned,
-            Val::Null,
-            next_retry,
-            last_failure,
-            Val::Null,
-            Val::Null,
-            Val::Null,
-            Val::Null,
-            Val::Null,
-            Val::Null,
-            Val::Null,
-            Val::Null,
-        ],
-        _ => {
-            // sys_invocation: the status columns without status/result (they come last),
-            // then the invoker's, then the derived status.
-            let derived = match phase {
-                Phase::Inboxed => "pending",
-                Phase::Scheduled => "scheduled",
-                Phase::Completed => "completed",
-                Phase::Suspended => "suspended",
-                Phase::Paused => "paused",
-                _ if in_flight => "running",
-                _ if backing_off || retry_count > 0 => "backing-off",
-                _ => "ready",
-            };
-            let mut row: Vec<Val> = Vec::with_capacity(52);
-            row.push(status_part[0].clone()); // id
-            row.push(Val::Null); // vqueue_id
-            row.extend(status_part[5..13].iter().cloned()); // target .. idempotency_key
-            row.push(s(invoked_by));
-            row.push(Val::Null); // invoked_by_service_name
-            row.push(Val::Null); // invoked_by_id
-            row.push(Val::Null); // invoked_by_subscription_id
-            row.push(Val::Null); // invoked_by_target
-            row.extend(status_part[18..37].iter().cloned()); // restarted_from .. future_json
-            row.push(Val::U64(retry_count));
-            row.push(Val::Null); // last_start_at
-            row.push(next_retry);
-            row.push(pinned);
-            row.push(Val::Null); // last_attempt_server
-            row.push(last_failure);
-            for _ in 0..7 {
-                row.push(Val::Null);
-            }
-            row.push(Val::Null); // last_awaiting_on_future_json
-            row.push(s(derived));
-            row.push(result);
-            row.push(failure);
-            row
+        "journal_size" | "journal_commands_size" => Val::U32(st.journal_len),
+        "created_at" => ts(st.created_ms),
+        "created_using_restate_version" => s(env!("CARGO_PKG_VERSION")),
+        "modified_at" => ts(st.modified_ms),
+        "inboxed_at" if phase == Phase::Inboxed => ts(st.modified_ms),
+        "scheduled_at" if st.execute_at_ms > 0 => ts(st.created_ms),
+        "scheduled_start_at" if st.execute_at_ms > 0 => ts(st.execute_at_ms),
+        "completed_at" if phase == Phase::Completed => ts(st.modified_ms),
+        "completion_retention" => st.retention_ms.map(Val::Dur).unwrap_or(Val::Null),
+        "journal_retention" => st.journal_retention_ms.map(Val::Dur).unwrap_or(Val::Null),
+        "suspended_waiting_for_completions" if phase == Phase::Suspended => {
+            Val::ListU32(st.waiting_completions.clone())
         }
+        "suspended_waiting_for_signals" if phase == Phase::Suspended => {
+            Val::ListU32(st.waiting_signals.clone())
+        }
+        "in_flight" => Val::Bool(cx.in_flight),
+        // The invoker forgets a completed invocation (Restate: NULL through the join).
+        "retry_count" if kind == Kind::InvocationState && phase == Phase::Completed => Val::Null,
+        "retry_count" => Val::U64(retry_count),
+        "next_retry_at" if cx.backing_off => ts(st.next_retry_at_ms),
+        "last_failure" => opt_s(&st.last_failure),
+        _ => Val::Null,
     }
 }
 
