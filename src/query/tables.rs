@@ -614,7 +614,6 @@ impl PartitionStream for Part {
                         txn.as_ref(),
                         ids.as_deref(),
                         cursor,
-                        count_only,
                         projection.as_deref(),
                     )?;
                     let b = match (&projection, count_only) {
@@ -650,9 +649,10 @@ fn page(
     txn: Option<&ReadTxn>,
     ids: Option<&[InvocationId]>,
     cursor: Cursor,
-    count_only: bool,
     projection: Option<&[usize]>,
 ) -> DfResult<(RecordBatch, Cursor)> {
+    // `count(*)`: no columns at all.
+    let count_only = projection.is_some_and(|p| p.is_empty());
     let after = match cursor {
         Cursor::Start => None,
         Cursor::After(k) => Some(k),
