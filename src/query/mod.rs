@@ -355,3 +355,42 @@ fn arrow_answer(
         .chain(tail)
         .boxed())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An engine over one partition that never started (no store, not running).
+    fn engine_without_a_running_partition() -> DfEngine {
+        use ratchet::partition::{Handle, Router, Waiters};
+        let log: ratchet::log::SharedLog = Arc::new(ratchet::log::MemLog::new());
+        let partitions = Router {
+            partitions: Arc::new(vec![Handle::new(0, log)]),
+            waiters: Arc::new(Waiters::new(0)),
+        };
+        let registry = Arc::new(ratchet::schema::Registry::in_memory(Default::default()));
+        DfEngine::new(Sources { registry, partitions, memory_bytes: 16 << 20 })
+    }
+
+    async fn answer(engine: &DfEngine, sql: &str) -> Result<String, QueryError> {
+        let mut stream = engine.query(sql.to_string(), Format::Json).await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk.expect("a chunk"));
+        }
+        Ok(String::from_utf8(out).expect("JSON"))
+    }
+
+    #[tokio::test]
+    async fn a_lookup_in_a_stopped_partition_fails_while_a_scan_skips_it() {
+        let engine = engine_without_a_running_partition();
+        let id = "inv_1ccuW2GmKmIs3AH2t9M19yZSq0xrIZDxpn";
+        let err = answer(&engine, &format!("SELECT id FROM sys_invocation WHERE id = '{id}'"))
+            .await
+            .expect_err("the partition that owns the id does not run");
+        assert_eq!(err.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(err.message.contains("is not running"), "{}", err.message);
+        let rows = answer(&engine, "SELECT count(*) AS n FROM sys_invocation").await.unwrap();
+        assert_eq!(rows, r#"{"rows":[{"n":0}]}"#);
+    }
+}
