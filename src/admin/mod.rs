@@ -810,28 +810,86 @@ struct PatchInvocationParams {
     from: Option<u32>,
 }
 
-/// `PATCH /invocations/{id}/cancel|kill|purge|pause|resume`.
+/// `PATCH /invocations/{id}/cancel|kill|purge|pause|resume|restart-as-new`.
 async fn patch_invocation(
     State(api): State<Api>,
     Path((id, op)): Path<(String, String)>,
     Query(params): Query<PatchInvocationParams>,
 ) -> Result<Response, AdminError> {
-    let op = match op.as_str() {
-        "cancel" => InvocationOp::Cancel,
-        "kill" => InvocationOp::Kill,
-        "purge" => InvocationOp::Purge,
-        "pause" => InvocationOp::Pause,
-        "resume" => InvocationOp::Resume(deployment_param(&api, params.deployment, "")?),
-        "restart-as-new" => {
-            let deployment = deployment_param(&api, params.deployment, "latest")?;
-            let new_id = restart_as_new(&api, &id, params.from.unwrap_or(0), deployment).await?;
-            let body = serde_json::json!({ "new_invocation_id": new_id });
-            return Ok((StatusCode::OK, Json(body)).into_response());
-        }
-        "purge-journal" => return Err(AdminError::NotImplemented("This invocation operation")),
-        _ => return Ok(StatusCode::NOT_FOUND.into_response()),
+    let Some(name) = OpName::parse(&op)? else { return Ok(StatusCode::NOT_FOUND.into_response()) };
+    // Only the operations that pin a deployment read the parameter.
+    let deployment = match name.deployment_default() {
+        Some(default) => deployment_param(&api, params.deployment, default)?,
+        None => String::new(),
     };
-    Ok(invocation_op(&api, &id, op).await?.into_response())
+    Ok(match run_named(&api, &id, name, deployment, params.from.unwrap_or(0)).await? {
+        (status, Some(new_id)) => {
+            let body = serde_json::json!({ "new_invocation_id": new_id });
+            (status, Json(body)).into_response()
+        }
+        (status, None) => status.into_response(),
+    })
+}
+
+/// An invocation operation as its path names it (`PATCH /invocations/{id}/{op}` and the UI's
+/// batches).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OpName {
+    Cancel,
+    Kill,
+    Purge,
+    Pause,
+    Resume,
+    RestartAsNew,
+}
+
+impl OpName {
+    /// `Ok(None)`: no such operation (404); `purge-journal` is not implemented (501).
+    fn parse(name: &str) -> Result<Option<OpName>, AdminError> {
+        Ok(Some(match name {
+            "cancel" => OpName::Cancel,
+            "kill" => OpName::Kill,
+            "purge" => OpName::Purge,
+            "pause" => OpName::Pause,
+            "resume" => OpName::Resume,
+            "restart-as-new" => OpName::RestartAsNew,
+            "purge-journal" => return Err(AdminError::NotImplemented("This invocation operation")),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// What an absent `deployment` value means for the operations that pin one: keep the
+    /// pinned deployment (resume), or the latest (restart-as-new).
+    fn deployment_default(self) -> Option<&'static str> {
+        match self {
+            OpName::Resume => Some(""),
+            OpName::RestartAsNew => Some("latest"),
+            _ => None,
+        }
+    }
+}
+
+/// Runs operation `name` on invocation `id`: the status to answer and, for restart-as-new,
+/// the new invocation's id.
+async fn run_named(
+    api: &Api,
+    id: &str,
+    name: OpName,
+    deployment: String,
+    from: u32,
+) -> Result<(StatusCode, Option<String>), AdminError> {
+    let op = match name {
+        OpName::Cancel => InvocationOp::Cancel,
+        OpName::Kill => InvocationOp::Kill,
+        OpName::Purge => InvocationOp::Purge,
+        OpName::Pause => InvocationOp::Pause,
+        OpName::Resume => InvocationOp::Resume(deployment),
+        OpName::RestartAsNew => {
+            let new_id = restart_as_new(api, id, from, deployment).await?;
+            return Ok((StatusCode::OK, Some(new_id)));
+        }
+    };
+    Ok((invocation_op(api, id, op).await?, None))
 }
 
 /// Most ids one batch operation takes (Restate's limit).
@@ -857,13 +915,7 @@ async fn batch_invocation_op(
     body: Bytes,
 ) -> Result<Response, AdminError> {
     use futures_util::StreamExt;
-    const OPS: [&str; 6] = ["cancel", "kill", "purge", "pause", "resume", "restart-as-new"];
-    if !OPS.contains(&op.as_str()) {
-        return match op.as_str() {
-            "purge-journal" => Err(AdminError::NotImplemented("This invocation operation")),
-            _ => Ok(StatusCode::NOT_FOUND.into_response()),
-        };
-    }
+    let Some(name) = OpName::parse(&op)? else { return Ok(StatusCode::NOT_FOUND.into_response()) };
     let request: BatchRequest =
         serde_json::from_slice(&body).map_err(|e| AdminError::InvalidBody(e.to_string()))?;
     for (i, id) in request.invocation_ids.iter().enumerate() {
@@ -880,29 +932,21 @@ async fn batch_invocation_op(
             request.invocation_ids.len()
         )));
     }
-    let default = if op == "restart-as-new" { "latest" } else { "" };
+    // A batch checks the deployment value whatever the operation.
+    let default = name.deployment_default().unwrap_or("");
     let deployment = deployment_param(&api, request.deployment, default)?;
     let api = &api;
     let results: Vec<(String, Result<serde_json::Value, AdminError>)> =
         futures_util::stream::iter(request.invocation_ids)
             .map(|id| {
-                let (op, deployment) = (op.as_str(), deployment.clone());
+                let deployment = deployment.clone();
                 async move {
-                    let result = match op {
-                        "restart-as-new" => restart_as_new(api, &id, 0, deployment).await.map(|n| {
-                            serde_json::json!({"old_invocation_id": id, "new_invocation_id": n})
+                    let result = run_named(api, &id, name, deployment, 0).await.map(|r| match r {
+                        (_, Some(new_id)) => serde_json::json!({
+                            "old_invocation_id": id, "new_invocation_id": new_id,
                         }),
-                        _ => {
-                            let op = match op {
-                                "cancel" => InvocationOp::Cancel,
-                                "kill" => InvocationOp::Kill,
-                                "purge" => InvocationOp::Purge,
-                                "pause" => InvocationOp::Pause,
-                                _ => InvocationOp::Resume(deployment),
-                            };
-                            invocation_op(api, &id, op).await.map(|_| serde_json::json!(id))
-                        }
-                    };
+                        (_, None) => serde_json::json!(id),
+                    });
                     (id, result)
                 }
             })
