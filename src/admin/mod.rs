@@ -1015,22 +1015,11 @@ async fn invocation_status(
     if let Some(status) = read()? {
         return Ok((invocation, handle, status));
     }
-    // Not there: it may be in the log but not applied yet (a send is answered once its record
-    // is durable). Read again once what the log held now is applied, waiting a bounded time.
-    let durable = handle.log().tail(crate::partition::log_of(handle.id)).lsn_durable;
-    let deadline = std::time::Instant::now() + APPLY_WAIT_MAX;
-    while store.lsn_applied().is_ok_and(|applied| applied < durable)
-        && std::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    // Not there: it may be in the log but not applied yet. Read again once it is.
+    handle.applied_caught_up().await;
     let status = read()?.ok_or_else(|| AdminError::InvocationNotFound(id.to_string()))?;
     Ok((invocation, handle, status))
 }
-
-/// How long an invocation operation waits for the log it found to be applied before it
-/// answers that an invocation does not exist.
-const APPLY_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `PATCH /invocations/{id}/restart-as-new?from=&deployment=`: checks what `apply` will
 /// check (completed, not a workflow, journal kept, a complete prefix) so the caller hears why

@@ -705,10 +705,18 @@ fn read_status(
 /// An invocation's result: now (`output`: 470 while it runs) or when it ends (`attach`).
 async fn invocation_result(st: &IngressState, id: InvocationId, attach: bool) -> Response {
     let target = st.router.for_key(id.partition_key).clone();
-    let status = match read_status(st, &target, &id) {
+    let mut status = match read_status(st, &target, &id) {
         Ok(s) => s,
         Err(r) => return *r,
     };
+    if status.is_none() {
+        // It may be in the log but not applied yet (a send is answered once durable).
+        target.applied_caught_up().await;
+        status = match read_status(st, &target, &id) {
+            Ok(s) => s,
+            Err(r) => return *r,
+        };
+    }
     let schema = st.registry.snapshot();
     let handler_of = |st: &Status| {
         schema.service(&st.service).and_then(|s| s.handlers.get(&st.handler)).cloned()

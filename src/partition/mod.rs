@@ -43,6 +43,10 @@ pub fn log_of(id: u16) -> LogId {
     LogId(u32::from(id) + 1)
 }
 
+/// Longest wait of [`Handle::applied_caught_up`]: how long a read that found nothing waits
+/// for the log it saw to be applied before it answers that something does not exist.
+pub const APPLY_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Where a partition's leader is in its life; what the health endpoints report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Liveness {
@@ -138,6 +142,21 @@ impl Handle {
                 liveness: watch::Sender::new(Liveness::Starting),
                 store: Mutex::new(None),
             }),
+        }
+    }
+
+    /// Waits until what this partition's log held when called is applied to its store, at
+    /// most [`APPLY_WAIT_MAX`]: a read after it sees every record acknowledged before the
+    /// call (a send is answered once its record is durable, and applied a moment later).
+    /// Returns at once when the partition does not run.
+    pub async fn applied_caught_up(&self) {
+        let Some(store) = self.store() else { return };
+        let durable = self.log.tail(log_of(self.id)).lsn_durable;
+        let deadline = std::time::Instant::now() + APPLY_WAIT_MAX;
+        while store.lsn_applied().is_ok_and(|applied| applied < durable)
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
 
