@@ -28,6 +28,13 @@ pub struct Config {
     pub worker: WorkerOptions,
     pub wal: WalOptions,
     pub memory: MemoryOptions,
+    /// Where the admin API, the ingress and the node (fabric) endpoint listen.
+    pub listeners: Listeners,
+    /// How long a stopping node waits for in-flight requests before it cancels them
+    /// (`shutdown-timeout`).
+    pub shutdown_timeout: Duration,
+    pub log: LogOptions,
+    pub tracing: TracingOptions,
     /// Keys present in the sources that this version does not understand.
     pub unknown_keys: Vec<String>,
     /// Things worth a warning at start-up (deprecated key names).
@@ -36,7 +43,6 @@ pub struct Config {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct IngressOptions {
-    pub bind_address: SocketAddr,
     /// Largest request body accepted. Bytes.
     pub request_size_limit_bytes: usize,
     /// Requests served at once (`ingress.concurrent-api-requests-limit`).
@@ -57,7 +63,6 @@ pub struct MemoryOptions {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdminOptions {
-    pub bind_address: SocketAddr,
     /// Memory all running SQL queries may use together (`admin.query-engine.memory-size`);
     /// a query that needs more fails with a clear error. Bytes.
     pub query_memory_bytes: u64,
@@ -93,9 +98,118 @@ pub struct WorkerOptions {
     /// `worker.invoker.request-identity-private-key-pem-file`, read at start-up, with the
     /// token validity of `worker.invoker.request-identity-expiration`.
     pub request_identity: Option<Arc<RequestSigner>>,
+    /// Where [`WorkerOptions::request_identity`] was read from, and its token validity.
+    pub request_identity_file: Option<(PathBuf, Duration)>,
     /// Retention where services set none (`default-journal-retention`,
     /// `default-idempotency-retention`, `default-workflow-completion-retention`).
     pub retention: crate::schema::RetentionDefaults,
+}
+
+/// Restate's `listen-mode`: which kinds of listener a service gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenMode {
+    Tcp,
+    Unix,
+    All,
+}
+
+impl ListenMode {
+    pub fn parse(v: &str) -> Option<ListenMode> {
+        match v {
+            "tcp" => Some(ListenMode::Tcp),
+            "unix" => Some(ListenMode::Unix),
+            "all" => Some(ListenMode::All),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenMode::Tcp => "tcp",
+            ListenMode::Unix => "unix",
+            ListenMode::All => "all",
+        }
+    }
+
+    pub fn tcp(self) -> bool {
+        self != ListenMode::Unix
+    }
+
+    pub fn unix(self) -> bool {
+        self != ListenMode::Tcp
+    }
+}
+
+/// One service's listeners, resolved from its own keys and the top-level ones.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListenerOptions {
+    pub listen_mode: ListenMode,
+    /// The TCP address; port 0 when random ports were asked for.
+    pub bind_address: SocketAddr,
+    /// An explicit URL to advertise (`advertised-address`, or the deprecated
+    /// `advertised-admin-endpoint` / `advertised-ingress-endpoint`).
+    pub advertised_address: Option<String>,
+    /// The host to advertise with the bound port (`advertised-host`).
+    pub advertised_host: Option<String>,
+}
+
+/// The three services that listen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listeners {
+    pub ingress: ListenerOptions,
+    pub admin: ListenerOptions,
+    /// Restate's node-to-node port: here the node's health and metrics endpoint.
+    pub fabric: ListenerOptions,
+}
+
+/// Default ports, as Restate's.
+pub const INGRESS_PORT: u16 = 8080;
+pub const ADMIN_PORT: u16 = 9070;
+pub const FABRIC_PORT: u16 = 5122;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Compact,
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(v: &str) -> Option<LogFormat> {
+        match v {
+            "pretty" => Some(LogFormat::Pretty),
+            "compact" => Some(LogFormat::Compact),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Pretty => "pretty",
+            LogFormat::Compact => "compact",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogOptions {
+    /// `log-filter`, in `RUST_LOG` syntax (`RUST_LOG` itself still wins).
+    pub filter: String,
+    pub format: LogFormat,
+    pub disable_ansi_codes: bool,
+}
+
+/// Default of [`LogOptions::filter`].
+pub const LOG_FILTER_DEFAULT: &str = "warn,ratchet=info";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TracingOptions {
+    /// OTLP/gRPC collector (`tracing-endpoint`), e.g. `http://127.0.0.1:4317`.
+    pub endpoint: Option<String>,
+    /// Which spans are exported (`tracing-filter`).
+    pub filter: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -109,16 +223,14 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             base_dir: PathBuf::from("restate-data"),
-            node_name: "n1".into(),
+            node_name: default_node_name(),
             cluster_name: "localcluster".into(),
             default_num_partitions: default_partitions(),
             ingress: IngressOptions {
-                bind_address: "0.0.0.0:8080".parse().expect("valid"),
                 request_size_limit_bytes: 32 * 1024 * 1024,
                 concurrent_requests_max: 4096,
             },
             admin: AdminOptions {
-                bind_address: "0.0.0.0:9070".parse().expect("valid"),
                 query_memory_bytes: QUERY_MEMORY_BYTES_DEFAULT,
             },
             worker: WorkerOptions {
@@ -134,6 +246,7 @@ impl Default for Config {
                 invoker_queue_max: 10_000,
                 protocol_v7: false,
                 request_identity: None,
+                request_identity_file: None,
                 retention: crate::schema::RetentionDefaults::default(),
             },
             wal: WalOptions { engine: "auto".into(), segment_size_bytes: 8 * 1024 * 1024 },
@@ -142,10 +255,42 @@ impl Default for Config {
                 store_caches_bytes: None,
                 log_cache_bytes: None,
             },
+            listeners: Listeners {
+                ingress: ListenerOptions::default_on(INGRESS_PORT),
+                admin: ListenerOptions::default_on(ADMIN_PORT),
+                fabric: ListenerOptions::default_on(FABRIC_PORT),
+            },
+            shutdown_timeout: Duration::from_secs(60),
+            log: LogOptions {
+                filter: LOG_FILTER_DEFAULT.into(),
+                format: LogFormat::Pretty,
+                disable_ansi_codes: false,
+            },
+            tracing: TracingOptions { endpoint: None, filter: "info".into() },
             unknown_keys: Vec::new(),
             warnings: Vec::new(),
         }
     }
+}
+
+impl ListenerOptions {
+    fn default_on(port: u16) -> ListenerOptions {
+        ListenerOptions {
+            listen_mode: ListenMode::All,
+            bind_address: SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), port),
+            advertised_address: None,
+            advertised_host: None,
+        }
+    }
+}
+
+/// Restate names a node after its host unless told otherwise.
+fn default_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// A configuration problem, naming the key or file and what to do.
@@ -179,9 +324,31 @@ struct Raw {
     bifrost: Option<RawBifrost>,
     /// Restate's old place of `worker.invoker.request-identity-private-key-pem-file`.
     request_identity_private_key_pem_file: Option<String>,
+    #[serde(flatten)]
+    listen: RawListen,
+    shutdown_timeout: Option<String>,
+    log_filter: Option<String>,
+    log_format: Option<String>,
+    log_disable_ansi_codes: Option<bool>,
+    tracing_endpoint: Option<String>,
+    tracing_filter: Option<String>,
     // Ratchet's own keys.
     memory_budget: Option<toml::Value>,
     wal: Option<RawWal>,
+}
+
+/// The listener keys, the same at the top level (defaults for every service, and the
+/// fabric's own) and in `[admin]` / `[ingress]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RawListen {
+    listen_mode: Option<String>,
+    use_random_ports: Option<bool>,
+    bind_ip: Option<String>,
+    bind_port: Option<u16>,
+    bind_address: Option<String>,
+    advertised_host: Option<String>,
+    advertised_address: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,7 +360,10 @@ struct RawBifrost {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 struct RawIngress {
-    bind_address: Option<String>,
+    #[serde(flatten)]
+    listen: RawListen,
+    /// Deprecated name of `advertised-address`.
+    advertised_ingress_endpoint: Option<String>,
     request_size_limit: Option<toml::Value>,
     concurrent_api_requests_limit: Option<usize>,
 }
@@ -201,7 +371,10 @@ struct RawIngress {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 struct RawAdmin {
-    bind_address: Option<String>,
+    #[serde(flatten)]
+    listen: RawListen,
+    /// Deprecated name of `advertised-address`.
+    advertised_admin_endpoint: Option<String>,
     query_engine: Option<RawQueryEngine>,
 }
 
@@ -252,58 +425,93 @@ struct RawWal {
     segment_size: Option<toml::Value>,
 }
 
-/// Every key path this version understands (dotted, kebab-case).
-const KNOWN_KEYS: &[&str] = &[
-    "base-dir",
-    // Restate's node-to-node address: recognised so existing setups move over; a single
-    // Ratchet node has no node-to-node port, so it has no effect.
-    "bind-address",
-    "advertised-address",
-    "node-name",
-    "cluster-name",
-    "default-num-partitions",
-    "ingress",
-    "ingress.bind-address",
-    "ingress.request-size-limit",
-    "ingress.concurrent-api-requests-limit",
-    "rocksdb-total-memory-size",
-    "bifrost",
-    "bifrost.record-cache-memory-size",
-    "memory-budget",
-    "admin",
-    "admin.bind-address",
-    "admin.query-engine",
-    "admin.query-engine.memory-size",
-    "worker",
-    "worker.invoker",
-    "worker.invoker.inactivity-timeout",
-    "worker.invoker.abort-timeout",
-    "worker.invoker.in-flight-invocations-limit",
-    "worker.invoker.in-memory-queue-length-limit",
-    "worker.invoker.request-identity-private-key-pem-file",
-    "worker.invoker.request-identity-expiration",
-    "request-identity-private-key-pem-file",
-    "worker.cleanup-interval",
-    "default-journal-retention",
-    "default-idempotency-retention",
-    "default-workflow-completion-retention",
-    "default-retry-policy",
-    "default-retry-policy.initial-interval",
-    "default-retry-policy.exponentiation-factor",
-    "default-retry-policy.max-attempts",
-    "default-retry-policy.max-interval",
-    "default-retry-policy.on-max-attempts",
-    "invocation",
-    "invocation.default-retry-policy",
-    "invocation.default-retry-policy.initial-interval",
-    "invocation.default-retry-policy.exponentiation-factor",
-    "invocation.default-retry-policy.max-attempts",
-    "invocation.default-retry-policy.max-interval",
-    "invocation.default-retry-policy.on-max-attempts",
-    "wal",
-    "wal.engine",
-    "wal.segment-size",
+/// What a key's value is, so an environment variable (always text) becomes the value the
+/// schema says, not a guess: `RESTATE_NODE_NAME=123` is the name "123".
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Table,
+    Str,
+    Int,
+    Float,
+    Bool,
+    /// A size: a number of bytes or a string like `32 MiB`.
+    Size,
+}
+
+/// Every key path this version understands (dotted, kebab-case), and its kind.
+const SCHEMA: &[(&str, Kind)] = &[
+    ("base-dir", Kind::Str),
+    ("node-name", Kind::Str),
+    ("cluster-name", Kind::Str),
+    ("default-num-partitions", Kind::Int),
+    ("shutdown-timeout", Kind::Str),
+    ("log-filter", Kind::Str),
+    ("log-format", Kind::Str),
+    ("log-disable-ansi-codes", Kind::Bool),
+    ("tracing-endpoint", Kind::Str),
+    ("tracing-filter", Kind::Str),
+    ("ingress", Kind::Table),
+    ("ingress.request-size-limit", Kind::Size),
+    ("ingress.concurrent-api-requests-limit", Kind::Int),
+    ("ingress.advertised-ingress-endpoint", Kind::Str),
+    ("rocksdb-total-memory-size", Kind::Size),
+    ("bifrost", Kind::Table),
+    ("bifrost.record-cache-memory-size", Kind::Size),
+    ("memory-budget", Kind::Size),
+    ("admin", Kind::Table),
+    ("admin.advertised-admin-endpoint", Kind::Str),
+    ("admin.query-engine", Kind::Table),
+    ("admin.query-engine.memory-size", Kind::Size),
+    ("worker", Kind::Table),
+    ("worker.invoker", Kind::Table),
+    ("worker.invoker.inactivity-timeout", Kind::Str),
+    ("worker.invoker.abort-timeout", Kind::Str),
+    ("worker.invoker.in-flight-invocations-limit", Kind::Int),
+    ("worker.invoker.in-memory-queue-length-limit", Kind::Int),
+    ("worker.invoker.request-identity-private-key-pem-file", Kind::Str),
+    ("worker.invoker.request-identity-expiration", Kind::Str),
+    ("request-identity-private-key-pem-file", Kind::Str),
+    ("worker.cleanup-interval", Kind::Str),
+    ("default-journal-retention", Kind::Str),
+    ("default-idempotency-retention", Kind::Str),
+    ("default-workflow-completion-retention", Kind::Str),
+    ("default-retry-policy", Kind::Table),
+    ("default-retry-policy.initial-interval", Kind::Str),
+    ("default-retry-policy.exponentiation-factor", Kind::Float),
+    ("default-retry-policy.max-attempts", Kind::Int),
+    ("default-retry-policy.max-interval", Kind::Str),
+    ("default-retry-policy.on-max-attempts", Kind::Str),
+    ("invocation", Kind::Table),
+    ("invocation.default-retry-policy", Kind::Table),
+    ("invocation.default-retry-policy.initial-interval", Kind::Str),
+    ("invocation.default-retry-policy.exponentiation-factor", Kind::Float),
+    ("invocation.default-retry-policy.max-attempts", Kind::Int),
+    ("invocation.default-retry-policy.max-interval", Kind::Str),
+    ("invocation.default-retry-policy.on-max-attempts", Kind::Str),
+    ("wal", Kind::Table),
+    ("wal.engine", Kind::Str),
+    ("wal.segment-size", Kind::Size),
 ];
+
+/// The listener keys: at the top level (where `bind-port`, `bind-address` and
+/// `advertised-address` are the fabric's) and in `[admin]` and `[ingress]`.
+const LISTEN_SCHEMA: &[(&str, Kind)] = &[
+    ("listen-mode", Kind::Str),
+    ("use-random-ports", Kind::Bool),
+    ("bind-ip", Kind::Str),
+    ("bind-port", Kind::Int),
+    ("bind-address", Kind::Str),
+    ("advertised-host", Kind::Str),
+    ("advertised-address", Kind::Str),
+];
+
+fn kind_of(key: &str) -> Option<Kind> {
+    if let Some((_, k)) = SCHEMA.iter().find(|(name, _)| *name == key) {
+        return Some(*k);
+    }
+    let field = key.strip_prefix("admin.").or_else(|| key.strip_prefix("ingress.")).unwrap_or(key);
+    LISTEN_SCHEMA.iter().find(|(name, _)| *name == field).map(|(_, k)| *k)
+}
 
 impl Config {
     /// Loads configuration from an optional file, the process environment and overrides.
@@ -317,6 +525,16 @@ impl Config {
         file: Option<&Path>,
         env: &[(String, String)],
         base_dir: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        let flags = Flags { base_dir: base_dir.map(Path::to_path_buf), ..Flags::default() };
+        Config::load_with(file, env, &flags)
+    }
+
+    /// Loads from a file, an environment and command-line flags, in that order of precedence.
+    pub fn load_with(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        flags: &Flags,
     ) -> Result<Config, ConfigError> {
         let mut tree = toml::Table::new();
         if let Some(path) = file {
@@ -334,11 +552,10 @@ impl Config {
             }
             let path: Vec<String> =
                 rest.split("__").map(|seg| seg.to_ascii_lowercase().replace('_', "-")).collect();
-            insert(&mut tree, &path, env_value(value));
+            let value = env_value(&path.join("."), name, value)?;
+            insert(&mut tree, &path, value);
         }
-        if let Some(dir) = base_dir {
-            tree.insert("base-dir".into(), toml::Value::String(dir.display().to_string()));
-        }
+        flags.apply(&mut tree);
         let mut unknown = Vec::new();
         collect_unknown(&tree, "", &mut unknown);
         let raw: Raw =
@@ -366,10 +583,66 @@ impl Config {
             }
             c.default_num_partitions = v;
         }
-        if let Some(i) = raw.ingress {
-            if let Some(a) = i.bind_address {
-                c.ingress.bind_address = parse_addr("ingress.bind-address", &a)?;
+        let top = raw.listen;
+        let (ingress_listen, ingress_old) = match &raw.ingress {
+            Some(i) => (Some(&i.listen), i.advertised_ingress_endpoint.as_deref()),
+            None => (None, None),
+        };
+        let (admin_listen, admin_old) = match &raw.admin {
+            Some(a) => (Some(&a.listen), a.advertised_admin_endpoint.as_deref()),
+            None => (None, None),
+        };
+        c.listeners.ingress = resolve_listener(
+            "ingress",
+            &top,
+            ingress_listen,
+            ingress_old.map(|v| ("ingress.advertised-ingress-endpoint", v)),
+            INGRESS_PORT,
+            &mut c.warnings,
+        )?;
+        c.listeners.admin = resolve_listener(
+            "admin",
+            &top,
+            admin_listen,
+            admin_old.map(|v| ("admin.advertised-admin-endpoint", v)),
+            ADMIN_PORT,
+            &mut c.warnings,
+        )?;
+        c.listeners.fabric =
+            resolve_listener("", &top, None, None, FABRIC_PORT, &mut c.warnings)?;
+        if let Some(v) = raw.shutdown_timeout {
+            c.shutdown_timeout = parse_duration("shutdown-timeout", &v)?;
+        }
+        if let Some(v) = raw.log_filter {
+            c.log.filter = v;
+        }
+        if let Some(v) = raw.log_format {
+            c.log.format = LogFormat::parse(&v)
+                .ok_or_else(|| invalid("log-format", &format!("`{v}` is not pretty, compact or json")))?;
+        }
+        if let Some(v) = raw.log_disable_ansi_codes {
+            c.log.disable_ansi_codes = v;
+        }
+        if let Some(v) = raw.tracing_endpoint {
+            let v = v.trim().to_string();
+            if !v.is_empty() {
+                let ok = v
+                    .parse::<http::Uri>()
+                    .ok()
+                    .filter(|u| u.scheme_str() == Some("http") && u.authority().is_some());
+                if ok.is_none() {
+                    return Err(invalid(
+                        "tracing-endpoint",
+                        &format!("`{v}` is not an http:// URL of an OTLP/gRPC collector, like http://127.0.0.1:4317"),
+                    ));
+                }
+                c.tracing.endpoint = Some(v);
             }
+        }
+        if let Some(v) = raw.tracing_filter {
+            c.tracing.filter = v;
+        }
+        if let Some(i) = raw.ingress {
             if let Some(v) = i.request_size_limit {
                 c.ingress.request_size_limit_bytes =
                     parse_bytes("ingress.request-size-limit", &v)? as usize;
@@ -394,9 +667,6 @@ impl Config {
             c.memory.log_cache_bytes = Some(parse_bytes("bifrost.record-cache-memory-size", &v)?);
         }
         if let Some(admin) = raw.admin {
-            if let Some(a) = admin.bind_address {
-                c.admin.bind_address = parse_addr("admin.bind-address", &a)?;
-            }
             if let Some(v) = admin.query_engine.and_then(|q| q.memory_size) {
                 let bytes = parse_bytes("admin.query-engine.memory-size", &v)?;
                 if bytes < 1024 * 1024 {
@@ -519,6 +789,7 @@ impl Config {
             let signer = RequestSigner::from_pem_file(Path::new(&file), validity)
                 .map_err(|e| invalid(key, &e.to_string()))?;
             c.worker.request_identity = Some(Arc::new(signer));
+            c.worker.request_identity_file = Some((PathBuf::from(file), validity));
         }
         c.worker.protocol_v7 = env.iter().any(|(k, v)| {
             k == "RESTATE_EXPERIMENTAL_ENABLE_PROTOCOL_V7" && matches!(v.as_str(), "true" | "1")
@@ -526,6 +797,131 @@ impl Config {
         c.unknown_keys = unknown;
         Ok(c)
     }
+}
+
+impl Config {
+    /// The effective configuration in Restate's schema (`--dump-config`): every key this
+    /// version reads, with its value. Loading the text back gives the same configuration.
+    pub fn to_toml(&self) -> String {
+        use toml::Value as V;
+        let s = |v: &str| V::String(v.to_string());
+        let mut t = toml::Table::new();
+        t.insert("base-dir".into(), s(&self.base_dir.display().to_string()));
+        t.insert("node-name".into(), s(&self.node_name));
+        t.insert("cluster-name".into(), s(&self.cluster_name));
+        t.insert("default-num-partitions".into(), V::Integer(self.default_num_partitions.into()));
+        t.insert("shutdown-timeout".into(), s(&fmt_duration(self.shutdown_timeout)));
+        t.insert("log-filter".into(), s(&self.log.filter));
+        t.insert("log-format".into(), s(self.log.format.as_str()));
+        t.insert("log-disable-ansi-codes".into(), V::Boolean(self.log.disable_ansi_codes));
+        if let Some(e) = &self.tracing.endpoint {
+            t.insert("tracing-endpoint".into(), s(e));
+        }
+        t.insert("tracing-filter".into(), s(&self.tracing.filter));
+        t.insert("memory-budget".into(), s(&fmt_bytes(self.memory.budget_bytes)));
+        if let Some(b) = self.memory.store_caches_bytes {
+            t.insert("rocksdb-total-memory-size".into(), s(&fmt_bytes(b)));
+        }
+        let r = &self.worker.retention;
+        for (k, ms) in [
+            ("default-journal-retention", r.journal_ms),
+            ("default-idempotency-retention", r.idempotency_ms),
+            ("default-workflow-completion-retention", r.workflow_completion_ms),
+        ] {
+            t.insert(k.into(), s(&fmt_duration(Duration::from_millis(ms))));
+        }
+        let listener = |t: &mut toml::Table, l: &ListenerOptions, fabric: bool| {
+            t.insert("listen-mode".into(), s(l.listen_mode.as_str()));
+            t.insert("bind-address".into(), s(&l.bind_address.to_string()));
+            if let Some(a) = &l.advertised_address {
+                t.insert("advertised-address".into(), s(a));
+            }
+            if let Some(h) = &l.advertised_host {
+                t.insert("advertised-host".into(), s(h));
+            }
+            let _ = fabric;
+        };
+        listener(&mut t, &self.listeners.fabric, true);
+        let w = &self.worker;
+        let mut policy = toml::Table::new();
+        policy.insert("initial-interval".into(), s(&fmt_duration(w.retry_initial_interval)));
+        policy.insert("exponentiation-factor".into(), V::Float(w.retry_factor));
+        policy.insert("max-attempts".into(), V::Integer(w.retry_attempts_max.into()));
+        policy.insert(
+            "on-max-attempts".into(),
+            s(if w.retry_pause_on_max { "pause" } else { "kill" }),
+        );
+        policy.insert("max-interval".into(), s(&fmt_duration(w.retry_max_interval)));
+        t.insert("default-retry-policy".into(), V::Table(policy));
+        let mut invoker = toml::Table::new();
+        invoker.insert("inactivity-timeout".into(), s(&fmt_duration(w.inactivity_timeout)));
+        invoker.insert("abort-timeout".into(), s(&fmt_duration(w.abort_timeout)));
+        invoker.insert(
+            "in-flight-invocations-limit".into(),
+            V::Integer(w.invocations_inflight_max as i64),
+        );
+        invoker
+            .insert("in-memory-queue-length-limit".into(), V::Integer(w.invoker_queue_max as i64));
+        if let Some((file, validity)) = &w.request_identity_file {
+            invoker.insert(
+                "request-identity-private-key-pem-file".into(),
+                s(&file.display().to_string()),
+            );
+            invoker.insert("request-identity-expiration".into(), s(&fmt_duration(*validity)));
+        }
+        let mut worker = toml::Table::new();
+        worker.insert("cleanup-interval".into(), s(&fmt_duration(w.cleanup_interval)));
+        worker.insert("invoker".into(), V::Table(invoker));
+        t.insert("worker".into(), V::Table(worker));
+        let mut admin = toml::Table::new();
+        listener(&mut admin, &self.listeners.admin, false);
+        let mut qe = toml::Table::new();
+        qe.insert("memory-size".into(), s(&fmt_bytes(self.admin.query_memory_bytes)));
+        admin.insert("query-engine".into(), V::Table(qe));
+        t.insert("admin".into(), V::Table(admin));
+        let mut ingress = toml::Table::new();
+        listener(&mut ingress, &self.listeners.ingress, false);
+        ingress.insert(
+            "request-size-limit".into(),
+            s(&fmt_bytes(self.ingress.request_size_limit_bytes as u64)),
+        );
+        ingress.insert(
+            "concurrent-api-requests-limit".into(),
+            V::Integer(self.ingress.concurrent_requests_max as i64),
+        );
+        t.insert("ingress".into(), V::Table(ingress));
+        if let Some(b) = self.memory.log_cache_bytes {
+            let mut bifrost = toml::Table::new();
+            bifrost.insert("record-cache-memory-size".into(), s(&fmt_bytes(b)));
+            t.insert("bifrost".into(), V::Table(bifrost));
+        }
+        let mut wal = toml::Table::new();
+        wal.insert("engine".into(), s(&self.wal.engine));
+        wal.insert("segment-size".into(), s(&fmt_bytes(self.wal.segment_size_bytes)));
+        t.insert("wal".into(), V::Table(wal));
+        toml::to_string(&t).unwrap_or_default()
+    }
+}
+
+/// A duration in the largest unit that divides it (`1m`, `500ms`, `1d`).
+fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, size) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        if ms > 0 && ms % size == 0 {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// A size in the largest binary unit that divides it (`32 MiB`).
+fn fmt_bytes(b: u64) -> String {
+    for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if b > 0 && b % size == 0 {
+            return format!("{} {unit}", b / size);
+        }
+    }
+    format!("{b} B")
 }
 
 /// Partitions of a new data directory unless configured: one per core, at most 16. Measured
@@ -545,8 +941,7 @@ const DEPRECATED_KEY_FILE_KEY: &str = "request-identity-private-key-pem-file";
 pub const MEMORY_BUDGET_BYTES_MIN: u64 = 16 * 1024 * 1024;
 
 /// `RESTATE_*` variables that are not configuration keys.
-const ENV_NOT_CONFIG: &[&str] =
-    &["LOG_FILTER", "LOG_FORMAT", "DISABLE_TELEMETRY", "EXPERIMENTAL_ENABLE_PROTOCOL_V7", "CONFIG"];
+const ENV_NOT_CONFIG: &[&str] = &["DISABLE_TELEMETRY", "EXPERIMENTAL_ENABLE_PROTOCOL_V7", "CONFIG"];
 
 fn invalid(key: &str, message: &str) -> ConfigError {
     ConfigError::Invalid { key: key.into(), message: message.into() }
@@ -556,16 +951,39 @@ fn key_of(e: &toml::de::Error) -> String {
     e.message().split('`').nth(1).unwrap_or("?").to_string()
 }
 
-/// Environment values are strings; numbers and booleans become typed TOML values.
-fn env_value(v: &str) -> toml::Value {
-    if let Ok(i) = v.parse::<i64>() {
-        return toml::Value::Integer(i);
-    }
-    match v {
-        "true" => toml::Value::Boolean(true),
-        "false" => toml::Value::Boolean(false),
-        _ => toml::Value::String(v.to_string()),
-    }
+/// An environment value as the schema types its key. Keys we do not know keep the old guess
+/// (they are reported as unknown anyway).
+fn env_value(key: &str, var: &str, v: &str) -> Result<toml::Value, ConfigError> {
+    let bad = |what: &str| ConfigError::Invalid {
+        key: key.to_string(),
+        message: format!("{var}=`{v}` is not {what}"),
+    };
+    Ok(match kind_of(key) {
+        Some(Kind::Str) => toml::Value::String(v.to_string()),
+        Some(Kind::Int) => toml::Value::Integer(v.trim().parse().map_err(|_| bad("an integer"))?),
+        Some(Kind::Float) => toml::Value::Float(v.trim().parse().map_err(|_| bad("a number"))?),
+        Some(Kind::Bool) => toml::Value::Boolean(match v.trim() {
+            "true" => true,
+            "false" => false,
+            _ => return Err(bad("true or false")),
+        }),
+        Some(Kind::Size) => match v.trim().parse::<i64>() {
+            Ok(i) => toml::Value::Integer(i),
+            Err(_) => toml::Value::String(v.to_string()),
+        },
+        Some(Kind::Table) => return Err(bad("a table; set its keys with __")),
+        None => {
+            if let Ok(i) = v.parse::<i64>() {
+                toml::Value::Integer(i)
+            } else {
+                match v {
+                    "true" => toml::Value::Boolean(true),
+                    "false" => toml::Value::Boolean(false),
+                    _ => toml::Value::String(v.to_string()),
+                }
+            }
+        }
+    })
 }
 
 fn insert(tree: &mut toml::Table, path: &[String], value: toml::Value) {
@@ -586,12 +1004,141 @@ fn insert(tree: &mut toml::Table, path: &[String], value: toml::Value) {
 fn collect_unknown(tree: &toml::Table, prefix: &str, out: &mut Vec<String>) {
     for (k, v) in tree {
         let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-        if !KNOWN_KEYS.contains(&key.as_str()) {
+        if kind_of(&key).is_none() {
             out.push(key);
             continue;
         }
         if let toml::Value::Table(t) = v {
             collect_unknown(t, &key, out);
+        }
+    }
+}
+
+/// One service's listener from its own keys (`section`), falling back to the top-level ones.
+/// The fabric has no section: the top-level `bind-port`, `bind-address` and
+/// `advertised-address` are its own.
+fn resolve_listener(
+    section: &str,
+    top: &RawListen,
+    own: Option<&RawListen>,
+    deprecated: Option<(&str, &str)>,
+    default_port: u16,
+    warnings: &mut Vec<String>,
+) -> Result<ListenerOptions, ConfigError> {
+    let key = |k: &str| if section.is_empty() { k.to_string() } else { format!("{section}.{k}") };
+    let own_or = |f: fn(&RawListen) -> Option<&String>| -> Option<(String, String)> {
+        match own.and_then(f) {
+            Some(v) => Some((section.to_string(), v.clone())),
+            None => f(top).map(|v| (String::new(), v.clone())),
+        }
+    };
+    let name = |sec: &str, k: &str| if sec.is_empty() { k.to_string() } else { format!("{sec}.{k}") };
+    let listen_mode = match own_or(|r| r.listen_mode.as_ref()) {
+        Some((sec, v)) => ListenMode::parse(&v).ok_or_else(|| {
+            invalid(&name(&sec, "listen-mode"), &format!("`{v}` is not tcp, unix or all"))
+        })?,
+        None => ListenMode::All,
+    };
+    let random =
+        own.and_then(|r| r.use_random_ports).or(top.use_random_ports).unwrap_or(false);
+    let ip: std::net::IpAddr = match own_or(|r| r.bind_ip.as_ref()) {
+        Some((sec, v)) => v.trim().parse().map_err(|_| {
+            invalid(&name(&sec, "bind-ip"), &format!("`{v}` is not an IP address"))
+        })?,
+        None => std::net::Ipv4Addr::UNSPECIFIED.into(),
+    };
+    // The fabric's port and address are the top-level keys; a service's are its own only.
+    let (port, address) = if section.is_empty() {
+        (top.bind_port, top.bind_address.as_ref())
+    } else {
+        (own.and_then(|r| r.bind_port), own.and_then(|r| r.bind_address.as_ref()))
+    };
+    let port = port.unwrap_or(if random { 0 } else { default_port });
+    let bind_address = match address {
+        Some(a) => parse_addr(&key("bind-address"), a)?,
+        None => SocketAddr::new(ip, port),
+    };
+    let advertised_host = own_or(|r| r.advertised_host.as_ref()).map(|(_, v)| v);
+    let own_address = if section.is_empty() {
+        top.advertised_address.clone()
+    } else {
+        own.and_then(|r| r.advertised_address.clone())
+    };
+    let mut advertised_address = own_address.map(|v| (key("advertised-address"), v));
+    if let Some((old, v)) = deprecated {
+        let new = key("advertised-address");
+        warnings.push(format!("configuration key `{old}` is deprecated; use `{new}` instead"));
+        // As in Restate, the old key wins when both are set.
+        advertised_address = Some((old.to_string(), v.to_string()));
+    }
+    let advertised_address = match advertised_address {
+        Some((k, v)) => {
+            let v = v.trim().to_string();
+            let ok = v.parse::<http::Uri>().ok().filter(|u| {
+                matches!(u.scheme_str(), Some("http") | Some("https")) && u.authority().is_some()
+            });
+            if ok.is_none() && !v.starts_with("unix:") {
+                return Err(invalid(&k, &format!("`{v}` is not a URL like http://host:port/")));
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    Ok(ListenerOptions { listen_mode, bind_address, advertised_address, advertised_host })
+}
+
+/// Command-line flags that override configuration (Restate's `restate-server` flags). The
+/// listener flags apply to every service, as Restate applies them.
+#[derive(Clone, Debug, Default)]
+pub struct Flags {
+    pub base_dir: Option<PathBuf>,
+    pub node_name: Option<String>,
+    pub listen_mode: Option<ListenMode>,
+    pub use_random_ports: Option<bool>,
+    pub bind_ip: Option<std::net::IpAddr>,
+    pub bind_port: Option<u16>,
+    pub bind_address: Option<SocketAddr>,
+    pub advertised_host: Option<String>,
+    pub advertised_address: Option<String>,
+    pub default_num_partitions: Option<u16>,
+    pub shutdown_timeout: Option<String>,
+    pub log_filter: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub log_disable_ansi_codes: Option<bool>,
+    pub tracing_endpoint: Option<String>,
+}
+
+impl Flags {
+    fn apply(&self, tree: &mut toml::Table) {
+        use toml::Value as V;
+        let mut top = |k: &str, v: Option<V>| {
+            if let Some(v) = v {
+                tree.insert(k.into(), v);
+            }
+        };
+        top("base-dir", self.base_dir.as_ref().map(|d| V::String(d.display().to_string())));
+        top("node-name", self.node_name.clone().map(V::String));
+        top("bind-port", self.bind_port.map(|p| V::Integer(p.into())));
+        top("bind-address", self.bind_address.map(|a| V::String(a.to_string())));
+        top("advertised-address", self.advertised_address.clone().map(V::String));
+        top("default-num-partitions", self.default_num_partitions.map(|n| V::Integer(n.into())));
+        top("shutdown-timeout", self.shutdown_timeout.clone().map(V::String));
+        top("log-filter", self.log_filter.clone().map(V::String));
+        top("log-format", self.log_format.map(|f| V::String(f.as_str().into())));
+        top("log-disable-ansi-codes", self.log_disable_ansi_codes.map(V::Boolean));
+        top("tracing-endpoint", self.tracing_endpoint.clone().map(V::String));
+        let every: [(&str, Option<V>); 4] = [
+            ("listen-mode", self.listen_mode.map(|m| V::String(m.as_str().into()))),
+            ("use-random-ports", self.use_random_ports.map(V::Boolean)),
+            ("bind-ip", self.bind_ip.map(|ip| V::String(ip.to_string()))),
+            ("advertised-host", self.advertised_host.clone().map(V::String)),
+        ];
+        for (k, v) in every {
+            let Some(v) = v else { continue };
+            tree.insert(k.into(), v.clone());
+            for section in ["admin", "ingress"] {
+                insert(tree, &[section.to_string(), k.to_string()], v.clone());
+            }
         }
     }
 }
@@ -660,9 +1207,13 @@ fn parse_bytes(key: &str, v: &toml::Value) -> Result<u64, ConfigError> {
         toml::Value::Integer(i) if *i > 0 => Ok(*i as u64),
         toml::Value::String(s) => {
             let s = s.trim();
-            let idx = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let idx = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
             let (n, unit) = s.split_at(idx);
-            let n: u64 = n.parse().map_err(|_| invalid(key, "expected a size like 32 MiB"))?;
+            // Restate writes sizes with a fraction (`32.0 MiB`).
+            let n: f64 = n.parse().map_err(|_| invalid(key, "expected a size like 32 MiB"))?;
+            if !(n.is_finite() && n >= 0.0) {
+                return Err(invalid(key, "expected a size like 32 MiB"));
+            }
             let mult = match unit.trim().to_ascii_lowercase().as_str() {
                 "" | "b" => 1,
                 "kb" => 1000,
@@ -673,7 +1224,7 @@ fn parse_bytes(key: &str, v: &toml::Value) -> Result<u64, ConfigError> {
                 "gib" => 1024 * 1024 * 1024,
                 _ => return Err(invalid(key, "expected a size like 32 MiB")),
             };
-            Ok(n * mult)
+            Ok((n * mult as f64).round() as u64)
         }
         _ => Err(invalid(key, "expected a positive size")),
     }

@@ -13,7 +13,9 @@ pub mod fsm;
 pub mod fsutil;
 pub mod ingress;
 pub mod invoker;
+pub mod listeners;
 pub mod log;
+pub mod metrics;
 pub mod partition;
 pub mod protocol;
 pub mod runtime;
@@ -21,5 +23,6 @@ pub mod schema;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
+pub mod systemd;
 pub mod timefmt;
 pub mod wal;

@@ -1,23 +1,142 @@
 //! The `ratchet` binary: command-line entry point.
 //!
-//! `ratchet server` runs a node from configuration (file, `RESTATE_*` environment, flags).
+//! `ratchet server` runs a node from configuration: a TOML file in Restate's schema,
+//! `RESTATE_*` environment variables, then the flags `restate-server` has (flags win).
 //! `ratchet up` runs a developer node on 127.0.0.1 in a fresh temporary directory with one
 //! partition, prints where it listens, and removes the directory on exit unless `--retain`.
+//!
+//! Exit codes: 0 after a clean stop, 2 for a usage or configuration error, 1 when the node
+//! cannot start (a listener, the data directory), 3 when a component failed while running.
+//! Every failure prints one line starting `ratchet:` on standard error.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ratchet::config::Config;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ratchet::config::{Config, Flags, ListenMode, LogFormat};
+use ratchet::listeners::Service;
 
 mod query;
 
-const USAGE: &str = "usage:
-  ratchet server [--config-file FILE] [--base-dir DIR] [--bind-ip IP]
-      Run a node. Configuration follows Restate's schema: a TOML file, RESTATE_* environment
-      variables with __ for nesting (RESTATE_INGRESS__BIND_ADDRESS=127.0.0.1:8080), then flags.
-  ratchet up [--retain] [--base-dir DIR]
-      Run a developer node on 127.0.0.1 in a temporary directory (removed on exit unless --retain).
-  ratchet version";
+#[derive(Debug, Parser)]
+#[command(
+    name = "ratchet",
+    version,
+    about = "A durable execution server for Restate SDK services",
+    long_about = None,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node (configuration: Restate's schema, from a file, RESTATE_* variables and flags)
+    Server(Box<ServerArgs>),
+    /// Run a developer node on 127.0.0.1 in a temporary directory
+    Up(UpArgs),
+    /// Print the version
+    Version,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ListenModeArg {
+    /// Only unix domain sockets in the data directory
+    Unix,
+    /// Only TCP sockets
+    Tcp,
+    /// Both (the default)
+    All,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormatArg {
+    Pretty,
+    Compact,
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct ServerArgs {
+    /// Configuration file (TOML, Restate's schema)
+    #[arg(short = 'c', long, value_name = "FILE", env = "RESTATE_CONFIG")]
+    config_file: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit, creating nothing
+    #[arg(long)]
+    dump_config: bool,
+    /// Do not print the name banner on a terminal
+    #[arg(long)]
+    no_logo: bool,
+    /// Listen on unix sockets, TCP sockets, or both, for every service
+    #[arg(long, value_enum, env = "RESTATE_LISTEN_MODE")]
+    listen_mode: Option<ListenModeArg>,
+    /// Let the kernel pick every TCP port (printed on standard output at start)
+    #[arg(long, value_name = "BOOL", env = "RESTATE_USE_RANDOM_PORTS", num_args = 0..=1,
+          default_missing_value = "true", action = clap::ArgAction::Set)]
+    use_random_ports: Option<bool>,
+    /// Host name to advertise for every service
+    #[arg(long, value_name = "HOST", env = "RESTATE_ADVERTISED_HOST")]
+    advertised_host: Option<String>,
+    /// Local interface address to listen on, for every service
+    #[arg(long, value_name = "IP", env = "RESTATE_BIND_IP")]
+    bind_ip: Option<std::net::IpAddr>,
+    /// Port of the node (fabric) endpoint
+    #[arg(long, value_name = "PORT", env = "RESTATE_BIND_PORT")]
+    bind_port: Option<u16>,
+    /// Address of the node (fabric) endpoint, e.g. 127.0.0.1:5122; overrides bind-ip and bind-port
+    #[arg(long, value_name = "ADDRESS", env = "RESTATE_BIND_ADDRESS")]
+    bind_address: Option<std::net::SocketAddr>,
+    /// URL the node (fabric) endpoint advertises
+    #[arg(long, value_name = "URL", env = "RESTATE_ADVERTISED_ADDRESS")]
+    advertised_address: Option<String>,
+    /// Name of this node (defaults to the host name)
+    #[arg(long, value_name = "NAME", env = "RESTATE_NODE_NAME")]
+    node_name: Option<String>,
+    /// Data directory (default: restate-data under the working directory)
+    #[arg(long, value_name = "DIR")]
+    base_dir: Option<PathBuf>,
+    /// Partitions of a new data directory (ignored for an existing one)
+    #[arg(long, value_name = "N")]
+    default_num_partitions: Option<u16>,
+    /// How long a stopping node waits for requests in flight (e.g. 30s, 1m)
+    #[arg(long, value_name = "DURATION")]
+    shutdown_timeout: Option<String>,
+    /// OTLP/gRPC collector to export invocation spans to, e.g. http://127.0.0.1:4317
+    #[arg(long, value_name = "URL", env = "RESTATE_TRACING_ENDPOINT")]
+    tracing_endpoint: Option<String>,
+    /// Log filter in RUST_LOG syntax (RUST_LOG itself wins)
+    #[arg(long, value_name = "FILTER")]
+    log_filter: Option<String>,
+    /// Log format
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormatArg>,
+    /// No ANSI colours in logs
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    log_disable_ansi_codes: Option<bool>,
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// Let the kernel pick every port
+    #[arg(short = 'r', long)]
+    use_random_ports: bool,
+    /// Listen on unix sockets only (in the data directory)
+    #[arg(short = 'u', long)]
+    use_unix_sockets: bool,
+    /// Keep the data directory after exit
+    #[arg(long)]
+    retain: bool,
+    /// Use this data directory instead of a temporary one (kept after exit)
+    #[arg(long, value_name = "DIR")]
+    base_dir: Option<PathBuf>,
+    /// Configuration file (TOML, Restate's schema)
+    #[arg(short = 'c', long, value_name = "FILE")]
+    config_file: Option<PathBuf>,
+}
 
 /// glibc malloc arenas. By default glibc keeps up to 8 per core, each holding on to memory
 /// freed by the threads that used it: under load that doubled the resident size for no gain
@@ -36,136 +155,143 @@ fn limit_malloc_arenas() {
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first().cloned() else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
-    };
-    let mut config_file: Option<PathBuf> = None;
-    let mut base_dir: Option<PathBuf> = None;
-    let mut retain = false;
-    let mut bind_ip: Option<std::net::IpAddr> = None;
-    let mut it = args.iter().skip(1);
-    while let Some(a) = it.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) => (f, Some(v.to_string())),
-            None => (a.as_str(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        let r = match flag {
-            "--config-file" => value("--config-file").map(|v| config_file = Some(v.into())),
-            "--base-dir" => value("--base-dir").map(|v| base_dir = Some(v.into())),
-            "--bind-ip" => value("--bind-ip").and_then(|v| {
-                v.parse()
-                    .map(|ip| bind_ip = Some(ip))
-                    .map_err(|_| format!("--bind-ip: `{v}` is not an IP address"))
-            }),
-            "--retain" => {
-                retain = true;
-                Ok(())
-            }
-            // Accepted for compatibility with restate-server command lines.
-            "--no-logo" => Ok(()),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            other => Err(format!("unknown argument `{other}`")),
-        };
-        if let Err(e) = r {
-            eprintln!("ratchet: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    }
-    match cmd.as_str() {
-        "version" | "--version" | "-V" => {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
             println!("ratchet {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        "server" => {
-            init_tracing();
-            let mut config = match Config::load(config_file.as_deref(), base_dir.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("ratchet: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            if let Some(ip) = bind_ip {
-                config.ingress.bind_address.set_ip(ip);
-                config.admin.bind_address.set_ip(ip);
-            }
-            serve(config, |b| {
-                tracing::info!(
-                    "ingress listening on http://{}, admin on http://{}",
-                    b.ingress,
-                    b.admin
-                );
-            })
-        }
-        "up" => {
-            init_tracing();
-            let dir = base_dir.unwrap_or_else(|| {
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0);
-                std::env::temp_dir().join(format!("ratchet-up-{}-{nanos}", std::process::id()))
-            });
-            let mut config = match Config::load(config_file.as_deref(), Some(&dir)) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("ratchet: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            config.default_num_partitions = 1;
-            let loopback = |a: std::net::SocketAddr| {
-                std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), a.port())
-            };
-            config.ingress.bind_address = loopback(config.ingress.bind_address);
-            config.admin.bind_address = loopback(config.admin.bind_address);
-            let code = serve(config, |b| {
-                println!("Ratchet is up (data in {}).", dir.display());
-                println!("  Admin:   http://{}", b.admin);
-                println!("  Ingress: http://{}", b.ingress);
-                println!(
-                    "Register a service with: restate deployments register http://127.0.0.1:9080"
-                );
-                println!(
-                    "Press Ctrl-C to stop{}.",
-                    if retain { "" } else { " (the data directory is removed)" }
-                );
-            });
-            if !retain {
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-            code
-        }
-        other => {
-            eprintln!("ratchet: unknown command `{other}`\n{USAGE}");
-            ExitCode::from(2)
-        }
+        Command::Server(args) => server(*args),
+        Command::Up(args) => up(args),
     }
 }
 
-fn init_tracing() {
-    let filter = std::env::var("RESTATE_LOG_FILTER")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+fn server(a: ServerArgs) -> ExitCode {
+    let flags = Flags {
+        base_dir: a.base_dir,
+        node_name: a.node_name,
+        listen_mode: a.listen_mode.map(|m| match m {
+            ListenModeArg::Unix => ListenMode::Unix,
+            ListenModeArg::Tcp => ListenMode::Tcp,
+            ListenModeArg::All => ListenMode::All,
+        }),
+        use_random_ports: a.use_random_ports,
+        bind_ip: a.bind_ip,
+        bind_port: a.bind_port,
+        bind_address: a.bind_address,
+        advertised_host: a.advertised_host,
+        advertised_address: a.advertised_address,
+        default_num_partitions: a.default_num_partitions,
+        shutdown_timeout: a.shutdown_timeout,
+        log_filter: a.log_filter,
+        log_format: a.log_format.map(|f| match f {
+            LogFormatArg::Pretty => LogFormat::Pretty,
+            LogFormatArg::Compact => LogFormat::Compact,
+            LogFormatArg::Json => LogFormat::Json,
+        }),
+        log_disable_ansi_codes: a.log_disable_ansi_codes,
+        tracing_endpoint: a.tracing_endpoint,
+    };
+    let config = match load(a.config_file.as_deref(), &flags) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if a.dump_config {
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(&config);
+    if !a.no_logo && std::io::stdout().is_terminal() {
+        println!("Ratchet {}\n", env!("CARGO_PKG_VERSION"));
+    }
+    serve(config, |b| {
+        // The first lines of standard output: where to reach the node, also with random ports.
+        println!("Admin: {}", b.advertised(Service::Admin));
+        println!("HTTP Ingress: {}", b.advertised(Service::Ingress));
+        println!("Message Fabric: {}", b.advertised(Service::Fabric));
+    })
+}
+
+fn up(a: UpArgs) -> ExitCode {
+    let temporary = a.base_dir.is_none();
+    let dir = a.base_dir.unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        std::env::temp_dir().join(format!("ratchet-up-{}-{nanos}", std::process::id()))
+    });
+    let flags = Flags {
+        base_dir: Some(dir.clone()),
+        node_name: Some("embedded".into()),
+        listen_mode: a.use_unix_sockets.then_some(ListenMode::Unix),
+        use_random_ports: a.use_random_ports.then_some(true),
+        bind_ip: Some(std::net::Ipv4Addr::LOCALHOST.into()),
+        default_num_partitions: Some(1),
+        ..Flags::default()
+    };
+    let mut config = match load(a.config_file.as_deref(), &flags) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    // A developer node on loopback whatever a configuration file says.
+    for l in [&mut config.listeners.ingress, &mut config.listeners.admin, &mut config.listeners.fabric]
+    {
+        l.bind_address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let remove = temporary && !a.retain;
+    init_tracing(&config);
+    let code = serve(config, |b| {
+        println!("Ratchet {} is up.", env!("CARGO_PKG_VERSION"));
+        println!("  Admin:          {}", b.advertised(Service::Admin));
+        println!("  Ingress:        {}", b.advertised(Service::Ingress));
+        println!("  Data directory: {}", dir.display());
+        println!("Register a service with: restate deployments register http://localhost:9080");
+        println!(
+            "Press Ctrl-C to stop{}.",
+            if remove { " (the data directory is then removed; --retain keeps it)" } else { "" }
+        );
+    });
+    if remove {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    code
+}
+
+fn load(file: Option<&std::path::Path>, flags: &Flags) -> Result<Config, ExitCode> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    Config::load_with(file, &env, flags).map_err(|e| {
+        eprintln!("ratchet: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn init_tracing(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    // RUST_LOG wins over log-filter, as in Restate.
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log.filter.clone());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        eprintln!("ratchet: log filter `{filter}` is not valid ({e}); using the default");
+        EnvFilter::new(ratchet::config::LOG_FILTER_DEFAULT)
+    });
+    let ansi = !config.log.disable_ansi_codes && std::io::stderr().is_terminal();
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Pretty => b.pretty().with_ansi(ansi).try_init(),
+        LogFormat::Compact => b.compact().with_ansi(ansi).try_init(),
+        LogFormat::Json => b.json().with_ansi(false).try_init(),
+    };
 }
 
 fn serve(config: Config, on_ready: impl FnOnce(&ratchet::runtime::Bound)) -> ExitCode {
+    // Before any thread starts: the handed-over fds are taken and their variables cleared.
+    let activated = match ratchet::systemd::take_listen_fds() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ratchet: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -175,9 +301,14 @@ fn serve(config: Config, on_ready: impl FnOnce(&ratchet::runtime::Bound)) -> Exi
     };
     let result = rt.block_on(ratchet::runtime::run(
         config,
+        activated,
         Some(query::factory()),
         shutdown_signal(),
-        on_ready,
+        |b| {
+            on_ready(b);
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
+        },
     ));
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
@@ -193,17 +324,25 @@ fn serve(config: Config, on_ready: impl FnOnce(&ratchet::runtime::Bound)) -> Exi
     }
 }
 
+/// Resolves on the first SIGTERM or SIGINT. A second one exits at once: everything
+/// acknowledged is already durable in the log, only the drain is cut short.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        _ = int.recv() => {}
     }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("ratchet: second signal during shutdown; exiting now");
+        std::process::exit(0);
+    });
 }

@@ -146,6 +146,7 @@ fn run_with_key_file(key_file: &Path) -> (Option<i32>, String) {
         .arg(base.path().join("data"))
         .env("RESTATE_INGRESS__BIND_ADDRESS", "127.0.0.1:0")
         .env("RESTATE_ADMIN__BIND_ADDRESS", "127.0.0.1:0")
+        .env("RESTATE_BIND_ADDRESS", "127.0.0.1:0")
         .env(KEY_ENV, key_file)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out.try_clone().unwrap()))

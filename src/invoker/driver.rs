@@ -17,7 +17,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::machine::{Config, Machine, Output};
+use super::machine::{Config, Machine, Output, Verdict};
 use super::Ctx;
 use crate::fsm::{InvokeAttempt, Pin};
 use crate::partition::AppendError;
@@ -139,6 +139,31 @@ pub async fn run_attempt<T: Transport>(
     ctx: &Ctx<T>,
     epoch: u64,
     a: InvokeAttempt,
+    notify_rx: mpsc::Receiver<(u32, u16, Bytes)>,
+) -> AttemptEnd {
+    let started = Instant::now();
+    let end = attempt(ctx, epoch, a, notify_rx).await;
+    let partition = ctx.partition.id.to_string();
+    metrics::histogram!(crate::metrics::INVOKER_ATTEMPT_DURATION, "partition" => partition.clone())
+        .record(started.elapsed().as_secs_f64());
+    let outcome = match &end {
+        // Counted where the verdict is known (below).
+        AttemptEnd::Logged => None,
+        AttemptEnd::RetryLater => Some("disk_full"),
+        AttemptEnd::Fenced => Some("fenced"),
+        AttemptEnd::Fatal(_) | AttemptEnd::Panicked(_) => Some("fatal"),
+    };
+    if let Some(outcome) = outcome {
+        metrics::counter!(crate::metrics::INVOKER_ATTEMPTS, "partition" => partition, "outcome" => outcome)
+            .increment(1);
+    }
+    end
+}
+
+async fn attempt<T: Transport>(
+    ctx: &Ctx<T>,
+    epoch: u64,
+    a: InvokeAttempt,
     mut notify_rx: mpsc::Receiver<(u32, u16, Bytes)>,
 ) -> AttemptEnd {
     let schema = ctx.registry.snapshot();
@@ -234,7 +259,21 @@ pub async fn run_attempt<T: Transport>(
                         Err(e) => return AttemptEnd::Fatal(e),
                     }
                 }
-                Output::Done(_) => return AttemptEnd::Logged,
+                Output::Done(verdict) => {
+                    let outcome = match verdict {
+                        // Ended or suspended.
+                        Verdict::Finished => "finished",
+                        Verdict::Failed { give_up: true, .. } => "gave_up",
+                        Verdict::Failed { .. } => "retrying",
+                    };
+                    metrics::counter!(
+                        crate::metrics::INVOKER_ATTEMPTS,
+                        "partition" => ctx.partition.id.to_string(),
+                        "outcome" => outcome
+                    )
+                    .increment(1);
+                    return AttemptEnd::Logged;
+                }
             }
         }
         let Some(c) = conn.as_mut() else {

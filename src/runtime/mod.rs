@@ -1,8 +1,13 @@
-//! Node start-up, supervision and shutdown: opens the data directory (WAL, schema), starts one
-//! invoker and one processor per partition, serves ingress and admin, divides the memory
-//! budget among the components, and stops the whole process when any of them fails.
+//! Node start-up, supervision and shutdown: binds the listeners, opens the data directory
+//! (WAL, schema), starts one invoker and one processor per partition, serves ingress, admin
+//! and the node endpoint, divides the memory budget among the components, drains in-flight
+//! requests on shutdown, and stops the whole process when any component fails.
 //!
 //! Invariants:
+//! - Every listener is bound before the data directory is opened (`listeners::bind_all`).
+//! - Shutdown order: stop accepting, let in-flight requests finish (at most
+//!   `shutdown-timeout`), then stop the partitions (they checkpoint), then remove the socket
+//!   files. Accepted work that did not finish is in the log and resumes on the next start.
 //! - The number of partitions of a data directory is fixed when it is created
 //!   (`metadata/node.json`); changing the configuration later does not remap keys.
 //! - Fail-stop: a component that ends on its own (a processor, an invoker, a server, the WAL
@@ -17,13 +22,13 @@ use std::sync::Arc;
 
 use axum::serve::ListenerExt;
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::fsm::{Fsm, RetryPolicy};
+use crate::listeners::{ActivatedFd, BoundAddr, Listener, Service};
 use crate::log::SharedLog;
 use crate::partition::{processor, Handle, Router, Waiters};
 use crate::schema::Registry;
@@ -59,18 +64,34 @@ pub enum StartError {
     DataDir { dir: String, message: String },
     #[error("{0}")]
     Wal(#[from] wal::WalError),
-    #[error("cannot listen on {addr} for {what}: {message} (is another server running? set {env} to another address)")]
-    Bind { what: &'static str, addr: SocketAddr, env: &'static str, message: String },
+    #[error("{0}")]
+    Listen(#[from] crate::listeners::ListenError),
     /// A component failed while the node ran; the node stopped.
     #[error("stopped because {component} failed: {cause}")]
     Fatal { component: String, cause: String },
 }
 
-/// Addresses the node listens on, once started.
+/// Addresses the node listens on and advertises, once started.
 #[derive(Clone, Debug)]
 pub struct Bound {
-    pub ingress: SocketAddr,
-    pub admin: SocketAddr,
+    pub listeners: Vec<(Service, BoundAddr)>,
+    /// What ingress, admin and fabric advertise, in [`Service::ALL`] order.
+    pub advertised: [String; 3],
+}
+
+impl Bound {
+    /// The first TCP address of a service.
+    pub fn tcp(&self, s: Service) -> Option<SocketAddr> {
+        self.listeners.iter().find_map(|(x, a)| match a {
+            BoundAddr::Tcp(a) if *x == s => Some(*a),
+            _ => None,
+        })
+    }
+
+    /// The advertised URL of a service.
+    pub fn advertised(&self, s: Service) -> &str {
+        &self.advertised[Service::ALL.iter().position(|x| *x == s).unwrap_or(0)]
+    }
 }
 
 fn data_dir_err(dir: &Path, e: impl std::fmt::Display) -> StartError {
@@ -134,26 +155,6 @@ fn num_partitions(base: &Path, configured: u16) -> Result<u16, StartError> {
     }
 }
 
-/// Connections a listener queues before it accepts them. The usual 128 overflows when a few
-/// hundred clients connect at once, and a refused SYN is only retried after a second.
-const LISTEN_BACKLOG: u32 = 1024;
-
-async fn bind(
-    what: &'static str,
-    addr: SocketAddr,
-    env: &'static str,
-) -> Result<TcpListener, StartError> {
-    let err = |e: std::io::Error| StartError::Bind { what, addr, env, message: e.to_string() };
-    let socket = match addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
-    }
-    .map_err(err)?;
-    socket.set_reuseaddr(true).map_err(err)?;
-    socket.bind(addr).map_err(err)?;
-    socket.listen(LISTEN_BACKLOG).map_err(err)
-}
-
 /// How the memory budget is divided. Bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Budget {
@@ -200,12 +201,15 @@ type TaskEnd = (String, Result<(), String>);
 /// serves requests. `query` builds the engine behind `POST /query` (none: 503).
 pub async fn run(
     config: Config,
+    activated: Vec<ActivatedFd>,
     query: Option<admin::query::EngineFactory>,
     shutdown: impl std::future::Future<Output = ()>,
     on_ready: impl FnOnce(&Bound),
 ) -> Result<(), StartError> {
     let base: PathBuf = config.base_dir.clone();
-    std::fs::create_dir_all(&base).map_err(|e| data_dir_err(&base, e))?;
+    // Listeners first: a taken port or a bad socket fails before the data is touched.
+    let mut listeners = crate::listeners::bind_all(&config, activated)?;
+    let handle_metrics = crate::metrics::install().is_some();
     for key in &config.unknown_keys {
         tracing::warn!("ignoring unknown configuration key `{key}`");
     }
@@ -309,7 +313,15 @@ pub async fn run(
         );
         let rx = stop_rx.clone();
         tasks.spawn(async move {
-            (format!("partition {i}"), p.run(rx).await.map_err(|e| e.to_string()))
+            let partition = i.to_string();
+            // A single node leads every partition it runs.
+            metrics::counter!(crate::metrics::PARTITION_START, "partition" => partition.clone(), "type" => "leader")
+                .increment(1);
+            let r = p.run(rx).await.map_err(|e| e.to_string());
+            let how = if r.is_ok() { "shutdown" } else { "failure" };
+            metrics::counter!(crate::metrics::PARTITION_STOP, "partition" => partition, "type" => how)
+                .increment(1);
+            (format!("partition {i}"), r)
         });
     }
     {
@@ -323,14 +335,8 @@ pub async fn run(
         });
     }
 
-    let ingress_l =
-        bind("ingress", config.ingress.bind_address, "RESTATE_INGRESS__BIND_ADDRESS").await?;
-    let admin_l = bind("admin", config.admin.bind_address, "RESTATE_ADMIN__BIND_ADDRESS").await?;
-    let bound = Bound {
-        ingress: ingress_l.local_addr().map_err(|e| data_dir_err(&base, e))?,
-        admin: admin_l.local_addr().map_err(|e| data_dir_err(&base, e))?,
-    };
-    let ingress_url = format!("http://{}/", advertised(bound.ingress));
+    let bound = Bound { listeners: listeners.describe(), advertised: listeners.advertised.clone() };
+    let ingress_url = listeners.advertised(Service::Ingress).to_string();
     let ingress_state = Arc::new(ingress::IngressState::new(
         registry.clone(),
         router.clone(),
@@ -360,38 +366,99 @@ pub async fn run(
         }),
     });
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
-    let serve = |what: &'static str,
-                 l: TcpListener,
-                 app: axum::Router,
-                 mut rx: watch::Receiver<bool>,
-                 tasks: &mut JoinSet<TaskEnd>| {
-        // Without TCP_NODELAY a response written in two segments waits for the client's
-        // delayed ACK (~40 ms): small request/response traffic needs it off.
-        let l = l.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        tasks.spawn(async move {
-            let r = axum::serve(l, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await;
-            (format!("the {what} server"), r.map_err(|e| e.to_string()))
-        });
+    let sources = Arc::new(MetricSources {
+        router: router.clone(),
+        wal_dir: base.join("wal"),
+        parts_dir: parts_dir.clone(),
+    });
+    let metrics_route = {
+        let sources = sources.clone();
+        axum::routing::get(move || {
+            let sources = sources.clone();
+            async move { metrics_text(&sources) }
+        })
     };
-    serve("ingress", ingress_l, ingress::router(ingress_state), http_stop_rx.clone(), &mut tasks);
-    serve("admin", admin_l, admin::router(admin_state), http_stop_rx, &mut tasks);
+    let ingress_app = ingress::router(ingress_state)
+        .layer(axum::middleware::from_fn(count_ingress_request));
+    let admin_app = admin::router(admin_state).route("/metrics", metrics_route.clone());
+    let fabric_app = fabric_router(
+        Arc::new(NodeInfo {
+            node_name: config.node_name.clone(),
+            cluster_name: config.cluster_name.clone(),
+            bound: bound.clone(),
+            router: router.clone(),
+        }),
+        metrics_route,
+    );
+    let mut servers: JoinSet<TaskEnd> = JoinSet::new();
+    for b in listeners.take() {
+        let app = match b.service {
+            Service::Ingress => ingress_app.clone(),
+            Service::Admin => admin_app.clone(),
+            Service::Fabric => fabric_app.clone(),
+        };
+        let what = format!("the {} listener on {}", b.service.name(), b.addr);
+        spawn_server(&mut servers, what, b.listener, app, http_stop_rx.clone());
+    }
+    for (s, a) in &bound.listeners {
+        tracing::info!("{} listening on {a}", s.name());
+    }
     on_ready(&bound);
+    {
+        // READY=1 once every partition leads (what /health reports as healthy).
+        let router = router.clone();
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = async {
+                    while !router.all_running() {
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    crate::systemd::notify("READY=1\nSTATUS=serving");
+                    match crate::systemd::watchdog_interval() {
+                        Some(every) => loop {
+                            tokio::time::sleep(every / 2).await;
+                            // Alive unless a partition stopped (a full disk only pauses it).
+                            let stopped = router
+                                .liveness()
+                                .iter()
+                                .any(|(_, l)| matches!(l, crate::partition::Liveness::Stopped { .. }));
+                            if !stopped {
+                                crate::systemd::notify("WATCHDOG=1");
+                            }
+                        },
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+            ("the readiness notifier".to_string(), Ok(()))
+        });
+    }
+    if handle_metrics {
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(crate::metrics::UPKEEP_INTERVAL) => crate::metrics::upkeep(),
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+            ("the metrics upkeep".to_string(), Ok(()))
+        });
+    }
 
     // Supervise: the first component to end before shutdown stops the node.
+    let ended = |end: Option<Result<TaskEnd, tokio::task::JoinError>>| match end {
+        Some(Ok((component, Ok(())))) => (component, ENDED_UNEXPECTEDLY.to_string()),
+        Some(Ok((component, Err(cause)))) => (component, cause),
+        Some(Err(e)) => ("a task".to_string(), format!("it panicked: {e}")),
+        None => ("the node".to_string(), "no component is running".to_string()),
+    };
     let fatal = tokio::select! {
         _ = shutdown => None,
-        end = tasks.join_next() => Some(match end {
-            Some(Ok((component, Ok(())))) => (component, ENDED_UNEXPECTEDLY.to_string()),
-            Some(Ok((component, Err(cause)))) => (component, cause),
-            Some(Err(e)) => ("a task".to_string(), format!("it panicked: {e}")),
-            None => ("the node".to_string(), "no component is running".to_string()),
-        }),
+        end = tasks.join_next() => Some(ended(end)),
+        end = servers.join_next() => Some(ended(end)),
     };
     // A component that ended without an error mostly ended because another one failed (its
     // channel closed): name the failure, when one follows shortly, as the cause.
@@ -417,12 +484,47 @@ pub async fn run(
         other => other,
     };
     match &fatal {
-        None => tracing::info!("shutting down"),
+        None => tracing::info!(
+            "shutting down: no new connections; waiting up to {:?} (shutdown-timeout) for \
+             requests in flight",
+            config.shutdown_timeout
+        ),
         Some((component, cause)) => {
             tracing::error!("stopping: {component} failed: {cause}")
         }
     }
+    crate::systemd::notify("STOPPING=1");
     let _ = http_stop_tx.send(true);
+    // A failed node cannot finish what is in flight; a stopping one gets its drain time.
+    let drain = if fatal.is_some() {
+        std::time::Duration::from_millis(500)
+    } else {
+        config.shutdown_timeout
+    };
+    let drain_started = std::time::Instant::now();
+    let drained = tokio::time::timeout(drain, async {
+        while let Some(end) = servers.join_next().await {
+            if let Ok((component, Err(cause))) = end {
+                tracing::warn!("{component} failed while draining: {cause}");
+            }
+        }
+    })
+    .await;
+    match drained {
+        Ok(()) => tracing::info!(
+            "requests in flight drained in {} ms",
+            drain_started.elapsed().as_millis()
+        ),
+        Err(_) => {
+            if fatal.is_none() {
+                tracing::warn!(
+                    "requests still in flight after {drain:?} (shutdown-timeout); cancelling \
+                     them (their invocations go on after the next start)"
+                );
+            }
+            servers.abort_all();
+        }
+    }
     let _ = stop_tx.send(true);
     drop(router);
     // Let processors write their checkpoint; bounded so a wedged component cannot hold the
@@ -448,6 +550,7 @@ pub async fn run(
             tracing::debug!("WAL still referenced at shutdown; it closes when the last user goes")
         }
     }
+    listeners.remove_socket_files();
     match fatal {
         None => {
             tracing::info!("stopped");
@@ -457,13 +560,150 @@ pub async fn run(
     }
 }
 
-/// A wildcard bind address is advertised as loopback.
-fn advertised(a: SocketAddr) -> SocketAddr {
-    if a.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), a.port())
-    } else {
-        a
+fn spawn_server(
+    servers: &mut JoinSet<TaskEnd>,
+    what: String,
+    listener: Listener,
+    app: axum::Router,
+    mut rx: watch::Receiver<bool>,
+) {
+    let stop = async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    match listener {
+        Listener::Tcp(l) => {
+            // Without TCP_NODELAY a response written in two segments waits for the client's
+            // delayed ACK (~40 ms): small request/response traffic needs it off.
+            let l = l.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            servers.spawn(async move {
+                let r = axum::serve(l, app).with_graceful_shutdown(stop).await;
+                (what, r.map_err(|e| e.to_string()))
+            });
+        }
+        Listener::Unix(l) => {
+            servers.spawn(async move {
+                let r = axum::serve(l, app).with_graceful_shutdown(stop).await;
+                (what, r.map_err(|e| e.to_string()))
+            });
+        }
     }
+}
+
+/// What `/metrics` samples when it is scraped.
+struct MetricSources {
+    router: Router,
+    wal_dir: PathBuf,
+    parts_dir: PathBuf,
+}
+
+fn metrics_text(s: &MetricSources) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    for h in s.router.partitions.iter() {
+        let partition = h.id.to_string();
+        let tail = h.log().tail(crate::partition::log_of(h.id)).lsn_durable.0;
+        if let Some(applied) = h.store().and_then(|st| st.lsn_applied().ok()) {
+            metrics::gauge!(crate::metrics::PARTITION_APPLIED_LSN, "partition" => partition.clone())
+                .set(applied.0 as f64);
+            metrics::gauge!(crate::metrics::PARTITION_APPLIED_LSN_LAG, "partition" => partition)
+                .set(tail.saturating_sub(applied.0) as f64);
+        }
+    }
+    metrics::gauge!(crate::metrics::WAL_SIZE).set(crate::metrics::dir_size(&s.wal_dir) as f64);
+    metrics::gauge!(crate::metrics::STORE_SIZE)
+        .set(crate::metrics::dir_size(&s.parts_dir) as f64);
+    match crate::metrics::render() {
+        Some(text) => (
+            [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            text,
+        )
+            .into_response(),
+        None => (http::StatusCode::SERVICE_UNAVAILABLE, "metrics are not recorded in this process")
+            .into_response(),
+    }
+}
+
+/// Counts and times every ingress request by its answer's class.
+async fn count_ingress_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    let status = match res.status().as_u16() {
+        0..=399 => "completed",
+        400..=499 => "rejected",
+        _ => "failed",
+    };
+    metrics::counter!(crate::metrics::INGRESS_REQUESTS, "status" => status).increment(1);
+    metrics::histogram!(crate::metrics::INGRESS_REQUEST_DURATION)
+        .record(started.elapsed().as_secs_f64());
+    res
+}
+
+/// What the node endpoint reports about this node.
+struct NodeInfo {
+    node_name: String,
+    cluster_name: String,
+    bound: Bound,
+    router: Router,
+}
+
+/// Restate's server names, which its tools show.
+fn server_name(s: Service) -> &'static str {
+    match s {
+        Service::Ingress => "http-ingress-server",
+        Service::Admin => "admin-api-server",
+        Service::Fabric => "message-fabric-server",
+    }
+}
+
+/// The node (fabric) endpoint: this node's health, with what it binds and advertises, and
+/// the metrics. Single-node Ratchet has no node-to-node traffic.
+fn fabric_router(
+    info: Arc<NodeInfo>,
+    metrics_route: axum::routing::MethodRouter,
+) -> axum::Router {
+    let health = move || {
+        let info = info.clone();
+        async move {
+            let running = info.router.all_running();
+            let bound: Vec<serde_json::Value> = info
+                .bound
+                .listeners
+                .iter()
+                .map(|(s, a)| {
+                    let kind = match a {
+                        BoundAddr::Tcp(_) => "tcp",
+                        BoundAddr::Unix(_) => "unix",
+                    };
+                    serde_json::json!({"name": server_name(*s), "address": a.to_string(), "kind": kind})
+                })
+                .collect();
+            let advertised: Vec<serde_json::Value> = Service::ALL
+                .iter()
+                .map(|s| {
+                    let a = info.bound.advertised(*s);
+                    let kind = if a.starts_with("unix:") { "unix" } else { "http" };
+                    serde_json::json!({"name": server_name(*s), "address": a, "kind": kind})
+                })
+                .collect();
+            let body = serde_json::json!({
+                "status": if running { "Alive" } else { "Starting" },
+                "node_name": info.node_name,
+                "cluster_name": info.cluster_name,
+                "bound_addresses": bound,
+                "advertised_addresses": advertised,
+            });
+            let code =
+                if running { http::StatusCode::OK } else { http::StatusCode::SERVICE_UNAVAILABLE };
+            (code, axum::Json(body))
+        }
+    };
+    axum::Router::new()
+        .route("/health", axum::routing::get(health))
+        .route("/metrics", metrics_route)
 }
 
 #[cfg(test)]

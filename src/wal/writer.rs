@@ -111,6 +111,9 @@ struct Flush {
     fences: Vec<(LogId, u64)>,
     /// The encoded frame, handed to readers' cache once durable.
     frame: Option<Arc<[u8]>>,
+    /// When its durable write was submitted, and how many bytes it writes (metrics).
+    submitted: std::time::Instant,
+    write_bytes: usize,
 }
 
 pub(crate) struct Writer<D: Disk> {
@@ -399,6 +402,8 @@ impl<D: Disk> Writer<D> {
             seals: Vec::new(),
             fences: Vec::new(),
             frame: None,
+            submitted: std::time::Instant::now(),
+            write_bytes: 0,
         };
         let mut items: Vec<Item> = Vec::with_capacity(taken.len() + 1);
         if header_pending {
@@ -489,6 +494,15 @@ impl<D: Disk> Writer<D> {
             }
         }
         let mut records: Vec<RecordRef<'_>> = Vec::new();
+        let (mut appends, mut appended_bytes) = (0u64, 0u64);
+        for item in &items {
+            if let Item::Append(_, _, bodies) = item {
+                appends += bodies.len() as u64;
+                appended_bytes += bodies.iter().map(|b| b.len() as u64).sum::<u64>();
+            }
+        }
+        metrics::counter!(crate::metrics::WAL_APPENDS).increment(appends);
+        metrics::counter!(crate::metrics::WAL_APPENDED_BYTES).increment(appended_bytes);
         for item in &items {
             match item {
                 Item::Control(body, lsn) => records.push(RecordRef {
@@ -553,6 +567,9 @@ impl<D: Disk> Writer<D> {
         }
         a.header_pending = false;
         flush.end = a.pos;
+        flush.write_bytes = write_len;
+        flush.submitted = std::time::Instant::now();
+        metrics::histogram!(crate::metrics::WAL_FLUSH_BYTES).record(write_len as f64);
         // Queued before the submission, so that poisoning (after an error, or a panic inside
         // `submit`) answers these callers with the cause.
         self.inflight.push_back(flush);
@@ -681,6 +698,9 @@ impl<D: Disk> Writer<D> {
     }
 
     fn publish(&mut self, f: Flush) {
+        metrics::histogram!(crate::metrics::WAL_FSYNC_DURATION)
+            .record(f.submitted.elapsed().as_secs_f64());
+        metrics::counter!(crate::metrics::WAL_FSYNC_BYTES).increment(f.write_bytes as u64);
         self.control_lsn_durable = self.control_lsn_durable.max(f.control_lsn);
         {
             let mut idx = self.shared.index();
