@@ -230,9 +230,7 @@ impl Default for Config {
                 request_size_limit_bytes: 32 * 1024 * 1024,
                 concurrent_requests_max: 4096,
             },
-            admin: AdminOptions {
-                query_memory_bytes: QUERY_MEMORY_BYTES_DEFAULT,
-            },
+            admin: AdminOptions { query_memory_bytes: QUERY_MEMORY_BYTES_DEFAULT },
             worker: WorkerOptions {
                 inactivity_timeout: Duration::from_secs(60),
                 abort_timeout: Duration::from_secs(600),
@@ -608,8 +606,7 @@ impl Config {
             ADMIN_PORT,
             &mut c.warnings,
         )?;
-        c.listeners.fabric =
-            resolve_listener("", &top, None, None, FABRIC_PORT, &mut c.warnings)?;
+        c.listeners.fabric = resolve_listener("", &top, None, None, FABRIC_PORT, &mut c.warnings)?;
         if let Some(v) = raw.shutdown_timeout {
             c.shutdown_timeout = parse_duration("shutdown-timeout", &v)?;
         }
@@ -617,8 +614,9 @@ impl Config {
             c.log.filter = v;
         }
         if let Some(v) = raw.log_format {
-            c.log.format = LogFormat::parse(&v)
-                .ok_or_else(|| invalid("log-format", &format!("`{v}` is not pretty, compact or json")))?;
+            c.log.format = LogFormat::parse(&v).ok_or_else(|| {
+                invalid("log-format", &format!("`{v}` is not pretty, compact or json"))
+            })?;
         }
         if let Some(v) = raw.log_disable_ansi_codes {
             c.log.disable_ansi_codes = v;
@@ -1032,19 +1030,20 @@ fn resolve_listener(
             None => f(top).map(|v| (String::new(), v.clone())),
         }
     };
-    let name = |sec: &str, k: &str| if sec.is_empty() { k.to_string() } else { format!("{sec}.{k}") };
+    let name =
+        |sec: &str, k: &str| if sec.is_empty() { k.to_string() } else { format!("{sec}.{k}") };
     let listen_mode = match own_or(|r| r.listen_mode.as_ref()) {
         Some((sec, v)) => ListenMode::parse(&v).ok_or_else(|| {
             invalid(&name(&sec, "listen-mode"), &format!("`{v}` is not tcp, unix or all"))
         })?,
         None => ListenMode::All,
     };
-    let random =
-        own.and_then(|r| r.use_random_ports).or(top.use_random_ports).unwrap_or(false);
+    let random = own.and_then(|r| r.use_random_ports).or(top.use_random_ports).unwrap_or(false);
     let ip: std::net::IpAddr = match own_or(|r| r.bind_ip.as_ref()) {
-        Some((sec, v)) => v.trim().parse().map_err(|_| {
-            invalid(&name(&sec, "bind-ip"), &format!("`{v}` is not an IP address"))
-        })?,
+        Some((sec, v)) => v
+            .trim()
+            .parse()
+            .map_err(|_| invalid(&name(&sec, "bind-ip"), &format!("`{v}` is not an IP address")))?,
         None => std::net::Ipv4Addr::UNSPECIFIED.into(),
     };
     // The fabric's port and address are the top-level keys; a service's are its own only.

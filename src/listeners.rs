@@ -184,7 +184,10 @@ pub fn bind_all(config: &Config, activated: Vec<ActivatedFd>) -> Result<Listener
                 let std_l = std::net::TcpListener::from(a.fd);
                 std_l.set_nonblocking(true).map_err(err)?;
                 let addr = std_l.local_addr().map_err(err)?;
-                (BoundAddr::Tcp(addr), Listener::Tcp(tokio::net::TcpListener::from_std(std_l).map_err(err)?))
+                (
+                    BoundAddr::Tcp(addr),
+                    Listener::Tcp(tokio::net::TcpListener::from_std(std_l).map_err(err)?),
+                )
             }
             SocketKind::Unix => {
                 let std_l = std::os::unix::net::UnixListener::from(a.fd);
@@ -194,7 +197,10 @@ pub fn bind_all(config: &Config, activated: Vec<ActivatedFd>) -> Result<Listener
                     .ok()
                     .and_then(|a| a.as_pathname().map(absolute))
                     .unwrap_or_else(|| PathBuf::from(format!("fd {}", a.number)));
-                (BoundAddr::Unix(path), Listener::Unix(tokio::net::UnixListener::from_std(std_l).map_err(err)?))
+                (
+                    BoundAddr::Unix(path),
+                    Listener::Unix(tokio::net::UnixListener::from_std(std_l).map_err(err)?),
+                )
             }
         };
         tracing::info!(
@@ -343,7 +349,9 @@ pub fn local_ip() -> IpAddr {
                 let ifa = &*cur;
                 let up = ifa.ifa_flags & (libc::IFF_UP as u32) != 0;
                 let loopback = ifa.ifa_flags & (libc::IFF_LOOPBACK as u32) != 0;
-                if up && !loopback && !ifa.ifa_addr.is_null()
+                if up
+                    && !loopback
+                    && !ifa.ifa_addr.is_null()
                     && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
                 {
                     let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);

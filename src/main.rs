@@ -235,7 +235,8 @@ fn up(a: UpArgs) -> ExitCode {
         Err(code) => return code,
     };
     // A developer node on loopback whatever a configuration file says.
-    for l in [&mut config.listeners.ingress, &mut config.listeners.admin, &mut config.listeners.fabric]
+    for l in
+        [&mut config.listeners.ingress, &mut config.listeners.admin, &mut config.listeners.fabric]
     {
         l.bind_address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
@@ -328,7 +329,8 @@ fn serve(config: Config, on_ready: impl FnOnce(&ratchet::runtime::Bound)) -> Exi
 /// acknowledged is already durable in the log, only the drain is cut short.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    let (Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
     else {
         let _ = tokio::signal::ctrl_c().await;
         return;

@@ -44,9 +44,7 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_quantiles(&[0.5, 0.9, 0.99, 1.0])
-                .ok()?;
+            let builder = PrometheusBuilder::new().set_quantiles(&[0.5, 0.9, 0.99, 1.0]).ok()?;
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
@@ -61,20 +59,49 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(INGRESS_REQUESTS, "Ingress requests answered, by status: completed (2xx/3xx), rejected (4xx), failed (5xx)");
-    describe_histogram!(INGRESS_REQUEST_DURATION, Unit::Seconds, "Time from an ingress request's arrival to its response head");
+    describe_counter!(
+        INGRESS_REQUESTS,
+        "Ingress requests answered, by status: completed (2xx/3xx), rejected (4xx), failed (5xx)"
+    );
+    describe_histogram!(
+        INGRESS_REQUEST_DURATION,
+        Unit::Seconds,
+        "Time from an ingress request's arrival to its response head"
+    );
     describe_counter!(INVOKER_ATTEMPTS, "Invocation attempts that ended, by partition and outcome");
-    describe_histogram!(INVOKER_ATTEMPT_DURATION, Unit::Seconds, "Duration of invocation attempts, by partition");
+    describe_histogram!(
+        INVOKER_ATTEMPT_DURATION,
+        Unit::Seconds,
+        "Duration of invocation attempts, by partition"
+    );
     describe_counter!(WAL_APPENDS, "Records appended to the write-ahead log");
-    describe_counter!(WAL_APPENDED_BYTES, Unit::Bytes, "Bytes of records appended to the write-ahead log");
+    describe_counter!(
+        WAL_APPENDED_BYTES,
+        Unit::Bytes,
+        "Bytes of records appended to the write-ahead log"
+    );
     describe_histogram!(WAL_FLUSH_BYTES, Unit::Bytes, "Bytes written by one write-ahead log flush");
-    describe_histogram!(WAL_FSYNC_DURATION, Unit::Seconds, "Time a write-ahead log flush took to become durable");
-    describe_counter!(WAL_FSYNC_BYTES, Unit::Bytes, "Bytes made durable by write-ahead log flushes");
+    describe_histogram!(
+        WAL_FSYNC_DURATION,
+        Unit::Seconds,
+        "Time a write-ahead log flush took to become durable"
+    );
+    describe_counter!(
+        WAL_FSYNC_BYTES,
+        Unit::Bytes,
+        "Bytes made durable by write-ahead log flushes"
+    );
     describe_gauge!(WAL_SIZE, Unit::Bytes, "Size of the write-ahead log's segment files");
     describe_gauge!(PARTITION_APPLIED_LSN, "Last log position a partition applied");
-    describe_gauge!(PARTITION_APPLIED_LSN_LAG, "Records a partition's log holds that it has not applied yet");
+    describe_gauge!(
+        PARTITION_APPLIED_LSN_LAG,
+        "Records a partition's log holds that it has not applied yet"
+    );
     describe_counter!(PARTITION_START, "Partition processor starts, by partition and type");
-    describe_counter!(PARTITION_STOP, "Partition processor stops, by partition and type (shutdown or failure)");
+    describe_counter!(
+        PARTITION_STOP,
+        "Partition processor stops, by partition and type (shutdown or failure)"
+    );
     describe_gauge!(STORE_SIZE, Unit::Bytes, "Size of the partition store files");
     describe_gauge!(PROCESS_RESIDENT_MEMORY, Unit::Bytes, "Resident memory of the process");
     describe_gauge!(PROCESS_VIRTUAL_MEMORY, Unit::Bytes, "Virtual memory of the process");

@@ -156,7 +156,9 @@ fn kind_name(kind: SocketKind) -> &'static str {
 /// The kind of a listening stream socket, or why `fd` is not one.
 fn check_listening(fd: RawFd) -> Result<SocketKind, ActivationError> {
     let not = |why: String| {
-        ActivationError(format!("LISTEN_FDS passes fd {fd}, which is not a listening socket: {why}"))
+        ActivationError(format!(
+            "LISTEN_FDS passes fd {fd}, which is not a listening socket: {why}"
+        ))
     };
     let mut accepting: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -179,7 +181,9 @@ fn check_listening(fd: RawFd) -> Result<SocketKind, ActivationError> {
     // SAFETY: a zeroed sockaddr_storage is valid; getsockname writes at most `len` bytes.
     let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    let r = unsafe { libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_storage).cast(), &mut len) };
+    let r = unsafe {
+        libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_storage).cast(), &mut len)
+    };
     if r != 0 {
         return Err(not(std::io::Error::last_os_error().to_string()));
     }

@@ -194,6 +194,9 @@ impl Budget {
 /// this many succeeded.
 pub const EIO_AFTER_ENV: &str = "RATCHET_TEST_WAL_EIO_AFTER_WRITES";
 
+/// Longest time the ingress holds back accepting while partitions start.
+const INGRESS_GATE_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A supervised task: its name and how it ended.
 type TaskEnd = (String, Result<(), String>);
 
@@ -378,8 +381,8 @@ pub async fn run(
             async move { metrics_text(&sources) }
         })
     };
-    let ingress_app = ingress::router(ingress_state)
-        .layer(axum::middleware::from_fn(count_ingress_request));
+    let ingress_app =
+        ingress::router(ingress_state).layer(axum::middleware::from_fn(count_ingress_request));
     let admin_app = admin::router(admin_state).route("/metrics", metrics_route.clone());
     let fabric_app = fabric_router(
         Arc::new(NodeInfo {
@@ -398,7 +401,20 @@ pub async fn run(
             Service::Fabric => fabric_app.clone(),
         };
         let what = format!("the {} listener on {}", b.service.name(), b.addr);
-        spawn_server(&mut servers, what, b.listener, app, http_stop_rx.clone());
+        // The ingress accepts once every partition leads: until then connections wait in the
+        // listen backlog (on a restart with handed-over sockets, that is where the requests
+        // of the gap wait) instead of being answered 503. Bounded, so a partition that cannot
+        // start gets clear 503 answers rather than silence.
+        let gate = (b.service == Service::Ingress).then(|| {
+            let router = router.clone();
+            async move {
+                let deadline = std::time::Instant::now() + INGRESS_GATE_MAX;
+                while !router.all_running() && std::time::Instant::now() < deadline {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+            }
+        });
+        spawn_server(&mut servers, what, b.listener, app, http_stop_rx.clone(), gate);
     }
     for (s, a) in &bound.listeners {
         tracing::info!("{} listening on {a}", s.name());
@@ -560,15 +576,22 @@ pub async fn run(
     }
 }
 
-fn spawn_server(
+fn spawn_server<G: std::future::Future<Output = ()> + Send + 'static>(
     servers: &mut JoinSet<TaskEnd>,
     what: String,
     listener: Listener,
     app: axum::Router,
-    mut rx: watch::Receiver<bool>,
+    rx: watch::Receiver<bool>,
+    gate: Option<G>,
 ) {
-    let stop = async move {
-        let _ = rx.wait_for(|s| *s).await;
+    let mut gate_stop = rx.clone();
+    let gate = async move {
+        if let Some(g) = gate {
+            tokio::select! {
+                _ = g => {}
+                _ = gate_stop.wait_for(|s| *s) => {}
+            }
+        }
     };
     match listener {
         Listener::Tcp(l) => {
@@ -578,17 +601,55 @@ fn spawn_server(
                 let _ = tcp.set_nodelay(true);
             });
             servers.spawn(async move {
-                let r = axum::serve(l, app).with_graceful_shutdown(stop).await;
-                (what, r.map_err(|e| e.to_string()))
+                gate.await;
+                serve_connections(l, app, rx).await;
+                (what, Ok(()))
             });
         }
         Listener::Unix(l) => {
             servers.spawn(async move {
-                let r = axum::serve(l, app).with_graceful_shutdown(stop).await;
-                (what, r.map_err(|e| e.to_string()))
+                gate.await;
+                serve_connections(l, app, rx).await;
+                (what, Ok(()))
             });
         }
     }
+}
+
+/// How long a stopping server keeps serving connections it accepted but that have not sent
+/// a request yet. A client writes its request right after connecting; closing such a
+/// connection at once would reset a request the client already sent.
+const ACCEPTED_LINGER: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Serves HTTP/1.1 and HTTP/2 (with and without TLS-less prior knowledge) on `l` until `stop`
+/// turns true; then stops accepting (the socket stays open when the service manager holds
+/// it, and new connections wait in its backlog for the next process), gives just-accepted
+/// connections [`ACCEPTED_LINGER`] to send their request, and waits for every request in
+/// flight (the caller bounds that wait).
+async fn serve_connections<L>(mut l: L, app: axum::Router, mut stop: watch::Receiver<bool>)
+where
+    L: axum::serve::Listener,
+    L::Io: Unpin,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    loop {
+        tokio::select! {
+            (io, _) = l.accept() => {
+                let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    drop(l);
+    tokio::time::sleep(ACCEPTED_LINGER).await;
+    graceful.shutdown().await;
 }
 
 /// What `/metrics` samples when it is scraped.
@@ -611,14 +672,12 @@ fn metrics_text(s: &MetricSources) -> axum::response::Response {
         }
     }
     metrics::gauge!(crate::metrics::WAL_SIZE).set(crate::metrics::dir_size(&s.wal_dir) as f64);
-    metrics::gauge!(crate::metrics::STORE_SIZE)
-        .set(crate::metrics::dir_size(&s.parts_dir) as f64);
+    metrics::gauge!(crate::metrics::STORE_SIZE).set(crate::metrics::dir_size(&s.parts_dir) as f64);
     match crate::metrics::render() {
-        Some(text) => (
-            [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-            text,
-        )
-            .into_response(),
+        Some(text) => {
+            ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+                .into_response()
+        }
         None => (http::StatusCode::SERVICE_UNAVAILABLE, "metrics are not recorded in this process")
             .into_response(),
     }
@@ -661,10 +720,7 @@ fn server_name(s: Service) -> &'static str {
 
 /// The node (fabric) endpoint: this node's health, with what it binds and advertises, and
 /// the metrics. Single-node Ratchet has no node-to-node traffic.
-fn fabric_router(
-    info: Arc<NodeInfo>,
-    metrics_route: axum::routing::MethodRouter,
-) -> axum::Router {
+fn fabric_router(info: Arc<NodeInfo>, metrics_route: axum::routing::MethodRouter) -> axum::Router {
     let health = move || {
         let info = info.clone();
         async move {

@@ -365,7 +365,22 @@ pub struct FixtureOptions {
     pub ts_request_response: bool,
     /// The server's base directory (a fresh one in the scratch directory when `None`).
     pub base_dir: Option<PathBuf>,
+    /// The harness holds the listening sockets, as systemd does, and hands them to every
+    /// start of the server (`LISTEN_FDS`): TCP ingress, admin and fabric, and a unix ingress
+    /// socket at [`Server::held_unix_ingress`]. Ratchet only.
+    pub socket_activation: bool,
 }
+
+/// Listening sockets held across server restarts, in `LISTEN_FDNAMES` order.
+#[derive(Debug)]
+struct Held {
+    tcp: [TcpListener; 3],
+    unix: std::os::unix::net::UnixListener,
+    unix_path: PathBuf,
+}
+
+/// The names the held sockets are handed over with.
+const HELD_FDNAMES: &str = "ingress:admin:fabric:ingress";
 
 /// The server under test, restartable on the same base directory and ports.
 #[derive(Debug)]
@@ -379,11 +394,44 @@ pub struct Server {
     node_port: u16,
     proc: Option<Proc>,
     starts: u32,
+    held: Option<Held>,
 }
 
 impl Server {
     fn command(&self) -> Command {
         let mut cmd = match &self.kind {
+            ServerKind::Ratchet(bin) if self.held.is_some() => {
+                // `LISTEN_PID` must be the server's pid: a shell learns its own and execs.
+                let mut cmd = Command::new("sh");
+                cmd.arg("-c").arg("LISTEN_PID=$$ exec \"$0\" \"$@\"").arg(bin).arg("server");
+                cmd.env("LISTEN_FDS", "4").env("LISTEN_FDNAMES", HELD_FDNAMES);
+                let held = self.held.as_ref().expect("held sockets");
+                let fds: Vec<i32> =
+                    held.tcp.iter().map(|l| l.as_raw_fd()).chain([held.unix.as_raw_fd()]).collect();
+                // SAFETY: runs in the forked child before exec and makes only
+                // async-signal-safe syscalls (dup, dup2, fcntl) on fds this process owns.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        // Out of the way first, so no source is overwritten by another's dup2.
+                        let mut high = Vec::with_capacity(fds.len());
+                        for fd in &fds {
+                            let h = libc::fcntl(*fd, libc::F_DUPFD, 100);
+                            if h < 0 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                            high.push(h);
+                        }
+                        for (i, h) in high.iter().enumerate() {
+                            // dup2 leaves FD_CLOEXEC clear on the new fd.
+                            if libc::dup2(*h, 3 + i as i32) < 0 {
+                                return Err(std::io::Error::last_os_error());
+                            }
+                        }
+                        Ok(())
+                    });
+                }
+                cmd
+            }
             ServerKind::Ratchet(bin) => {
                 let mut cmd = Command::new(bin);
                 cmd.arg("server");
@@ -485,6 +533,11 @@ impl Server {
     pub fn is_running(&mut self) -> bool {
         self.proc.as_mut().is_some_and(|p| p.exited().is_none())
     }
+
+    /// The unix ingress socket the harness holds (with `socket_activation`).
+    pub fn held_unix_ingress(&self) -> Option<PathBuf> {
+        self.held.as_ref().map(|h| h.unix_path.clone())
+    }
 }
 
 #[derive(Debug)]
@@ -547,6 +600,15 @@ impl Fixture {
                 node_port,
                 proc: None,
                 starts: 0,
+                held: opts.socket_activation.then(|| {
+                    let tcp = [ingress_port, admin_port, node_port].map(|port| {
+                        TcpListener::bind(("127.0.0.1", port)).expect("hold a loopback port")
+                    });
+                    let unix_path = dir.path().join("held-ingress.sock");
+                    let unix = std::os::unix::net::UnixListener::bind(&unix_path)
+                        .expect("hold a unix socket");
+                    Held { tcp, unix, unix_path }
+                }),
             },
             dir: Some(dir),
             ts: None,
@@ -1024,6 +1086,21 @@ pub struct Ingress {
 }
 
 impl Ingress {
+    /// `POST` a JSON body to an ingress path; a transport failure is an `Err`.
+    pub async fn try_call(&self, path: &str, json: Value) -> Result<Reply, String> {
+        let body = Bytes::from(serde_json::to_vec(&json).expect("serialize"));
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .expect("request");
+        let resp = self.client.request(req).await.map_err(|e| format!("{e:?}"))?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
+    }
+
     /// `POST` a JSON body to an ingress path.
     pub async fn call(&self, path: &str, json: Value) -> Reply {
         let body = Bytes::from(serde_json::to_vec(&json).expect("serialize"));
