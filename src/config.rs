@@ -1251,8 +1251,8 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(c.ingress.bind_address, "127.0.0.1:18080".parse().unwrap());
-        assert_eq!(c.admin.bind_address, "127.0.0.1:19070".parse().unwrap());
+        assert_eq!(c.listeners.ingress.bind_address, "127.0.0.1:18080".parse().unwrap());
+        assert_eq!(c.listeners.admin.bind_address, "127.0.0.1:19070".parse().unwrap());
         assert_eq!(c.base_dir, PathBuf::from("/data"));
         assert_eq!(c.default_num_partitions, 2);
         assert!(c.unknown_keys.is_empty());
@@ -1333,7 +1333,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.base_dir, PathBuf::from("/from-flag"));
-        assert_eq!(c.ingress.bind_address.port(), 2);
+        assert_eq!(c.listeners.ingress.bind_address.port(), 2);
         assert_eq!(c.worker.inactivity_timeout, Duration::from_secs(5));
         assert_eq!(c.unknown_keys, vec!["metadata-server".to_string()]);
         std::fs::remove_dir_all(dir).unwrap();
@@ -1452,5 +1452,89 @@ MC4CAQAwBQYDK2VwBCIEIHYXQgQIriHN8qdZlCYoC/T2DzEFzzCX2zfE+xDjgl3Y
         assert!(parse_duration("k", "18446744073709551615s 18446744073709551615s").is_err());
         assert!(parse_duration("k", "PT99999999999999999999999999S").is_err());
         assert_eq!(parse_bytes("k", &toml::Value::String("32 MiB".into())).unwrap(), 32 << 20);
+    }
+
+    #[test]
+    fn listeners_resolve_per_service_over_top_level_and_flags_over_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            r#"
+listen-mode = "unix"
+bind-ip = "127.0.0.1"
+bind-port = 6122
+[ingress]
+listen-mode = "tcp"
+bind-port = 18080
+advertised-ingress-endpoint = "http://ing.example.com:18888/"
+[admin]
+use-random-ports = true
+"#,
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&file), &env(&[]), None).unwrap();
+        let l = &c.listeners;
+        assert_eq!(l.ingress.listen_mode, ListenMode::Tcp, "the service's own key wins");
+        assert_eq!(l.admin.listen_mode, ListenMode::Unix, "the top-level key is the default");
+        assert_eq!(l.fabric.listen_mode, ListenMode::Unix);
+        assert_eq!(l.ingress.bind_address, "127.0.0.1:18080".parse().unwrap());
+        assert_eq!(l.admin.bind_address, "127.0.0.1:0".parse().unwrap(), "random port");
+        assert_eq!(l.fabric.bind_address, "127.0.0.1:6122".parse().unwrap());
+        assert_eq!(l.ingress.advertised_address.as_deref(), Some("http://ing.example.com:18888/"));
+        assert!(c
+            .warnings
+            .iter()
+            .any(|w| w.contains("advertised-ingress-endpoint") && w.contains("deprecated")));
+        assert!(c.unknown_keys.is_empty(), "{:?}", c.unknown_keys);
+        // Flags apply to every service, over the file's per-service keys (as Restate's do).
+        let flags = Flags { listen_mode: Some(ListenMode::All), ..Flags::default() };
+        let c = Config::load_with(Some(&file), &env(&[]), &flags).unwrap();
+        assert_eq!(c.listeners.ingress.listen_mode, ListenMode::All);
+        assert_eq!(c.listeners.admin.listen_mode, ListenMode::All);
+        // A bad mode names the key.
+        let e = Config::load_from(None, &env(&[("RESTATE_INGRESS__LISTEN_MODE", "both")]), None)
+            .unwrap_err();
+        assert!(e.to_string().contains("ingress.listen-mode"), "{e}");
+    }
+
+    #[test]
+    fn environment_values_are_typed_by_the_schema() {
+        let c = Config::load_from(None, &env(&[("RESTATE_NODE_NAME", "123")]), None).unwrap();
+        assert_eq!(c.node_name, "123", "a numeric name stays a name");
+        let e = Config::load_from(None, &env(&[("RESTATE_DEFAULT_NUM_PARTITIONS", "two")]), None)
+            .unwrap_err();
+        assert!(e.to_string().contains("default-num-partitions"), "{e}");
+        let e = Config::load_from(None, &env(&[("RESTATE_USE_RANDOM_PORTS", "yes")]), None)
+            .unwrap_err();
+        assert!(e.to_string().contains("true or false"), "{e}");
+        let c = Config::load_from(None, &env(&[("RESTATE_LOG_FORMAT", "json")]), None).unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        let e = Config::load_from(None, &env(&[("RESTATE_LOG_FORMAT", "xml")]), None).unwrap_err();
+        assert!(e.to_string().contains("log-format"), "{e}");
+    }
+
+    #[test]
+    fn the_dumped_configuration_loads_back_to_the_same_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("RESTATE_NODE_NAME", "007"),
+                ("RESTATE_ADMIN__LISTEN_MODE", "tcp"),
+                ("RESTATE_SHUTDOWN_TIMEOUT", "90s"),
+                ("RESTATE_MEMORY_BUDGET", "48MiB"),
+                ("RESTATE_TRACING_ENDPOINT", "http://127.0.0.1:4317"),
+            ]),
+            Some(dir.path()),
+        )
+        .unwrap();
+        let file = dir.path().join("dump.toml");
+        std::fs::write(&file, c.to_toml()).unwrap();
+        let back = Config::load_from(Some(&file), &env(&[]), None).unwrap();
+        assert_eq!(back, c, "{}", c.to_toml());
+        assert!(c.to_toml().contains("node-name = \"007\""));
+        // Restate's own dump writes sizes with a fraction.
+        assert_eq!(parse_bytes("k", &toml::Value::String("32.0 MiB".into())).unwrap(), 32 << 20);
     }
 }

@@ -16,6 +16,7 @@ pub mod invoker;
 pub mod listeners;
 pub mod log;
 pub mod metrics;
+pub mod otel;
 pub mod partition;
 pub mod protocol;
 pub mod runtime;

@@ -1863,6 +1863,18 @@ impl Fsm {
         for sink in &st.sinks {
             self.answer(s, sink, id, &outcome, out)?;
         }
+        let failure = match &outcome.result {
+            Some(outcome::Result::Failure(f)) => Some(format!("[{}] {}", f.code, f.message)),
+            _ => None,
+        };
+        out.push(Action::Completed {
+            id: *id,
+            service: st.service.clone(),
+            handler: st.handler.clone(),
+            created_ms: st.created_ms,
+            completed_ms: now_ms,
+            failure,
+        });
         // A kept journal goes with the status when its retention ends (see `purge`).
         let keep_journal = st.journal_retention_ms.is_some_and(|ms| ms > 0)
             && st.retention_ms.is_some_and(|ms| ms > 0);

@@ -668,6 +668,16 @@ pub enum Action {
     Timer { wake_ms: u64, id: InvocationId, completion_id: u32 },
     /// A delivery was written to the outbox with this sequence number.
     Outbox { seq: u64 },
+    /// An invocation completed (for its trace span): when it was created and when it ended.
+    Completed {
+        id: InvocationId,
+        service: String,
+        handler: String,
+        created_ms: u64,
+        completed_ms: u64,
+        /// The failure it ended with, if it failed.
+        failure: Option<String>,
+    },
 }
 
 /// Everything an attempt needs, read from the store when the invoker starts it.

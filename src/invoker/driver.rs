@@ -142,6 +142,9 @@ pub async fn run_attempt<T: Transport>(
     notify_rx: mpsc::Receiver<(u32, u16, Bytes)>,
 ) -> AttemptEnd {
     let started = Instant::now();
+    let started_at = std::time::SystemTime::now();
+    let span =
+        crate::otel::enabled().then(|| (a.id, a.attempt, format!("{}/{}", a.service, a.handler)));
     let end = attempt(ctx, epoch, a, notify_rx).await;
     let partition = ctx.partition.id.to_string();
     metrics::histogram!(crate::metrics::INVOKER_ATTEMPT_DURATION, "partition" => partition.clone())
@@ -156,6 +159,36 @@ pub async fn run_attempt<T: Transport>(
     if let Some(outcome) = outcome {
         metrics::counter!(crate::metrics::INVOKER_ATTEMPTS, "partition" => partition, "outcome" => outcome)
             .increment(1);
+    }
+    if let Some((id, n, target)) = span {
+        use crate::otel::{Span, Value};
+        crate::otel::emit(Span {
+            trace_id: crate::otel::trace_id(&id),
+            span_id: crate::otel::span_id(
+                &id,
+                &[
+                    b"attempt".as_slice(),
+                    &n.to_be_bytes(),
+                    &crate::otel::nanos_of(started_at).to_be_bytes(),
+                ]
+                .concat(),
+            ),
+            parent: Some(crate::otel::invocation_span_id(&id)),
+            name: format!("attempt {n} {target}"),
+            kind: crate::otel::kind::CLIENT,
+            start: started_at,
+            end: std::time::SystemTime::now(),
+            attributes: vec![
+                ("restate.invocation.id", Value::Str(id.to_string())),
+                ("restate.invocation.target", Value::Str(target)),
+                ("restate.attempt", Value::Int(i64::from(n))),
+                ("restate.partition.id", Value::Int(i64::from(ctx.partition.id))),
+            ],
+            error: match &end {
+                AttemptEnd::Logged => None,
+                other => Some(format!("{other:?}")),
+            },
+        });
     }
     end
 }

@@ -603,6 +603,33 @@ impl Processor {
                 }
                 Action::Abort { id } => self.invoker.abort(leader.epoch, id),
                 Action::Outbox { seq } => outbox_max = Some(seq),
+                Action::Completed { id, service, handler, created_ms, completed_ms, failure } => {
+                    if crate::otel::enabled() {
+                        let at =
+                            |ms: u64| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+                        crate::otel::emit(crate::otel::Span {
+                            trace_id: crate::otel::trace_id(&id),
+                            span_id: crate::otel::invocation_span_id(&id),
+                            parent: None,
+                            name: format!("invocation {service}/{handler}"),
+                            kind: crate::otel::kind::INTERNAL,
+                            start: at(created_ms),
+                            end: at(completed_ms),
+                            attributes: vec![
+                                ("restate.invocation.id", crate::otel::Value::Str(id.to_string())),
+                                (
+                                    "restate.invocation.target",
+                                    crate::otel::Value::Str(format!("{service}/{handler}")),
+                                ),
+                                (
+                                    "restate.partition.id",
+                                    crate::otel::Value::Int(i64::from(self.id())),
+                                ),
+                            ],
+                            error: failure,
+                        });
+                    }
+                }
             }
         }
         if let Some(seq) = outbox_max {

@@ -212,6 +212,9 @@ pub async fn run(
     let base: PathBuf = config.base_dir.clone();
     // Listeners first: a taken port or a bad socket fails before the data is touched.
     let mut listeners = crate::listeners::bind_all(&config, activated)?;
+    if let Some(endpoint) = &config.tracing.endpoint {
+        crate::otel::start(endpoint, &config.node_name);
+    }
     let handle_metrics = crate::metrics::install().is_some();
     for key in &config.unknown_keys {
         tracing::warn!("ignoring unknown configuration key `{key}`");
@@ -689,7 +692,39 @@ async fn count_ingress_request(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
+    let started_at = std::time::SystemTime::now();
+    let traced = (crate::otel::enabled() && req.method() == http::Method::POST)
+        .then(|| format!("{} {}", req.method(), req.uri().path()));
     let res = next.run(req).await;
+    if let Some(name) = traced {
+        let id = res
+            .headers()
+            .get("x-restate-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<crate::protocol::ids::InvocationId>().ok());
+        if let Some(id) = id {
+            use crate::otel::{Span, Value};
+            let code = res.status().as_u16();
+            crate::otel::emit(Span {
+                trace_id: crate::otel::trace_id(&id),
+                span_id: crate::otel::span_id(
+                    &id,
+                    &[b"ingress".as_slice(), &crate::otel::nanos_of(started_at).to_be_bytes()]
+                        .concat(),
+                ),
+                parent: Some(crate::otel::invocation_span_id(&id)),
+                name: format!("ingress {name}"),
+                kind: crate::otel::kind::SERVER,
+                start: started_at,
+                end: std::time::SystemTime::now(),
+                attributes: vec![
+                    ("restate.invocation.id", Value::Str(id.to_string())),
+                    ("http.response.status_code", Value::Int(i64::from(code))),
+                ],
+                error: (code >= 500).then(|| format!("HTTP {code}")),
+            });
+        }
+    }
     let status = match res.status().as_u16() {
         0..=399 => "completed",
         400..=499 => "rejected",
