@@ -323,6 +323,11 @@ pub async fn run(
             // A single node leads every partition it runs.
             metrics::counter!(crate::metrics::PARTITION_START, "partition" => partition.clone(), "type" => "leader")
                 .increment(1);
+            // Both stop series exist from the start, so dashboards see zero, not nothing.
+            for how in ["shutdown", "failure"] {
+                metrics::counter!(crate::metrics::PARTITION_STOP, "partition" => partition.clone(), "type" => how)
+                    .increment(0);
+            }
             let r = p.run(rx).await.map_err(|e| e.to_string());
             let how = if r.is_ok() { "shutdown" } else { "failure" };
             metrics::counter!(crate::metrics::PARTITION_STOP, "partition" => partition, "type" => how)
