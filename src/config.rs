@@ -556,6 +556,7 @@ impl Config {
         flags.apply(&mut tree);
         let mut unknown = Vec::new();
         collect_unknown(&tree, "", &mut unknown);
+        check_kinds(&tree, "")?;
         let raw: Raw =
             toml::Value::Table(tree.clone()).try_into().map_err(|e: toml::de::Error| {
                 ConfigError::Invalid { key: key_of(&e), message: e.message().to_string() }
@@ -999,6 +1000,44 @@ fn insert(tree: &mut toml::Table, path: &[String], value: toml::Value) {
     }
 }
 
+/// Every known key's value has its schema's type (and an integer the range its field takes),
+/// so a wrong value is reported by its key, not by the value the deserializer tripped on.
+fn check_kinds(tree: &toml::Table, prefix: &str) -> Result<(), ConfigError> {
+    use toml::Value as V;
+    for (k, v) in tree {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let Some(kind) = kind_of(&key) else { continue };
+        let max: i64 = if key.ends_with("bind-port") || key == "default-num-partitions" {
+            i64::from(u16::MAX)
+        } else {
+            i64::from(u32::MAX)
+        };
+        let ok = match (kind, v) {
+            (Kind::Table, V::Table(t)) => {
+                check_kinds(t, &key)?;
+                true
+            }
+            (Kind::Str, V::String(_)) | (Kind::Bool, V::Boolean(_)) => true,
+            (Kind::Int, V::Integer(i)) => (0..=max).contains(i),
+            (Kind::Float, V::Float(_) | V::Integer(_)) => true,
+            (Kind::Size, V::Integer(_) | V::String(_)) => true,
+            _ => false,
+        };
+        if !ok {
+            let expected = match kind {
+                Kind::Table => "a table".to_string(),
+                Kind::Str => "a string".to_string(),
+                Kind::Bool => "true or false".to_string(),
+                Kind::Int => format!("an integer from 0 to {max}"),
+                Kind::Float => "a number".to_string(),
+                Kind::Size => "a size like 32 MiB".to_string(),
+            };
+            return Err(invalid(&key, &format!("`{v}` is not {expected}")));
+        }
+    }
+    Ok(())
+}
+
 fn collect_unknown(tree: &toml::Table, prefix: &str, out: &mut Vec<String>) {
     for (k, v) in tree {
         let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
@@ -1052,6 +1091,8 @@ fn resolve_listener(
     } else {
         (own.and_then(|r| r.bind_port), own.and_then(|r| r.bind_address.as_ref()))
     };
+    // Random ports replace the default ports; a port or address set for the service wins (the
+    // more specific setting).
     let port = port.unwrap_or(if random { 0 } else { default_port });
     let bind_address = match address {
         Some(a) => parse_addr(&key("bind-address"), a)?,
@@ -1137,6 +1178,23 @@ impl Flags {
             tree.insert(k.into(), v.clone());
             for section in ["admin", "ingress"] {
                 insert(tree, &[section.to_string(), k.to_string()], v.clone());
+            }
+        }
+        // `--bind-ip` keeps every listener on that interface, also where an address is set.
+        if let Some(ip) = self.bind_ip {
+            let retarget = |t: &mut toml::Table| {
+                if let Some(V::String(a)) = t.get_mut("bind-address") {
+                    if let Ok(mut addr) = a.parse::<SocketAddr>() {
+                        addr.set_ip(ip);
+                        *a = addr.to_string();
+                    }
+                }
+            };
+            retarget(tree);
+            for section in ["admin", "ingress"] {
+                if let Some(V::Table(t)) = tree.get_mut(section) {
+                    retarget(t);
+                }
             }
         }
     }

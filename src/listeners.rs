@@ -113,12 +113,11 @@ pub fn socket_path(base: &Path, s: Service) -> PathBuf {
 
 /// The path to bind `abs` with: itself, or relative to the working directory when only that
 /// fits the kernel's limit.
-fn bind_path(abs: &Path) -> Option<PathBuf> {
+fn bind_path(abs: &Path, cwd: Option<&Path>) -> Option<PathBuf> {
     if abs.as_os_str().len() <= SOCKET_PATH_MAX {
         return Some(abs.to_path_buf());
     }
-    let cwd = std::env::current_dir().ok()?;
-    let rel = abs.strip_prefix(&cwd).ok()?;
+    let rel = abs.strip_prefix(cwd?).ok()?;
     (rel.as_os_str().len() <= SOCKET_PATH_MAX && !rel.as_os_str().is_empty())
         .then(|| rel.to_path_buf())
 }
@@ -136,12 +135,13 @@ fn absolute(p: &Path) -> PathBuf {
 pub fn bind_all(config: &Config, activated: Vec<ActivatedFd>) -> Result<Listeners, ListenError> {
     let base = absolute(&config.base_dir);
     let has = |s: Service, k: SocketKind| activated.iter().any(|a| a.service == s && a.kind == k);
+    let cwd = std::env::current_dir().ok();
     // 1. What can be checked without touching anything.
     let mut unix_wanted: Vec<(Service, PathBuf, PathBuf)> = Vec::new();
     for s in Service::ALL {
         if options(config, s).listen_mode.unix() && !has(s, SocketKind::Unix) {
             let abs = socket_path(&base, s);
-            let bind = bind_path(&abs).ok_or_else(|| ListenError::PathTooLong {
+            let bind = bind_path(&abs, cwd.as_deref()).ok_or_else(|| ListenError::PathTooLong {
                 service: s.name(),
                 path: abs.display().to_string(),
                 len: abs.as_os_str().len(),
@@ -150,6 +150,13 @@ pub fn bind_all(config: &Config, activated: Vec<ActivatedFd>) -> Result<Listener
         }
     }
     check_writable(&base)?;
+    // What the node writes into, where it exists already.
+    for sub in ["wal", "partitions", "metadata"] {
+        let d = base.join(sub);
+        if d.is_dir() {
+            check_writable(&d)?;
+        }
+    }
     // 2. TCP: a taken port fails here, before the data directory is touched.
     let mut bound = Vec::new();
     for s in Service::ALL {
@@ -222,7 +229,13 @@ pub fn bind_all(config: &Config, activated: Vec<ActivatedFd>) -> Result<Listener
             path: abs.display().to_string(),
             message: e.to_string(),
         };
-        if std::fs::symlink_metadata(&abs).is_ok() {
+        if let Ok(meta) = std::fs::symlink_metadata(&abs) {
+            use std::os::unix::fs::FileTypeExt as _;
+            if !meta.file_type().is_socket() {
+                return Err(err(std::io::Error::other(
+                    "a file that is not a socket is in the way; move it",
+                )));
+            }
             // Left by a process that did not stop cleanly: the lock says no server runs here.
             std::fs::remove_file(&abs).map_err(err)?;
         }
@@ -264,6 +277,12 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 /// The data directory, or the nearest ancestor that exists when it does not yet, must be
 /// writable by this process.
 fn check_writable(base: &Path) -> Result<(), ListenError> {
+    if base.exists() && !base.is_dir() {
+        return Err(ListenError::NotWritable {
+            dir: base.display().to_string(),
+            message: "it is not a directory".into(),
+        });
+    }
     let mut dir = base;
     while !dir.exists() {
         match dir.parent() {
@@ -336,36 +355,20 @@ fn host_of(ip: IpAddr) -> String {
     }
 }
 
-/// This machine's address for a wildcard bind: its first non-loopback IPv4 address of an
-/// interface that is up, else loopback (a machine with no network is reached locally).
+/// This machine's address for a wildcard bind: the source address of its default route
+/// (a UDP socket "connected" to a documentation address; nothing is sent, and it needs no
+/// netlink, which hardened units forbid), else loopback: a machine with no route is reached
+/// locally.
 pub fn local_ip() -> IpAddr {
-    let mut found = None;
-    let mut ifs: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs allocates the list we walk read-only and free with freeifaddrs.
-    unsafe {
-        if libc::getifaddrs(&mut ifs) == 0 {
-            let mut cur = ifs;
-            while !cur.is_null() {
-                let ifa = &*cur;
-                let up = ifa.ifa_flags & (libc::IFF_UP as u32) != 0;
-                let loopback = ifa.ifa_flags & (libc::IFF_LOOPBACK as u32) != 0;
-                if up
-                    && !loopback
-                    && !ifa.ifa_addr.is_null()
-                    && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
-                {
-                    let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                    found = Some(IpAddr::V4(std::net::Ipv4Addr::from(u32::from_be(
-                        sin.sin_addr.s_addr,
-                    ))));
-                    break;
-                }
-                cur = ifa.ifa_next;
-            }
-            libc::freeifaddrs(ifs);
-        }
+    let probe = || -> std::io::Result<IpAddr> {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        s.connect("192.0.2.1:9")?;
+        Ok(s.local_addr()?.ip())
+    };
+    match probe() {
+        Ok(ip) if !ip.is_unspecified() => ip,
+        _ => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
     }
-    found.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
 }
 
 impl Listeners {
@@ -400,20 +403,36 @@ impl Listeners {
     }
 }
 
+impl Drop for Listeners {
+    /// A start that fails after binding leaves no socket files behind either.
+    fn drop(&mut self) {
+        self.remove_socket_files();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_long_socket_path_is_bound_relative_to_the_working_directory_when_that_fits() {
-        let cwd = std::env::current_dir().unwrap();
+        let cwd = PathBuf::from("/srv/".to_string() + &"c".repeat(60));
         let long = cwd.join("x".repeat(80)).join("admin.sock");
-        if long.as_os_str().len() > SOCKET_PATH_MAX {
-            let rel = bind_path(&long).expect("relative path fits");
-            assert!(rel.is_relative());
-        }
+        assert!(long.as_os_str().len() > SOCKET_PATH_MAX);
+        let rel = bind_path(&long, Some(&cwd)).expect("the relative path fits");
+        assert_eq!(rel, PathBuf::from("x".repeat(80)).join("admin.sock"));
+        // Too long even relative, or outside the working directory: refused.
         let too_long = cwd.join("y".repeat(120)).join("admin.sock");
-        assert_eq!(bind_path(&too_long), None);
-        assert_eq!(bind_path(Path::new("/tmp/a.sock")), Some(PathBuf::from("/tmp/a.sock")));
+        assert_eq!(bind_path(&too_long, Some(&cwd)), None);
+        assert_eq!(bind_path(&long, Some(Path::new("/elsewhere"))), None);
+        assert_eq!(bind_path(&long, None), None);
+        let short = Path::new("/tmp/a.sock");
+        assert_eq!(bind_path(short, None), Some(short.to_path_buf()));
+    }
+
+    #[test]
+    fn the_advertised_address_of_a_wildcard_bind_is_a_real_address() {
+        let ip = local_ip();
+        assert!(!ip.is_unspecified(), "{ip}");
     }
 }

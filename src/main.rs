@@ -70,18 +70,19 @@ struct ServerArgs {
     /// Do not print the name banner on a terminal
     #[arg(long)]
     no_logo: bool,
-    /// Listen on unix sockets, TCP sockets, or both, for every service
-    #[arg(long, value_enum, env = "RESTATE_LISTEN_MODE")]
+    /// Listen on unix sockets, TCP sockets, or both, for every service (over the services'
+    /// own keys; RESTATE_LISTEN_MODE is the top-level key, which they override)
+    #[arg(long, value_enum)]
     listen_mode: Option<ListenModeArg>,
     /// Let the kernel pick every TCP port (printed on standard output at start)
-    #[arg(long, value_name = "BOOL", env = "RESTATE_USE_RANDOM_PORTS", num_args = 0..=1,
+    #[arg(long, value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
     use_random_ports: Option<bool>,
     /// Host name to advertise for every service
-    #[arg(long, value_name = "HOST", env = "RESTATE_ADVERTISED_HOST")]
+    #[arg(long, value_name = "HOST")]
     advertised_host: Option<String>,
     /// Local interface address to listen on, for every service
-    #[arg(long, value_name = "IP", env = "RESTATE_BIND_IP")]
+    #[arg(long, value_name = "IP")]
     bind_ip: Option<std::net::IpAddr>,
     /// Port of the node (fabric) endpoint
     #[arg(long, value_name = "PORT", env = "RESTATE_BIND_PORT")]
@@ -204,7 +205,7 @@ fn server(a: ServerArgs) -> ExitCode {
     if !a.no_logo && std::io::stdout().is_terminal() {
         println!("Ratchet {}\n", env!("CARGO_PKG_VERSION"));
     }
-    serve(config, |b| {
+    serve(config, None, |b| {
         // The first lines of standard output: where to reach the node, also with random ports.
         println!("Admin: {}", b.advertised(Service::Admin));
         println!("HTTP Ingress: {}", b.advertised(Service::Ingress));
@@ -242,7 +243,7 @@ fn up(a: UpArgs) -> ExitCode {
     }
     let remove = temporary && !a.retain;
     init_tracing(&config);
-    let code = serve(config, |b| {
+    let code = serve(config, remove.then(|| dir.clone()), |b| {
         println!("Ratchet {} is up.", env!("CARGO_PKG_VERSION"));
         println!("  Admin:          {}", b.advertised(Service::Admin));
         println!("  Ingress:        {}", b.advertised(Service::Ingress));
@@ -276,15 +277,26 @@ fn init_tracing(config: &Config) {
         EnvFilter::new(ratchet::config::LOG_FILTER_DEFAULT)
     });
     let ansi = !config.log.disable_ansi_codes && std::io::stderr().is_terminal();
+    // Under systemd the journal takes each line as a record: pretty's multi-line records
+    // would be split, so they are written compact there.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some() && !std::io::stderr().is_terminal();
+    let format = match config.log.format {
+        LogFormat::Pretty if journal => LogFormat::Compact,
+        f => f,
+    };
     let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match config.log.format {
+    let _ = match format {
         LogFormat::Pretty => b.pretty().with_ansi(ansi).try_init(),
         LogFormat::Compact => b.compact().with_ansi(ansi).try_init(),
         LogFormat::Json => b.json().with_ansi(false).try_init(),
     };
 }
 
-fn serve(config: Config, on_ready: impl FnOnce(&ratchet::runtime::Bound)) -> ExitCode {
+fn serve(
+    config: Config,
+    cleanup: Option<PathBuf>,
+    on_ready: impl FnOnce(&ratchet::runtime::Bound),
+) -> ExitCode {
     // Before any thread starts: the handed-over fds are taken and their variables cleared.
     let activated = match ratchet::systemd::take_listen_fds() {
         Ok(a) => a,
@@ -300,51 +312,73 @@ fn serve(config: Config, on_ready: impl FnOnce(&ratchet::runtime::Bound)) -> Exi
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(ratchet::runtime::run(
-        config,
-        activated,
-        Some(query::factory()),
-        shutdown_signal(),
-        |b| {
+    let result = rt.block_on(async {
+        let signals = match Signals::install(cleanup) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ratchet: cannot catch signals: {e}");
+                return Err(None);
+            }
+        };
+        ratchet::runtime::run(config, activated, Some(query::factory()), signals.first(), |b| {
             on_ready(b);
             use std::io::Write as _;
             let _ = std::io::stdout().flush();
-        },
-    ));
+        })
+        .await
+        .map_err(Some)
+    });
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ ratchet::runtime::StartError::Fatal { .. }) => {
+        Err(None) => ExitCode::FAILURE,
+        Err(Some(e @ ratchet::runtime::StartError::Fatal { .. })) => {
             eprintln!("ratchet: fatal: {e}");
             ExitCode::from(3)
         }
-        Err(e) => {
+        Err(Some(e)) => {
             eprintln!("ratchet: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// Resolves on the first SIGTERM or SIGINT. A second one exits at once: everything
-/// acknowledged is already durable in the log, only the drain is cut short.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from before the node starts (a signal during a long recovery
+/// stops it cleanly once it is up, instead of killing it). The first asks for a clean stop;
+/// a second exits at once with status 1: everything acknowledged is already durable in the
+/// log, only the drain is cut short.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    /// Removed on a second signal too (`ratchet up`'s temporary directory).
+    cleanup: Option<PathBuf>,
+}
+
+impl Signals {
+    fn install(cleanup: Option<PathBuf>) -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            cleanup,
+        })
     }
-    tokio::spawn(async move {
+
+    async fn first(mut self) {
         tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
-        eprintln!("ratchet: second signal during shutdown; exiting now");
-        std::process::exit(0);
-    });
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.int.recv() => {}
+            }
+            eprintln!("ratchet: second signal during shutdown; exiting now without draining");
+            if let Some(dir) = &self.cleanup {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            std::process::exit(1);
+        });
+    }
 }

@@ -3,7 +3,8 @@
 //! Three kinds of span, all in one trace per invocation:
 //! - `invocation <service>/<handler>`: the invocation's life in its partition, from its
 //!   creation to its completion (emitted when it completes), the trace's root;
-//! - `ingress <METHOD> <path>`: an ingress request that created or reached it, a child;
+//! - `ingress <METHOD>`: an ingress request that created or reached it, a child (the path is
+//!   left out: it carries object keys);
 //! - `attempt <n> <service>/<handler>`: each attempt the invoker made, a child.
 //!
 //! Ids are derived from the invocation id (trace id: its 128-bit hash; the invocation span's
@@ -92,9 +93,33 @@ pub fn start(endpoint: &str, node_name: &str) {
     tokio::spawn(export_loop(url, node_name.to_string(), rx));
 }
 
+/// Longest text kept in a span's attribute or status (bytes): with [`BATCH_MAX`] spans a
+/// batch stays far below gRPC's usual 4 MiB message limit.
+pub const TEXT_MAX: usize = 1024;
+
+fn truncate(s: &mut String) {
+    if s.len() > TEXT_MAX {
+        let mut end = TEXT_MAX;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+}
+
 /// Queues a span for export; drops it when the queue is full.
-pub fn emit(span: Span) {
+pub fn emit(mut span: Span) {
     let Some(e) = EXPORTER.get() else { return };
+    truncate(&mut span.name);
+    if let Some(m) = span.error.as_mut() {
+        truncate(m);
+    }
+    for (_, v) in span.attributes.iter_mut() {
+        if let Value::Str(s) = v {
+            truncate(s);
+        }
+    }
     if e.tx.try_send(span).is_err() {
         e.dropped.fetch_add(1, Ordering::Relaxed);
     }
@@ -156,13 +181,16 @@ async fn export_loop(url: String, node_name: String, mut rx: mpsc::Receiver<Span
             Ok(req) => match tokio::time::timeout(EXPORT_TIMEOUT, client.request(req)).await {
                 Ok(Ok(resp)) => {
                     let status = resp.status();
-                    let grpc = resp
-                        .headers()
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string);
-                    // Read the body (and trailers) so the stream ends cleanly.
-                    let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+                    let grpc_status = |h: &http::HeaderMap| {
+                        h.get("grpc-status").and_then(|v| v.to_str().ok()).map(str::to_string)
+                    };
+                    // In the headers of a trailers-only answer, else in the trailers.
+                    let mut grpc = grpc_status(resp.headers());
+                    if let Ok(body) = http_body_util::BodyExt::collect(resp.into_body()).await {
+                        if let Some(t) = body.trailers() {
+                            grpc = grpc.or_else(|| grpc_status(t));
+                        }
+                    }
                     match (status.is_success(), grpc.as_deref()) {
                         (true, None | Some("0")) => Ok(()),
                         (_, g) => Err(format!("HTTP {status}, grpc-status {}", g.unwrap_or("-"))),

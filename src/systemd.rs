@@ -6,8 +6,9 @@
 //! - Handed-over fds are taken only when `LISTEN_PID` names this process; they are then marked
 //!   close-on-exec and the variables are removed, so no child inherits them.
 //! - Every handed-over fd is used or the start fails: a count that does not match the names,
-//!   an unknown name, two fds for the same service and kind, or an fd that is not a listening
-//!   socket is an error naming the fd, never silently dropped.
+//!   an unknown name, more unnamed sockets of a kind than services, or an fd that is not a
+//!   listening stream socket is an error naming the fd, never silently dropped. Named sockets
+//!   may repeat (an IPv4 and an IPv6 address for one service).
 //! - Without `NOTIFY_SOCKET` notifications do nothing, so one binary runs with and without
 //!   systemd.
 
@@ -71,7 +72,18 @@ pub fn take_listen_fds() -> Result<Vec<ActivatedFd>, ActivationError> {
     match pid.as_deref().map(str::trim).map(str::parse::<u32>) {
         Some(Ok(p)) if p == std::process::id() => {}
         // Meant for another process (a parent that exec'd us without clearing them).
-        _ => return Ok(Vec::new()),
+        _ => {
+            tracing::warn!(
+                "LISTEN_FDS is set for process {} (LISTEN_PID), not this one ({}); no sockets \
+                 are taken over",
+                pid.as_deref().unwrap_or("?"),
+                std::process::id()
+            );
+            for k in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+                std::env::remove_var(k);
+            }
+            return Ok(Vec::new());
+        }
     }
     for k in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
         // The process is still single-threaded here (called before the runtime starts).
@@ -125,15 +137,8 @@ pub fn take_listen_fds() -> Result<Vec<ActivatedFd>, ActivationError> {
                 })?
             }
         };
-        if let Some(dup) = out.iter().find(|a| a.service == service && a.kind == kind) {
-            return Err(ActivationError(format!(
-                "fds {} and {number} are both {} sockets for {}; LISTEN_FDNAMES must name each \
-                 service at most once per kind",
-                dup.number,
-                kind_name(kind),
-                service.name()
-            )));
-        }
+        // Named sockets may repeat (an IPv4 and an IPv6 address for one service); without
+        // names the position decides, so each kind has one socket per service.
         // SAFETY: systemd hands these fds over to this process; nothing else owns them (the
         // variables naming them were removed above, so they are taken once).
         let fd = unsafe { OwnedFd::from_raw_fd(number) };
@@ -177,6 +182,21 @@ fn check_listening(fd: RawFd) -> Result<SocketKind, ActivationError> {
     }
     if accepting == 0 {
         return Err(not("it does not listen".into()));
+    }
+    let mut ty: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `ty`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 || ty != libc::SOCK_STREAM {
+        return Err(not("it is not a stream socket (ListenStream=)".into()));
     }
     // SAFETY: a zeroed sockaddr_storage is valid; getsockname writes at most `len` bytes.
     let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };

@@ -145,21 +145,20 @@ pub async fn run_attempt<T: Transport>(
     let started_at = std::time::SystemTime::now();
     let span =
         crate::otel::enabled().then(|| (a.id, a.attempt, format!("{}/{}", a.service, a.handler)));
-    let end = attempt(ctx, epoch, a, notify_rx).await;
+    let mut verdict: Option<&'static str> = None;
+    let end = attempt(ctx, epoch, a, notify_rx, &mut verdict).await;
     let partition = ctx.partition.id.to_string();
     metrics::histogram!(crate::metrics::INVOKER_ATTEMPT_DURATION, "partition" => partition.clone())
         .record(started.elapsed().as_secs_f64());
     let outcome = match &end {
-        // Counted where the verdict is known (below).
-        AttemptEnd::Logged => None,
-        AttemptEnd::RetryLater => Some("disk_full"),
-        AttemptEnd::Fenced => Some("fenced"),
-        AttemptEnd::Fatal(_) | AttemptEnd::Panicked(_) => Some("fatal"),
+        // The machine's verdict, logged.
+        AttemptEnd::Logged => verdict.unwrap_or("finished"),
+        AttemptEnd::RetryLater => "disk_full",
+        AttemptEnd::Fenced => "fenced",
+        AttemptEnd::Fatal(_) | AttemptEnd::Panicked(_) => "fatal",
     };
-    if let Some(outcome) = outcome {
-        metrics::counter!(crate::metrics::INVOKER_ATTEMPTS, "partition" => partition, "outcome" => outcome)
-            .increment(1);
-    }
+    metrics::counter!(crate::metrics::INVOKER_ATTEMPTS, "partition" => partition, "outcome" => outcome)
+        .increment(1);
     if let Some((id, n, target)) = span {
         use crate::otel::{Span, Value};
         crate::otel::emit(Span {
@@ -198,6 +197,7 @@ async fn attempt<T: Transport>(
     epoch: u64,
     a: InvokeAttempt,
     mut notify_rx: mpsc::Receiver<(u32, u16, Bytes)>,
+    verdict: &mut Option<&'static str>,
 ) -> AttemptEnd {
     let schema = ctx.registry.snapshot();
     let now_ms = ctx.clock.now_ms();
@@ -282,6 +282,7 @@ async fn attempt<T: Transport>(
                             // A single effect over the log's limit: the invocation cannot go
                             // on; log the failure alone.
                             let failed = m.too_large(bytes, limit_bytes);
+                            *verdict = Some("gave_up");
                             return match ctx.partition.append_as(epoch, vec![failed]).await {
                                 Ok(_) => AttemptEnd::Logged,
                                 Err(AppendError::Fenced { .. }) => AttemptEnd::Fenced,
@@ -292,19 +293,13 @@ async fn attempt<T: Transport>(
                         Err(e) => return AttemptEnd::Fatal(e),
                     }
                 }
-                Output::Done(verdict) => {
-                    let outcome = match verdict {
+                Output::Done(v) => {
+                    *verdict = Some(match v {
                         // Ended or suspended.
                         Verdict::Finished => "finished",
                         Verdict::Failed { give_up: true, .. } => "gave_up",
                         Verdict::Failed { .. } => "retrying",
-                    };
-                    metrics::counter!(
-                        crate::metrics::INVOKER_ATTEMPTS,
-                        "partition" => ctx.partition.id.to_string(),
-                        "outcome" => outcome
-                    )
-                    .increment(1);
+                    });
                     return AttemptEnd::Logged;
                 }
             }

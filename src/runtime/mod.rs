@@ -424,6 +424,8 @@ pub async fn run(
         });
         spawn_server(&mut servers, what, b.listener, app, http_stop_rx.clone(), gate);
     }
+    // The servers hold their own clones; the WAL closes once the last user is gone.
+    drop((ingress_app, admin_app, fabric_app, sources));
     for (s, a) in &bound.listeners {
         tracing::info!("{} listening on {a}", s.name());
     }
@@ -639,26 +641,39 @@ where
     L: axum::serve::Listener,
     L::Io: Unpin,
 {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // A client that never finishes its request head must not hold a drain (or a slot).
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    // Owned here: when the caller aborts this task (the drain ran out of time), every
+    // connection still open is aborted with it instead of outliving the node.
+    let mut conns = JoinSet::new();
     loop {
         tokio::select! {
+            // Stop first: once stopping, what waits in the backlog is the next process's.
+            biased;
+            _ = stop.wait_for(|s| *s) => break,
             (io, _) = l.accept() => {
                 let svc = hyper_util::service::TowerToHyperService::new(app.clone());
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc).into_owned();
                 let conn = graceful.watch(conn);
-                tokio::spawn(async move {
+                conns.spawn(async move {
                     let _ = conn.await;
                 });
             }
-            _ = stop.wait_for(|s| *s) => break,
+            // Reap finished connections so the set does not grow.
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
     }
     drop(l);
     tokio::time::sleep(ACCEPTED_LINGER).await;
     graceful.shutdown().await;
+    while conns.join_next().await.is_some() {}
 }
+
+/// Longest time a client may take to send a request head.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What `/metrics` samples when it is scraped.
 struct MetricSources {
@@ -699,7 +714,7 @@ async fn count_ingress_request(
     let started = std::time::Instant::now();
     let started_at = std::time::SystemTime::now();
     let traced = (crate::otel::enabled() && req.method() == http::Method::POST)
-        .then(|| format!("{} {}", req.method(), req.uri().path()));
+        .then(|| req.method().to_string());
     let res = next.run(req).await;
     if let Some(name) = traced {
         let id = res
