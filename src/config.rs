@@ -778,7 +778,20 @@ impl Config {
                 c.wal.engine = e;
             }
             if let Some(v) = w.segment_size {
-                c.wal.segment_size_bytes = parse_bytes("wal.segment-size", &v)?;
+                let b = parse_bytes("wal.segment-size", &v)?;
+                let (min, max) =
+                    (segment_format::SEGMENT_BYTES_MIN, segment_format::SEGMENT_BYTES_MAX);
+                if !(min..=max).contains(&b) || b % 4096 != 0 {
+                    return Err(invalid(
+                        "wal.segment-size",
+                        &format!(
+                            "must be a multiple of 4 KiB from {} KiB to {} MiB",
+                            min >> 10,
+                            max >> 20
+                        ),
+                    ));
+                }
+                c.wal.segment_size_bytes = b;
             }
         }
         if let Some((key, file)) = key_file {

@@ -81,6 +81,31 @@ fn records_survive_restart_and_lsns_continue() {
     assert_eq!(rt.block_on(wal.append(A, vec![b"next".to_vec()])).unwrap(), Lsn(301));
 }
 
+/// A new WAL does not wait for a whole segment to be zero filled: the segment its first append
+/// waits for is small, later ones have the configured size, and recovery reads across both.
+#[test]
+fn the_first_segment_of_a_new_wal_is_small_and_later_ones_full_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let mut o = opts(dir.path());
+    o.segment_bytes = 1024 * 1024;
+    let len = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().len();
+    {
+        let wal = Wal::open(o.clone()).unwrap();
+        rt.block_on(fill(&wal, 1));
+        let first = segments(dir.path());
+        assert_eq!(first.len(), 1);
+        assert!(len(&first[0]) < o.segment_bytes, "{} bytes", len(&first[0]));
+        rt.block_on(fill(&wal, 600));
+    }
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 2, "{segs:?}");
+    assert!(segs[1..].iter().any(|s| len(s) == o.segment_bytes), "{segs:?}");
+    let wal = Wal::open(o).unwrap();
+    assert_eq!(wal.tail(A).lsn_durable, Lsn(601));
+    assert_eq!(read_all(&wal, A, Lsn(1)).len(), 601);
+}
+
 #[test]
 fn corruption_before_the_tail_refuses_to_start_naming_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();

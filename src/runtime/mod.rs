@@ -236,6 +236,9 @@ pub async fn run(
     let mut wal_opts = wal::Options::new(base.join("wal"));
     wal_opts.engine = config.wal.engine.parse().unwrap_or_default();
     wal_opts.segment_bytes = config.wal.segment_size_bytes;
+    // One flush must fit a segment with room to spare.
+    wal_opts.flush_bytes_max =
+        wal_opts.flush_bytes_max.min((config.wal.segment_size_bytes / 4).max(4096) as usize);
     wal_opts.recent_frames_bytes_max = budget.log_cache_bytes;
     wal_opts.clock = clock.clone();
     let record_bytes_max = wal_opts.record_bytes_max();

@@ -57,7 +57,16 @@ struct Prep {
     number: u64,
     file: FileId,
     done_bytes: u64,
+    /// Its size: the configured segment size, or [`FIRST_SEGMENT_BYTES`] for a segment a
+    /// roll waits for with no spare ready.
+    target_bytes: u64,
 }
+
+/// Size of a segment prepared while a roll waits for it (no spare ready, as on the first
+/// start of a new data directory): zero filling a whole segment there would hold the
+/// first append, and so the start, for tens of milliseconds. Segments may differ in size
+/// (each header records its own); full-size spares are prepared in the background.
+const FIRST_SEGMENT_BYTES: u64 = 256 * 1024;
 
 enum Ack {
     Append(oneshot::Sender<Result<Lsn, WalError>>, Lsn),
@@ -744,8 +753,14 @@ impl<D: Disk> Writer<D> {
             Some(s) => s,
             None => {
                 self.prep_paused = false;
+                let small = FIRST_SEGMENT_BYTES.min(self.opts.segment_bytes);
+                // A segment the pending flush fits in; else a full one.
+                let need = self.frame_bytes_needed(true)
+                    + SEGMENT_HEADER_BYTES as u64
+                    + BLOCK_BYTES as u64;
+                let urgent = if self.prep.is_none() && need <= small { Some(small) } else { None };
                 while self.spares.is_empty() {
-                    if let Err(e) = self.prep_step() {
+                    if let Err(e) = self.prep_step_sized(urgent) {
                         if let WalError::NoSpace { .. } = e {
                             self.abandon_prep();
                             self.prep_paused = true;
@@ -820,20 +835,28 @@ impl<D: Disk> Writer<D> {
 
     /// Does one chunk of spare preparation: create, zero fill, then publish as a spare.
     fn prep_step(&mut self) -> Result<(), WalError> {
+        self.prep_step_sized(None)
+    }
+
+    /// [`Writer::prep_step`]; a preparation it starts has `size` bytes (default: the
+    /// configured segment size).
+    fn prep_step_sized(&mut self, size: Option<u64>) -> Result<(), WalError> {
         if self.prep.is_none() {
             let number = self.spare_number_next;
             self.spare_number_next += 1;
             let name = format!("{number:016x}.prep");
             let file = self.disk.open(&name, true).map_err(|e| WalError::io("create spare", &e))?;
-            self.prep = Some(Prep { name, number, file, done_bytes: 0 });
+            let target_bytes = size.unwrap_or(self.opts.segment_bytes);
+            self.prep = Some(Prep { name, number, file, done_bytes: 0, target_bytes });
         }
         let p = self.prep.as_mut().expect("preparing");
-        let to = (p.done_bytes + ZERO_CHUNK_BYTES as u64).min(self.opts.segment_bytes);
+        let target = p.target_bytes;
+        let to = (p.done_bytes + ZERO_CHUNK_BYTES as u64).min(target);
         let (file, from) = (p.file, p.done_bytes);
         zero_range(&mut self.disk, file, from, to)?;
         let p = self.prep.as_mut().expect("preparing");
         p.done_bytes = to;
-        if to == self.opts.segment_bytes {
+        if to == target {
             let p = self.prep.take().expect("preparing");
             self.disk.close(p.file);
             let spare = format!("{:016x}.spare", p.number);
