@@ -154,7 +154,23 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// Blocks (or unblocks) SIGTERM and SIGINT in the calling thread; threads started meanwhile
+/// inherit the mask. Blocked from the first instruction until the handlers exist, a signal
+/// during start-up waits and then stops the node cleanly instead of killing it.
+fn mask_stop_signals(block: bool) {
+    // SAFETY: plain signal-mask calls on a set built here.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        let how = if block { libc::SIG_BLOCK } else { libc::SIG_UNBLOCK };
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut());
+    }
+}
+
 fn main() -> ExitCode {
+    mask_stop_signals(true);
     limit_malloc_arenas();
     let cli = Cli::parse();
     match cli.command {
@@ -320,6 +336,8 @@ fn serve(
                 return Err(None);
             }
         };
+        // This thread (the one running the node) now takes them, through the handlers.
+        mask_stop_signals(false);
         ratchet::runtime::run(config, activated, Some(query::factory()), signals.first(), |b| {
             on_ready(b);
             use std::io::Write as _;

@@ -413,9 +413,10 @@ impl Server {
                 unsafe {
                     cmd.pre_exec(move || {
                         // Out of the way first, so no source is overwritten by another's dup2.
+                        // Close-on-exec: these temporary copies must not leak into the server.
                         let mut high = Vec::with_capacity(fds.len());
                         for fd in &fds {
-                            let h = libc::fcntl(*fd, libc::F_DUPFD, 100);
+                            let h = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 100);
                             if h < 0 {
                                 return Err(std::io::Error::last_os_error());
                             }
@@ -510,14 +511,23 @@ impl Server {
 
     /// Sends SIGTERM (a clean stop) and waits for the exit.
     pub async fn stop(&mut self) -> Option<ExitStatus> {
-        if let Some(p) = &self.proc {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(Duration::from_secs(30)).await
+    }
+
+    /// Sends `sig` to the running server (not to its process group); nothing when it is not
+    /// running.
+    pub fn signal(&mut self, sig: i32) {
+        if let Some(p) = self.proc.as_mut() {
+            if p.exited().is_some() {
+                return;
+            }
             let pid = i32::try_from(p.pid()).expect("pid fits i32");
-            // SAFETY: plain syscall on the process this harness started.
+            // SAFETY: plain syscall on the process this harness started and has not reaped.
             unsafe {
-                libc::kill(pid, libc::SIGTERM);
+                libc::kill(pid, sig);
             }
         }
-        self.wait_exit(Duration::from_secs(30)).await
     }
 
     /// Everything the server wrote to its log so far.
