@@ -51,8 +51,11 @@ def healthy(host, port):
         return False
 
 
-def one_run(cmd, env, pattern):
-    """Ratchet prints its addresses as the first lines of standard output; logs go to stderr."""
+def one_run(cmd, env, pattern, drain=False):
+    """Spawns `cmd`, reads its admin address from standard output (`pattern`), and polls its
+    `/health` until 200; returns the milliseconds from spawn. Ratchet prints its addresses
+    first and logs to stderr; restate-server logs everything, the address included, to
+    stdout (`drain` keeps reading it so it never blocks on a full pipe)."""
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
     try:
@@ -60,6 +63,8 @@ def one_run(cmd, env, pattern):
         url = wait_admin(proc, pattern, deadline)
         m = re.match(r"http://([^:/]+):(\d+)/?", url)
         host, port = m.group(1), int(m.group(2))
+        if drain:
+            threading.Thread(target=lambda: proc.stdout.read(), daemon=True).start()
         while not healthy(host, port):
             if time.monotonic() > deadline:
                 raise RuntimeError("not healthy in time")
@@ -114,7 +119,9 @@ def main():
                     "--use-random-ports",
                     "true",
                 ]
-                times["restate-server"].append(restate_run(cmd, env))
+                times["restate-server"].append(
+                    one_run(cmd, env, r"Admin API starting on: (http://\S+)", drain=True)
+                )
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     for name, xs in times.items():
@@ -123,31 +130,6 @@ def main():
     if restate:
         r = statistics.median(times["ratchet up"]) / statistics.median(times["restate-server"])
         print(json.dumps({"ratio_median": round(r, 3)}))
-
-
-def restate_run(cmd, env):
-    """restate-server logs its admin address on stdout (`Admin API starting on: URL`)."""
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
-    try:
-        deadline = t0 + READY_MAX_S
-        url = wait_admin(proc, r"Admin API starting on: (http://\S+)", deadline)
-        m = re.match(r"http://([^:/]+):(\d+)/?", url)
-        host, port = m.group(1), int(m.group(2))
-        # Keep draining its log so it never blocks on a full pipe.
-        threading.Thread(target=lambda: proc.stdout.read(), daemon=True).start()
-        while not healthy(host, port):
-            if time.monotonic() > deadline:
-                raise RuntimeError("not healthy in time")
-            time.sleep(0.0005)
-        return (time.monotonic() - t0) * 1000.0
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 if __name__ == "__main__":

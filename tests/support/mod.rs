@@ -1113,20 +1113,7 @@ impl Ingress {
 
     /// `POST` a JSON body to an ingress path.
     pub async fn call(&self, path: &str, json: Value) -> Reply {
-        let body = Bytes::from(serde_json::to_vec(&json).expect("serialize"));
-        let req = http::Request::builder()
-            .method("POST")
-            .uri(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(Full::new(body))
-            .expect("request");
-        let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| format!("{e:?}"))?;
-            let (parts, body) = resp.into_parts();
-            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-            Ok::<_, String>(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
-        };
-        match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.try_call(path, json)).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(e)) => panic!("POST {path} failed (is the server under test alive?): {e}"),
             Err(_) => panic!("POST {path}: no response within {REQUEST_TIMEOUT:?}"),
