@@ -816,7 +816,11 @@ impl<D: Disk> Writer<D> {
     /// Prepares spares ahead of need. A full disk only pauses this until the next roll,
     /// which tries again and reports `NoSpace` to the appends that need the space.
     fn prep_background(&mut self) -> Result<(), WalError> {
-        match self.prep_step() {
+        // Before the first segment of a new WAL exists, the first roll will wait for this
+        // preparation: keep it small (see FIRST_SEGMENT_BYTES).
+        let size = (self.active.is_none() && self.spares.is_empty())
+            .then(|| FIRST_SEGMENT_BYTES.min(self.opts.segment_bytes));
+        match self.prep_step_sized(size) {
             Err(WalError::NoSpace { .. }) => {
                 self.abandon_prep();
                 self.prep_paused = true;
