@@ -837,13 +837,8 @@ impl<D: Disk> Writer<D> {
         }
     }
 
-    /// Does one chunk of spare preparation: create, zero fill, then publish as a spare.
-    fn prep_step(&mut self) -> Result<(), WalError> {
-        self.prep_step_sized(None)
-    }
-
-    /// [`Writer::prep_step`]; a preparation it starts has `size` bytes (default: the
-    /// configured segment size).
+    /// Does one chunk of spare preparation: create, zero fill, then publish as a spare. A
+    /// preparation it starts has `size` bytes (default: the configured segment size).
     fn prep_step_sized(&mut self, size: Option<u64>) -> Result<(), WalError> {
         if self.prep.is_none() {
             let number = self.spare_number_next;
