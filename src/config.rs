@@ -105,11 +105,15 @@ pub struct WorkerOptions {
     pub retention: crate::schema::RetentionDefaults,
 }
 
-/// Restate's `listen-mode`: which kinds of listener a service gets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Restate's `listen-mode`: which kinds of listener a service gets. Also the value of the
+/// `--listen-mode` flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ListenMode {
-    Tcp,
+    /// Only unix domain sockets in the data directory
     Unix,
+    /// Only TCP sockets
+    Tcp,
+    /// Both (the default)
     All,
 }
 
@@ -167,7 +171,8 @@ pub const INGRESS_PORT: u16 = 8080;
 pub const ADMIN_PORT: u16 = 9070;
 pub const FABRIC_PORT: u16 = 5122;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Restate's `log-format`, also the value of the `--log-format` flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Pretty,
     Compact,
@@ -625,11 +630,7 @@ impl Config {
         if let Some(v) = raw.tracing_endpoint {
             let v = v.trim().to_string();
             if !v.is_empty() {
-                let ok = v
-                    .parse::<http::Uri>()
-                    .ok()
-                    .filter(|u| u.scheme_str() == Some("http") && u.authority().is_some());
-                if ok.is_none() {
+                if !is_url(&v, &["http"]) {
                     return Err(invalid(
                         "tracing-endpoint",
                         &format!("`{v}` is not an http:// URL of an OTLP/gRPC collector, like http://127.0.0.1:4317"),
@@ -1075,15 +1076,15 @@ fn resolve_listener(
     default_port: u16,
     warnings: &mut Vec<String>,
 ) -> Result<ListenerOptions, ConfigError> {
-    let key = |k: &str| if section.is_empty() { k.to_string() } else { format!("{section}.{k}") };
+    let name =
+        |sec: &str, k: &str| if sec.is_empty() { k.to_string() } else { format!("{sec}.{k}") };
+    let key = |k: &str| name(section, k);
     let own_or = |f: fn(&RawListen) -> Option<&String>| -> Option<(String, String)> {
         match own.and_then(f) {
             Some(v) => Some((section.to_string(), v.clone())),
             None => f(top).map(|v| (String::new(), v.clone())),
         }
     };
-    let name =
-        |sec: &str, k: &str| if sec.is_empty() { k.to_string() } else { format!("{sec}.{k}") };
     let listen_mode = match own_or(|r| r.listen_mode.as_ref()) {
         Some((sec, v)) => ListenMode::parse(&v).ok_or_else(|| {
             invalid(&name(&sec, "listen-mode"), &format!("`{v}` is not tcp, unix or all"))
@@ -1127,10 +1128,7 @@ fn resolve_listener(
     let advertised_address = match advertised_address {
         Some((k, v)) => {
             let v = v.trim().to_string();
-            let ok = v.parse::<http::Uri>().ok().filter(|u| {
-                matches!(u.scheme_str(), Some("http") | Some("https")) && u.authority().is_some()
-            });
-            if ok.is_none() && !v.starts_with("unix:") {
+            if !is_url(&v, &["http", "https"]) && !v.starts_with("unix:") {
                 return Err(invalid(&k, &format!("`{v}` is not a URL like http://host:port/")));
             }
             Some(v)
@@ -1211,6 +1209,13 @@ impl Flags {
             }
         }
     }
+}
+
+/// Whether `v` is an absolute URL with one of `schemes` and a host.
+fn is_url(v: &str, schemes: &[&str]) -> bool {
+    v.parse::<http::Uri>().is_ok_and(|u| {
+        u.scheme_str().is_some_and(|s| schemes.contains(&s)) && u.authority().is_some()
+    })
 }
 
 fn parse_addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {

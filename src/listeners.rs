@@ -58,7 +58,6 @@ impl std::fmt::Display for BoundAddr {
 pub struct BoundListener {
     pub service: Service,
     pub addr: BoundAddr,
-    pub activated: bool,
     pub listener: Listener,
 }
 
@@ -162,20 +161,16 @@ pub fn bind_all(config: &Config, activated: Vec<ActivatedFd>) -> Result<Listener
     for s in Service::ALL {
         let o = options(config, s);
         if o.listen_mode.tcp() && !has(s, SocketKind::Tcp) {
-            let l = bind_tcp(o.bind_address).map_err(|e| ListenError::Tcp {
+            let err = |e: std::io::Error| ListenError::Tcp {
                 service: s.name(),
                 addr: o.bind_address,
                 message: e.to_string(),
-            })?;
-            let addr = l.local_addr().map_err(|e| ListenError::Tcp {
-                service: s.name(),
-                addr: o.bind_address,
-                message: e.to_string(),
-            })?;
+            };
+            let l = bind_tcp(o.bind_address).map_err(err)?;
+            let addr = l.local_addr().map_err(err)?;
             bound.push(BoundListener {
                 service: s,
                 addr: BoundAddr::Tcp(addr),
-                activated: false,
                 listener: Listener::Tcp(l),
             });
         }
@@ -213,10 +208,10 @@ pub fn bind_all(config: &Config, activated: Vec<ActivatedFd>) -> Result<Listener
         tracing::info!(
             "{}: using the {} socket handed over as fd {} ({addr})",
             a.service.name(),
-            kind_name(a.kind),
+            a.kind.name(),
             a.number
         );
-        bound.push(BoundListener { service: a.service, addr, activated: true, listener });
+        bound.push(BoundListener { service: a.service, addr, listener });
     }
     // 3. The data directory, locked.
     std::fs::create_dir_all(&base).map_err(|e| data_dir_err(&base, e))?;
@@ -244,20 +239,12 @@ pub fn bind_all(config: &Config, activated: Vec<ActivatedFd>) -> Result<Listener
         bound.push(BoundListener {
             service: s,
             addr: BoundAddr::Unix(abs),
-            activated: false,
             listener: Listener::Unix(l),
         });
     }
     bound.sort_by_key(|b| (b.service, matches!(b.addr, BoundAddr::Unix(_))));
     let advertised = Service::ALL.map(|s| advertise(options(config, s), s, &bound));
     Ok(Listeners { bound, advertised, created_sockets: created, _lock: lock })
-}
-
-fn kind_name(kind: SocketKind) -> &'static str {
-    match kind {
-        SocketKind::Tcp => "TCP",
-        SocketKind::Unix => "unix",
-    }
 }
 
 fn data_dir_err(dir: &Path, e: impl std::fmt::Display) -> ListenError {
@@ -372,17 +359,9 @@ pub fn local_ip() -> IpAddr {
 }
 
 impl Listeners {
-    /// The URL the ingress advertises (the admin API's `ingress_endpoint`).
+    /// The URL a service advertises (the ingress's is the admin API's `ingress_endpoint`).
     pub fn advertised(&self, s: Service) -> &str {
-        &self.advertised[Service::ALL.iter().position(|x| *x == s).unwrap_or(0)]
-    }
-
-    /// The first TCP address of a service, if it listens on TCP.
-    pub fn tcp_addr(&self, s: Service) -> Option<SocketAddr> {
-        self.bound.iter().find_map(|b| match &b.addr {
-            BoundAddr::Tcp(a) if b.service == s => Some(*a),
-            _ => None,
-        })
+        &self.advertised[s.index()]
     }
 
     /// Name, address and kind of every listener (the node endpoint's `/health`).
@@ -428,6 +407,13 @@ mod tests {
         assert_eq!(bind_path(&long, None), None);
         let short = Path::new("/tmp/a.sock");
         assert_eq!(bind_path(short, None), Some(short.to_path_buf()));
+    }
+
+    #[test]
+    fn a_service_index_is_its_place_in_the_list_of_all() {
+        for (i, s) in Service::ALL.into_iter().enumerate() {
+            assert_eq!(s.index(), i, "{s:?}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use ratchet::config::{Config, Flags, ListenMode, LogFormat};
 use ratchet::listeners::Service;
 
@@ -42,23 +42,6 @@ enum Command {
     Version,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum ListenModeArg {
-    /// Only unix domain sockets in the data directory
-    Unix,
-    /// Only TCP sockets
-    Tcp,
-    /// Both (the default)
-    All,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormatArg {
-    Pretty,
-    Compact,
-    Json,
-}
-
 #[derive(Debug, Args)]
 struct ServerArgs {
     /// Configuration file (TOML, Restate's schema)
@@ -73,7 +56,7 @@ struct ServerArgs {
     /// Listen on unix sockets, TCP sockets, or both, for every service (over the services'
     /// own keys; RESTATE_LISTEN_MODE is the top-level key, which they override)
     #[arg(long, value_enum)]
-    listen_mode: Option<ListenModeArg>,
+    listen_mode: Option<ListenMode>,
     /// Let the kernel pick every TCP port (printed on standard output at start)
     #[arg(long, value_name = "BOOL", num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -113,7 +96,7 @@ struct ServerArgs {
     log_filter: Option<String>,
     /// Log format
     #[arg(long, value_enum)]
-    log_format: Option<LogFormatArg>,
+    log_format: Option<LogFormat>,
     /// No ANSI colours in logs
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]
@@ -187,11 +170,7 @@ fn server(a: ServerArgs) -> ExitCode {
     let flags = Flags {
         base_dir: a.base_dir,
         node_name: a.node_name,
-        listen_mode: a.listen_mode.map(|m| match m {
-            ListenModeArg::Unix => ListenMode::Unix,
-            ListenModeArg::Tcp => ListenMode::Tcp,
-            ListenModeArg::All => ListenMode::All,
-        }),
+        listen_mode: a.listen_mode,
         use_random_ports: a.use_random_ports,
         bind_ip: a.bind_ip,
         bind_port: a.bind_port,
@@ -201,11 +180,7 @@ fn server(a: ServerArgs) -> ExitCode {
         default_num_partitions: a.default_num_partitions,
         shutdown_timeout: a.shutdown_timeout,
         log_filter: a.log_filter,
-        log_format: a.log_format.map(|f| match f {
-            LogFormatArg::Pretty => LogFormat::Pretty,
-            LogFormatArg::Compact => LogFormat::Compact,
-            LogFormatArg::Json => LogFormat::Json,
-        }),
+        log_format: a.log_format,
         log_disable_ansi_codes: a.log_disable_ansi_codes,
         tracing_endpoint: a.tracing_endpoint,
     };
@@ -247,16 +222,12 @@ fn up(a: UpArgs) -> ExitCode {
         default_num_partitions: Some(1),
         ..Flags::default()
     };
-    let mut config = match load(a.config_file.as_deref(), &flags) {
+    // A developer node on loopback whatever a configuration file says: `bind_ip` moves
+    // configured addresses too.
+    let config = match load(a.config_file.as_deref(), &flags) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    // A developer node on loopback whatever a configuration file says.
-    for l in
-        [&mut config.listeners.ingress, &mut config.listeners.admin, &mut config.listeners.fabric]
-    {
-        l.bind_address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
     let remove = temporary && !a.retain;
     init_tracing(&config);
     let code = serve(config, remove.then(|| dir.clone()), |b| {

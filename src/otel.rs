@@ -59,6 +59,32 @@ pub struct Span {
     pub error: Option<String>,
 }
 
+impl Span {
+    /// A span of something done for invocation `id` that started at `start` and ends now: a
+    /// child of the invocation's span, its id derived from the invocation, `what` and the
+    /// start, with the invocation id as its first attribute.
+    pub fn for_invocation(
+        id: &InvocationId,
+        what: &[u8],
+        name: String,
+        kind: i32,
+        start: SystemTime,
+    ) -> Span {
+        let tag = [what, &nanos(start).to_be_bytes()].concat();
+        Span {
+            trace_id: trace_id(id),
+            span_id: span_id(id, &tag),
+            parent: Some(invocation_span_id(id)),
+            name,
+            kind,
+            start,
+            end: SystemTime::now(),
+            attributes: vec![("restate.invocation.id", Value::Str(id.to_string()))],
+            error: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum Value {
     Str(String),
@@ -142,11 +168,6 @@ pub fn span_id(id: &InvocationId, what: &[u8]) -> [u8; 8] {
 /// The id of an invocation's root span.
 pub fn invocation_span_id(id: &InvocationId) -> [u8; 8] {
     span_id(id, b"invocation")
-}
-
-/// Nanoseconds since the epoch (for ids that must differ per start).
-pub fn nanos_of(t: SystemTime) -> u64 {
-    nanos(t)
 }
 
 fn nanos(t: SystemTime) -> u64 {

@@ -38,6 +38,11 @@ impl Service {
         }
     }
 
+    /// Its position in [`Service::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     fn from_name(name: &str) -> Option<Service> {
         Service::ALL.into_iter().find(|s| s.name() == name)
     }
@@ -48,6 +53,15 @@ impl Service {
 pub enum SocketKind {
     Tcp,
     Unix,
+}
+
+impl SocketKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SocketKind::Tcp => "TCP",
+            SocketKind::Unix => "unix",
+        }
+    }
 }
 
 /// One listening socket handed over by the service manager.
@@ -132,7 +146,7 @@ pub fn take_listen_fds() -> Result<Vec<ActivatedFd>, ActivationError> {
                     ActivationError(format!(
                         "LISTEN_FDS passes more than three {} sockets and LISTEN_FDNAMES does \
                          not say which is which",
-                        kind_name(kind)
+                        kind.name()
                     ))
                 })?
             }
@@ -151,13 +165,6 @@ pub fn take_listen_fds() -> Result<Vec<ActivatedFd>, ActivationError> {
     Ok(out)
 }
 
-fn kind_name(kind: SocketKind) -> &'static str {
-    match kind {
-        SocketKind::Tcp => "TCP",
-        SocketKind::Unix => "unix",
-    }
-}
-
 /// The kind of a listening stream socket, or why `fd` is not one.
 fn check_listening(fd: RawFd) -> Result<SocketKind, ActivationError> {
     let not = |why: String| {
@@ -165,37 +172,11 @@ fn check_listening(fd: RawFd) -> Result<SocketKind, ActivationError> {
             "LISTEN_FDS passes fd {fd}, which is not a listening socket: {why}"
         ))
     };
-    let mut accepting: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `accepting`.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
-            (&mut accepting as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return Err(not(std::io::Error::last_os_error().to_string()));
-    }
+    let accepting = socket_option(fd, libc::SO_ACCEPTCONN).map_err(|e| not(e.to_string()))?;
     if accepting == 0 {
         return Err(not("it does not listen".into()));
     }
-    let mut ty: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `ty`.
-    let r = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut ty as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 || ty != libc::SOCK_STREAM {
+    if socket_option(fd, libc::SO_TYPE).ok() != Some(libc::SOCK_STREAM) {
         return Err(not("it is not a stream socket (ListenStream=)".into()));
     }
     // SAFETY: a zeroed sockaddr_storage is valid; getsockname writes at most `len` bytes.
@@ -211,6 +192,27 @@ fn check_listening(fd: RawFd) -> Result<SocketKind, ActivationError> {
         libc::AF_INET | libc::AF_INET6 => Ok(SocketKind::Tcp),
         libc::AF_UNIX => Ok(SocketKind::Unix),
         other => Err(not(format!("address family {other}"))),
+    }
+}
+
+/// An integer `SOL_SOCKET` option of `fd`.
+fn socket_option(fd: RawFd, option: libc::c_int) -> std::io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `value`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(value)
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -160,34 +160,25 @@ pub async fn run_attempt<T: Transport>(
     metrics::counter!(crate::metrics::INVOKER_ATTEMPTS, "partition" => partition, "outcome" => outcome)
         .increment(1);
     if let Some((id, n, target)) = span {
-        use crate::otel::{Span, Value};
-        crate::otel::emit(Span {
-            trace_id: crate::otel::trace_id(&id),
-            span_id: crate::otel::span_id(
-                &id,
-                &[
-                    b"attempt".as_slice(),
-                    &n.to_be_bytes(),
-                    &crate::otel::nanos_of(started_at).to_be_bytes(),
-                ]
-                .concat(),
-            ),
-            parent: Some(crate::otel::invocation_span_id(&id)),
-            name: format!("attempt {n} {target}"),
-            kind: crate::otel::kind::CLIENT,
-            start: started_at,
-            end: std::time::SystemTime::now(),
-            attributes: vec![
-                ("restate.invocation.id", Value::Str(id.to_string())),
-                ("restate.invocation.target", Value::Str(target)),
-                ("restate.attempt", Value::Int(i64::from(n))),
-                ("restate.partition.id", Value::Int(i64::from(ctx.partition.id))),
-            ],
-            error: match &end {
-                AttemptEnd::Logged => None,
-                other => Some(format!("{other:?}")),
-            },
-        });
+        use crate::otel::{kind, Span, Value};
+        let what = [b"attempt".as_slice(), &n.to_be_bytes()].concat();
+        let mut span = Span::for_invocation(
+            &id,
+            &what,
+            format!("attempt {n} {target}"),
+            kind::CLIENT,
+            started_at,
+        );
+        span.attributes.extend([
+            ("restate.invocation.target", Value::Str(target)),
+            ("restate.attempt", Value::Int(i64::from(n))),
+            ("restate.partition.id", Value::Int(i64::from(ctx.partition.id))),
+        ]);
+        span.error = match &end {
+            AttemptEnd::Logged => None,
+            other => Some(format!("{other:?}")),
+        };
+        crate::otel::emit(span);
     }
     end
 }

@@ -334,6 +334,17 @@ impl Router {
         self.partitions.iter().all(|p| p.liveness().is_running())
     }
 
+    /// Resolves once every partition runs at the same moment (woken by liveness changes,
+    /// not polled).
+    pub async fn until_all_running(&self) {
+        while !self.all_running() {
+            for p in self.partitions.iter() {
+                // The sender lives in the handle held here, so this only ends by running.
+                let _ = p.subscribe().wait_for(Liveness::is_running).await;
+            }
+        }
+    }
+
     /// (partition id, liveness) of every partition.
     pub fn liveness(&self) -> Vec<(u16, Liveness)> {
         self.partitions.iter().map(|p| (p.id, p.liveness())).collect()

@@ -16,7 +16,6 @@
 //! - Health endpoints answer 200 only while every partition runs.
 //! - Every component's memory comes from one budget ([`Budget`]).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -80,17 +79,9 @@ pub struct Bound {
 }
 
 impl Bound {
-    /// The first TCP address of a service.
-    pub fn tcp(&self, s: Service) -> Option<SocketAddr> {
-        self.listeners.iter().find_map(|(x, a)| match a {
-            BoundAddr::Tcp(a) if *x == s => Some(*a),
-            _ => None,
-        })
-    }
-
     /// The advertised URL of a service.
     pub fn advertised(&self, s: Service) -> &str {
-        &self.advertised[Service::ALL.iter().position(|x| *x == s).unwrap_or(0)]
+        &self.advertised[s.index()]
     }
 }
 
@@ -419,10 +410,7 @@ pub async fn run(
         let gate = (b.service == Service::Ingress).then(|| {
             let router = router.clone();
             async move {
-                let deadline = std::time::Instant::now() + INGRESS_GATE_MAX;
-                while !router.all_running() && std::time::Instant::now() < deadline {
-                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-                }
+                let _ = tokio::time::timeout(INGRESS_GATE_MAX, router.until_all_running()).await;
             }
         });
         spawn_server(&mut servers, what, b.listener, app, http_stop_rx.clone(), gate);
@@ -440,9 +428,7 @@ pub async fn run(
         tasks.spawn(async move {
             tokio::select! {
                 _ = async {
-                    while !router.all_running() {
-                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                    }
+                    router.until_all_running().await;
                     crate::systemd::notify("READY=1\nSTATUS=serving");
                     match crate::systemd::watchdog_interval() {
                         Some(every) => loop {
@@ -606,26 +592,37 @@ fn spawn_server<G: std::future::Future<Output = ()> + Send + 'static>(
             }
         }
     };
+    fn spawn<L>(
+        servers: &mut JoinSet<TaskEnd>,
+        what: String,
+        l: L,
+        app: axum::Router,
+        rx: watch::Receiver<bool>,
+        gate: impl std::future::Future<Output = ()> + Send + 'static,
+    ) where
+        L: axum::serve::Listener,
+        L::Io: Unpin,
+    {
+        servers.spawn(async move {
+            gate.await;
+            serve_connections(l, app, rx).await;
+            (what, Ok(()))
+        });
+    }
     match listener {
-        Listener::Tcp(l) => {
-            // Without TCP_NODELAY a response written in two segments waits for the client's
-            // delayed ACK (~40 ms): small request/response traffic needs it off.
-            let l = l.tap_io(|tcp| {
+        // Without TCP_NODELAY a response written in two segments waits for the client's
+        // delayed ACK (~40 ms): small request/response traffic needs it off.
+        Listener::Tcp(l) => spawn(
+            servers,
+            what,
+            l.tap_io(|tcp| {
                 let _ = tcp.set_nodelay(true);
-            });
-            servers.spawn(async move {
-                gate.await;
-                serve_connections(l, app, rx).await;
-                (what, Ok(()))
-            });
-        }
-        Listener::Unix(l) => {
-            servers.spawn(async move {
-                gate.await;
-                serve_connections(l, app, rx).await;
-                (what, Ok(()))
-            });
-        }
+            }),
+            app,
+            rx,
+            gate,
+        ),
+        Listener::Unix(l) => spawn(servers, what, l, app, rx, gate),
     }
 }
 
@@ -716,36 +713,27 @@ async fn count_ingress_request(
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
     let started_at = std::time::SystemTime::now();
-    let traced = (crate::otel::enabled() && req.method() == http::Method::POST)
-        .then(|| req.method().to_string());
+    let traced = crate::otel::enabled() && req.method() == http::Method::POST;
     let res = next.run(req).await;
-    if let Some(name) = traced {
+    if traced {
         let id = res
             .headers()
             .get("x-restate-id")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<crate::protocol::ids::InvocationId>().ok());
         if let Some(id) = id {
-            use crate::otel::{Span, Value};
+            use crate::otel::{kind, Span, Value};
             let code = res.status().as_u16();
-            crate::otel::emit(Span {
-                trace_id: crate::otel::trace_id(&id),
-                span_id: crate::otel::span_id(
-                    &id,
-                    &[b"ingress".as_slice(), &crate::otel::nanos_of(started_at).to_be_bytes()]
-                        .concat(),
-                ),
-                parent: Some(crate::otel::invocation_span_id(&id)),
-                name: format!("ingress {name}"),
-                kind: crate::otel::kind::SERVER,
-                start: started_at,
-                end: std::time::SystemTime::now(),
-                attributes: vec![
-                    ("restate.invocation.id", Value::Str(id.to_string())),
-                    ("http.response.status_code", Value::Int(i64::from(code))),
-                ],
-                error: (code >= 500).then(|| format!("HTTP {code}")),
-            });
+            let mut span = Span::for_invocation(
+                &id,
+                b"ingress",
+                "ingress POST".into(),
+                kind::SERVER,
+                started_at,
+            );
+            span.attributes.push(("http.response.status_code", Value::Int(i64::from(code))));
+            span.error = (code >= 500).then(|| format!("HTTP {code}"));
+            crate::otel::emit(span);
         }
     }
     let status = match res.status().as_u16() {

@@ -505,14 +505,6 @@ impl<D: Disk> Writer<D> {
         let mut records: Vec<RecordRef<'_>> = Vec::new();
         let (mut appends, mut appended_bytes) = (0u64, 0u64);
         for item in &items {
-            if let Item::Append(_, _, bodies) = item {
-                appends += bodies.len() as u64;
-                appended_bytes += bodies.iter().map(|b| b.len() as u64).sum::<u64>();
-            }
-        }
-        metrics::counter!(crate::metrics::WAL_APPENDS).increment(appends);
-        metrics::counter!(crate::metrics::WAL_APPENDED_BYTES).increment(appended_bytes);
-        for item in &items {
             match item {
                 Item::Control(body, lsn) => records.push(RecordRef {
                     log_id: LOG_ID_CONTROL,
@@ -521,7 +513,9 @@ impl<D: Disk> Writer<D> {
                     body,
                 }),
                 Item::Append(log, first, bodies) => {
+                    appends += bodies.len() as u64;
                     for (k, body) in bodies.iter().enumerate() {
+                        appended_bytes += body.len() as u64;
                         records.push(RecordRef {
                             log_id: *log,
                             lsn: Lsn(first.0 + k as u64),
@@ -532,6 +526,8 @@ impl<D: Disk> Writer<D> {
                 }
             }
         }
+        metrics::counter!(crate::metrics::WAL_APPENDS).increment(appends);
+        metrics::counter!(crate::metrics::WAL_APPENDED_BYTES).increment(appended_bytes);
         if records.is_empty() {
             // Everything was answered without a record (sealed logs, no-op trims).
             for ack in flush.acks {
