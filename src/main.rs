@@ -234,6 +234,11 @@ fn up(a: UpArgs) -> ExitCode {
         println!("Ratchet {} is up.", env!("CARGO_PKG_VERSION"));
         println!("  Admin:          {}", b.advertised(Service::Admin));
         println!("  Ingress:        {}", b.advertised(Service::Ingress));
+        let admin = b.advertised(Service::Admin).to_string();
+        match admin.starts_with("http") {
+            true => println!("  Web UI:         {}/ui/", admin.trim_end_matches('/')),
+            false => println!("  Web UI:         (the admin API listens on a unix socket only)"),
+        }
         println!("  Data directory: {}", dir.display());
         println!("Register a service with: restate deployments register http://localhost:9080");
         println!(

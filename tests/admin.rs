@@ -87,6 +87,7 @@ async fn start() -> Server {
         partitions: None,
         request_identity: None,
         query: None,
+        stopping: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -26,6 +26,8 @@ pub mod format;
 pub mod model;
 pub mod openapi;
 pub mod query;
+pub mod ui;
+pub mod ui_read;
 
 use std::collections::hash_map::RandomState;
 use std::collections::BTreeMap;
@@ -78,6 +80,9 @@ pub struct AdminState {
     pub request_identity: Option<Arc<crate::protocol::identity::RequestSigner>>,
     /// Answers `POST /query` (none: 503).
     pub query: Option<Arc<dyn query::Engine>>,
+    /// Turns true when the node starts stopping: long-lived answers (the UI's event feed)
+    /// end then, so they never hold the drain.
+    pub stopping: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// The admin API version a request came in under.
@@ -104,7 +109,7 @@ impl ApiVersion {
 
 /// Per-mount handler state.
 #[derive(Debug, Clone)]
-struct Api {
+pub(crate) struct Api {
     state: Arc<AdminState>,
     version: ApiVersion,
 }
@@ -117,7 +122,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
     {
         router = router.nest(prefix, api_routes(Api { state: state.clone(), version }));
     }
-    router.route("/v1", any(unsupported_v1)).route("/v1/{*rest}", any(unsupported_v1))
+    router
+        .route("/v1", any(unsupported_v1))
+        .route("/v1/{*rest}", any(unsupported_v1))
+        .merge(ui::routes(Api { state, version: ApiVersion::Unknown }))
 }
 
 fn api_routes(api: Api) -> Router {
@@ -834,7 +842,7 @@ async fn patch_invocation(
 /// An invocation operation as its path names it (`PATCH /invocations/{id}/{op}` and the UI's
 /// batches).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum OpName {
+pub(super) enum OpName {
     Cancel,
     Kill,
     Purge,
@@ -845,7 +853,7 @@ enum OpName {
 
 impl OpName {
     /// `Ok(None)`: no such operation (404); `purge-journal` is not implemented (501).
-    fn parse(name: &str) -> Result<Option<OpName>, AdminError> {
+    pub(super) fn parse(name: &str) -> Result<Option<OpName>, AdminError> {
         Ok(Some(match name {
             "cancel" => OpName::Cancel,
             "kill" => OpName::Kill,
@@ -860,7 +868,7 @@ impl OpName {
 
     /// What an absent `deployment` value means for the operations that pin one: keep the
     /// pinned deployment (resume), or the latest (restart-as-new).
-    fn deployment_default(self) -> Option<&'static str> {
+    pub(super) fn deployment_default(self) -> Option<&'static str> {
         match self {
             OpName::Resume => Some(""),
             OpName::RestartAsNew => Some("latest"),
@@ -871,7 +879,7 @@ impl OpName {
 
 /// Runs operation `name` on invocation `id`: the status to answer and, for restart-as-new,
 /// the new invocation's id.
-async fn run_named(
+pub(super) async fn run_named(
     api: &Api,
     id: &str,
     name: OpName,
@@ -965,7 +973,11 @@ async fn batch_invocation_op(
 
 /// The `deployment` query value of resume and restart-as-new: `keep` (empty), `latest`, or a
 /// registered `dp_…` id; `default` when absent.
-fn deployment_param(api: &Api, value: Option<String>, default: &str) -> Result<String, AdminError> {
+pub(super) fn deployment_param(
+    api: &Api,
+    value: Option<String>,
+    default: &str,
+) -> Result<String, AdminError> {
     Ok(match value.as_deref() {
         None => default.to_string(),
         Some("keep" | "Keep") => String::new(),

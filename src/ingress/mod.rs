@@ -91,7 +91,46 @@ impl IngressState {
 
 /// The ingress router: everything goes through one handler that parses the path.
 pub fn router(state: Arc<IngressState>) -> axum::Router {
-    axum::Router::new().fallback(handle).with_state(state)
+    axum::Router::new().fallback(with_cors).with_state(state)
+}
+
+/// CORS as Restate's ingress answers it (the request's origin, method and headers mirrored,
+/// credentials allowed, preflights answered here), so a page on another origin (the web UI's
+/// playground on the admin port) can call handlers. `x-restate-id` is exposed as well, so
+/// such a page can link a call to its invocation.
+async fn with_cors(st: State<Arc<IngressState>>, req: Request<Body>) -> Response {
+    use http::header as h;
+    let origin = req.headers().get(h::ORIGIN).cloned();
+    let Some(origin) = origin else { return handle(st, req).await };
+    let preflight = req.method() == http::Method::OPTIONS
+        && req.headers().contains_key(h::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut r = if preflight {
+        let mut r = StatusCode::OK.into_response();
+        let hs = r.headers_mut();
+        if let Some(m) = req.headers().get(h::ACCESS_CONTROL_REQUEST_METHOD) {
+            hs.insert(h::ACCESS_CONTROL_ALLOW_METHODS, m.clone());
+        }
+        if let Some(asked) = req.headers().get(h::ACCESS_CONTROL_REQUEST_HEADERS) {
+            hs.insert(h::ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
+        }
+        hs.insert(
+            h::VARY,
+            HeaderValue::from_static(
+                "origin, access-control-request-method, access-control-request-headers",
+            ),
+        );
+        r
+    } else {
+        let mut r = handle(st, req).await;
+        r.headers_mut()
+            .insert(h::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("x-restate-id"));
+        r.headers_mut().append(h::VARY, HeaderValue::from_static("origin"));
+        r
+    };
+    let hs = r.headers_mut();
+    hs.insert(h::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    hs.insert(h::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    r
 }
 
 fn coded(code: Code, message: impl std::fmt::Display) -> Response {

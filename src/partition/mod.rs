@@ -122,6 +122,8 @@ struct Shared {
     liveness: watch::Sender<Liveness>,
     /// The running leader's store, for read snapshots (introspection, the simulator).
     store: Mutex<Option<Arc<crate::store::PartitionStore>>>,
+    /// The last LSN applied to the store, for watchers of changes (the UI's event feed).
+    applied: watch::Sender<u64>,
 }
 
 /// Appends records to one partition's log. Cheap to clone.
@@ -141,6 +143,7 @@ impl Handle {
                 epoch: AtomicU64::new(0),
                 liveness: watch::Sender::new(Liveness::Starting),
                 store: Mutex::new(None),
+                applied: watch::Sender::new(0),
             }),
         }
     }
@@ -178,6 +181,15 @@ impl Handle {
             self.shared.epoch.store(epoch, Ordering::SeqCst);
         }
         self.shared.liveness.send_replace(l);
+    }
+
+    /// Watches the last LSN applied to the store: it changes after every applied batch.
+    pub fn subscribe_applied(&self) -> watch::Receiver<u64> {
+        self.shared.applied.subscribe()
+    }
+
+    pub(crate) fn set_applied(&self, lsn: u64) {
+        self.shared.applied.send_replace(lsn);
     }
 
     pub(crate) fn set_store(&self, store: Option<Arc<crate::store::PartitionStore>>) {

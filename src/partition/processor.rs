@@ -581,6 +581,7 @@ impl Processor {
         txn.commit(false)?;
         leader.records_since_checkpoint += last.0 - leader.lsn_applied.0;
         leader.lsn_applied = last;
+        self.handle.set_applied(last.0);
         let mut outbox_max = None;
         for a in std::mem::take(&mut out.actions) {
             match a {

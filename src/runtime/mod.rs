@@ -355,12 +355,14 @@ pub async fn run(
         },
         clock.clone(),
     ));
+    let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let admin_state = Arc::new(admin::AdminState {
         registry: registry.clone(),
         ingress_endpoint: ingress_url,
         server_version: admin::ADMIN_COMPAT_VERSION.to_string(),
         partitions: Some(router.clone()),
         request_identity: config.worker.request_identity.clone(),
+        stopping: Some(http_stop_rx.clone()),
         query: query.map(|make| {
             make(admin::query::Sources {
                 registry: registry.clone(),
@@ -370,7 +372,6 @@ pub async fn run(
             })
         }),
     });
-    let (http_stop_tx, http_stop_rx) = watch::channel(false);
     let sources = Arc::new(MetricSources {
         router: router.clone(),
         wal_dir: base.join("wal"),

@@ -168,6 +168,10 @@ const caller = restate.service({
       ctx.objectSendClient(counter, req.key).add(req.n);
       return "sent";
     },
+    // Waits on a callee that keeps failing until `Stubborn/allow(tag)`: the web UI's
+    // blocked-by chain follows it down to the callee.
+    // (`stubborn` is defined below; it exists by the time a handler runs.)
+    callStubborn: async (ctx, tag) => ctx.serviceClient(stubborn).work(tag),
     // The callee's terminal error propagates: this invocation fails with it too.
     callFail: async (ctx) => ctx.serviceClient(greeter).fail(),
     // The callee's terminal error as the caller sees it.

@@ -1,0 +1,1337 @@
+//! What the web UI reads from the partition stores: invocation rows under a filter (newest
+//! first, keyset paged), exact counts, one invocation's whole story (journal, events, caller,
+//! callees, what it waits on and the chain of what blocks it), size-gated payloads, object
+//! state, locks and inboxes.
+//!
+//! Invariants:
+//! - Every read runs on a blocking thread from read transactions (snapshots): the UI never
+//!   holds a write lock or a partition processor.
+//! - A page reads at most [`SCAN_BUDGET`] rows per partition, whatever the filter, so a
+//!   selective filter over a big table answers in bounded time with a cursor to go on from.
+//! - A keyset page never skips a row: rows at or above the lowest key every partition has
+//!   fully examined (the frontier) are returned; the cursor continues strictly below.
+//! - One status word per invocation ([`status_word`]), the same for the list, the counts, the
+//!   detail and batch actions.
+//! - Previews are at most [`PREVIEW_BYTES`]; whole payloads only through the download routes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use bytes::Bytes;
+use prost::Message;
+use serde_json::{json, Value as Json};
+
+use crate::fsm::storage::{decode_inbox_value, InboxEntry};
+use crate::fsm::{outcome, sink, ty, FsmRead, HandlerKind, Phase, Status};
+use crate::partition::{partition_of, Router};
+use crate::protocol::discovery::ServiceType;
+use crate::protocol::ids::InvocationId;
+use crate::protocol::messages as m;
+use crate::schema::Schema;
+use crate::store::{schema, ReadTxn, ReadView, Scan, StoreError, Table};
+
+/// Why a read failed: the store failed or held something undecodable (500), or the
+/// partition that owns the data does not run right now (503).
+#[derive(Debug)]
+pub struct ReadError {
+    pub message: String,
+    pub unavailable: bool,
+}
+
+impl ReadError {
+    fn corrupt(message: String) -> ReadError {
+        ReadError { message, unavailable: false }
+    }
+
+    fn not_running(partition: u16) -> ReadError {
+        ReadError {
+            message: format!("partition {partition} is not running; retry shortly"),
+            unavailable: true,
+        }
+    }
+}
+
+impl From<StoreError> for ReadError {
+    fn from(e: StoreError) -> ReadError {
+        ReadError { message: e.to_string(), unavailable: false }
+    }
+}
+
+/// Rows one page reads from one partition at most.
+pub const SCAN_BUDGET: usize = 20_000;
+/// Bytes of a payload shown inline.
+pub const PREVIEW_BYTES: usize = 4096;
+/// Journal entries one detail answer lists at most.
+const JOURNAL_ENTRIES_MAX: u32 = 2000;
+/// Links of a blocked-by chain followed at most (calls can chain and cycle through locks).
+const CHAIN_MAX: usize = 8;
+/// Inbox rows one object answer lists.
+const INBOX_ROWS_MAX: usize = 100;
+
+/// The status words, in the order the UI shows them.
+pub const STATUSES: [&str; 9] = [
+    "scheduled",
+    "pending",
+    "ready",
+    "running",
+    "backing-off",
+    "suspended",
+    "paused",
+    "succeeded",
+    "failed",
+];
+
+/// An invocation's status as users see it: `sys_invocation`'s word, with `completed` split by
+/// outcome.
+pub fn status_word(st: &Status, now_ms: u64) -> &'static str {
+    match st.phase() {
+        Phase::Inboxed => "pending",
+        Phase::Scheduled => "scheduled",
+        Phase::Suspended => "suspended",
+        Phase::Paused => "paused",
+        Phase::Completed => match st.outcome.as_ref().and_then(|o| o.result.as_ref()) {
+            Some(outcome::Result::Failure(_)) => "failed",
+            _ => "succeeded",
+        },
+        Phase::Invoked if st.next_retry_at_ms > now_ms => "backing-off",
+        Phase::Invoked => "running",
+        Phase::Unspecified if st.failures > 0 => "backing-off",
+        Phase::Unspecified => "ready",
+    }
+}
+
+fn status_bit(word: &str) -> Option<u16> {
+    STATUSES.iter().position(|s| *s == word).map(|i| 1u16 << i)
+}
+
+/// Why a filter was refused: the parameter and what is wrong with it.
+#[derive(Debug)]
+pub struct BadFilter {
+    pub param: &'static str,
+    pub reason: String,
+}
+
+/// Which invocations a list, a count or a batch action is about.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub id: Option<InvocationId>,
+    status: u16,
+    status_not: u16,
+    service: Option<String>,
+    handler: Option<String>,
+    key: Option<String>,
+    service_type: Option<&'static str>,
+    deployment: Option<String>,
+    invoked_by: Option<&'static str>,
+    invoked_by_id: Option<InvocationId>,
+    idempotency_key: Option<String>,
+    created_after: Option<u64>,
+    created_before: Option<u64>,
+    modified_after: Option<u64>,
+    modified_before: Option<u64>,
+}
+
+impl Filter {
+    /// From query parameters (or a batch body's `filter` object turned into strings). Unknown
+    /// names are ignored (`limit`, `cursor` share the query string); empty values mean unset.
+    pub fn parse(params: &BTreeMap<String, String>) -> Result<Filter, BadFilter> {
+        let mut f = Filter::default();
+        for (name, value) in params {
+            let v = value.trim();
+            if v.is_empty() {
+                continue;
+            }
+            let text = || Some(v.to_string());
+            match name.as_str() {
+                "id" => f.id = Some(parse_id("id", v)?),
+                "status" => f.status = parse_statuses("status", v)?,
+                "status_not" => f.status_not = parse_statuses("status_not", v)?,
+                "service" => f.service = text(),
+                "handler" => f.handler = text(),
+                "key" => f.key = text(),
+                "service_type" => {
+                    f.service_type = Some(match v {
+                        "service" => "service",
+                        "virtual_object" => "virtual_object",
+                        "workflow" => "workflow",
+                        _ => {
+                            return Err(BadFilter {
+                                param: "service_type",
+                                reason: format!(
+                                    "'{v}' is not one of service, virtual_object, workflow"
+                                ),
+                            })
+                        }
+                    })
+                }
+                "deployment" => f.deployment = text(),
+                "invoked_by" => {
+                    f.invoked_by = Some(match v {
+                        "ingress" => "ingress",
+                        "service" => "service",
+                        "restart_as_new" => "restart_as_new",
+                        _ => {
+                            return Err(BadFilter {
+                                param: "invoked_by",
+                                reason: format!(
+                                    "'{v}' is not one of ingress, service, restart_as_new"
+                                ),
+                            })
+                        }
+                    })
+                }
+                "invoked_by_id" => f.invoked_by_id = Some(parse_id("invoked_by_id", v)?),
+                "idempotency_key" => f.idempotency_key = text(),
+                "created_after" => f.created_after = Some(parse_ms("created_after", v)?),
+                "created_before" => f.created_before = Some(parse_ms("created_before", v)?),
+                "modified_after" => f.modified_after = Some(parse_ms("modified_after", v)?),
+                "modified_before" => f.modified_before = Some(parse_ms("modified_before", v)?),
+                _ => {}
+            }
+        }
+        Ok(f)
+    }
+
+    fn matches(&self, id: &InvocationId, st: &Status, view: &View<'_>) -> bool {
+        if self.id.is_some_and(|want| want != *id) {
+            return false;
+        }
+        if self.status != 0 || self.status_not != 0 {
+            let bit = status_bit(status_word(st, view.now_ms)).unwrap_or(0);
+            if (self.status != 0 && self.status & bit == 0) || self.status_not & bit != 0 {
+                return false;
+            }
+        }
+        let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        if !eq(&self.service, &st.service)
+            || !eq(&self.handler, &st.handler)
+            || !eq(&self.key, &st.key)
+            || !eq(&self.deployment, &st.deployment_id)
+            || !eq(&self.idempotency_key, &st.idempotency_key)
+        {
+            return false;
+        }
+        if self.service_type.is_some_and(|t| t != view.service_type(st)) {
+            return false;
+        }
+        if self.invoked_by.is_some() || self.invoked_by_id.is_some() {
+            let (by, by_id) = invoked_by(st);
+            if self.invoked_by.is_some_and(|w| w != by) {
+                return false;
+            }
+            if self.invoked_by_id.is_some() && self.invoked_by_id != by_id {
+                return false;
+            }
+        }
+        let after = |bound: Option<u64>, t: u64| bound.is_none_or(|b| t > b);
+        let before = |bound: Option<u64>, t: u64| bound.is_none_or(|b| t < b);
+        after(self.created_after, st.created_ms)
+            && before(self.created_before, st.created_ms)
+            && after(self.modified_after, st.modified_ms)
+            && before(self.modified_before, st.modified_ms)
+    }
+}
+
+fn parse_id(param: &'static str, v: &str) -> Result<InvocationId, BadFilter> {
+    v.parse()
+        .map_err(|e| BadFilter { param, reason: format!("'{v}' is not an invocation id: {e}") })
+}
+
+fn parse_statuses(param: &'static str, v: &str) -> Result<u16, BadFilter> {
+    let mut mask = 0;
+    for word in v.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        // `completed` is both outcomes, as in `sys_invocation`.
+        if word == "completed" {
+            mask |= status_bit("succeeded").unwrap_or(0) | status_bit("failed").unwrap_or(0);
+            continue;
+        }
+        mask |= status_bit(word).ok_or_else(|| BadFilter {
+            param,
+            reason: format!("'{word}' is not a status (one of {})", STATUSES.join(", ")),
+        })?;
+    }
+    Ok(mask)
+}
+
+fn parse_ms(param: &'static str, v: &str) -> Result<u64, BadFilter> {
+    v.parse().map_err(|_| BadFilter {
+        param,
+        reason: format!("'{v}' is not a time in ms since the epoch"),
+    })
+}
+
+/// Who started an invocation, and the calling invocation when another one did.
+fn invoked_by(st: &Status) -> (&'static str, Option<InvocationId>) {
+    if !st.restarted_from.is_empty() {
+        return ("restart_as_new", None);
+    }
+    for s in &st.sinks {
+        if let Some(sink::Kind::Caller(c)) = &s.kind {
+            if c.notification_ty == 0 {
+                return ("service", InvocationId::from_bytes(&c.invocation_id).ok());
+            }
+        }
+    }
+    ("ingress", None)
+}
+
+/// Per-request context: the schema (service types) and the time statuses are judged at.
+#[derive(Debug)]
+pub struct View<'a> {
+    pub schema: &'a Schema,
+    pub now_ms: u64,
+}
+
+impl View<'_> {
+    fn service_type(&self, st: &Status) -> &'static str {
+        match self.schema.services.get(&st.service).map(|s| s.ty) {
+            Some(ServiceType::Service) => "service",
+            Some(ServiceType::VirtualObject) => "virtual_object",
+            Some(ServiceType::Workflow) => "workflow",
+            None => match st.kind() {
+                HandlerKind::Service | HandlerKind::Unspecified => "service",
+                HandlerKind::WorkflowRun => "workflow",
+                _ => "virtual_object",
+            },
+        }
+    }
+
+    fn keyed(&self, st: &Status) -> bool {
+        !st.key.is_empty() || st.kind() != HandlerKind::Service
+    }
+
+    fn target(&self, st: &Status) -> String {
+        match self.keyed(st) {
+            true => format!("{}/{}/{}", st.service, st.key, st.handler),
+            false => format!("{}/{}", st.service, st.handler),
+        }
+    }
+
+    /// One list row.
+    pub fn row(&self, id: &InvocationId, st: &Status) -> Json {
+        let word = status_word(st, self.now_ms);
+        let ms = |v: u64| if v == 0 { Json::Null } else { json!(v) };
+        let text = |v: &str| if v.is_empty() { Json::Null } else { json!(v) };
+        let (by, by_id) = invoked_by(st);
+        let (result, failure) = match st.outcome.as_ref().and_then(|o| o.result.as_ref()) {
+            Some(outcome::Result::Value(_)) => (json!("success"), Json::Null),
+            Some(outcome::Result::Failure(f)) => {
+                (json!("failure"), json!(format!("[{}] {}", f.code, f.message)))
+            }
+            None => (Json::Null, Json::Null),
+        };
+        json!({
+            "id": id.to_string(),
+            "target": self.target(st),
+            "service": st.service,
+            "handler": st.handler,
+            "key": if self.keyed(st) { json!(st.key) } else { Json::Null },
+            "service_type": self.service_type(st),
+            "status": word,
+            "created_at": ms(st.created_ms),
+            "modified_at": ms(st.modified_ms),
+            "scheduled_start_at": ms(st.execute_at_ms),
+            "completed_at": if st.phase() == Phase::Completed { ms(st.modified_ms) } else { Json::Null },
+            "retry_count": st.failures,
+            "next_retry_at": if word == "backing-off" { ms(st.next_retry_at_ms) } else { Json::Null },
+            "last_failure": text(&st.last_failure),
+            "completion_result": result,
+            "completion_failure": failure,
+            "idempotency_key": text(&st.idempotency_key),
+            "invoked_by": by,
+            "invoked_by_id": by_id.map(|i| json!(i.to_string())).unwrap_or(Json::Null),
+            "deployment_id": text(&st.deployment_id),
+            "journal_size": st.journal_len,
+            "restarted_from": InvocationId::from_bytes(&st.restarted_from)
+                .map(|i| json!(i.to_string())).unwrap_or(Json::Null),
+        })
+    }
+}
+
+/// The store key of an invocation's status.
+pub fn status_key(id: &InvocationId) -> Vec<u8> {
+    schema::invocation_status_key(&id.to_bytes())
+}
+
+fn decode_row(k: &[u8], v: &[u8]) -> Result<(InvocationId, Status), ReadError> {
+    let raw = schema::decode_invocation_status_key(k)
+        .map_err(|e| ReadError::corrupt(format!("invocation status key: {e}")))?;
+    let id = InvocationId::from_bytes(&raw)
+        .map_err(|e| ReadError::corrupt(format!("invocation status key: {e}")))?;
+    let st =
+        Status::decode(v).map_err(|e| ReadError::corrupt(format!("invocation status: {e}")))?;
+    Ok((id, st))
+}
+
+/// What one partition contributed to a page: its matches (newest first) and the lowest key
+/// it examined when it stopped before its end (`None`: it read to its end).
+#[derive(Debug)]
+pub struct PartPage {
+    pub matches: Vec<(Vec<u8>, InvocationId, Status)>,
+    pub frontier: Option<Vec<u8>>,
+    pub scanned: usize,
+}
+
+/// Reads one partition newest first, strictly below `below` (a status key), until `limit`
+/// matches, its end, or [`SCAN_BUDGET`] rows.
+pub fn page_part(
+    txn: &ReadTxn,
+    filter: &Filter,
+    view: &View<'_>,
+    below: Option<&[u8]>,
+    limit: usize,
+) -> Result<PartPage, ReadError> {
+    let mut out = PartPage { matches: Vec::new(), frontier: None, scanned: 0 };
+    if let Some(id) = filter.id {
+        // A point lookup, whatever the cursor says (at most one row).
+        let key = status_key(&id);
+        if below.is_none_or(|b| key.as_slice() < b) {
+            if let Some(st) = txn.status(&id)? {
+                out.scanned = 1;
+                if filter.matches(&id, &st, view) {
+                    out.matches.push((key, id, st));
+                }
+            }
+        }
+        return Ok(out);
+    }
+    let mut end: Option<Vec<u8>> = below.map(<[u8]>::to_vec);
+    loop {
+        let chunk = (SCAN_BUDGET - out.scanned).min(1024);
+        let q = Scan { limit: chunk, bytes_max: 8 << 20, reverse: true, keys_only: false };
+        let (rows, more) = txn.scan_bounded(Table::InvocationStatus, &[], end.as_deref(), &q)?;
+        let Some(last) = rows.last().map(|(k, _)| k.clone()) else { return Ok(out) };
+        for (i, (k, v)) in rows.iter().enumerate() {
+            out.scanned += 1;
+            let (id, st) = decode_row(k, v)?;
+            if filter.matches(&id, &st, view) {
+                out.matches.push((k.clone(), id, st));
+                if out.matches.len() >= limit {
+                    // Everything from here up was examined; the rest of the chunk was not.
+                    let examined_all = i + 1 == rows.len() && !more;
+                    out.frontier = if examined_all { None } else { Some(k.clone()) };
+                    return Ok(out);
+                }
+            }
+        }
+        if !more {
+            return Ok(out);
+        }
+        if out.scanned >= SCAN_BUDGET {
+            out.frontier = Some(last);
+            return Ok(out);
+        }
+        end = Some(last);
+    }
+}
+
+/// Merges partitions' pages: newest first, only rows at or above the highest frontier (the
+/// lowest key every partition examined down to), at most `limit`; and where the next page
+/// starts (strictly below the returned key), if anywhere.
+pub fn merge_pages(
+    parts: Vec<PartPage>,
+    limit: usize,
+) -> (Vec<(InvocationId, Status)>, Option<Vec<u8>>, usize) {
+    let scanned = parts.iter().map(|p| p.scanned).sum();
+    let frontier = parts.iter().filter_map(|p| p.frontier.clone()).max();
+    let mut all: Vec<(Vec<u8>, InvocationId, Status)> =
+        parts.into_iter().flat_map(|p| p.matches).collect();
+    all.sort_by(|a, b| b.0.cmp(&a.0));
+    if let Some(f) = &frontier {
+        all.retain(|(k, _, _)| k >= f);
+    }
+    let cursor = if all.len() > limit {
+        all.truncate(limit);
+        all.last().map(|(k, _, _)| k.clone())
+    } else if all.len() == limit && limit > 0 {
+        // A full page: the next one starts below its last row (it may be empty).
+        all.last().map(|(k, _, _)| k.clone()).or(frontier)
+    } else {
+        frontier
+    };
+    (all.into_iter().map(|(_, id, st)| (id, st)).collect(), cursor, scanned)
+}
+
+/// Exact counts of one partition's invocations under `filter`, keyed by (service, handler,
+/// status).
+pub fn count_part(
+    txn: &ReadTxn,
+    filter: &Filter,
+    view: &View<'_>,
+    into: &mut HashMap<(String, String, &'static str), u64>,
+    types: &mut HashMap<String, &'static str>,
+) -> Result<(), ReadError> {
+    let mut start: Vec<u8> = Vec::new();
+    loop {
+        let q = Scan { limit: 4096, bytes_max: 16 << 20, reverse: false, keys_only: false };
+        let (rows, more) = txn.scan_bounded(Table::InvocationStatus, &start, None, &q)?;
+        for (k, v) in &rows {
+            let (id, st) = decode_row(k, v)?;
+            if !filter.matches(&id, &st, view) {
+                continue;
+            }
+            let word = status_word(&st, view.now_ms);
+            types.entry(st.service.clone()).or_insert_with(|| view.service_type(&st));
+            *into.entry((st.service, st.handler, word)).or_default() += 1;
+        }
+        match (more, rows.last()) {
+            (true, Some((k, _))) => start = schema::key_after(k),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Builds the counts answer from merged per-(service, handler, status) counts.
+pub fn counts_json(
+    counts: HashMap<(String, String, &'static str), u64>,
+    types: HashMap<String, &'static str>,
+) -> Json {
+    let mut total = 0u64;
+    let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut services: BTreeMap<String, BTreeMap<String, BTreeMap<&str, u64>>> = BTreeMap::new();
+    for ((service, handler, word), n) in counts {
+        total += n;
+        *by_status.entry(word).or_default() += n;
+        *services
+            .entry(service)
+            .or_default()
+            .entry(handler)
+            .or_default()
+            .entry(word)
+            .or_default() += n;
+    }
+    let services: Vec<Json> = services
+        .into_iter()
+        .map(|(service, handlers)| {
+            let mut s_total = 0;
+            let mut s_by: BTreeMap<&str, u64> = BTreeMap::new();
+            let handlers: Vec<Json> = handlers
+                .into_iter()
+                .map(|(handler, by)| {
+                    let h_total: u64 = by.values().sum();
+                    s_total += h_total;
+                    for (w, n) in &by {
+                        *s_by.entry(w).or_default() += n;
+                    }
+                    json!({"handler": handler, "total": h_total, "by_status": by})
+                })
+                .collect();
+            let ty = types.get(&service).copied().unwrap_or("service");
+            json!({"service": service, "service_type": ty, "total": s_total, "by_status": s_by,
+                   "handlers": handlers})
+        })
+        .collect();
+    json!({"total": total, "by_status": by_status, "services": services})
+}
+
+// ---------------------------------------------------------------------------------------------
+// One invocation.
+
+/// Reads an invocation's status from the partition that owns it (`None`: unknown, or its
+/// partition does not run).
+pub fn read_status(router: &Router, id: &InvocationId) -> Result<Option<Status>, ReadError> {
+    let n = router.partitions.len() as u16;
+    let Some(h) = router.partitions.get(usize::from(partition_of(id.partition_key, n))) else {
+        return Ok(None);
+    };
+    let Some(store) = h.store() else { return Ok(None) };
+    Ok(store.begin_read()?.status(id)?)
+}
+
+/// The user-visible value an entry carries (input, output, state value, call parameter,
+/// result), if any.
+pub fn entry_value(t: u16, payload: &[u8]) -> Option<Bytes> {
+    let value = |v: Option<m::Value>| v.map(|v| v.content);
+    match t {
+        ty::INPUT => value(m::InputCommandMessage::decode(payload).ok()?.value),
+        ty::OUTPUT => match m::OutputCommandMessage::decode(payload).ok()?.result? {
+            m::OutputResult::Value(v) => Some(v.content),
+            m::OutputResult::Failure(f) => Some(Bytes::from(f.message)),
+        },
+        ty::SET_STATE => value(m::SetStateCommandMessage::decode(payload).ok()?.value),
+        ty::CALL => Some(m::CallCommandMessage::decode(payload).ok()?.parameter),
+        ty::ONE_WAY_CALL => Some(m::OneWayCallCommandMessage::decode(payload).ok()?.parameter),
+        ty::COMPLETE_PROMISE => {
+            match m::CompletePromiseCommandMessage::decode(payload).ok()?.completion? {
+                m::PromiseCompletion::Value(v) => Some(v.content),
+                m::PromiseCompletion::Failure(f) => Some(Bytes::from(f.message)),
+            }
+        }
+        ty::COMPLETE_AWAKEABLE => {
+            match m::CompleteAwakeableCommandMessage::decode(payload).ok()?.result? {
+                m::AwakeableResult::Value(v) => Some(v.content),
+                m::AwakeableResult::Failure(f) => Some(Bytes::from(f.message)),
+            }
+        }
+        t if t >= 0x8000 => match m::Notification::decode(payload).ok()?.result? {
+            m::NotificationResult::Value(v) => Some(v.content),
+            m::NotificationResult::Failure(f) => Some(Bytes::from(f.message)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// An inline preview of `bytes`: text (cut to [`PREVIEW_BYTES`] at a character boundary) or
+/// `base64:` of the first bytes; whether it was cut; whether the whole value is JSON.
+pub fn preview(bytes: &[u8]) -> (String, bool, bool) {
+    use base64::Engine as _;
+    let truncated = bytes.len() > PREVIEW_BYTES;
+    let head = &bytes[..bytes.len().min(PREVIEW_BYTES)];
+    let is_json = !truncated && serde_json::from_slice::<Json>(bytes).is_ok();
+    let text = match std::str::from_utf8(head) {
+        Ok(t) => t.to_string(),
+        Err(e) if truncated && e.error_len().is_none() => {
+            // Cut inside a character: keep the whole characters.
+            String::from_utf8_lossy(&head[..e.valid_up_to()]).into_owned()
+        }
+        Err(_) => {
+            let n = head.len().min(PREVIEW_BYTES * 3 / 4);
+            format!("base64:{}", base64::engine::general_purpose::STANDARD.encode(&head[..n]))
+        }
+    };
+    (text, truncated, is_json)
+}
+
+/// Restate's name of a journal entry type.
+pub fn entry_type_name(t: u16) -> String {
+    use ty::*;
+    let name = match t {
+        INPUT => "Command: Input",
+        OUTPUT => "Command: Output",
+        GET_LAZY_STATE => "Command: GetLazyState",
+        SET_STATE => "Command: SetState",
+        CLEAR_STATE => "Command: ClearState",
+        CLEAR_ALL_STATE => "Command: ClearAllState",
+        GET_LAZY_STATE_KEYS => "Command: GetLazyStateKeys",
+        0x0407 => "Command: GetEagerState",
+        0x0408 => "Command: GetEagerStateKeys",
+        GET_PROMISE => "Command: GetPromise",
+        PEEK_PROMISE => "Command: PeekPromise",
+        COMPLETE_PROMISE => "Command: CompletePromise",
+        SLEEP => "Command: Sleep",
+        CALL => "Command: Call",
+        ONE_WAY_CALL => "Command: OneWayCall",
+        SEND_SIGNAL => "Command: SendSignal",
+        RUN => "Command: Run",
+        ATTACH_INVOCATION => "Command: AttachInvocation",
+        GET_INVOCATION_OUTPUT => "Command: GetInvocationOutput",
+        COMPLETE_AWAKEABLE => "Command: CompleteAwakeable",
+        N_GET_LAZY_STATE => "Notification: GetLazyState",
+        N_GET_LAZY_STATE_KEYS => "Notification: GetLazyStateKeys",
+        N_GET_PROMISE => "Notification: GetPromise",
+        N_PEEK_PROMISE => "Notification: PeekPromise",
+        N_COMPLETE_PROMISE => "Notification: CompletePromise",
+        N_SLEEP => "Notification: Sleep",
+        N_CALL => "Notification: CallResult",
+        N_CALL_INVOCATION_ID => "Notification: CallInvocationId",
+        N_RUN => "Notification: Run",
+        N_ATTACH_INVOCATION => "Notification: AttachInvocation",
+        N_GET_INVOCATION_OUTPUT => "Notification: GetInvocationOutput",
+        N_SIGNAL => "Notification: Signal",
+        other => return format!("Unknown: 0x{other:04X}"),
+    };
+    name.to_string()
+}
+
+/// What a command waits for, by its result completion id.
+#[derive(Debug, Clone)]
+enum Awaited {
+    Call { target: String, callee: Option<InvocationId> },
+    Sleep { until_ms: u64 },
+    Promise { name: String },
+    Run { name: String },
+    Other { what: String },
+}
+
+/// The facts of a journal entry the detail shows: its entry name, a JSON detail, the result
+/// completion id it waits on and what that is, the call whose id notification it is.
+struct EntryFacts {
+    name: String,
+    detail: Json,
+    awaits: Option<(u32, Awaited)>,
+    /// For call commands: the completion id of the notification carrying the callee's id.
+    id_notification: Option<u32>,
+}
+
+fn entry_facts(t: u16, payload: &[u8]) -> EntryFacts {
+    let mut f =
+        EntryFacts { name: String::new(), detail: json!({}), awaits: None, id_notification: None };
+    let target = |svc: &str, key: &str, handler: &str| match key.is_empty() {
+        true => format!("{svc}/{handler}"),
+        false => format!("{svc}/{key}/{handler}"),
+    };
+    match t {
+        ty::INPUT => {
+            if let Ok(c) = m::InputCommandMessage::decode(payload) {
+                let headers: Vec<Json> = c
+                    .headers
+                    .iter()
+                    .map(|h| json!({"key": h.key, "value": redact(&h.key, &h.value)}))
+                    .collect();
+                f.name = c.name;
+                f.detail = json!({"headers": headers});
+            }
+        }
+        ty::OUTPUT => {
+            if let Ok(c) = m::OutputCommandMessage::decode(payload) {
+                if let Some(m::OutputResult::Failure(e)) = &c.result {
+                    f.detail = json!({"failure": format!("[{}] {}", e.code, e.message)});
+                }
+                f.name = c.name;
+            }
+        }
+        ty::GET_LAZY_STATE | 0x0407 | ty::SET_STATE | ty::CLEAR_STATE => {
+            let (key, name, done) = match t {
+                ty::GET_LAZY_STATE => match m::GetLazyStateCommandMessage::decode(payload) {
+                    Ok(c) => (c.key, c.name, Some(c.result_completion_id)),
+                    Err(_) => (Bytes::new(), String::new(), None),
+                },
+                0x0407 => match m::GetEagerStateCommandMessage::decode(payload) {
+                    Ok(c) => (c.key, c.name, None),
+                    Err(_) => (Bytes::new(), String::new(), None),
+                },
+                ty::SET_STATE => match m::SetStateCommandMessage::decode(payload) {
+                    Ok(c) => (c.key, c.name, None),
+                    Err(_) => (Bytes::new(), String::new(), None),
+                },
+                _ => match m::ClearStateCommandMessage::decode(payload) {
+                    Ok(c) => (c.key, c.name, None),
+                    Err(_) => (Bytes::new(), String::new(), None),
+                },
+            };
+            let key = String::from_utf8_lossy(&key).into_owned();
+            if let Some(id) = done {
+                f.awaits = Some((id, Awaited::Other { what: format!("state '{key}'") }));
+            }
+            f.detail = json!({"state_key": key});
+            f.name = name;
+        }
+        ty::GET_PROMISE | ty::PEEK_PROMISE => {
+            let c = match t {
+                ty::GET_PROMISE => m::GetPromiseCommandMessage::decode(payload)
+                    .map(|c| (c.key, c.result_completion_id, c.name)),
+                _ => m::PeekPromiseCommandMessage::decode(payload)
+                    .map(|c| (c.key, c.result_completion_id, c.name)),
+            };
+            if let Ok((key, id, name)) = c {
+                f.detail = json!({"promise": key});
+                if t == ty::GET_PROMISE {
+                    f.awaits = Some((id, Awaited::Promise { name: key }));
+                }
+                f.name = name;
+            }
+        }
+        ty::COMPLETE_PROMISE => {
+            if let Ok(c) = m::CompletePromiseCommandMessage::decode(payload) {
+                f.detail = json!({"promise": c.key});
+                f.name = c.name;
+            }
+        }
+        ty::SLEEP => {
+            if let Ok(c) = m::SleepCommandMessage::decode(payload) {
+                f.detail = json!({"wake_up_at": c.wake_up_time});
+                f.awaits =
+                    Some((c.result_completion_id, Awaited::Sleep { until_ms: c.wake_up_time }));
+                f.name = c.name;
+            }
+        }
+        ty::CALL => {
+            if let Ok(c) = m::CallCommandMessage::decode(payload) {
+                let tgt = target(&c.service_name, &c.key, &c.handler_name);
+                f.detail = json!({"target": tgt, "idempotency_key": c.idempotency_key});
+                f.awaits =
+                    Some((c.result_completion_id, Awaited::Call { target: tgt, callee: None }));
+                f.id_notification = Some(c.invocation_id_notification_idx);
+                f.name = c.name;
+            }
+        }
+        ty::ONE_WAY_CALL => {
+            if let Ok(c) = m::OneWayCallCommandMessage::decode(payload) {
+                let tgt = target(&c.service_name, &c.key, &c.handler_name);
+                let at = if c.invoke_time > 0 { json!(c.invoke_time) } else { Json::Null };
+                f.detail = json!({"target": tgt, "invoke_at": at});
+                f.id_notification = Some(c.invocation_id_notification_idx);
+                f.name = c.name;
+            }
+        }
+        ty::RUN => {
+            if let Ok(c) = m::RunCommandMessage::decode(payload) {
+                f.awaits = Some((c.result_completion_id, Awaited::Run { name: c.name.clone() }));
+                f.name = c.name;
+            }
+        }
+        ty::ATTACH_INVOCATION | ty::GET_INVOCATION_OUTPUT => {
+            let c = match t {
+                ty::ATTACH_INVOCATION => m::AttachInvocationCommandMessage::decode(payload)
+                    .map(|c| (c.result_completion_id, c.name)),
+                _ => m::GetInvocationOutputCommandMessage::decode(payload)
+                    .map(|c| (c.result_completion_id, c.name)),
+            };
+            if let Ok((id, name)) = c {
+                f.awaits =
+                    Some((id, Awaited::Other { what: "another invocation's result".into() }));
+                f.name = name;
+            }
+        }
+        ty::SEND_SIGNAL => {
+            if let Ok(c) = m::SendSignalCommandMessage::decode(payload) {
+                f.detail = json!({"target_invocation_id": c.target_invocation_id});
+                f.name = c.entry_name;
+            }
+        }
+        ty::COMPLETE_AWAKEABLE => {
+            if let Ok(c) = m::CompleteAwakeableCommandMessage::decode(payload) {
+                f.detail = json!({"awakeable_id": c.awakeable_id});
+                f.name = c.name;
+            }
+        }
+        t if t >= 0x8000 => {
+            if let Ok(n) = m::Notification::decode(payload) {
+                let id = match &n.id {
+                    Some(m::NotificationId::CompletionId(c)) => json!({"completion_id": c}),
+                    Some(m::NotificationId::SignalId(s)) => json!({"signal_id": s}),
+                    Some(m::NotificationId::SignalName(s)) => json!({"signal_name": s}),
+                    None => json!({}),
+                };
+                f.detail = id;
+                match n.result {
+                    Some(m::NotificationResult::InvocationId(i)) => {
+                        f.detail["invocation_id"] = json!(i);
+                    }
+                    Some(m::NotificationResult::Failure(e)) => {
+                        f.detail["failure"] = json!(format!("[{}] {}", e.code, e.message));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+    f
+}
+
+/// Header values whose names look like secrets are not shown.
+fn redact(name: &str, value: &str) -> String {
+    let n = name.to_ascii_lowercase();
+    let secret = ["authorization", "cookie", "token", "secret", "password", "api-key", "apikey"];
+    match secret.iter().any(|s| n.contains(s)) {
+        true => "(redacted)".to_string(),
+        false => value.to_string(),
+    }
+}
+
+/// One invocation's journal facts, read once for the detail and the blocked-by chain.
+struct Story {
+    entries: Vec<Json>,
+    /// Completion ids with a command waiting on them and no notification yet.
+    pending: Vec<(u32, Awaited)>,
+    callees: Vec<(u32, InvocationId, String)>,
+}
+
+fn story(
+    txn: &ReadTxn,
+    id: &InvocationId,
+    st: &Status,
+    with_entries: bool,
+) -> Result<Story, ReadError> {
+    let len = st.journal_len.min(JOURNAL_ENTRIES_MAX);
+    let journal = if len > 0 { txn.journal_page_of(id, st, 0, len)? } else { Vec::new() };
+    let mut awaited: BTreeMap<u32, Awaited> = BTreeMap::new();
+    let mut done: HashSet<u32> = st.completed_ids.iter().copied().collect();
+    let mut id_notif_to_call: HashMap<u32, (u32, String)> = HashMap::new();
+    let mut id_of_notif: HashMap<u32, InvocationId> = HashMap::new();
+    let mut entries = Vec::new();
+    for (index, (t, payload)) in journal.iter().enumerate() {
+        let facts = entry_facts(*t, payload);
+        if let Some((cid, a)) = &facts.awaits {
+            awaited.insert(*cid, a.clone());
+        }
+        if let (Some(n), Some((cid, Awaited::Call { target, .. }))) =
+            (facts.id_notification, &facts.awaits)
+        {
+            id_notif_to_call.insert(n, (*cid, target.clone()));
+        } else if let (Some(n), ty::ONE_WAY_CALL) = (facts.id_notification, *t) {
+            let target = facts.detail["target"].as_str().unwrap_or_default().to_string();
+            id_notif_to_call.insert(n, (u32::MAX - index as u32, target));
+        }
+        if *t >= 0x8000 {
+            if let Ok(n) = m::Notification::decode(payload.as_ref()) {
+                if let Some(m::NotificationId::CompletionId(c)) = n.id {
+                    done.insert(c);
+                    if let Some(m::NotificationResult::InvocationId(s)) = n.result {
+                        if let Ok(callee) = s.parse::<InvocationId>() {
+                            id_of_notif.insert(c, callee);
+                        }
+                    }
+                }
+            }
+        }
+        if with_entries {
+            let value = entry_value(*t, payload);
+            let (text, truncated, is_json) = match &value {
+                Some(v) => preview(v),
+                None => (String::new(), false, false),
+            };
+            let size = value.as_ref().map(|v| v.len()).unwrap_or(0);
+            let completed = *t >= 0x8000
+                || st.phase() == Phase::Completed
+                || facts.awaits.as_ref().is_none_or(|(c, _)| done.contains(c));
+            entries.push(json!({
+                "index": index,
+                "type": entry_type_name(*t),
+                "name": if facts.name.is_empty() { Json::Null } else { json!(facts.name) },
+                "size": size,
+                "entry_size": payload.len(),
+                "completed": completed,
+                "preview": if value.is_some() { json!(text) } else { Json::Null },
+                "preview_truncated": truncated,
+                "json": is_json,
+                "callee_id": Json::Null,
+                "detail": facts.detail,
+            }));
+        }
+    }
+    let mut callees = Vec::new();
+    for (notif, (call_cid, target)) in &id_notif_to_call {
+        if let Some(callee) = id_of_notif.get(notif) {
+            callees.push((*call_cid, *callee, target.clone()));
+            if let Some(Awaited::Call { callee: c, .. }) = awaited.get_mut(call_cid) {
+                *c = Some(*callee);
+            }
+        }
+    }
+    // Fill in the callee id on the call entries.
+    if with_entries {
+        for e in entries.iter_mut() {
+            if e["type"] == "Command: Call" || e["type"] == "Command: OneWayCall" {
+                let target = e["detail"]["target"].as_str().unwrap_or_default().to_string();
+                let idx = e["index"].as_u64().unwrap_or(0) as u32;
+                let found = callees.iter().find(|(cid, _, t)| {
+                    *t == target && (awaited.get(cid).is_some() || *cid == u32::MAX - idx)
+                });
+                if let Some((_, callee, _)) = found {
+                    e["callee_id"] = json!(callee.to_string());
+                }
+            }
+        }
+    }
+    callees.sort_by_key(|(cid, _, _)| *cid);
+    let pending = match st.phase() {
+        Phase::Completed => Vec::new(),
+        _ => awaited.into_iter().filter(|(c, _)| !done.contains(c)).collect(),
+    };
+    Ok(Story { entries, pending, callees })
+}
+
+/// The wait description of a pending completion.
+fn waiting_json(a: &Awaited) -> Json {
+    match a {
+        Awaited::Call { target, callee } => json!({"kind": "call",
+            "text": format!("the result of a call to {target}"),
+            "invocation_id": callee.map(|c| json!(c.to_string())).unwrap_or(Json::Null),
+            "until": Json::Null}),
+        Awaited::Sleep { until_ms } => json!({"kind": "sleep", "text": "a timer",
+            "invocation_id": Json::Null, "until": until_ms}),
+        Awaited::Promise { name } => json!({"kind": "promise",
+            "text": format!("the workflow promise '{name}'"), "invocation_id": Json::Null,
+            "until": Json::Null}),
+        Awaited::Run { name } => json!({"kind": "run",
+            "text": format!("the result of ctx.run '{name}'"), "invocation_id": Json::Null,
+            "until": Json::Null}),
+        Awaited::Other { what } => json!({"kind": "other", "text": what,
+            "invocation_id": Json::Null, "until": Json::Null}),
+    }
+}
+
+/// Reads the detail bundle of `id`. `Ok(None)`: unknown.
+pub fn detail(
+    router: &Router,
+    schema: &Schema,
+    id: &InvocationId,
+    now_ms: u64,
+) -> Result<Option<Json>, ReadError> {
+    let n = router.partitions.len() as u16;
+    let Some(h) = router.partitions.get(usize::from(partition_of(id.partition_key, n))) else {
+        return Ok(None);
+    };
+    let Some(store) = h.store() else {
+        return Err(ReadError::not_running(h.id));
+    };
+    let txn = store.begin_read()?;
+    let Some(st) = txn.status(id)? else { return Ok(None) };
+    let view = View { schema, now_ms };
+    let mut inv = view.row(id, &st);
+    inv["attempt"] = json!(st.attempt);
+    inv["waiting_completions"] = json!(st.waiting_completions);
+    inv["waiting_signals"] = json!(st.waiting_signals);
+    inv["waiting_named_signals"] = json!(st.waiting_named_signals);
+    inv["purge_at"] = if st.purge_at_ms > 0 { json!(st.purge_at_ms) } else { Json::Null };
+    inv["completion_retention"] = json!(st.retention_ms);
+    inv["journal_retention"] = json!(st.journal_retention_ms);
+    let mut s = story(&txn, id, &st, true)?;
+    let journal = std::mem::take(&mut s.entries);
+    let events: Vec<Json> = match st.events_len {
+        0 => Vec::new(),
+        len => txn
+            .journal_events(id, len)?
+            .into_iter()
+            .map(|e| {
+                json!({"kind": format!("{:?}", e.kind()), "after_entry": e.after_journal_entry_index,
+                       "at": e.appended_at_ms, "last_at": e.last_at_ms, "code": e.code,
+                       "message": e.message, "count": e.count})
+            })
+            .collect(),
+    };
+    drop(txn);
+    let caller = match invoked_by(&st) {
+        (_, Some(c)) => {
+            let target = read_status(router, &c)?.map(|cs| view.target(&cs));
+            json!({"id": c.to_string(), "target": target})
+        }
+        _ => Json::Null,
+    };
+    let mut callees = Vec::new();
+    for (_, callee, target) in &s.callees {
+        let status = read_status(router, callee)?.map(|cs| status_word(&cs, now_ms));
+        callees.push(json!({"id": callee.to_string(), "target": target, "status": status}));
+    }
+    let waiting_on = waiting_on(router, &view, id, &st, &s)?;
+    let blocked_by = blocked_by(router, &view, *id, st, s)?;
+    Ok(Some(json!({
+        "invocation": inv,
+        "journal": journal,
+        "events": events,
+        "caller": caller,
+        "callees": callees,
+        "waiting_on": waiting_on,
+        "blocked_by": blocked_by,
+    })))
+}
+
+fn waiting_on(
+    router: &Router,
+    view: &View<'_>,
+    _id: &InvocationId,
+    st: &Status,
+    s: &Story,
+) -> Result<Vec<Json>, ReadError> {
+    let mut out = Vec::new();
+    match st.phase() {
+        Phase::Completed => return Ok(out),
+        Phase::Scheduled => out.push(json!({"kind": "scheduled", "text": "its scheduled start",
+            "invocation_id": Json::Null, "until": st.execute_at_ms})),
+        Phase::Inboxed => {
+            let holder = lock_holder(router, &st.service, &st.key)?;
+            out.push(json!({"kind": "inbox",
+                "text": format!("the lock of {}/{}", st.service, st.key),
+                "invocation_id": holder.map(|h| json!(h.to_string())).unwrap_or(Json::Null),
+                "until": Json::Null}));
+        }
+        Phase::Paused => out.push(json!({"kind": "paused", "text": "a resume (it is paused)",
+            "invocation_id": Json::Null, "until": Json::Null})),
+        _ => {}
+    }
+    if status_word(st, view.now_ms) == "backing-off" {
+        out.push(json!({"kind": "retry", "text": format!("its next attempt (retry {} so far)", st.failures),
+            "invocation_id": Json::Null, "until": st.next_retry_at_ms}));
+    }
+    for (_, a) in &s.pending {
+        out.push(waiting_json(a));
+    }
+    for sig in &st.waiting_signals {
+        // Signal 1..=16 are built in (cancel); awakeables use 17 and up.
+        if *sig > 16 {
+            out.push(
+                json!({"kind": "awakeable", "text": format!("awakeable #{sig} to be completed"),
+                "invocation_id": Json::Null, "until": Json::Null}),
+            );
+        }
+    }
+    for name in &st.waiting_named_signals {
+        out.push(json!({"kind": "signal", "text": format!("the signal '{name}'"),
+            "invocation_id": Json::Null, "until": Json::Null}));
+    }
+    Ok(out)
+}
+
+/// The invocation holding the lock of object `service`/`key`.
+pub fn lock_holder(
+    router: &Router,
+    service: &str,
+    key: &str,
+) -> Result<Option<InvocationId>, ReadError> {
+    let h = router.for_key(crate::fsm::partition_key_of(key));
+    let Some(store) = h.store() else { return Ok(None) };
+    Ok(store.begin_read()?.lock(service, key)?)
+}
+
+/// The chain from `id` down to what keeps it from progressing.
+fn blocked_by(
+    router: &Router,
+    view: &View<'_>,
+    start: InvocationId,
+    st: Status,
+    story0: Story,
+) -> Result<Vec<Json>, ReadError> {
+    let mut chain = Vec::new();
+    let mut seen = HashSet::new();
+    let (mut cur, mut st, mut first) = (start, st, Some(story0));
+    for _ in 0..CHAIN_MAX {
+        if !seen.insert(cur) {
+            chain.push(json!({"invocation_id": cur.to_string(), "target": view.target(&st),
+                "status": status_word(&st, view.now_ms), "reason": "a cycle: it waits on an invocation earlier in this chain",
+                "action": {"op": "cancel", "invocation_id": cur.to_string()}}));
+            break;
+        }
+        let word = status_word(&st, view.now_ms);
+        let link = |reason: String, action: Option<&str>| {
+            json!({"invocation_id": cur.to_string(), "target": view.target(&st), "status": word,
+                   "reason": reason,
+                   "action": action.map(|op| json!({"op": op, "invocation_id": cur.to_string()}))
+                       .unwrap_or(Json::Null)})
+        };
+        let s = match first.take() {
+            Some(s) => s,
+            None => {
+                let h = router.for_key(cur.partition_key);
+                let Some(store) = h.store() else {
+                    chain.push(link(format!("partition {} is not running", h.id), None));
+                    break;
+                };
+                let txn = store.begin_read()?;
+                story(&txn, &cur, &st, false)?
+            }
+        };
+        let next: Option<InvocationId> = match st.phase() {
+            Phase::Completed => break,
+            Phase::Scheduled => {
+                chain.push(link(
+                    format!("scheduled to start at {} ms", st.execute_at_ms),
+                    Some("cancel"),
+                ));
+                break;
+            }
+            Phase::Paused => {
+                let why = match st.last_failure.is_empty() {
+                    true => "paused".to_string(),
+                    false => format!(
+                        "paused after {} failures: {}",
+                        st.failures,
+                        st.last_failure.lines().next().unwrap_or_default()
+                    ),
+                };
+                chain.push(link(why, Some("resume")));
+                break;
+            }
+            Phase::Inboxed => match lock_holder(router, &st.service, &st.key)? {
+                Some(holder) if holder != cur => {
+                    chain.push(link(
+                        format!("queued behind the lock of {}/{}", st.service, st.key),
+                        None,
+                    ));
+                    Some(holder)
+                }
+                _ => {
+                    chain.push(link("queued; the lock is free, it starts next".into(), None));
+                    break;
+                }
+            },
+            _ if word == "backing-off" || (!st.last_failure.is_empty() && st.failures > 0) => {
+                chain.push(link(
+                    format!(
+                        "failing: {} attempts failed, last: {}",
+                        st.failures,
+                        st.last_failure.lines().next().unwrap_or_default()
+                    ),
+                    Some(if word == "backing-off" { "resume" } else { "cancel" }),
+                ));
+                break;
+            }
+            _ => {
+                let call = s.pending.iter().find_map(|(_, a)| match a {
+                    Awaited::Call { target, callee: Some(c) } => {
+                        Some((target.clone(), c.to_owned()))
+                    }
+                    _ => None,
+                });
+                match (call, s.pending.first()) {
+                    (Some((target, callee)), _) => {
+                        chain.push(link(
+                            format!("waits for the result of its call to {target}"),
+                            None,
+                        ));
+                        Some(callee)
+                    }
+                    (None, Some((_, a))) => {
+                        let text = waiting_json(a)["text"].as_str().unwrap_or("").to_string();
+                        let action = match a {
+                            Awaited::Sleep { .. } | Awaited::Run { .. } => None,
+                            _ => Some("cancel"),
+                        };
+                        chain.push(link(format!("waits for {text}"), action));
+                        break;
+                    }
+                    (None, None) if st.phase() == Phase::Suspended => {
+                        chain.push(link(
+                            "suspended, waiting for a signal or an awakeable".into(),
+                            Some("cancel"),
+                        ));
+                        break;
+                    }
+                    (None, None) => break,
+                }
+            }
+        };
+        let Some(next) = next else { break };
+        match read_status(router, &next)? {
+            Some(ns) => {
+                cur = next;
+                st = ns;
+            }
+            None => {
+                chain.push(json!({"invocation_id": next.to_string(), "target": Json::Null,
+                    "status": Json::Null, "reason": "unknown to this node (purged?)", "action": Json::Null}));
+                break;
+            }
+        }
+    }
+    Ok(chain)
+}
+
+/// The value of journal entry `index` of `id` (the user value when the entry carries one,
+/// else the entry's encoded bytes). `Ok(None)`: no such invocation or entry.
+pub fn entry_payload(
+    router: &Router,
+    id: &InvocationId,
+    index: u32,
+) -> Result<Option<Bytes>, ReadError> {
+    let h = router.for_key(id.partition_key);
+    let Some(store) = h.store() else { return Ok(None) };
+    let txn = store.begin_read()?;
+    let Some(st) = txn.status(id)? else { return Ok(None) };
+    if index >= st.journal_len {
+        return Ok(None);
+    }
+    let page = txn.journal_page_of(id, &st, index, 1)?;
+    Ok(page.into_iter().next().map(|(t, p)| entry_value(t, &p).unwrap_or(p)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// State, locks, inboxes.
+
+/// Object keys of `service` with state, in key order after `after`, from every partition.
+pub fn state_keys(
+    router: &Router,
+    service: &str,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<(Vec<(Vec<u8>, u64)>, bool), ReadError> {
+    let prefix = schema::state_service_prefix(service);
+    let end = schema::prefix_end(&prefix);
+    let mut keys: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+    let mut more = false;
+    for h in router.partitions.iter() {
+        let Some(store) = h.store() else { continue };
+        let txn = store.begin_read()?;
+        let mut start = match after {
+            Some(k) => schema::key_after(&schema::state_prefix(service, k)).to_vec(),
+            None => prefix.clone(),
+        };
+        // After the whole object `after`: its prefix's end.
+        if let Some(k) = after {
+            start = schema::prefix_end(&schema::state_prefix(service, k)).unwrap_or(start);
+        }
+        let mut distinct = 0usize;
+        loop {
+            let q = Scan { limit: 4096, bytes_max: 1 << 20, reverse: false, keys_only: true };
+            let (rows, left) = txn.scan_bounded(Table::State, &start, end.as_deref(), &q)?;
+            for (k, _) in &rows {
+                let (_, object, _) = schema::decode_state_key(k)
+                    .map_err(|e| ReadError::corrupt(format!("state key: {e}")))?;
+                let e = keys.entry(object).or_insert(0);
+                if *e == 0 {
+                    distinct += 1;
+                }
+                *e += 1;
+            }
+            if distinct > limit {
+                more = true;
+                break;
+            }
+            match (left, rows.last()) {
+                (true, Some((k, _))) => start = schema::key_after(k),
+                _ => break,
+            }
+        }
+    }
+    if keys.len() > limit {
+        more = true;
+    }
+    Ok((keys.into_iter().take(limit).collect(), more))
+}
+
+/// One object's state entries.
+pub fn object_state(
+    router: &Router,
+    service: &str,
+    key: &str,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadError> {
+    let h = router.for_key(crate::fsm::partition_key_of(key));
+    let Some(store) = h.store() else {
+        return Err(ReadError::not_running(h.id));
+    };
+    let txn = store.begin_read()?;
+    let prefix = schema::state_prefix(service, key.as_bytes());
+    let rows = txn.scan_prefix(Table::State, &prefix, usize::MAX)?;
+    rows.into_iter()
+        .map(|(k, v)| {
+            let (_, _, name) = schema::decode_state_key(&k)
+                .map_err(|e| ReadError::corrupt(format!("state key: {e}")))?;
+            Ok((name, v))
+        })
+        .collect()
+}
+
+/// One object's lock holder and the first rows of its inbox, and the inbox's length.
+pub fn object(
+    router: &Router,
+    view: &View<'_>,
+    service: &str,
+    key: &str,
+) -> Result<Json, ReadError> {
+    let h = router.for_key(crate::fsm::partition_key_of(key));
+    let Some(store) = h.store() else {
+        return Err(ReadError::not_running(h.id));
+    };
+    let txn = store.begin_read()?;
+    let lock = match txn.lock(service, key)? {
+        Some(holder) => {
+            let st = txn.status(&holder)?;
+            json!({"invocation_id": holder.to_string(),
+                   "handler": st.as_ref().map(|s| s.handler.clone()),
+                   "status": st.as_ref().map(|s| status_word(s, view.now_ms))})
+        }
+        None => Json::Null,
+    };
+    let prefix = schema::inbox_prefix(service, key.as_bytes());
+    let rows = txn.scan_prefix(Table::Inbox, &prefix, INBOX_ROWS_MAX)?;
+    let mut inbox = Vec::new();
+    for (position, (_, v)) in rows.iter().enumerate() {
+        match decode_inbox_value(v)? {
+            InboxEntry::Invocation(id, _) => {
+                let st = txn.status(&id)?;
+                inbox.push(json!({"invocation_id": id.to_string(), "position": position,
+                    "handler": st.as_ref().map(|s| s.handler.clone()),
+                    "created_at": st.as_ref().map(|s| s.created_ms)}));
+            }
+            InboxEntry::State(_) => inbox.push(json!({"invocation_id": Json::Null,
+                "position": position, "handler": "(state edit)", "created_at": Json::Null})),
+        }
+    }
+    let total = txn.inbox_len(service, key)?;
+    let entries = txn
+        .scan_prefix(Table::State, &schema::state_prefix(service, key.as_bytes()), usize::MAX)?
+        .len();
+    Ok(json!({"service": service, "key": key, "lock": lock, "inbox": inbox, "inbox_total": total,
+              "state_entries": entries}))
+}
