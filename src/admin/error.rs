@@ -41,6 +41,12 @@ pub enum AdminError {
     TooMany(String),
     #[error("The requested invocation '{0}' does not exist")]
     InvocationNotFound(String),
+    /// More than the route answers at once.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Something else the request names does not exist (a state entry).
+    #[error("{0}")]
+    NotFound(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -82,12 +88,14 @@ impl AdminError {
             AdminError::DeploymentNotFound(_)
             | AdminError::ServiceNotFound(_)
             | AdminError::HandlerNotFound { .. }
-            | AdminError::InvocationNotFound(_) => StatusCode::NOT_FOUND,
+            | AdminError::InvocationNotFound(_)
+            | AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::TooEarly(_) => StatusCode::TOO_EARLY,
             AdminError::Gone(_) => StatusCode::GONE,
             AdminError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AdminError::Conflict(_) => StatusCode::CONFLICT,
+            AdminError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             AdminError::DeprecatedPutDeployment => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::Discovery(d) => discovery_status(d),

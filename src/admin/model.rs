@@ -271,8 +271,11 @@ pub fn service_metadata(
         idempotency_retention: friendly_duration_ms(
             service.idempotency_retention_ms.unwrap_or(d.idempotency_ms),
         ),
-        workflow_completion_retention: (service.ty == ServiceType::Workflow)
-            .then(|| friendly_duration_ms(d.workflow_completion_ms)),
+        // Stored on the workflow's run handler (where the PATCH puts it).
+        workflow_completion_retention: (service.ty == ServiceType::Workflow).then(|| {
+            let run = service.handlers.values().find_map(|h| h.workflow_completion_retention_ms);
+            friendly_duration_ms(run.unwrap_or(d.workflow_completion_ms))
+        }),
         journal_retention: (journal_retention_ms > 0)
             .then(|| friendly_duration_ms(journal_retention_ms)),
         inactivity_timeout: if bidi {

@@ -48,6 +48,12 @@ const EVENT_COALESCE: Duration = Duration::from_millis(250);
 const EVENT_KEEPALIVE: Duration = Duration::from_secs(15);
 /// How often the feed looks for schema changes (deployments, service options).
 const SCHEMA_CHECK: Duration = Duration::from_secs(1);
+/// Longest cursor accepted, in hex digits: a status key, or an object key of up to 8 KiB
+/// (the state list's cursor; longer object keys end the paging there).
+const CURSOR_HEX_MAX: usize = 16 * 1024;
+/// Event feeds open at once; one more is answered 503 (each costs a task and a wake-up per
+/// applied batch).
+const EVENT_FEEDS_MAX: usize = 64;
 /// Object keys one state page lists.
 const STATE_KEYS_DEFAULT: usize = 100;
 
@@ -82,10 +88,25 @@ async fn ui_file_root(headers: HeaderMap) -> Response {
     serve("index.html", &headers)
 }
 
+/// First path segments of the app's own routes: their URLs get the app even when a segment
+/// (a state key, a service name) has a dot in it.
+const APP_ROUTES: [&str; 9] = [
+    "invocations",
+    "deployments",
+    "services",
+    "state",
+    "objects",
+    "workflows",
+    "sql",
+    "playground",
+    "settings",
+];
+
 async fn ui_file(Path(path): Path<String>, headers: HeaderMap) -> Response {
-    // Client routes (no dot in the last segment) get the app; assets must exist.
+    // Client routes get the app; anything else must be a file.
+    let first = path.split('/').next().unwrap_or("");
     let last = path.rsplit('/').next().unwrap_or("");
-    if path.is_empty() || !last.contains('.') {
+    if path.is_empty() || APP_ROUTES.contains(&first) || !last.contains('.') {
         return serve("index.html", &headers);
     }
     serve(&path, &headers)
@@ -164,9 +185,10 @@ fn bad_filter(e: read::BadFilter) -> AdminError {
 }
 
 fn read_failed(e: ReadError) -> AdminError {
-    match e.unavailable {
-        true => AdminError::Unavailable(e.message),
-        false => AdminError::Internal(e.message),
+    match (e.unavailable, e.too_large) {
+        (true, _) => AdminError::Unavailable(e.message),
+        (_, true) => AdminError::TooLarge(e.message),
+        _ => AdminError::Internal(e.message),
     }
 }
 
@@ -201,12 +223,16 @@ fn parse_cursor(params: &BTreeMap<String, String>) -> Result<Option<Vec<u8>>, Ad
         param: "cursor",
         reason: format!("'{c}' is not a cursor this server handed out"),
     };
-    if c.len() % 2 != 0 || c.len() > 128 {
+    if c.len() % 2 != 0 || c.len() > CURSOR_HEX_MAX {
         return Err(bad());
     }
-    (0..c.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&c[i..i + 2], 16).map_err(|_| bad()))
+    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    c.as_bytes()
+        .chunks(2)
+        .map(|p| match (digit(p[0]), digit(p[1])) {
+            (Some(h), Some(l)) => Ok(h << 4 | l),
+            _ => Err(bad()),
+        })
         .collect::<Result<Vec<u8>, _>>()
         .map(Some)
 }
@@ -268,7 +294,7 @@ async fn list(
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Result<Response, AdminError> {
     let started = std::time::Instant::now();
-    let filter = Filter::parse(&params).map_err(bad_filter)?;
+    let filter = Filter::parse(&params, &["limit", "cursor"]).map_err(bad_filter)?;
     let limit = parse_limit(&params, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
     let cursor = parse_cursor(&params)?;
     let router = partitions(&api)?;
@@ -302,7 +328,7 @@ async fn counts(
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Result<Response, AdminError> {
     let started = std::time::Instant::now();
-    let filter = Filter::parse(&params).map_err(bad_filter)?;
+    let filter = Filter::parse(&params, &[]).map_err(bad_filter)?;
     let router = partitions(&api)?;
     let registry = api.state.registry.clone();
     let now = now_ms();
@@ -471,10 +497,7 @@ async fn state_value(
     let value = blocking(move || {
         let h = router.for_key(crate::fsm::partition_key_of(&k));
         let Some(store) = h.store() else {
-            return Err(ReadError {
-                message: format!("partition {} is not running", h.id),
-                unavailable: true,
-            });
+            return Err(ReadError::not_running(h.id));
         };
         use crate::fsm::FsmRead;
         Ok(store.begin_read()?.state_get(&s, &k, n.as_bytes())?)
@@ -487,10 +510,7 @@ async fn state_value(
             }
             Ok(bytes_answer(Bytes::from(v), &params, &format!("{service}-{key}-{name}")))
         }
-        None => Err(AdminError::InvalidPathParam {
-            param: "name",
-            reason: format!("{service}/{key} has no state entry '{name}'"),
-        }),
+        None => Err(AdminError::NotFound(format!("{service}/{key} has no state entry '{name}'"))),
     }
 }
 
@@ -514,12 +534,47 @@ async fn object(
 // Batch actions by filter.
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BatchByFilter {
     #[serde(default)]
     filter: serde_json::Map<String, Json_>,
     #[serde(default)]
     dry_run: bool,
+    /// Acting on every invocation needs saying so: an empty filter alone is refused.
+    #[serde(default)]
+    all: bool,
+    /// Where the previous call stopped (its `next_cursor`): a run acts on at most
+    /// [`BATCH_MATCH_MAX`] invocations, in the list's order.
+    cursor: Option<String>,
     deployment: Option<String>,
+}
+
+/// A batch body's filter as the query parameters the list takes. Values are strings,
+/// numbers or (for status lists) arrays of strings; anything else names the field.
+fn filter_params(
+    filter: &serde_json::Map<String, Json_>,
+) -> Result<BTreeMap<String, String>, AdminError> {
+    let mut out = BTreeMap::new();
+    for (k, v) in filter {
+        let bad = |why: &str| AdminError::InvalidField {
+            field: "filter",
+            reason: format!("'{k}': {why}"),
+        };
+        let text = match v {
+            Json_::String(s) if s.trim().is_empty() => return Err(bad("is empty")),
+            Json_::String(s) => s.clone(),
+            Json_::Number(n) => n.to_string(),
+            Json_::Array(a) if a.is_empty() => return Err(bad("is an empty list")),
+            Json_::Array(a) => a
+                .iter()
+                .map(|x| x.as_str().map(str::to_string).ok_or_else(|| bad("lists only strings")))
+                .collect::<Result<Vec<_>, _>>()?
+                .join(","),
+            _ => return Err(bad("must be a string, a number or a list of strings")),
+        };
+        out.insert(k.clone(), text);
+    }
+    Ok(out)
 }
 
 async fn batch(
@@ -533,71 +588,79 @@ async fn batch(
     };
     let req: BatchByFilter =
         serde_json::from_slice(&body).map_err(|e| AdminError::InvalidBody(e.to_string()))?;
-    let params: BTreeMap<String, String> = req
-        .filter
-        .iter()
-        .map(|(k, v)| {
-            let text = match v {
-                Json_::String(s) => s.clone(),
-                Json_::Array(a) => a
-                    .iter()
-                    .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                Json_::Null => String::new(),
-                other => other.to_string(),
-            };
-            (k.clone(), text)
-        })
-        .collect();
-    let filter = Filter::parse(&params).map_err(bad_filter)?;
+    let filter = Filter::parse(&filter_params(&req.filter)?, &[]).map_err(bad_filter)?;
+    if filter.is_empty() && !req.all {
+        return Err(AdminError::InvalidField {
+            field: "filter",
+            reason: "an empty filter matches every invocation; say \"all\": true to mean that"
+                .into(),
+        });
+    }
+    let mut params = BTreeMap::new();
+    if let Some(c) = &req.cursor {
+        params.insert("cursor".to_string(), c.clone());
+    }
+    let cursor = parse_cursor(&params)?;
+    // The deployment is checked before anything, a dry run included.
+    let default = name.deployment_default().unwrap_or("");
+    let deployment = super::deployment_param(&api, req.deployment, default)?;
     let router = partitions(&api)?;
     let registry = api.state.registry.clone();
     let now = now_ms();
-    let dry_run = req.dry_run;
-    // Walk every partition to its end: a dry run counts all matches, a run collects at most
-    // BATCH_MATCH_MAX ids.
-    let (parts, reasons) = per_partition(&router, move |txn| {
-        let schema = registry.snapshot();
-        let view = View { schema: &schema, now_ms: now };
-        let mut ids = Vec::new();
-        let mut matched = 0usize;
-        let mut below: Option<Vec<u8>> = None;
-        loop {
-            let page = read::page_part(txn, &filter, &view, below.as_deref(), BATCH_MATCH_MAX)?;
-            let last_key = page.matches.last().map(|(k, _, _)| k.clone());
-            matched += page.matches.len();
-            if !dry_run {
-                ids.extend(page.matches.iter().map(|(_, id, _)| *id));
+    if req.dry_run {
+        // Every match, to the end of every partition.
+        let (parts, reasons) = per_partition(&router, move |txn| {
+            let schema = registry.snapshot();
+            let view = View { schema: &schema, now_ms: now };
+            let mut matched = 0usize;
+            let mut below = cursor.clone();
+            loop {
+                let page = read::page_part(txn, &filter, &view, below.as_deref(), usize::MAX)?;
+                matched += page.matches.len();
+                match page.frontier {
+                    Some(f) if filter.id.is_none() => below = Some(f),
+                    _ => return Ok(matched),
+                }
             }
-            let next = match (page.frontier, last_key) {
-                (Some(f), Some(l)) => Some(f.min(l)),
-                (Some(f), None) => Some(f),
-                (None, Some(l)) if page.matches.len() >= BATCH_MATCH_MAX => Some(l),
-                _ => None,
-            };
-            if filter.id.is_some() || next.is_none() || (!dry_run && ids.len() >= BATCH_MATCH_MAX) {
-                return Ok((matched, ids));
+        })
+        .await?;
+        let matched: usize = parts.iter().sum();
+        return Ok(Json(json!({"matched": matched, "partial": !reasons.is_empty(),
+                              "reasons": reasons}))
+        .into_response());
+    }
+    // The next BATCH_MATCH_MAX matches in the list's order, and where to go on from: rows
+    // acted on are never revisited by a later call with that cursor, even when they still
+    // match (a cancelled invocation is still "failed"), and invocations created since (a
+    // restart's new ones) sort above the cursor.
+    let (parts, reasons) = per_partition(&router, {
+        let cursor = cursor.clone();
+        move |txn| {
+            let schema = registry.snapshot();
+            let view = View { schema: &schema, now_ms: now };
+            let mut acc = read::PartPage { matches: Vec::new(), frontier: None, scanned: 0 };
+            let mut below = cursor.clone();
+            loop {
+                let page = read::page_part(txn, &filter, &view, below.as_deref(), BATCH_MATCH_MAX)?;
+                acc.scanned += page.scanned;
+                acc.matches.extend(page.matches);
+                acc.frontier = page.frontier.clone();
+                if acc.matches.len() >= BATCH_MATCH_MAX || filter.id.is_some() {
+                    return Ok(acc);
+                }
+                match page.frontier {
+                    Some(f) => below = Some(f),
+                    None => return Ok(acc),
+                }
             }
-            below = next;
         }
     })
     .await?;
-    let matched: usize = parts.iter().map(|(m, _)| m).sum();
-    if dry_run {
-        return Ok(Json(
-            json!({"matched": matched, "partial": !reasons.is_empty(), "reasons": reasons}),
-        )
-        .into_response());
-    }
-    let mut ids: Vec<InvocationId> = parts.into_iter().flat_map(|(_, ids)| ids).collect();
-    let more = ids.len() > BATCH_MATCH_MAX || matched > BATCH_MATCH_MAX;
-    ids.truncate(BATCH_MATCH_MAX);
-    let default = name.deployment_default().unwrap_or("");
-    let deployment = super::deployment_param(&api, req.deployment, default)?;
+    let (rows, next, _) = read::merge_pages(parts, BATCH_MATCH_MAX);
+    let matched = rows.len();
     let api_ref = &api;
-    let results: Vec<(String, Result<(), AdminError>)> = futures_util::stream::iter(ids)
-        .map(|id| {
+    let results: Vec<(String, Result<(), AdminError>)> = futures_util::stream::iter(rows)
+        .map(|(id, _)| {
             let deployment = deployment.clone();
             async move {
                 let id = id.to_string();
@@ -616,7 +679,8 @@ async fn batch(
             Err(e) => failed.push(json!({"invocation_id": id, "error": e.to_string()})),
         }
     }
-    Ok(Json(json!({"matched": matched, "succeeded": succeeded, "failed": failed, "more": more,
+    Ok(Json(json!({"matched": matched, "succeeded": succeeded, "failed": failed,
+                   "more": next.is_some(), "next_cursor": next.map(|c| hex(&c)),
                    "partial": !reasons.is_empty(), "reasons": reasons}))
     .into_response())
 }
@@ -624,12 +688,42 @@ async fn batch(
 // ---------------------------------------------------------------------------------------------
 // Server-sent events.
 
+/// Event feeds open now.
+static EVENT_FEEDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts one open feed while it lives.
+struct FeedSlot;
+
+impl FeedSlot {
+    fn take() -> Option<FeedSlot> {
+        use std::sync::atomic::Ordering;
+        let n = EVENT_FEEDS.fetch_add(1, Ordering::SeqCst);
+        if n >= EVENT_FEEDS_MAX {
+            EVENT_FEEDS.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(FeedSlot)
+    }
+}
+
+impl Drop for FeedSlot {
+    fn drop(&mut self) {
+        EVENT_FEEDS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 async fn events(State(api): State<Api>) -> Result<Response, AdminError> {
+    let Some(slot) = FeedSlot::take() else {
+        return Err(AdminError::Unavailable(format!(
+            "{EVENT_FEEDS_MAX} event feeds are open already; close a UI tab"
+        )));
+    };
     let router = partitions(&api)?;
     let registry = api.state.registry.clone();
     let stopping = api.state.stopping.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::convert::Infallible>>(8);
     tokio::spawn(async move {
+        let _slot = slot;
         let mut watches: Vec<(u16, tokio::sync::watch::Receiver<u64>)> =
             router.partitions.iter().map(|h| (h.id, h.subscribe_applied())).collect();
         for (_, w) in watches.iter_mut() {

@@ -35,24 +35,27 @@ use crate::store::{schema, ReadTxn, ReadView, Scan, StoreError, Table};
 pub struct ReadError {
     pub message: String,
     pub unavailable: bool,
+    /// More than the UI reads at once (answered 413 with a pointer to the CLI).
+    pub too_large: bool,
 }
 
 impl ReadError {
     fn corrupt(message: String) -> ReadError {
-        ReadError { message, unavailable: false }
+        ReadError { message, unavailable: false, too_large: false }
     }
 
-    fn not_running(partition: u16) -> ReadError {
+    pub fn not_running(partition: u16) -> ReadError {
         ReadError {
             message: format!("partition {partition} is not running; retry shortly"),
             unavailable: true,
+            too_large: false,
         }
     }
 }
 
 impl From<StoreError> for ReadError {
     fn from(e: StoreError) -> ReadError {
-        ReadError { message: e.to_string(), unavailable: false }
+        ReadError { message: e.to_string(), unavailable: false, too_large: false }
     }
 }
 
@@ -61,9 +64,22 @@ pub const SCAN_BUDGET: usize = 20_000;
 /// Bytes of a payload shown inline.
 pub const PREVIEW_BYTES: usize = 4096;
 /// Journal entries one detail answer lists at most.
-const JOURNAL_ENTRIES_MAX: u32 = 2000;
+const JOURNAL_ENTRIES_MAX: u32 = 1000;
 /// Links of a blocked-by chain followed at most (calls can chain and cycle through locks).
 const CHAIN_MAX: usize = 8;
+/// State entries of one object the UI reads at most.
+const STATE_ENTRIES_MAX: usize = 10_000;
+/// Bytes of one object's state the UI reads at most (the version covers every value, so a
+/// state is read whole or not at all).
+const STATE_READ_BYTES_MAX: usize = 256 << 20;
+/// Bytes of journal payloads one invocation's story reads at most; entries past it are not
+/// listed (`journal_truncated`).
+const JOURNAL_READ_BYTES_MAX: usize = 32 << 20;
+/// Bytes of each journal entry's inline preview in the detail (the page shows 100 rows at
+/// first: about 50 KiB of previews).
+const JOURNAL_PREVIEW_BYTES: usize = 512;
+/// Journal entries read per page while building a story.
+const JOURNAL_PAGE: u32 = 128;
 /// Inbox rows one object answer lists.
 const INBOX_ROWS_MAX: usize = 100;
 
@@ -103,6 +119,25 @@ fn status_bit(word: &str) -> Option<u16> {
     STATUSES.iter().position(|s| *s == word).map(|i| 1u16 << i)
 }
 
+/// The filter's parameter names.
+pub const FILTER_NAMES: [&str; 15] = [
+    "id",
+    "status",
+    "status_not",
+    "service",
+    "handler",
+    "key",
+    "service_type",
+    "deployment",
+    "invoked_by",
+    "invoked_by_id",
+    "idempotency_key",
+    "created_after",
+    "created_before",
+    "modified_after",
+    "modified_before",
+];
+
 /// Why a filter was refused: the parameter and what is wrong with it.
 #[derive(Debug)]
 pub struct BadFilter {
@@ -131,11 +166,22 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// From query parameters (or a batch body's `filter` object turned into strings). Unknown
-    /// names are ignored (`limit`, `cursor` share the query string); empty values mean unset.
-    pub fn parse(params: &BTreeMap<String, String>) -> Result<Filter, BadFilter> {
+    /// From query parameters (or a batch body's `filter` object turned into strings). Names
+    /// in `also` (`limit`, `cursor` on the same query string) are skipped; any other unknown
+    /// name is refused, so a misspelt filter never silently matches everything. Empty values
+    /// mean unset.
+    pub fn parse(params: &BTreeMap<String, String>, also: &[&str]) -> Result<Filter, BadFilter> {
         let mut f = Filter::default();
         for (name, value) in params {
+            if also.contains(&name.as_str()) {
+                continue;
+            }
+            if !FILTER_NAMES.contains(&name.as_str()) {
+                return Err(BadFilter {
+                    param: "filter",
+                    reason: format!("unknown filter '{name}' (known: {})", FILTER_NAMES.join(", ")),
+                });
+            }
             let v = value.trim();
             if v.is_empty() {
                 continue;
@@ -189,6 +235,25 @@ impl Filter {
             }
         }
         Ok(f)
+    }
+
+    /// Whether the filter lets every invocation through.
+    pub fn is_empty(&self) -> bool {
+        self.id.is_none()
+            && self.status == 0
+            && self.status_not == 0
+            && self.service.is_none()
+            && self.handler.is_none()
+            && self.key.is_none()
+            && self.service_type.is_none()
+            && self.deployment.is_none()
+            && self.invoked_by.is_none()
+            && self.invoked_by_id.is_none()
+            && self.idempotency_key.is_none()
+            && self.created_after.is_none()
+            && self.created_before.is_none()
+            && self.modified_after.is_none()
+            && self.modified_before.is_none()
     }
 
     fn matches(&self, id: &InvocationId, st: &Status, view: &View<'_>) -> bool {
@@ -574,9 +639,14 @@ pub fn entry_value(t: u16, payload: &[u8]) -> Option<Bytes> {
 /// An inline preview of `bytes`: text (cut to [`PREVIEW_BYTES`] at a character boundary) or
 /// `base64:` of the first bytes; whether it was cut; whether the whole value is JSON.
 pub fn preview(bytes: &[u8]) -> (String, bool, bool) {
+    preview_n(bytes, PREVIEW_BYTES)
+}
+
+/// [`preview`] with at most `max` bytes.
+pub fn preview_n(bytes: &[u8], max: usize) -> (String, bool, bool) {
     use base64::Engine as _;
-    let truncated = bytes.len() > PREVIEW_BYTES;
-    let head = &bytes[..bytes.len().min(PREVIEW_BYTES)];
+    let truncated = bytes.len() > max;
+    let head = &bytes[..bytes.len().min(max)];
     let is_json = !truncated && serde_json::from_slice::<Json>(bytes).is_ok();
     let text = match std::str::from_utf8(head) {
         Ok(t) => t.to_string(),
@@ -585,7 +655,7 @@ pub fn preview(bytes: &[u8]) -> (String, bool, bool) {
             String::from_utf8_lossy(&head[..e.valid_up_to()]).into_owned()
         }
         Err(_) => {
-            let n = head.len().min(PREVIEW_BYTES * 3 / 4);
+            let n = head.len().min(max * 3 / 4);
             format!("base64:{}", base64::engine::general_purpose::STANDARD.encode(&head[..n]))
         }
     };
@@ -825,7 +895,10 @@ struct Story {
     entries: Vec<Json>,
     /// Completion ids with a command waiting on them and no notification yet.
     pending: Vec<(u32, Awaited)>,
-    callees: Vec<(u32, InvocationId, String)>,
+    /// (result completion id, callee, target, journal index of the call).
+    callees: Vec<(u32, InvocationId, String, usize)>,
+    /// Entries past the byte budget were not read, or past JOURNAL_ENTRIES_MAX not listed.
+    truncated: bool,
 }
 
 fn story(
@@ -834,11 +907,28 @@ fn story(
     st: &Status,
     with_entries: bool,
 ) -> Result<Story, ReadError> {
-    let len = st.journal_len.min(JOURNAL_ENTRIES_MAX);
-    let journal = if len > 0 { txn.journal_page_of(id, st, 0, len)? } else { Vec::new() };
+    // Pages of entries until the journal or the byte budget ends: the whole journal counts
+    // for what is pending (a call early on may be awaited late), the first
+    // JOURNAL_ENTRIES_MAX are listed.
+    let mut journal = Vec::new();
+    let mut read_bytes = 0usize;
+    let mut truncated = false;
+    while (journal.len() as u32) < st.journal_len {
+        let start = journal.len() as u32;
+        let page = txn.journal_page_of(id, st, start, JOURNAL_PAGE.min(st.journal_len - start))?;
+        if page.is_empty() {
+            break;
+        }
+        read_bytes += page.iter().map(|(_, p)| p.len()).sum::<usize>();
+        journal.extend(page);
+        if read_bytes > JOURNAL_READ_BYTES_MAX {
+            truncated = (journal.len() as u32) < st.journal_len;
+            break;
+        }
+    }
     let mut awaited: BTreeMap<u32, Awaited> = BTreeMap::new();
     let mut done: HashSet<u32> = st.completed_ids.iter().copied().collect();
-    let mut id_notif_to_call: HashMap<u32, (u32, String)> = HashMap::new();
+    let mut id_notif_to_call: HashMap<u32, (u32, String, usize)> = HashMap::new();
     let mut id_of_notif: HashMap<u32, InvocationId> = HashMap::new();
     let mut entries = Vec::new();
     for (index, (t, payload)) in journal.iter().enumerate() {
@@ -849,10 +939,10 @@ fn story(
         if let (Some(n), Some((cid, Awaited::Call { target, .. }))) =
             (facts.id_notification, &facts.awaits)
         {
-            id_notif_to_call.insert(n, (*cid, target.clone()));
+            id_notif_to_call.insert(n, (*cid, target.clone(), index));
         } else if let (Some(n), ty::ONE_WAY_CALL) = (facts.id_notification, *t) {
             let target = facts.detail["target"].as_str().unwrap_or_default().to_string();
-            id_notif_to_call.insert(n, (u32::MAX - index as u32, target));
+            id_notif_to_call.insert(n, (u32::MAX - index as u32, target, index));
         }
         if *t >= 0x8000 {
             if let Ok(n) = m::Notification::decode(payload.as_ref()) {
@@ -866,10 +956,10 @@ fn story(
                 }
             }
         }
-        if with_entries {
+        if with_entries && (index as u32) < JOURNAL_ENTRIES_MAX {
             let value = entry_value(*t, payload);
             let (text, truncated, is_json) = match &value {
-                Some(v) => preview(v),
+                Some(v) => preview_n(v, JOURNAL_PREVIEW_BYTES),
                 None => (String::new(), false, false),
             };
             let size = value.as_ref().map(|v| v.len()).unwrap_or(0);
@@ -892,9 +982,9 @@ fn story(
         }
     }
     let mut callees = Vec::new();
-    for (notif, (call_cid, target)) in &id_notif_to_call {
+    for (notif, (call_cid, target, index)) in &id_notif_to_call {
         if let Some(callee) = id_of_notif.get(notif) {
-            callees.push((*call_cid, *callee, target.clone()));
+            callees.push((*call_cid, *callee, target.clone(), *index));
             if let Some(Awaited::Call { callee: c, .. }) = awaited.get_mut(call_cid) {
                 *c = Some(*callee);
             }
@@ -904,23 +994,21 @@ fn story(
     if with_entries {
         for e in entries.iter_mut() {
             if e["type"] == "Command: Call" || e["type"] == "Command: OneWayCall" {
-                let target = e["detail"]["target"].as_str().unwrap_or_default().to_string();
-                let idx = e["index"].as_u64().unwrap_or(0) as u32;
-                let found = callees.iter().find(|(cid, _, t)| {
-                    *t == target && (awaited.get(cid).is_some() || *cid == u32::MAX - idx)
-                });
-                if let Some((_, callee, _)) = found {
+                let idx = e["index"].as_u64().unwrap_or(0) as usize;
+                let found = callees.iter().find(|(_, _, _, at)| *at == idx);
+                if let Some((_, callee, _, _)) = found {
                     e["callee_id"] = json!(callee.to_string());
                 }
             }
         }
     }
-    callees.sort_by_key(|(cid, _, _)| *cid);
+    callees.sort_by_key(|(_, _, _, index)| *index);
     let pending = match st.phase() {
         Phase::Completed => Vec::new(),
         _ => awaited.into_iter().filter(|(c, _)| !done.contains(c)).collect(),
     };
-    Ok(Story { entries, pending, callees })
+    let truncated = truncated || st.journal_len > JOURNAL_ENTRIES_MAX;
+    Ok(Story { entries, pending, callees, truncated })
 }
 
 /// The wait description of a pending completion.
@@ -970,6 +1058,7 @@ pub fn detail(
     inv["journal_retention"] = json!(st.journal_retention_ms);
     let mut s = story(&txn, id, &st, true)?;
     let journal = std::mem::take(&mut s.entries);
+    inv["journal_truncated"] = json!(s.truncated);
     let events: Vec<Json> = match st.events_len {
         0 => Vec::new(),
         len => txn
@@ -991,9 +1080,10 @@ pub fn detail(
         _ => Json::Null,
     };
     let mut callees = Vec::new();
-    for (_, callee, target) in &s.callees {
+    for (_, callee, target, entry) in &s.callees {
         let status = read_status(router, callee)?.map(|cs| status_word(&cs, now_ms));
-        callees.push(json!({"id": callee.to_string(), "target": target, "status": status}));
+        callees.push(json!({"id": callee.to_string(), "entry": entry, "target": target,
+                            "status": status}));
     }
     let waiting_on = waiting_on(router, &view, id, &st, &s)?;
     let blocked_by = blocked_by(router, &view, *id, st, s)?;
@@ -1282,7 +1372,25 @@ pub fn object_state(
     };
     let txn = store.begin_read()?;
     let prefix = schema::state_prefix(service, key.as_bytes());
-    let rows = txn.scan_prefix(Table::State, &prefix, usize::MAX)?;
+    let q = Scan {
+        limit: STATE_ENTRIES_MAX,
+        bytes_max: STATE_READ_BYTES_MAX,
+        reverse: false,
+        keys_only: false,
+    };
+    let end = schema::prefix_end(&prefix);
+    let (rows, more) = txn.scan_bounded(Table::State, &prefix, end.as_deref(), &q)?;
+    if more {
+        return Err(ReadError {
+            message: format!(
+                "the state of {service}/{key} is larger than the UI reads ({STATE_ENTRIES_MAX} \
+                 entries or {} MiB); use `restate kv get` or SQL over `state`",
+                STATE_READ_BYTES_MAX >> 20
+            ),
+            unavailable: false,
+            too_large: true,
+        });
+    }
     rows.into_iter()
         .map(|(k, v)| {
             let (_, _, name) = schema::decode_state_key(&k)
@@ -1329,9 +1437,84 @@ pub fn object(
         }
     }
     let total = txn.inbox_len(service, key)?;
-    let entries = txn
-        .scan_prefix(Table::State, &schema::state_prefix(service, key.as_bytes()), usize::MAX)?
-        .len();
+    let prefix = schema::state_prefix(service, key.as_bytes());
+    let q =
+        Scan { limit: STATE_ENTRIES_MAX, bytes_max: usize::MAX, reverse: false, keys_only: true };
+    let end = schema::prefix_end(&prefix);
+    let entries = txn.scan_bounded(Table::State, &prefix, end.as_deref(), &q)?.0.len();
     Ok(json!({"service": service, "key": key, "lock": lock, "inbox": inbox, "inbox_total": total,
               "state_entries": entries}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(keys: &[u8], frontier: Option<u8>) -> PartPage {
+        PartPage {
+            matches: keys
+                .iter()
+                .map(|k| {
+                    (
+                        vec![*k],
+                        InvocationId { partition_key: 0, uuid: u128::from(*k) },
+                        Status::default(),
+                    )
+                })
+                .collect(),
+            frontier: frontier.map(|f| vec![f]),
+            scanned: keys.len(),
+        }
+    }
+
+    fn keys(rows: &[(InvocationId, Status)]) -> Vec<u8> {
+        rows.iter().map(|(id, _)| id.uuid as u8).collect()
+    }
+
+    #[test]
+    fn a_page_stops_at_the_highest_frontier_and_goes_on_below_it() {
+        // A stopped its scan at 5 (below it unexamined); B read to its end.
+        let (rows, next, scanned) =
+            merge_pages(vec![part(&[9, 7, 5], Some(5)), part(&[8, 6, 4, 2], None)], 10);
+        assert_eq!(keys(&rows), [9, 8, 7, 6, 5]);
+        assert_eq!(next, Some(vec![5]));
+        assert_eq!(scanned, 7);
+        // The next page, strictly below 5: B's 4 and 2 come then, none twice.
+        let (rows, next, _) = merge_pages(vec![part(&[3], None), part(&[4, 2], None)], 10);
+        assert_eq!(keys(&rows), [4, 3, 2]);
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn a_full_page_goes_on_below_its_last_row() {
+        let (rows, next, _) = merge_pages(vec![part(&[9, 7], Some(7)), part(&[8, 6], Some(6))], 2);
+        assert_eq!(keys(&rows), [9, 8]);
+        assert_eq!(next, Some(vec![8]));
+        // Exactly `limit` rows and both read to their ends: the cursor still points below.
+        let (rows, next, _) = merge_pages(vec![part(&[9], None), part(&[8], None)], 2);
+        assert_eq!(keys(&rows), [9, 8]);
+        assert_eq!(next, Some(vec![8]));
+        let (rows, next, _) = merge_pages(vec![part(&[], None), part(&[], None)], 2);
+        assert!(rows.is_empty());
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn filters_refuse_unknown_names_and_bad_values() {
+        let p = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        assert!(Filter::parse(&p(&[("servce", "X")]), &[]).is_err());
+        assert!(Filter::parse(&p(&[("limit", "5")]), &["limit"]).unwrap().is_empty());
+        assert!(Filter::parse(&p(&[("service", "")]), &[]).unwrap().is_empty());
+        assert!(!Filter::parse(&p(&[("status", "completed")]), &[]).unwrap().is_empty());
+        assert_eq!(Filter::parse(&p(&[("status", "done")]), &[]).unwrap_err().param, "status");
+        let f = Filter::parse(&p(&[("status", "succeeded,failed")]), &[]).unwrap();
+        let st = Status::default();
+        let schema = Schema::default();
+        let view = View { schema: &schema, now_ms: 0 };
+        let id = InvocationId { partition_key: 0, uuid: 1 };
+        // A default status is `ready`: not completed.
+        assert!(!f.matches(&id, &st, &view));
+    }
 }

@@ -249,11 +249,14 @@ function FilterBatch({ filter }) {
   const [busy, setBusy] = useState(false);
   const key = JSON.stringify(filter);
   useEffect(() => { setMatched(null); setResult(null); setError(null); }, [key, op]);
-  const call = async (dry) => {
+  // `cursor`: where the previous run stopped (a run acts on at most 10,000 at a time).
+  const call = async (dry, cursor) => {
     setBusy(true);
     setError(null);
+    const all = Object.keys(filter).length === 0 ? { all: true } : {};
+    const body = dry ? { filter, ...all, dry_run: true } : { filter, ...all, ...(cursor ? { cursor } : {}) };
     try {
-      const r = await api(`/internal/ui/batch/${op}`, { method: 'POST', body: dry ? { filter, dry_run: true } : { filter } });
+      const r = await api(`/internal/ui/batch/${op}`, { method: 'POST', body });
       if (dry) { setMatched(r.matched); setResult(null); } else { setResult(r); setMatched(null); }
     } catch (e) {
       setError(e);
@@ -278,7 +281,7 @@ function FilterBatch({ filter }) {
     <${ErrorBox} error=${error} />
     ${result ? html`<div class="notice ok" data-testid="batch-result" role="status">
       ${OP_LABEL[op]}: ${result.matched} matched, <b data-testid="batch-succeeded">${result.succeeded}</b> succeeded, <b data-testid="batch-failed">${(result.failed || []).length}</b> failed.
-      ${result.more ? html` There are more matches; <button type="button" onClick=${() => call(false)}>run again</button>.` : null}
+      ${result.more ? html` There are more matches; <button type="button" data-testid="batch-continue" onClick=${() => call(false, result.next_cursor)}>continue with the next ones</button>.` : null}
       ${(result.failed || []).length ? html`<ul>${result.failed.slice(0, 20).map((f) => html`<li>
         <${Link} class="mono" href=${`/ui/invocations/${encodeURIComponent(f.invocation_id)}`}>${f.invocation_id}</${Link}>: ${f.error}</li>`)}
         ${result.failed.length > 20 ? html`<li>… and ${result.failed.length - 20} more</li>` : null}</ul>` : null}
