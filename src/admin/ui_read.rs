@@ -1196,7 +1196,7 @@ fn blocked_by(
             Phase::Completed => break,
             Phase::Scheduled => {
                 chain.push(link(
-                    format!("scheduled to start at {} ms", st.execute_at_ms),
+                    format!("scheduled to start at {}", crate::timefmt::rfc3339_ms(st.execute_at_ms)),
                     Some("cancel"),
                 ));
                 break;
