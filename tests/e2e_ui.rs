@@ -320,7 +320,7 @@ async fn batch_actions_by_filter_count_first_then_act_on_exactly_the_matches() {
     let mut fx = Fixture::start("ui_batch", Sdks::Ts).await;
     let mut scheduled = Vec::new();
     for i in 0..5 {
-        let r = fx.call(&format!("/Greeter/greet/send?delay=1h"), json!(format!("s{i}"))).await;
+        let r = fx.call("/Greeter/greet/send?delay=1h", json!(format!("s{i}"))).await;
         assert_eq!(r.status, 202, "{}", r.text());
         scheduled.push(r.json()["invocationId"].as_str().unwrap().to_string());
     }

@@ -305,7 +305,7 @@ async fn list(
         move |txn| {
             let schema = registry.snapshot();
             let view = View { schema: &schema, now_ms: now };
-            Ok(read::page_part(txn, &filter, &view, cursor.as_deref(), limit)?)
+            read::page_part(txn, &filter, &view, cursor.as_deref(), limit)
         }
     })
     .await?;
@@ -420,7 +420,7 @@ async fn payload(
         reason: format!("'{index}' is not a journal index"),
     })?;
     let router = partitions(&api)?;
-    let found = blocking(move || Ok(read::entry_payload(&router, &inv, index)?)).await?;
+    let found = blocking(move || read::entry_payload(&router, &inv, index)).await?;
     match found {
         Some(bytes) => Ok(bytes_answer(bytes, &params, &format!("{id}-{index}.bin"))),
         None => Err(AdminError::InvocationNotFound(format!("{id} (journal entry {index})"))),
@@ -451,7 +451,7 @@ async fn state_keys(
     let after = parse_cursor(&params)?;
     let router = partitions(&api)?;
     let (keys, more) =
-        blocking(move || Ok(read::state_keys(&router, &service, after.as_deref(), limit)?)).await?;
+        blocking(move || read::state_keys(&router, &service, after.as_deref(), limit)).await?;
     let next = match more {
         true => keys.last().map(|(k, _)| hex(k)),
         false => None,

@@ -1196,7 +1196,10 @@ fn blocked_by(
             Phase::Completed => break,
             Phase::Scheduled => {
                 chain.push(link(
-                    format!("scheduled to start at {}", crate::timefmt::rfc3339_ms(st.execute_at_ms)),
+                    format!(
+                        "scheduled to start at {}",
+                        crate::timefmt::rfc3339_ms(st.execute_at_ms)
+                    ),
                     Some("cancel"),
                 ));
                 break;
@@ -1309,13 +1312,18 @@ pub fn entry_payload(
 // ---------------------------------------------------------------------------------------------
 // State, locks, inboxes.
 
+/// An object key and how many state entries it has.
+pub type KeyCount = (Vec<u8>, u64);
+/// A state entry's name and value.
+pub type NameValue = (Vec<u8>, Vec<u8>);
+
 /// Object keys of `service` with state, in key order after `after`, from every partition.
 pub fn state_keys(
     router: &Router,
     service: &str,
     after: Option<&[u8]>,
     limit: usize,
-) -> Result<(Vec<(Vec<u8>, u64)>, bool), ReadError> {
+) -> Result<(Vec<KeyCount>, bool), ReadError> {
     let prefix = schema::state_service_prefix(service);
     let end = schema::prefix_end(&prefix);
     let mut keys: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
@@ -1365,7 +1373,7 @@ pub fn object_state(
     router: &Router,
     service: &str,
     key: &str,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadError> {
+) -> Result<Vec<NameValue>, ReadError> {
     let h = router.for_key(crate::fsm::partition_key_of(key));
     let Some(store) = h.store() else {
         return Err(ReadError::not_running(h.id));

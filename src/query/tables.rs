@@ -947,43 +947,7 @@ fn keyed_row(kind: Kind, k: &[u8], v: &[u8]) -> Result<Option<Vec<Val>>, String>
 
 /// Restate's names of journal entries (protocol V4+ "v2" journal).
 fn entry_type(ty: u16) -> String {
-    use ratchet::fsm::ty::*;
-    let name = match ty {
-        INPUT => "Command: Input",
-        OUTPUT => "Command: Output",
-        GET_LAZY_STATE => "Command: GetLazyState",
-        SET_STATE => "Command: SetState",
-        CLEAR_STATE => "Command: ClearState",
-        CLEAR_ALL_STATE => "Command: ClearAllState",
-        GET_LAZY_STATE_KEYS => "Command: GetLazyStateKeys",
-        0x0407 => "Command: GetEagerState",
-        0x0408 => "Command: GetEagerStateKeys",
-        GET_PROMISE => "Command: GetPromise",
-        PEEK_PROMISE => "Command: PeekPromise",
-        COMPLETE_PROMISE => "Command: CompletePromise",
-        SLEEP => "Command: Sleep",
-        CALL => "Command: Call",
-        ONE_WAY_CALL => "Command: OneWayCall",
-        SEND_SIGNAL => "Command: SendSignal",
-        RUN => "Command: Run",
-        ATTACH_INVOCATION => "Command: AttachInvocation",
-        GET_INVOCATION_OUTPUT => "Command: GetInvocationOutput",
-        COMPLETE_AWAKEABLE => "Command: CompleteAwakeable",
-        N_GET_LAZY_STATE => "Notification: GetLazyState",
-        N_GET_LAZY_STATE_KEYS => "Notification: GetLazyStateKeys",
-        N_GET_PROMISE => "Notification: GetPromise",
-        N_PEEK_PROMISE => "Notification: PeekPromise",
-        N_COMPLETE_PROMISE => "Notification: CompletePromise",
-        N_SLEEP => "Notification: Sleep",
-        N_CALL => "Notification: CallResult",
-        N_CALL_INVOCATION_ID => "Notification: CallInvocationId",
-        N_RUN => "Notification: Run",
-        N_ATTACH_INVOCATION => "Notification: AttachInvocation",
-        N_GET_INVOCATION_OUTPUT => "Notification: GetInvocationOutput",
-        N_SIGNAL => "Notification: Signal",
-        other => return format!("Unknown: 0x{other:04X}"),
-    };
-    name.to_string()
+    ratchet::admin::ui_read::entry_type_name(ty)
 }
 
 /// Whether an entry is done: notifications always, commands once the invocation ended.
@@ -1006,6 +970,8 @@ fn invocation_row(kind: Kind, cx: &InvocationCx<'_>, schema: &Schema, wanted: &[
 
 /// What the cells of one invocation's row are computed from.
 struct InvocationCx<'a> {
+    /// The derived status word ([`ratchet::admin::ui_read::status_word`]).
+    word: &'static str,
     id: &'a InvocationId,
     st: &'a Status,
     phase: Phase,
@@ -1025,6 +991,7 @@ impl<'a> InvocationCx<'a> {
         let phase = st.phase();
         let backing_off = phase == Phase::Invoked && st.next_retry_at_ms > now_ms;
         InvocationCx {
+            word: ratchet::admin::ui_read::status_word(st, now_ms),
             id,
             st,
             phase,
@@ -1044,16 +1011,11 @@ fn invocation_cell(kind: Kind, col: &str, cx: &InvocationCx<'_>) -> Val {
     match col {
         "partition_key" => Val::U64(id.partition_key),
         "id" => s(id.to_string()),
-        // The status table's raw phase; `sys_invocation`'s derived one.
-        "status" if kind == Kind::Invocation => s(match phase {
-            Phase::Inboxed => "pending",
-            Phase::Scheduled => "scheduled",
-            Phase::Completed => "completed",
-            Phase::Suspended => "suspended",
-            Phase::Paused => "paused",
-            _ if cx.in_flight => "running",
-            _ if cx.backing_off || retry_count > 0 => "backing-off",
-            _ => "ready",
+        // The status table's raw phase; `sys_invocation`'s derived one, the same word the UI
+        // shows (with its two outcomes as one).
+        "status" if kind == Kind::Invocation => s(match cx.word {
+            "succeeded" | "failed" => "completed",
+            word => word,
         }),
         "status" => s(match phase {
             Phase::Scheduled => "scheduled",
