@@ -131,6 +131,24 @@ async fn the_list_pages_through_every_row_newest_first_and_counts_are_exact() {
     assert!(greeted.iter().all(|g| ids.contains(g.as_str())));
     assert!(seen.windows(2).all(|w| w[0].1 >= w[1].1), "not newest first: {seen:?}");
 
+    // Oldest first is the same rows the other way round.
+    let mut asc = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let q = format!("/internal/ui/invocations?order=asc&limit=10&cursor={cursor}");
+        let v = get_json(&mut fx, &q).await;
+        for it in v["items"].as_array().unwrap() {
+            asc.push(it["id"].as_str().unwrap().to_string());
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+        assert!(asc.len() <= 69, "paging does not end");
+    }
+    let desc: Vec<String> = seen.iter().rev().map(|(id, _)| id.clone()).collect();
+    assert_eq!(asc, desc);
+
     let counts = get_json(&mut fx, "/internal/ui/counts").await;
     assert_eq!(counts["total"], 69, "{counts}");
     assert_eq!(counts["by_status"]["succeeded"], 69, "{counts}");
@@ -170,10 +188,11 @@ async fn the_list_pages_through_every_row_newest_first_and_counts_are_exact() {
         ("cursor=zz", "cursor"),
         ("service_type=actor", "service_type"),
         ("servce=Greeter", "filter"),
+        ("order=sideways", "order"),
         ("cursor=a%C3%A9a", "cursor"),
     ] {
         for route in ["invocations", "counts"] {
-            if route == "counts" && (param == "limit" || param == "cursor") {
+            if route == "counts" && ["limit", "cursor", "order"].contains(&param) {
                 continue;
             }
             let r = get(&mut fx, &format!("/internal/ui/{route}?{q}")).await;
@@ -228,6 +247,16 @@ async fn the_detail_follows_the_blocked_by_chain_and_its_action_unblocks() {
     .await;
     assert_eq!(done["blocked_by"], json!([]));
     assert_eq!(done["waiting_on"], json!([]));
+    // Completed, the callee still names its caller (kept in its status, not only while the
+    // caller waits).
+    let c = get_json(&mut fx, &format!("/internal/ui/invocations/{callee}")).await;
+    assert_eq!(c["invocation"]["status"], "succeeded");
+    assert_eq!(c["invocation"]["invoked_by"], "service");
+    assert_eq!(c["invocation"]["invoked_by_id"], caller);
+    assert_eq!(c["caller"]["target"], "Caller/callStubborn");
+    let by_caller =
+        get_json(&mut fx, &format!("/internal/ui/invocations?invoked_by_id={caller}")).await;
+    assert_eq!(by_caller["items"][0]["id"], callee);
 
     // A purged invocation is unknown.
     let gone = fx.call("/Greeter/greet", json!("gone")).await.invocation_id();

@@ -47,6 +47,7 @@ fn invoke(n: u128, kind: HandlerKind, key: &str, request: u64) -> Record {
         ack_request: 0,
         journal_retention_ms: None,
         idempotency_key: String::new(),
+        caller: Bytes::new(),
     }))
 }
 
@@ -630,6 +631,7 @@ fn a_workflow_runs_once_and_its_promise_wakes_the_waiter() {
             ack_request: 0,
             journal_retention_ms: None,
             idempotency_key: String::new(),
+            caller: Bytes::new(),
         }))
     };
     let a = apply_all(&fsm, &store, &[run(1)]);

@@ -182,6 +182,7 @@ fn invoke(id: InvocationId, input: &'static [u8]) -> Record {
         ack_request: 0,
         journal_retention_ms: None,
         idempotency_key: String::new(),
+        caller: Bytes::new(),
     }))
 }
 

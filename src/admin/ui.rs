@@ -294,8 +294,18 @@ async fn list(
     Query(params): Query<BTreeMap<String, String>>,
 ) -> Result<Response, AdminError> {
     let started = std::time::Instant::now();
-    let filter = Filter::parse(&params, &["limit", "cursor"]).map_err(bad_filter)?;
+    let filter = Filter::parse(&params, &["limit", "cursor", "order"]).map_err(bad_filter)?;
     let limit = parse_limit(&params, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
+    let order = match params.get("order").map(String::as_str) {
+        None | Some("") | Some("desc") => read::Order::Desc,
+        Some("asc") => read::Order::Asc,
+        Some(other) => {
+            return Err(AdminError::InvalidPathParam {
+                param: "order",
+                reason: format!("'{other}' is not one of desc, asc"),
+            })
+        }
+    };
     let cursor = parse_cursor(&params)?;
     let router = partitions(&api)?;
     let registry = api.state.registry.clone();
@@ -305,11 +315,11 @@ async fn list(
         move |txn| {
             let schema = registry.snapshot();
             let view = View { schema: &schema, now_ms: now };
-            read::page_part(txn, &filter, &view, cursor.as_deref(), limit)
+            read::page_part(txn, &filter, &view, cursor.as_deref(), limit, order)
         }
     })
     .await?;
-    let (rows, next, scanned) = read::merge_pages(parts, limit);
+    let (rows, next, scanned) = read::merge_pages(parts, limit, order);
     let schema = api.state.registry.snapshot();
     let view = View { schema: &schema, now_ms: now };
     let items: Vec<Json_> = rows.iter().map(|(id, st)| view.row(id, st)).collect();
@@ -615,7 +625,14 @@ async fn batch(
             let mut matched = 0usize;
             let mut below = cursor.clone();
             loop {
-                let page = read::page_part(txn, &filter, &view, below.as_deref(), usize::MAX)?;
+                let page = read::page_part(
+                    txn,
+                    &filter,
+                    &view,
+                    below.as_deref(),
+                    usize::MAX,
+                    read::Order::Desc,
+                )?;
                 matched += page.matches.len();
                 match page.frontier {
                     Some(f) if filter.id.is_none() => below = Some(f),
@@ -641,7 +658,14 @@ async fn batch(
             let mut acc = read::PartPage { matches: Vec::new(), frontier: None, scanned: 0 };
             let mut below = cursor.clone();
             loop {
-                let page = read::page_part(txn, &filter, &view, below.as_deref(), BATCH_MATCH_MAX)?;
+                let page = read::page_part(
+                    txn,
+                    &filter,
+                    &view,
+                    below.as_deref(),
+                    BATCH_MATCH_MAX,
+                    read::Order::Desc,
+                )?;
                 acc.scanned += page.scanned;
                 acc.matches.extend(page.matches);
                 acc.frontier = page.frontier.clone();
@@ -656,7 +680,7 @@ async fn batch(
         }
     })
     .await?;
-    let (rows, next, _) = read::merge_pages(parts, BATCH_MATCH_MAX);
+    let (rows, next, _) = read::merge_pages(parts, BATCH_MATCH_MAX, read::Order::Desc);
     let matched = rows.len();
     let api_ref = &api;
     let results: Vec<(String, Result<(), AdminError>)> = futures_util::stream::iter(rows)

@@ -325,10 +325,14 @@ fn parse_ms(param: &'static str, v: &str) -> Result<u64, BadFilter> {
 }
 
 /// Who started an invocation, and the calling invocation when another one did.
-fn invoked_by(st: &Status) -> (&'static str, Option<InvocationId>) {
+pub fn invoked_by(st: &Status) -> (&'static str, Option<InvocationId>) {
     if !st.restarted_from.is_empty() {
         return ("restart_as_new", None);
     }
+    if let Ok(caller) = InvocationId::from_bytes(&st.invoked_by) {
+        return ("service", Some(caller));
+    }
+    // Statuses from before `invoked_by` was kept: a waiting caller still names itself.
     for s in &st.sinks {
         if let Some(sink::Kind::Caller(c)) = &s.kind {
             if c.notification_ty == 0 {
@@ -436,20 +440,39 @@ pub struct PartPage {
     pub scanned: usize,
 }
 
-/// Reads one partition newest first, strictly below `below` (a status key), until `limit`
+/// Which way a list goes through the id order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Highest id first (newest first for ingress-made ids): the default.
+    Desc,
+    Asc,
+}
+
+impl Order {
+    /// Whether `key` lies beyond `cursor` in this order (where the next page reads).
+    fn beyond(self, key: &[u8], cursor: &[u8]) -> bool {
+        match self {
+            Order::Desc => key < cursor,
+            Order::Asc => key > cursor,
+        }
+    }
+}
+
+/// Reads one partition in `order`, strictly beyond `cursor` (a status key), until `limit`
 /// matches, its end, or [`SCAN_BUDGET`] rows.
 pub fn page_part(
     txn: &ReadTxn,
     filter: &Filter,
     view: &View<'_>,
-    below: Option<&[u8]>,
+    cursor: Option<&[u8]>,
     limit: usize,
+    order: Order,
 ) -> Result<PartPage, ReadError> {
     let mut out = PartPage { matches: Vec::new(), frontier: None, scanned: 0 };
     if let Some(id) = filter.id {
         // A point lookup, whatever the cursor says (at most one row).
         let key = status_key(&id);
-        if below.is_none_or(|b| key.as_slice() < b) {
+        if cursor.is_none_or(|c| order.beyond(&key, c)) {
             if let Some(st) = txn.status(&id)? {
                 out.scanned = 1;
                 if filter.matches(&id, &st, view) {
@@ -459,11 +482,24 @@ pub fn page_part(
         }
         return Ok(out);
     }
-    let mut end: Option<Vec<u8>> = below.map(<[u8]>::to_vec);
+    // Descending: [start, end) with `end` moving down; ascending: `start` moving up.
+    let mut end: Option<Vec<u8>> = match order {
+        Order::Desc => cursor.map(<[u8]>::to_vec),
+        Order::Asc => None,
+    };
+    let mut start: Vec<u8> = match (order, cursor) {
+        (Order::Asc, Some(c)) => schema::key_after(c),
+        _ => Vec::new(),
+    };
     loop {
         let chunk = (SCAN_BUDGET - out.scanned).min(1024);
-        let q = Scan { limit: chunk, bytes_max: 8 << 20, reverse: true, keys_only: false };
-        let (rows, more) = txn.scan_bounded(Table::InvocationStatus, &[], end.as_deref(), &q)?;
+        let q = Scan {
+            limit: chunk,
+            bytes_max: 8 << 20,
+            reverse: order == Order::Desc,
+            keys_only: false,
+        };
+        let (rows, more) = txn.scan_bounded(Table::InvocationStatus, &start, end.as_deref(), &q)?;
         let Some(last) = rows.last().map(|(k, _)| k.clone()) else { return Ok(out) };
         for (i, (k, v)) in rows.iter().enumerate() {
             out.scanned += 1;
@@ -471,7 +507,7 @@ pub fn page_part(
             if filter.matches(&id, &st, view) {
                 out.matches.push((k.clone(), id, st));
                 if out.matches.len() >= limit {
-                    // Everything from here up was examined; the rest of the chunk was not.
+                    // Everything up to here was examined; the rest of the chunk was not.
                     let examined_all = i + 1 == rows.len() && !more;
                     out.frontier = if examined_all { None } else { Some(k.clone()) };
                     return Ok(out);
@@ -485,30 +521,41 @@ pub fn page_part(
             out.frontier = Some(last);
             return Ok(out);
         }
-        end = Some(last);
+        match order {
+            Order::Desc => end = Some(last),
+            Order::Asc => start = schema::key_after(&last),
+        }
     }
 }
 
-/// Merges partitions' pages: newest first, only rows at or above the highest frontier (the
-/// lowest key every partition examined down to), at most `limit`; and where the next page
-/// starts (strictly below the returned key), if anywhere.
+/// Merges partitions' pages in `order`: only rows up to the nearest frontier (every
+/// partition examined at least that far), at most `limit`; and where the next page starts
+/// (strictly beyond the returned key), if anywhere.
 pub fn merge_pages(
     parts: Vec<PartPage>,
     limit: usize,
+    order: Order,
 ) -> (Vec<(InvocationId, Status)>, Option<Vec<u8>>, usize) {
     let scanned = parts.iter().map(|p| p.scanned).sum();
-    let frontier = parts.iter().filter_map(|p| p.frontier.clone()).max();
+    let frontiers = parts.iter().filter_map(|p| p.frontier.clone());
+    let frontier = match order {
+        Order::Desc => frontiers.max(),
+        Order::Asc => frontiers.min(),
+    };
     let mut all: Vec<(Vec<u8>, InvocationId, Status)> =
         parts.into_iter().flat_map(|p| p.matches).collect();
-    all.sort_by(|a, b| b.0.cmp(&a.0));
+    match order {
+        Order::Desc => all.sort_by(|a, b| b.0.cmp(&a.0)),
+        Order::Asc => all.sort_by(|a, b| a.0.cmp(&b.0)),
+    }
     if let Some(f) = &frontier {
-        all.retain(|(k, _, _)| k >= f);
+        all.retain(|(k, _, _)| k == f || !order.beyond(k, f));
     }
     let cursor = if all.len() > limit {
         all.truncate(limit);
         all.last().map(|(k, _, _)| k.clone())
     } else if all.len() == limit && limit > 0 {
-        // A full page: the next one starts below its last row (it may be empty).
+        // A full page: the next one starts beyond its last row (it may be empty).
         all.last().map(|(k, _, _)| k.clone()).or(frontier)
     } else {
         frontier
@@ -1482,27 +1529,45 @@ mod tests {
     #[test]
     fn a_page_stops_at_the_highest_frontier_and_goes_on_below_it() {
         // A stopped its scan at 5 (below it unexamined); B read to its end.
-        let (rows, next, scanned) =
-            merge_pages(vec![part(&[9, 7, 5], Some(5)), part(&[8, 6, 4, 2], None)], 10);
+        let (rows, next, scanned) = merge_pages(
+            vec![part(&[9, 7, 5], Some(5)), part(&[8, 6, 4, 2], None)],
+            10,
+            Order::Desc,
+        );
         assert_eq!(keys(&rows), [9, 8, 7, 6, 5]);
         assert_eq!(next, Some(vec![5]));
         assert_eq!(scanned, 7);
         // The next page, strictly below 5: B's 4 and 2 come then, none twice.
-        let (rows, next, _) = merge_pages(vec![part(&[3], None), part(&[4, 2], None)], 10);
+        let (rows, next, _) =
+            merge_pages(vec![part(&[3], None), part(&[4, 2], None)], 10, Order::Desc);
         assert_eq!(keys(&rows), [4, 3, 2]);
         assert_eq!(next, None);
     }
 
     #[test]
+    fn oldest_first_stops_at_the_lowest_frontier() {
+        // A examined up to 5; B read to its end.
+        let parts = vec![part(&[1, 3, 5], Some(5)), part(&[2, 4, 6, 8], None)];
+        let (rows, next, _) = merge_pages(parts, 10, Order::Asc);
+        assert_eq!(keys(&rows), [1, 2, 3, 4, 5]);
+        assert_eq!(next, Some(vec![5]));
+        let (rows, next, _) =
+            merge_pages(vec![part(&[1, 3], None), part(&[2], None)], 2, Order::Asc);
+        assert_eq!(keys(&rows), [1, 2]);
+        assert_eq!(next, Some(vec![2]));
+    }
+
+    #[test]
     fn a_full_page_goes_on_below_its_last_row() {
-        let (rows, next, _) = merge_pages(vec![part(&[9, 7], Some(7)), part(&[8, 6], Some(6))], 2);
+        let (rows, next, _) =
+            merge_pages(vec![part(&[9, 7], Some(7)), part(&[8, 6], Some(6))], 2, Order::Desc);
         assert_eq!(keys(&rows), [9, 8]);
         assert_eq!(next, Some(vec![8]));
         // Exactly `limit` rows and both read to their ends: the cursor still points below.
-        let (rows, next, _) = merge_pages(vec![part(&[9], None), part(&[8], None)], 2);
+        let (rows, next, _) = merge_pages(vec![part(&[9], None), part(&[8], None)], 2, Order::Desc);
         assert_eq!(keys(&rows), [9, 8]);
         assert_eq!(next, Some(vec![8]));
-        let (rows, next, _) = merge_pages(vec![part(&[], None), part(&[], None)], 2);
+        let (rows, next, _) = merge_pages(vec![part(&[], None), part(&[], None)], 2, Order::Desc);
         assert!(rows.is_empty());
         assert_eq!(next, None);
     }

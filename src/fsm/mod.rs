@@ -734,6 +734,7 @@ impl Fsm {
             journal_retention_ms: inv.journal_retention_ms,
             idempotency_key: inv.idempotency_key.clone(),
             life: lsn.max(1),
+            invoked_by: inv.caller.clone(),
             ..Status::default()
         };
         let input = pm::InputCommandMessage {
@@ -1443,6 +1444,7 @@ impl Fsm {
             ack_request: 0,
             journal_retention_ms: call.journal_retention_ms,
             idempotency_key: call.idempotency_key.unwrap_or_default().to_string(),
+            caller: Bytes::copy_from_slice(&caller.to_bytes()),
         };
         self.deliver(s, callee.partition_key, record::Kind::Invoke(invoke), out)?;
         let payload = notification(

@@ -357,6 +357,10 @@ pub struct Invoke {
     /// The idempotency key it was made with (empty: none); the SDK sees it in `StartMessage`.
     #[prost(string, tag = "13")]
     pub idempotency_key: String,
+    /// The invocation whose call or send created this one (empty: the ingress or the admin
+    /// API). Kept in its status for introspection.
+    #[prost(bytes = "bytes", tag = "14")]
+    pub caller: Bytes,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -616,6 +620,9 @@ pub struct Status {
     /// `purge_at_ms` names its retained block (`retained::block_key`).
     #[prost(uint64, tag = "35")]
     pub retained_lsn: u64,
+    /// See [`Invoke::caller`] (empty: started by the ingress, the admin API or a restart).
+    #[prost(bytes = "bytes", tag = "36")]
+    pub invoked_by: Bytes,
 }
 
 /// Something that happened to an invocation outside its journal: Restate's journal events

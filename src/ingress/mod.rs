@@ -425,6 +425,7 @@ async fn invoke(
         ack_request: 0,
         journal_retention_ms: Some(handler.journal_retention_ms(&schema.retention)),
         idempotency_key: idempotency_key.clone().unwrap_or_default(),
+        caller: Bytes::new(),
     };
     if send && !deterministic {
         let rec = Record { header: None, kind: Some(record::Kind::Invoke(invoke)) };

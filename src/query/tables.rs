@@ -1043,7 +1043,11 @@ fn invocation_cell(kind: Kind, col: &str, cx: &InvocationCx<'_>) -> Val {
         "target_handler_name" => s(&st.handler),
         "target_service_ty" => s((cx.service_ty)(&st.service, st.kind())),
         "idempotency_key" => opt_s(&st.idempotency_key),
-        "invoked_by" => s(if restarted_is(st) { "restart_as_new" } else { "ingress" }),
+        "invoked_by" => s(ratchet::admin::ui_read::invoked_by(st).0),
+        "invoked_by_id" => match ratchet::admin::ui_read::invoked_by(st).1 {
+            Some(caller) => s(caller.to_string()),
+            None => Val::Null,
+        },
         "restarted_from" => match InvocationId::from_bytes(&st.restarted_from) {
             Ok(r) => s(r.to_string()),
             Err(_) => Val::Null,
@@ -1076,8 +1080,4 @@ fn invocation_cell(kind: Kind, col: &str, cx: &InvocationCx<'_>) -> Val {
         "last_failure" => opt_s(&st.last_failure),
         _ => Val::Null,
     }
-}
-
-fn restarted_is(st: &Status) -> bool {
-    !st.restarted_from.is_empty()
 }

@@ -1022,6 +1022,7 @@ fn records_of(p: &Planned) -> Vec<Record> {
             ack_request: 0,
             journal_retention_ms: kept.then_some(RETAINED_MS),
             idempotency_key: String::new(),
+            caller: Bytes::new(),
         }))
     };
     let kill = || record(record::Kind::Kill(fsm::Kill { invocation_id: id.clone() }));

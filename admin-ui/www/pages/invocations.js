@@ -320,12 +320,12 @@ function SelectionActions({ ids, onDone }) {
 
 // ---------------------------------------------------------------- list
 
-async function fetchPage(filter, cursor, limit) {
+async function fetchPage(filter, cursor, limit, order) {
   const out = { items: [], next_cursor: cursor, scanned: 0, partial: false, reasons: [] };
   let calls = 0;
   do {
     const r = await api('/internal/ui/invocations', {
-      query: { ...filter, limit: limit - out.items.length, cursor: out.next_cursor },
+      query: { ...filter, order, limit: limit - out.items.length, cursor: out.next_cursor },
     });
     out.items.push(...(r.items || []));
     out.next_cursor = r.next_cursor ?? null;
@@ -349,14 +349,22 @@ export default function Page({ query }) {
 
   const [cols, setCols] = useState(() => loadJson(STORE_COLS, DEFAULT_COLS));
   const [limit, setLimit] = useState(() => Number(localStorage.getItem(STORE_LIMIT)) || 50);
+  // The server lists in invocation id order: creation order for ids the ingress made.
+  const order = query.get('order') === 'asc' ? 'asc' : 'desc';
+  const setOrder = (o) => {
+    const q = new URLSearchParams(query);
+    if (o === 'desc') q.delete('order'); else q.set('order', o);
+    const qs = q.toString();
+    navigate(`/ui/invocations${qs ? `?${qs}` : ''}`);
+  };
   const [cursors, setCursors] = useState([null]);
   const [selected, setSelected] = useState(() => new Set());
-  useEffect(() => { setCursors([null]); setSelected(new Set()); }, [fkey, limit]);
+  useEffect(() => { setCursors([null]); setSelected(new Set()); }, [fkey, limit, order]);
   const cursor = cursors[cursors.length - 1];
 
   const { data: services } = useLive(() => api('/services').then((r) => (r.services || []).map((s) => s.name).sort()), [], { events: ['schema'] });
   const { data, error, loading, reload } = useLive(
-    () => (restore ? Promise.resolve(null) : fetchPage(filter, cursor, limit)), [fkey, cursor, limit, restore]);
+    () => (restore ? Promise.resolve(null) : fetchPage(filter, cursor, limit, order)), [fkey, cursor, limit, order, restore]);
   if (restore) return html`<section><h1>Invocations</h1><p class="muted">Loading…</p></section>`;
 
   const rows = data?.items || [];
@@ -372,7 +380,7 @@ export default function Page({ query }) {
     if (e.target.closest('a,button,input,label')) return;
     navigate(`/ui/invocations/${encodeURIComponent(id)}`);
   };
-  const sql = `SELECT id, target, status, created_at, modified_at, retry_count, last_failure\nFROM sys_invocation\n${filterSql(filter)}${filterSql(filter) ? '\n' : ''}ORDER BY created_at DESC\nLIMIT ${limit}`;
+  const sql = `SELECT id, target, status, created_at, modified_at, retry_count, last_failure\nFROM sys_invocation\n${filterSql(filter)}${filterSql(filter) ? '\n' : ''}ORDER BY created_at ${order === 'asc' ? 'ASC' : 'DESC'}\nLIMIT ${limit}`;
 
   return html`<section>
     <h1>Invocations</h1>
@@ -388,6 +396,10 @@ export default function Page({ query }) {
     <div class="toolbar">
       <span class="muted small">${loading ? 'Loading…' : `${rows.length} shown${data?.scanned ? ` · ${data.scanned.toLocaleString()} scanned` : ''}`}</span>
       <span class="spacer"></span>
+      <label>Order <select value=${order} data-testid="order" onChange=${(e) => setOrder(e.target.value)}
+        title="By invocation id: creation order for invocations started through the ingress">
+        <option value="desc">Newest first</option><option value="asc">Oldest first</option>
+      </select></label>
       <label>Page size <select value=${limit} onChange=${(e) => { const v = Number(e.target.value); setLimit(v); localStorage.setItem(STORE_LIMIT, String(v)); }}>
         ${[25, 50, 100, 200, 500].map((n) => html`<option value=${n}>${n}</option>`)}
       </select></label>
@@ -419,6 +431,6 @@ export default function Page({ query }) {
     </div>
     <${FilterBatch} filter=${filter} />
     <${Equivalent} cli=${cliList(filter)} sql=${sql}
-      curl=${[curlFor('GET', `/internal/ui/invocations${queryString({ ...filter, limit })}`), curlFor('GET', `/internal/ui/counts${queryString(filter)}`)]} />
+      curl=${[curlFor('GET', `/internal/ui/invocations${queryString({ ...filter, ...(order === 'asc' ? { order } : {}), limit })}`), curlFor('GET', `/internal/ui/counts${queryString(filter)}`)]} />
   </section>`;
 }
