@@ -48,9 +48,9 @@ const EVENT_COALESCE: Duration = Duration::from_millis(250);
 const EVENT_KEEPALIVE: Duration = Duration::from_secs(15);
 /// How often the feed looks for schema changes (deployments, service options).
 const SCHEMA_CHECK: Duration = Duration::from_secs(1);
-/// Longest cursor accepted, in hex digits: a status key, or an object key of up to 8 KiB
-/// (the state list's cursor; longer object keys end the paging there).
-const CURSOR_HEX_MAX: usize = 16 * 1024;
+/// Longest cursor accepted, in hex digits: a status key, or the longest object key (the
+/// state list's cursor).
+const CURSOR_HEX_MAX: usize = 2 * (crate::fsm::limits::OBJECT_KEY_BYTES_MAX + 64);
 /// Event feeds open at once; one more is answered 503 (each costs a task and a wake-up per
 /// applied batch).
 const EVENT_FEEDS_MAX: usize = 64;
@@ -574,10 +574,16 @@ fn filter_params(
             Json_::String(s) if s.trim().is_empty() => return Err(bad("is empty")),
             Json_::String(s) => s.clone(),
             Json_::Number(n) => n.to_string(),
+            Json_::Array(_) if k != "status" && k != "status_not" => {
+                return Err(bad("takes one value, not a list"))
+            }
             Json_::Array(a) if a.is_empty() => return Err(bad("is an empty list")),
             Json_::Array(a) => a
                 .iter()
-                .map(|x| x.as_str().map(str::to_string).ok_or_else(|| bad("lists only strings")))
+                .map(|x| match x.as_str() {
+                    Some(w) if !w.trim().is_empty() && !w.contains(',') => Ok(w.to_string()),
+                    _ => Err(bad("lists only non-empty status words")),
+                })
                 .collect::<Result<Vec<_>, _>>()?
                 .join(","),
             _ => return Err(bad("must be a string, a number or a list of strings")),
@@ -663,11 +669,13 @@ async fn batch(
                     &filter,
                     &view,
                     below.as_deref(),
-                    BATCH_MATCH_MAX,
+                    BATCH_MATCH_MAX - acc.matches.len(),
                     read::Order::Desc,
                 )?;
                 acc.scanned += page.scanned;
-                acc.matches.extend(page.matches);
+                // Only the keys and ids are needed from here: drop the statuses.
+                acc.matches
+                    .extend(page.matches.into_iter().map(|(k, id, _)| (k, id, Default::default())));
                 acc.frontier = page.frontier.clone();
                 if acc.matches.len() >= BATCH_MATCH_MAX || filter.id.is_some() {
                     return Ok(acc);

@@ -314,6 +314,10 @@ fn parse_statuses(param: &'static str, v: &str) -> Result<u16, BadFilter> {
             reason: format!("'{word}' is not a status (one of {})", STATUSES.join(", ")),
         })?;
     }
+    // `status=,` names no status: refused rather than read as "any status".
+    if mask == 0 {
+        return Err(BadFilter { param, reason: format!("'{v}' names no status") });
+    }
     Ok(mask)
 }
 
@@ -1545,6 +1549,21 @@ mod tests {
     }
 
     #[test]
+    fn the_frontier_nearest_the_start_bounds_the_page() {
+        // Newest first: A examined down to 5, B down to 6; below 6, B is unexamined, so 5
+        // must wait for the next page.
+        let (rows, next, _) =
+            merge_pages(vec![part(&[9, 5], Some(5)), part(&[8, 7, 6], Some(6))], 10, Order::Desc);
+        assert_eq!(keys(&rows), [9, 8, 7, 6]);
+        assert_eq!(next, Some(vec![6]));
+        // Oldest first, the mirror: A up to 5, B up to 4.
+        let (rows, next, _) =
+            merge_pages(vec![part(&[1, 5], Some(5)), part(&[2, 3, 4], Some(4))], 10, Order::Asc);
+        assert_eq!(keys(&rows), [1, 2, 3, 4]);
+        assert_eq!(next, Some(vec![4]));
+    }
+
+    #[test]
     fn oldest_first_stops_at_the_lowest_frontier() {
         // A examined up to 5; B read to its end.
         let parts = vec![part(&[1, 3, 5], Some(5)), part(&[2, 4, 6, 8], None)];
@@ -1582,6 +1601,7 @@ mod tests {
         assert!(Filter::parse(&p(&[("service", "")]), &[]).unwrap().is_empty());
         assert!(!Filter::parse(&p(&[("status", "completed")]), &[]).unwrap().is_empty());
         assert_eq!(Filter::parse(&p(&[("status", "done")]), &[]).unwrap_err().param, "status");
+        assert_eq!(Filter::parse(&p(&[("status", ",")]), &[]).unwrap_err().param, "status");
         let f = Filter::parse(&p(&[("status", "succeeded,failed")]), &[]).unwrap();
         let st = Status::default();
         let schema = Schema::default();

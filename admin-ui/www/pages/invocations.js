@@ -27,7 +27,9 @@ function filterFromQuery(query) {
   return f;
 }
 
-const hrefFor = (filter) => `/ui/invocations${queryString(filter)}`;
+// The list's order (`order=asc`) is not part of the filter but survives filter changes.
+const currentOrder = () => (new URLSearchParams(location.search).get('order') === 'asc' ? { order: 'asc' } : {});
+const hrefFor = (filter) => `/ui/invocations${queryString({ ...filter, ...currentOrder() })}`;
 const pick = (f, keys) => Object.fromEntries(keys.filter((k) => f[k]).map((k) => [k, f[k]]));
 const list = (v) => (v ? v.split(',').filter(Boolean) : []);
 
@@ -288,7 +290,7 @@ function FilterBatch({ filter }) {
     </div>` : null}
     <${Equivalent} testid="batch-equivalent"
       cli=${cliTarget(filter) ? `restate invocations ${op} ${cliTarget(filter)}` : `# the CLI selects by id or target only; use the curl call`}
-      curl=${[curlFor('POST', `/internal/ui/batch/${op}`, { filter, dry_run: true }), curlFor('POST', `/internal/ui/batch/${op}`, { filter })]} />
+      curl=${[curlFor('POST', `/internal/ui/batch/${op}`, { filter, ...(empty ? { all: true } : {}), dry_run: true }), curlFor('POST', `/internal/ui/batch/${op}`, { filter, ...(empty ? { all: true } : {}) })]} />
   </div>`;
 }
 
