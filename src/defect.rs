@@ -44,10 +44,12 @@ pub enum Defect {
     RetainedBlockOverwritten,
     /// (admin) A state edit replaces the state whatever version it was made against.
     StateEditIgnoresVersion,
+    /// (UI) A purged invocation stays in the creation-time index the UI lists from.
+    CreatedIndexLeftBehind,
 }
 
 impl Defect {
-    pub const ALL: [Defect; 13] = [
+    pub const ALL: [Defect; 14] = [
         Defect::ShufflerDropsFailedDelivery,
         Defect::ShufflerTruncatesFirst,
         Defect::ShufflerReorders,
@@ -61,6 +63,7 @@ impl Defect {
         Defect::LifeIgnored,
         Defect::RetainedBlockOverwritten,
         Defect::StateEditIgnoresVersion,
+        Defect::CreatedIndexLeftBehind,
     ];
 }
 

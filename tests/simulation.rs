@@ -195,6 +195,8 @@ fn expected(defect: Defect) -> &'static [&'static [&'static str]] {
         Defect::RetainedBlockOverwritten => &[&["is in no retained block"]],
         // A stale edit's count lands in the state.
         Defect::StateEditIgnoresVersion => &[&["Counter/", "count is"]],
+        // Purged invocations leave index rows behind.
+        Defect::CreatedIndexLeftBehind => &[&["the creation index", "rows without one"]],
     }
 }
 
@@ -294,4 +296,9 @@ fn defect_retained_block_overwritten_is_found() {
 #[test]
 fn defect_state_edit_ignores_version_is_found() {
     find(Defect::StateEditIgnoresVersion);
+}
+
+#[test]
+fn defect_created_index_left_behind_is_found() {
+    find(Defect::CreatedIndexLeftBehind);
 }

@@ -333,6 +333,7 @@ fn table_names_are_stable() {
             "runnable.v1",
             "journal_events.v2",
             "retained.v1",
+            "invocation_created.v1",
         ]
     );
     assert_eq!(schema::partition_file_name(7), "partition-7.redb");
@@ -672,4 +673,43 @@ fn process_crash_of_a_file_store_returns_to_the_last_durable_commit() {
 
 fn copy_file(from: &Path, to: &Path) {
     std::fs::copy(from, to).expect("copy store file");
+}
+
+#[test]
+fn a_store_without_the_creation_index_gets_it_built_from_its_statuses() {
+    use ratchet::fsm::{FsmStore, Status};
+    use ratchet::protocol::ids::InvocationId;
+    let dir = tempfile::tempdir().unwrap();
+    let path = temp_store_path(&dir);
+    let ids = [
+        (InvocationId { partition_key: 1, uuid: 99 }, 5_000u64),
+        (InvocationId { partition_key: 2, uuid: 7 }, 7_000u64),
+    ];
+    {
+        let store = PartitionStore::open(&path).unwrap();
+        let mut txn = store.begin_write().unwrap();
+        for (id, created_ms) in &ids {
+            let st = Status { created_ms: *created_ms, ..Status::default() };
+            txn.put_status(id, &st).unwrap();
+        }
+        commit(txn, true);
+        store.close().unwrap();
+    }
+    // What a store written before the index looks like: no such table.
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let def: redb::TableDefinition<&[u8], &[u8]> =
+            redb::TableDefinition::new(Table::Created.name());
+        assert!(txn.delete_table(def).unwrap());
+        txn.commit().unwrap();
+    }
+    let store = PartitionStore::open(&path).unwrap();
+    let read = store.begin_read().unwrap();
+    let rows = read.scan_prefix(Table::Created, &[], 10).unwrap();
+    let keys: Vec<Vec<u8>> = rows.into_iter().map(|(k, _)| k).collect();
+    let want: Vec<Vec<u8>> =
+        ids.iter().map(|(id, ms)| schema::created_key(*ms, &id.to_bytes())).collect();
+    assert_eq!(keys, want);
+    assert_eq!(schema::decode_created_key(&keys[1]).unwrap(), (7_000, ids[1].0.to_bytes()));
 }

@@ -6,8 +6,10 @@
 //! Invariants:
 //! - Every read runs on a blocking thread from read transactions (snapshots): the UI never
 //!   holds a write lock or a partition processor.
-//! - A page reads at most [`SCAN_BUDGET`] rows per partition, whatever the filter, so a
-//!   selective filter over a big table answers in bounded time with a cursor to go on from.
+//! - Lists go in creation order through the creation-time index (`Table::Created`), newest
+//!   first unless asked otherwise; a page reads at most [`SCAN_BUDGET`] index rows per
+//!   partition, whatever the filter, so a selective filter over a big table answers in
+//!   bounded time with a cursor to go on from.
 //! - A keyset page never skips a row: rows at or above the lowest key every partition has
 //!   fully examined (the frontier) are returned; the cursor continues strictly below.
 //! - One status word per invocation ([`status_word`]), the same for the list, the counts, the
@@ -59,8 +61,8 @@ impl From<StoreError> for ReadError {
     }
 }
 
-/// Rows one page reads from one partition at most.
-pub const SCAN_BUDGET: usize = 20_000;
+/// Index rows one page reads from one partition at most (each costs a status lookup).
+pub const SCAN_BUDGET: usize = 10_000;
 /// Bytes of a payload shown inline.
 pub const PREVIEW_BYTES: usize = 4096;
 /// Journal entries one detail answer lists at most.
@@ -420,11 +422,6 @@ impl View<'_> {
     }
 }
 
-/// The store key of an invocation's status.
-pub fn status_key(id: &InvocationId) -> Vec<u8> {
-    schema::invocation_status_key(&id.to_bytes())
-}
-
 fn decode_row(k: &[u8], v: &[u8]) -> Result<(InvocationId, Status), ReadError> {
     let raw = schema::decode_invocation_status_key(k)
         .map_err(|e| ReadError::corrupt(format!("invocation status key: {e}")))?;
@@ -462,8 +459,8 @@ impl Order {
     }
 }
 
-/// Reads one partition in `order`, strictly beyond `cursor` (a status key), until `limit`
-/// matches, its end, or [`SCAN_BUDGET`] rows.
+/// Reads one partition in creation order (`order`), strictly beyond `cursor` (a key of the
+/// creation-time index), until `limit` matches, its end, or [`SCAN_BUDGET`] index rows.
 pub fn page_part(
     txn: &ReadTxn,
     filter: &Filter,
@@ -475,13 +472,11 @@ pub fn page_part(
     let mut out = PartPage { matches: Vec::new(), frontier: None, scanned: 0 };
     if let Some(id) = filter.id {
         // A point lookup, whatever the cursor says (at most one row).
-        let key = status_key(&id);
-        if cursor.is_none_or(|c| order.beyond(&key, c)) {
-            if let Some(st) = txn.status(&id)? {
-                out.scanned = 1;
-                if filter.matches(&id, &st, view) {
-                    out.matches.push((key, id, st));
-                }
+        if let Some(st) = txn.status(&id)? {
+            out.scanned = 1;
+            let key = schema::created_key(st.created_ms, &id.to_bytes());
+            if cursor.is_none_or(|c| order.beyond(&key, c)) && filter.matches(&id, &st, view) {
+                out.matches.push((key, id, st));
             }
         }
         return Ok(out);
@@ -499,15 +494,22 @@ pub fn page_part(
         let chunk = (SCAN_BUDGET - out.scanned).min(1024);
         let q = Scan {
             limit: chunk,
-            bytes_max: 8 << 20,
+            bytes_max: usize::MAX,
             reverse: order == Order::Desc,
-            keys_only: false,
+            keys_only: true,
         };
-        let (rows, more) = txn.scan_bounded(Table::InvocationStatus, &start, end.as_deref(), &q)?;
+        let (rows, more) = txn.scan_bounded(Table::Created, &start, end.as_deref(), &q)?;
         let Some(last) = rows.last().map(|(k, _)| k.clone()) else { return Ok(out) };
-        for (i, (k, v)) in rows.iter().enumerate() {
+        for (i, (k, _)) in rows.iter().enumerate() {
             out.scanned += 1;
-            let (id, st) = decode_row(k, v)?;
+            let (created_ms, raw) =
+                schema::decode_created_key(k).map_err(|e| ReadError::corrupt(e.to_string()))?;
+            let id = InvocationId::from_bytes(&raw)
+                .map_err(|e| ReadError::corrupt(format!("creation index key: {e}")))?;
+            // A row whose status is gone or was created again later is not this one's.
+            let Some(st) = txn.status(&id)?.filter(|st| st.created_ms == created_ms) else {
+                continue;
+            };
             if filter.matches(&id, &st, view) {
                 out.matches.push((k.clone(), id, st));
                 if out.matches.len() >= limit {

@@ -747,6 +747,7 @@ impl Fsm {
             name: String::new(),
         };
         s.journal_put(&id, 0, ty::INPUT, &input.encode_to_vec())?;
+        s.created_put(&id, now_ms)?;
         st.journal_len = 1;
         if inv.execute_at_ms > now_ms {
             s.timer_put(inv.execute_at_ms, &id, TIMER_START, st.life)?;
@@ -1698,6 +1699,7 @@ impl Fsm {
             let ok = Outcome { result: Some(outcome::Result::Value(Bytes::from_static(ACK_NEW))) };
             out.push(Action::IngressReply { request_id: r.ack_request, id: new_id, outcome: ok });
         }
+        s.created_put(&new_id, now_ms)?;
         self.start(s, &new_id, st, now_ms, out)
     }
 
@@ -1752,6 +1754,9 @@ impl Fsm {
             s.journal_events_delete(id)?;
         }
         s.delete_status(id)?;
+        if !crate::defect::active(crate::defect::Defect::CreatedIndexLeftBehind) {
+            s.created_delete(id, st.created_ms)?;
+        }
         if st.kind() == HandlerKind::WorkflowRun {
             s.state_clear(&st.service, &st.key)?;
             s.promises_clear(&st.service, &st.key)?;

@@ -160,6 +160,10 @@ pub trait FsmRead {
 pub trait FsmStore: FsmRead {
     fn put_status(&mut self, id: &InvocationId, st: &Status) -> Result<(), StoreError>;
     fn delete_status(&mut self, id: &InvocationId) -> Result<(), StoreError>;
+    /// Adds `id` to the creation-time index (with the status it is created with).
+    fn created_put(&mut self, id: &InvocationId, created_ms: u64) -> Result<(), StoreError>;
+    /// Removes `id` from the creation-time index (with its status).
+    fn created_delete(&mut self, id: &InvocationId, created_ms: u64) -> Result<(), StoreError>;
     fn promises_clear(&mut self, service: &str, key: &str) -> Result<(), StoreError>;
     fn put_promise(
         &mut self,
@@ -568,6 +572,12 @@ impl<W: WriteView> FsmStore for W {
     }
     fn delete_status(&mut self, id: &InvocationId) -> Result<(), StoreError> {
         self.delete(Table::InvocationStatus, &schema::invocation_status_key(&id.to_bytes()))
+    }
+    fn created_put(&mut self, id: &InvocationId, created_ms: u64) -> Result<(), StoreError> {
+        self.put(Table::Created, &schema::created_key(created_ms, &id.to_bytes()), &[])
+    }
+    fn created_delete(&mut self, id: &InvocationId, created_ms: u64) -> Result<(), StoreError> {
+        self.delete(Table::Created, &schema::created_key(created_ms, &id.to_bytes()))
     }
     fn journal_put(
         &mut self,

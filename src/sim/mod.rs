@@ -1340,16 +1340,32 @@ fn check(options: &Options, world: &Arc<Mutex<World>>, state: &FinalState) {
     // Statuses by id, across partitions.
     let mut statuses: BTreeMap<InvocationId, fsm::Status> = BTreeMap::new();
     for (p, tables) in state.stores.iter().enumerate() {
+        // The creation-time index holds exactly one row per status, at its creation time.
+        let mut index_want: std::collections::BTreeSet<Vec<u8>> = Default::default();
         for (k, val) in &tables[&Table::InvocationStatus] {
             let id = crate::store::schema::decode_invocation_status_key(k)
                 .map_err(|e| e.to_string())
                 .and_then(|raw| InvocationId::from_bytes(&raw).map_err(|e| e.to_string()));
             match (id, fsm::Status::decode(val.as_slice())) {
                 (Ok(id), Ok(st)) => {
+                    index_want
+                        .insert(crate::store::schema::created_key(st.created_ms, &id.to_bytes()));
                     statuses.insert(id, st);
                 }
                 _ => v.push(format!("partition {p}: an undecodable status")),
             }
+        }
+        let index_have: std::collections::BTreeSet<Vec<u8>> =
+            tables[&Table::Created].iter().map(|(k, _)| k.clone()).collect();
+        let (missing, extra) = (
+            index_want.difference(&index_have).count(),
+            index_have.difference(&index_want).count(),
+        );
+        if missing + extra > 0 {
+            v.push(format!(
+                "partition {p}: the creation index misses {missing} statuses and has {extra} rows \
+                 without one"
+            ));
         }
         for t in [
             Table::Runnable,

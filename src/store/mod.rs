@@ -425,6 +425,11 @@ impl PartitionStore {
                 changed = true;
             }
         }
+        // A store from before the creation-time index gets it built from its statuses, once,
+        // in the transaction that creates the table.
+        if found.is_some() && !existing.iter().any(|name| name == Table::Created.name()) {
+            backfill_created(&mut txn)?;
+        }
         if changed {
             txn.commit(true)?;
         } else {
@@ -800,5 +805,27 @@ impl WriteView for WriteTxn {
                 |_, _| false,
             )
             .map_err(|source| StoreError::Storage { table: t, op: "delete_range", source })
+    }
+}
+
+/// Fills [`Table::Created`] from every stored status (a store written before the index).
+fn backfill_created(txn: &mut WriteTxn) -> Result<(), StoreError> {
+    use prost::Message;
+    let end = [0xFFu8; schema::INVOCATION_ID_BYTES + 1];
+    let mut start: Vec<u8> = Vec::new();
+    loop {
+        let rows = txn.scan_range(Table::InvocationStatus, &start, &end, 4096)?;
+        for (k, v) in &rows {
+            let raw = schema::decode_invocation_status_key(k)?;
+            let st = crate::fsm::Status::decode(v.as_slice()).map_err(|e| StoreError::Corrupt {
+                table: Table::InvocationStatus,
+                detail: e.to_string(),
+            })?;
+            txn.put(Table::Created, &schema::created_key(st.created_ms, &raw), &[])?;
+        }
+        match rows.last() {
+            Some((k, _)) if rows.len() == 4096 => start = schema::key_after(k),
+            _ => return Ok(()),
+        }
     }
 }

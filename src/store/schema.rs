@@ -46,6 +46,7 @@
 //! | Runnable | u64 seq ‖ invocation id |
 //! | JournalEvents | invocation id ‖ u32 event seq |
 //! | Retained | u64 bucket-end ms ‖ u64 LSN window ([`retained_key`]) |
+//! | Created | u64 created ms ‖ invocation id ([`created_key`]) |
 //!
 //! Values are opaque to the store; their encodings belong to the state machine (an Inbox
 //! value is the invocation id and the life it queued as, a Timers value the life it was armed
@@ -136,11 +137,14 @@ pub enum Table {
     /// compressed together (see `fsm::retained`). Appended in about time order; the retention
     /// pass reads only the blocks whose time has come.
     Retained,
+    /// (created ms, invocation id) → nothing: every invocation's status by creation time,
+    /// for listing them newest first (ids the server derives are hashes, not time-first).
+    Created,
 }
 
 impl Table {
     /// Every table, in declaration order.
-    pub const ALL: [Table; 14] = [
+    pub const ALL: [Table; 15] = [
         Table::Meta,
         Table::InvocationStatus,
         Table::Journal,
@@ -155,6 +159,7 @@ impl Table {
         Table::Runnable,
         Table::JournalEvents,
         Table::Retained,
+        Table::Created,
     ];
 
     /// The stable redb table name. Never changed; see the module invariants.
@@ -175,6 +180,7 @@ impl Table {
             Table::Runnable => "runnable.v1",
             Table::JournalEvents => "journal_events.v2",
             Table::Retained => "retained.v1",
+            Table::Created => "invocation_created.v1",
         }
     }
 }
@@ -216,6 +222,32 @@ const _: () = {
         i += 1;
     }
 };
+
+/// Bytes of a [`Table::Created`] key.
+pub const CREATED_KEY_BYTES: usize = 8 + INVOCATION_ID_BYTES;
+
+/// The key of an invocation in the creation-time index: created ms ‖ id key ([`id_key`]).
+pub fn created_key(created_ms: u64, id: &InvocationIdBytes) -> Vec<u8> {
+    let mut k = Vec::with_capacity(CREATED_KEY_BYTES);
+    k.extend_from_slice(&created_ms.to_be_bytes());
+    k.extend_from_slice(&id_key(id));
+    k
+}
+
+/// Decodes a [`created_key`] into the creation time and the raw invocation id.
+pub fn decode_created_key(key: &[u8]) -> Result<(u64, InvocationIdBytes), KeyError> {
+    if key.len() != CREATED_KEY_BYTES {
+        return Err(KeyError::Length {
+            table: Table::Created,
+            found_bytes: key.len(),
+            expected_bytes: CREATED_KEY_BYTES,
+        });
+    }
+    let ms = u64::from_be_bytes(key[..8].try_into().expect("8 bytes"));
+    let mut k = [0u8; INVOCATION_ID_BYTES];
+    k.copy_from_slice(&key[8..]);
+    Ok((ms, id_from_key(&k)))
+}
 
 /// The file name of partition `partition_id`'s store inside the data directory.
 pub fn partition_file_name(partition_id: u32) -> String {

@@ -351,7 +351,7 @@ export default function Page({ query }) {
 
   const [cols, setCols] = useState(() => loadJson(STORE_COLS, DEFAULT_COLS));
   const [limit, setLimit] = useState(() => Number(localStorage.getItem(STORE_LIMIT)) || 50);
-  // The server lists in invocation id order: creation order for ids the ingress made.
+  // The server lists in creation order (its creation-time index), newest first by default.
   const order = query.get('order') === 'asc' ? 'asc' : 'desc';
   const setOrder = (o) => {
     const q = new URLSearchParams(query);
@@ -399,7 +399,7 @@ export default function Page({ query }) {
       <span class="muted small">${loading ? 'Loading…' : `${rows.length} shown${data?.scanned ? ` · ${data.scanned.toLocaleString()} scanned` : ''}`}</span>
       <span class="spacer"></span>
       <label>Order <select value=${order} data-testid="order" onChange=${(e) => setOrder(e.target.value)}
-        title="By invocation id: creation order for invocations started through the ingress">
+        title="By creation time">
         <option value="desc">Newest first</option><option value="asc">Oldest first</option>
       </select></label>
       <label>Page size <select value=${limit} onChange=${(e) => { const v = Number(e.target.value); setLimit(v); localStorage.setItem(STORE_LIMIT, String(v)); }}>
