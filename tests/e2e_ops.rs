@@ -1476,6 +1476,10 @@ async fn up_with_random_ports_serves_on_loopback_and_removes_its_data_dir() {
         "`ratchet up` listens beyond 127.0.0.1: {listeners:?}"
     );
     assert_eq!(get(&up.ingress, "/restate/health").await.0, 200);
+    // The banner names the web UI, and it is there.
+    let ui = format!("Web UI:         http://127.0.0.1:{a}/ui/");
+    assert!(up.proc.output().contains(&ui), "no `{ui}` in:\n{}", up.proc.output());
+    assert_eq!(get(&up.admin, "/ui/").await.0, 200);
 
     let status = up.stop().await;
     assert_eq!(status.code(), Some(0), "SIGTERM: {status}\n{}", up.proc.output());
@@ -1507,6 +1511,11 @@ async fn up_with_unix_sockets_has_no_tcp_listener() {
     assert_eq!(up.admin, Addr::Unix(admin_sock.clone()), "{}", up.proc.output());
     assert_eq!(up.ingress, Addr::Unix(up.data_dir.join("ingress.sock")), "{}", up.proc.output());
     assert_eq!(tcp_listeners(up.proc.pid()), BTreeSet::new(), "`ratchet up -u` bound TCP");
+    assert!(
+        up.proc.output().contains("Web UI:         (the admin API listens on a unix socket only)"),
+        "{}",
+        up.proc.output()
+    );
     assert_eq!(get(&Addr::Unix(admin_sock), "/health").await.0, 200);
     assert_eq!(get(&up.ingress, "/restate/health").await.0, 200);
 
