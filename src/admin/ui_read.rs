@@ -500,16 +500,29 @@ pub fn page_part(
         };
         let (rows, more) = txn.scan_bounded(Table::Created, &start, end.as_deref(), &q)?;
         let Some(last) = rows.last().map(|(k, _)| k.clone()) else { return Ok(out) };
-        for (i, (k, _)) in rows.iter().enumerate() {
-            out.scanned += 1;
+        // The chunk's statuses in one pass over their table.
+        let mut ids = Vec::with_capacity(rows.len());
+        for (k, _) in &rows {
             let (created_ms, raw) =
                 schema::decode_created_key(k).map_err(|e| ReadError::corrupt(e.to_string()))?;
-            let id = InvocationId::from_bytes(&raw)
+            ids.push((created_ms, raw));
+        }
+        let keys: Vec<Vec<u8>> =
+            ids.iter().map(|(_, raw)| schema::invocation_status_key(raw)).collect();
+        let values = txn.get_many(Table::InvocationStatus, &keys)?;
+        for (i, ((k, _), ((created_ms, raw), value))) in
+            rows.iter().zip(ids.iter().zip(values)).enumerate()
+        {
+            out.scanned += 1;
+            let id = InvocationId::from_bytes(raw)
                 .map_err(|e| ReadError::corrupt(format!("creation index key: {e}")))?;
             // A row whose status is gone or was created again later is not this one's.
-            let Some(st) = txn.status(&id)?.filter(|st| st.created_ms == created_ms) else {
+            let Some(value) = value else { continue };
+            let st = Status::decode(value.as_slice())
+                .map_err(|e| ReadError::corrupt(format!("invocation status: {e}")))?;
+            if st.created_ms != *created_ms {
                 continue;
-            };
+            }
             if filter.matches(&id, &st, view) {
                 out.matches.push((k.clone(), id, st));
                 if out.matches.len() >= limit {

@@ -617,6 +617,15 @@ impl ReadTxn {
     }
 }
 
+impl ReadTxn {
+    /// The values of `keys` in `t`, in order, opening the table once (point lookups in a
+    /// loop would open it for each).
+    pub fn get_many(&self, t: Table, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let table = self.table(t, "get")?;
+        keys.iter().map(|k| table_get(&table, t, k)).collect()
+    }
+}
+
 impl ReadView for ReadTxn {
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         table_get(&self.table(t, "get")?, t, key)
