@@ -166,7 +166,7 @@ async fn admin_lists_services_and_deployments() {
         ("Greeter", vec!["fail", "greet"]),
         ("Runner", vec!["once", "steps"]),
         ("Sleeper", vec!["sleep"]),
-        ("Caller", vec!["addTo", "callFail", "callFailCaught", "greet", "sendAdd"]),
+        ("Caller", vec!["addTo", "callFail", "callFailCaught", "callStubborn", "greet", "sendAdd"]),
     ] {
         let s = find(service);
         assert_eq!(s["ty"], "Service", "{service}");

@@ -267,8 +267,17 @@ async fn the_detail_follows_the_blocked_by_chain_and_its_action_unblocks() {
     let gone = fx.call("/Greeter/greet", json!("gone")).await.invocation_id();
     let r = fx.admin("PATCH", &format!("/invocations/{gone}/purge"), None).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = get(&mut fx, &format!("/internal/ui/invocations/{gone}")).await;
-    assert_eq!(r.status, 404, "{}", r.text());
+    // The purge is applied a moment after it is accepted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = get(&mut fx, &format!("/internal/ui/invocations/{gone}")).await;
+        if r.status == 404 {
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(Instant::now() < deadline, "still there after the purge: {}", r.text());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let r = get(&mut fx, "/internal/ui/invocations/not-an-id").await;
     assert_eq!(r.status, 400, "{}", r.text());
 }
