@@ -34,33 +34,31 @@ export function queryString(query) {
   return s ? `?${s}` : '';
 }
 
-// Server reachability, watched by the shell's banner. Set on every fetch outcome.
-const reachListeners = new Set();
-let reachable = true;
-function setReachable(ok) {
-  if (ok === reachable) return;
-  reachable = ok;
-  for (const fn of reachListeners) fn(ok);
+// Values the shell's banners watch, set on every fetch outcome: whether the server is
+// reachable, and whether it answered 401 (a bearer token is needed: Settings stores it).
+// Listeners hear each change, and the current value when they subscribe.
+function watched(initial) {
+  const listeners = new Set();
+  let value = initial;
+  return {
+    set(v) {
+      if (v === value) return;
+      value = v;
+      for (const fn of listeners) fn(v);
+    },
+    on(fn) {
+      listeners.add(fn);
+      fn(value);
+      return () => listeners.delete(fn);
+    },
+  };
 }
-export function onReachability(fn) {
-  reachListeners.add(fn);
-  fn(reachable);
-  return () => reachListeners.delete(fn);
-}
-
-// Whether the server answered 401 (a bearer token is needed: Settings stores it).
-const authListeners = new Set();
-let authRequired = false;
-function setAuthRequired(v) {
-  if (v === authRequired) return;
-  authRequired = v;
-  for (const fn of authListeners) fn(v);
-}
-export function onAuthRequired(fn) {
-  authListeners.add(fn);
-  fn(authRequired);
-  return () => authListeners.delete(fn);
-}
+const reachable = watched(true);
+const authRequired = watched(false);
+export const onReachability = reachable.on;
+export const onAuthRequired = authRequired.on;
+const setReachable = reachable.set;
+const setAuthRequired = authRequired.set;
 
 export async function api(path, { method = 'GET', body, query, raw = false, signal, headers } = {}) {
   const init = { method, signal, headers: { ...authHeaders(), ...(headers || {}) } };
