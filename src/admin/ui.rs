@@ -629,22 +629,10 @@ async fn batch(
             let schema = registry.snapshot();
             let view = View { schema: &schema, now_ms: now };
             let mut matched = 0usize;
-            let mut below = cursor.clone();
-            loop {
-                let page = read::page_part(
-                    txn,
-                    &filter,
-                    &view,
-                    below.as_deref(),
-                    usize::MAX,
-                    read::Order::Desc,
-                )?;
-                matched += page.matches.len();
-                match page.frontier {
-                    Some(f) if filter.id.is_none() => below = Some(f),
-                    _ => return Ok(matched),
-                }
-            }
+            read::walk_part(txn, &filter, &view, cursor.as_deref(), usize::MAX, |_, _| {
+                matched += 1
+            })?;
+            Ok(matched)
         })
         .await?;
         let matched: usize = parts.iter().sum();
@@ -656,36 +644,16 @@ async fn batch(
     // acted on are never revisited by a later call with that cursor, even when they still
     // match (a cancelled invocation is still "failed"), and invocations created since (a
     // restart's new ones) sort above the cursor.
-    let (parts, reasons) = per_partition(&router, {
-        let cursor = cursor.clone();
-        move |txn| {
-            let schema = registry.snapshot();
-            let view = View { schema: &schema, now_ms: now };
-            let mut acc = read::PartPage { matches: Vec::new(), frontier: None, scanned: 0 };
-            let mut below = cursor.clone();
-            loop {
-                let page = read::page_part(
-                    txn,
-                    &filter,
-                    &view,
-                    below.as_deref(),
-                    BATCH_MATCH_MAX - acc.matches.len(),
-                    read::Order::Desc,
-                )?;
-                acc.scanned += page.scanned;
-                // Only the keys and ids are needed from here: drop the statuses.
-                acc.matches
-                    .extend(page.matches.into_iter().map(|(k, id, _)| (k, id, Default::default())));
-                acc.frontier = page.frontier.clone();
-                if acc.matches.len() >= BATCH_MATCH_MAX || filter.id.is_some() {
-                    return Ok(acc);
-                }
-                match page.frontier {
-                    Some(f) => below = Some(f),
-                    None => return Ok(acc),
-                }
-            }
-        }
+    let (parts, reasons) = per_partition(&router, move |txn| {
+        let schema = registry.snapshot();
+        let view = View { schema: &schema, now_ms: now };
+        let mut matches = Vec::new();
+        // Only the keys and ids are needed from here: the statuses are not kept.
+        let frontier =
+            read::walk_part(txn, &filter, &view, cursor.as_deref(), BATCH_MATCH_MAX, |k, id| {
+                matches.push((k, id, Default::default()))
+            })?;
+        Ok(read::PartPage { scanned: 0, matches, frontier })
     })
     .await?;
     let (rows, next, _) = read::merge_pages(parts, BATCH_MATCH_MAX, read::Order::Desc);

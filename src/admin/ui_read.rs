@@ -547,6 +547,35 @@ pub fn page_part(
     }
 }
 
+/// Walks one partition newest first beyond `cursor`, page after page past the scan budget,
+/// until `limit` matches or its end; `each` gets every match's key and id. Returns where it
+/// stopped when that was before its end (the lowest key examined), for [`merge_pages`].
+pub fn walk_part(
+    txn: &ReadTxn,
+    filter: &Filter,
+    view: &View<'_>,
+    cursor: Option<&[u8]>,
+    limit: usize,
+    mut each: impl FnMut(Vec<u8>, InvocationId),
+) -> Result<Option<Vec<u8>>, ReadError> {
+    let mut found = 0usize;
+    let mut below = cursor.map(<[u8]>::to_vec);
+    loop {
+        let page = page_part(txn, filter, view, below.as_deref(), limit - found, Order::Desc)?;
+        found += page.matches.len();
+        for (k, id, _) in page.matches {
+            each(k, id);
+        }
+        if found >= limit || filter.id.is_some() {
+            return Ok(page.frontier);
+        }
+        match page.frontier {
+            Some(f) => below = Some(f),
+            None => return Ok(None),
+        }
+    }
+}
+
 /// Merges partitions' pages in `order`: only rows up to the nearest frontier (every
 /// partition examined at least that far), at most `limit`; and where the next page starts
 /// (strictly beyond the returned key), if anywhere.
